@@ -1,0 +1,77 @@
+# ahorro - build with `make`; tests with `make test`; sanitizers with `make SAN=1 test`.
+#
+#   make                 build/ahorro and build/ahorro-fake (gcc, -O2)
+#   make CC=clang        same with clang
+#   make SAN=1           ASan+UBSan build in build-san/
+#   make unit            C unit tests (Check)
+#   make fuzz            libFuzzer drivers (clang) in build-fuzz/
+
+CC ?= cc
+PKGS := libevent libevent_pthreads libcurl jansson sqlite3 yaml-0.1 libcrypto
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS := $(shell pkg-config --libs $(PKGS))
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wno-unused-parameter
+CFLAGS ?= -O2 -g
+CFLAGS += -std=c17 -D_GNU_SOURCE -pthread $(WARN) -Isrc $(PKG_CFLAGS)
+LDLIBS += $(PKG_LIBS) -pthread -lm
+
+ifeq ($(SAN),1)
+  B := build-san
+  CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=address,undefined
+else
+  B ?= build
+endif
+
+LIB_SRC := $(filter-out src/main.c,$(shell find src -name '*.c' | sort))
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
+FAKE_SRC := $(shell find fake -name '*.c' | sort)
+FAKE_OBJ := $(FAKE_SRC:%.c=$(B)/obj/%.o)
+UNIT_SRC := $(shell find tests/unit -name 'test_*.c' | sort)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+
+.PHONY: all clean unit test fuzz format-check
+all: $(B)/ahorro $(B)/ahorro-fake
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/libahorro.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/ahorro: $(B)/obj/src/main.o $(B)/libahorro.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/ahorro-fake: $(FAKE_OBJ) $(B)/libahorro.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/tests/%: tests/unit/%.c $(B)/libahorro.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(shell pkg-config --cflags check) -Itests/unit -o $@ $< $(B)/libahorro.a \
+	    $(LDFLAGS) $(LDLIBS) $(shell pkg-config --libs check)
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; CK_FORK=yes $$t; done
+
+test: all unit
+	cd tests/integration && AHORRO_BIN=$(CURDIR)/$(B)/ahorro AHORRO_FAKE_BIN=$(CURDIR)/$(B)/ahorro-fake \
+	    node --test --test-concurrency=1 --test-reporter=spec
+
+FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
+fuzz:
+	$(MAKE) B=build-fuzz CC=clang CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libahorro.a
+	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  echo "clang $$f -> build-fuzz/$$n"; \
+	  clang -std=c17 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -Isrc $(PKG_CFLAGS) \
+	    -o build-fuzz/$$n $$f build-fuzz/libahorro.a $(LDLIBS) || exit 1; done
+
+format-check:
+	clang-format --dry-run --Werror $$(find src fake tests/unit fuzz -name '*.[ch]')
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -1,0 +1,561 @@
+/* config.c - load the YAML configuration with libyaml's document API.
+ *
+ * Every node carries its line, so each error names the file, the line and
+ * what is wrong. Unknown keys inside `ahorro:` are errors (a typo must not be
+ * silently ignored); unknown LiteLLM keys are accepted, since LiteLLM configs
+ * carry many settings ahorro has no use for. */
+#include "config/config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+#include "core/alloc.h"
+#include "core/limits.h"
+#include "core/log.h"
+
+typedef struct loader {
+    yaml_document_t doc;
+    const char *path;
+    char *err;
+    size_t errlen;
+} loader_t;
+
+static ah_err_t fail(loader_t *L, const yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static ah_err_t fail(loader_t *L, const yaml_node_t *n, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n)
+        snprintf(L->err, L->errlen, "%s:%lu: %s", L->path ? L->path : "(config)",
+                 (unsigned long)n->start_mark.line + 1, msg);
+    else
+        snprintf(L->err, L->errlen, "%s: %s", L->path ? L->path : "(config)", msg);
+    return AH_E_CONFIG;
+}
+
+static yaml_node_t *node(loader_t *L, int id)
+{
+    return yaml_document_get_node(&L->doc, id);
+}
+
+static const char *scalar(const yaml_node_t *n)
+{
+    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+/* Value of `key` in mapping m, or NULL. */
+static yaml_node_t *get(loader_t *L, yaml_node_t *m, const char *key)
+{
+    if (!m || m->type != YAML_MAPPING_NODE)
+        return NULL;
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        const char *k = scalar(node(L, p->key));
+        if (k && strcmp(k, key) == 0)
+            return node(L, p->value);
+    }
+    return NULL;
+}
+
+/* A string setting; `os.environ/VAR` reads the environment (LiteLLM's form).
+ * *out is replaced by an owned copy; a missing key leaves it unchanged. */
+static ah_err_t get_string(loader_t *L, yaml_node_t *m, const char *key, char **out)
+{
+    yaml_node_t *n = get(L, m, key);
+    if (!n)
+        return AH_E_OK;
+    const char *v = scalar(n);
+    if (!v)
+        return fail(L, n, "'%s' must be a string", key);
+    if (strncmp(v, "os.environ/", 11) == 0) {
+        const char *env = getenv(v + 11);
+        if (!env || !*env)
+            return fail(L, n, "'%s' names environment variable %s, which is not set", key, v + 11);
+        v = env;
+    }
+    ah_free(*out);
+    *out = ah_strdup(v);
+    return AH_E_OK;
+}
+
+static ah_err_t get_number(loader_t *L, yaml_node_t *m, const char *key, double lo, double hi,
+                           double *out)
+{
+    yaml_node_t *n = get(L, m, key);
+    if (!n)
+        return AH_E_OK;
+    const char *v = scalar(n);
+    char *end = NULL;
+    errno = 0;
+    double d = v ? strtod(v, &end) : 0;
+    if (!v || !*v || errno || *end || !isfinite(d))
+        return fail(L, n, "'%s' must be a number", key);
+    if (d < lo || d > hi)
+        return fail(L, n, "'%s' must be between %g and %g", key, lo, hi);
+    *out = d;
+    return AH_E_OK;
+}
+
+ah_err_t ah_config_provider_kind(const char *prefix, ah_provider_kind_t *kind)
+{
+    /* LiteLLM provider prefixes of servers that speak OpenAI's chat API. */
+    static const char *const openai_like[] = {
+        "openai", "text-completion-openai", "hosted_vllm", "vllm", "ollama", "ollama_chat",
+        "llamacpp", "llama.cpp", "huggingface", "tgi", "lm_studio", "openrouter", "groq",
+        "together_ai", "deepseek", "mistral", "fireworks_ai", "xai", "cerebras", "perplexity",
+        "deepinfra", "anyscale", "custom_openai", "openai_compatible", "fake", NULL};
+    if (strcmp(prefix, "anthropic") == 0) {
+        *kind = AH_PROVIDER_ANTHROPIC;
+        return AH_E_OK;
+    }
+    if (strcmp(prefix, "azure") == 0) {
+        *kind = AH_PROVIDER_AZURE;
+        return AH_E_OK;
+    }
+    for (int i = 0; openai_like[i]; i++)
+        if (strcmp(prefix, openai_like[i]) == 0) {
+            *kind = AH_PROVIDER_OPENAI;
+            return AH_E_OK;
+        }
+    return AH_E_NOTFOUND;
+}
+
+/* Default API base of a provider prefix, or NULL when it has none (a
+ * self-hosted server must name its api_base). */
+static const char *default_base(const char *provider)
+{
+    if (strcmp(provider, "openai") == 0)
+        return "https://api.openai.com/v1";
+    if (strcmp(provider, "anthropic") == 0)
+        return "https://api.anthropic.com";
+    if (strcmp(provider, "groq") == 0)
+        return "https://api.groq.com/openai/v1";
+    if (strcmp(provider, "openrouter") == 0)
+        return "https://openrouter.ai/api/v1";
+    if (strcmp(provider, "together_ai") == 0)
+        return "https://api.together.xyz/v1";
+    if (strcmp(provider, "deepseek") == 0)
+        return "https://api.deepseek.com/v1";
+    if (strcmp(provider, "mistral") == 0)
+        return "https://api.mistral.ai/v1";
+    if (strcmp(provider, "fireworks_ai") == 0)
+        return "https://api.fireworks.ai/inference/v1";
+    if (strcmp(provider, "xai") == 0)
+        return "https://api.x.ai/v1";
+    if (strcmp(provider, "ollama") == 0 || strcmp(provider, "ollama_chat") == 0)
+        return "http://localhost:11434/v1";
+    return NULL;
+}
+
+static const char *default_key_env(ah_provider_kind_t kind)
+{
+    switch (kind) {
+    case AH_PROVIDER_ANTHROPIC:
+        return "ANTHROPIC_API_KEY";
+    case AH_PROVIDER_AZURE:
+        return "AZURE_API_KEY";
+    default:
+        return "OPENAI_API_KEY";
+    }
+}
+
+/* The provider a bare model name belongs to, as LiteLLM infers it. */
+static const char *infer_provider(const char *model)
+{
+    if (strncmp(model, "claude", 6) == 0)
+        return "anthropic";
+    return "openai";
+}
+
+static void strip_slash(char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    while (n > 0 && s[n - 1] == '/')
+        s[--n] = '\0';
+}
+
+static void deployment_free(ah_deployment_t *d)
+{
+    ah_free(d->alias);
+    ah_free(d->provider_name);
+    ah_free(d->model);
+    ah_free(d->api_base);
+    ah_free(d->api_key);
+    ah_free(d->api_version);
+}
+
+static void price_unknown(ah_price_t *p)
+{
+    memset(p, 0, sizeof *p);
+    p->input.base = p->output.base = p->cache_read.base = p->cache_write.base = -1;
+}
+
+static ah_err_t load_deployment(loader_t *L, yaml_node_t *item, ah_deployment_t *d)
+{
+    ah_err_t rc;
+    memset(d, 0, sizeof *d);
+    d->line = (int)item->start_mark.line + 1;
+    d->timeout_s = AH_UPSTREAM_TIMEOUT_S;
+    d->stream_idle_timeout_s = AH_STREAM_IDLE_TIMEOUT_S;
+    price_unknown(&d->price);
+    if (item->type != YAML_MAPPING_NODE)
+        return fail(L, item, "each model_list entry must be a mapping");
+    if ((rc = get_string(L, item, "model_name", &d->alias)))
+        return rc;
+    if (!d->alias || !*d->alias)
+        return fail(L, item, "model_list entry without 'model_name'");
+    if (strlen(d->alias) > AH_MAX_MODEL_NAME)
+        return fail(L, item, "'model_name' is longer than %d bytes", AH_MAX_MODEL_NAME);
+    yaml_node_t *lp = get(L, item, "litellm_params");
+    if (!lp)
+        return fail(L, item, "model '%s' has no 'litellm_params'", d->alias);
+    if (lp->type != YAML_MAPPING_NODE)
+        return fail(L, lp, "'litellm_params' must be a mapping");
+    char *full = NULL;
+    if ((rc = get_string(L, lp, "model", &full)))
+        return rc;
+    if (!full || !*full) {
+        ah_free(full);
+        return fail(L, lp, "model '%s' has no 'litellm_params.model'", d->alias);
+    }
+    const char *slash = strchr(full, '/');
+    if (slash) {
+        d->provider_name = ah_strndup(full, (size_t)(slash - full));
+        d->model = ah_strdup(slash + 1);
+    } else {
+        d->provider_name = ah_strdup(infer_provider(full));
+        d->model = ah_strdup(full);
+    }
+    ah_free(full);
+    yaml_node_t *mnode = get(L, lp, "model");
+    if (ah_config_provider_kind(d->provider_name, &d->kind))
+        return fail(L, mnode, "unknown provider '%s' in '%s/%s' (known: openai, azure, anthropic, "
+                    "and OpenAI-compatible servers such as hosted_vllm, ollama, llamacpp)",
+                    d->provider_name, d->provider_name, d->model);
+    if (!*d->model)
+        return fail(L, mnode, "empty model name after '%s/'", d->provider_name);
+    if ((rc = get_string(L, lp, "api_base", &d->api_base)) ||
+        (rc = get_string(L, lp, "api_key", &d->api_key)) ||
+        (rc = get_string(L, lp, "api_version", &d->api_version)))
+        return rc;
+    double v;
+    v = d->timeout_s;
+    if ((rc = get_number(L, lp, "timeout", 0.001, 86400, &v)))
+        return rc;
+    d->timeout_s = v;
+    v = d->stream_idle_timeout_s;
+    if ((rc = get_number(L, lp, "stream_timeout", 0.001, 86400, &v)))
+        return rc;
+    d->stream_idle_timeout_s = v;
+    v = 0;
+    if ((rc = get_number(L, lp, "rpm", 0, 1e12, &v)))
+        return rc;
+    d->rpm = (long)v;
+    v = 0;
+    if ((rc = get_number(L, lp, "tpm", 0, 1e15, &v)))
+        return rc;
+    d->tpm = (long)v;
+    /* LiteLLM's cost overrides are per token; the catalogue is per million. */
+    double in = -1, out = -1, cread = -1, cwrite = -1;
+    if ((rc = get_number(L, lp, "input_cost_per_token", 0, 1, &in)) ||
+        (rc = get_number(L, lp, "output_cost_per_token", 0, 1, &out)) ||
+        (rc = get_number(L, lp, "cache_read_input_token_cost", 0, 1, &cread)) ||
+        (rc = get_number(L, lp, "cache_creation_input_token_cost", 0, 1, &cwrite)))
+        return rc;
+    if (in >= 0 || out >= 0) {
+        d->has_price = 1;
+        d->price.input.base = in >= 0 ? in * 1e6 : 0;
+        d->price.output.base = out >= 0 ? out * 1e6 : 0;
+        d->price.cache_read.base = cread >= 0 ? cread * 1e6 : -1;
+        d->price.cache_write.base = cwrite >= 0 ? cwrite * 1e6 : -1;
+    }
+    if (!d->api_base) {
+        const char *base = default_base(d->provider_name);
+        if (d->kind == AH_PROVIDER_AZURE)
+            return fail(L, lp, "azure model '%s' needs 'api_base'", d->alias);
+        if (!base)
+            return fail(L, lp, "model '%s' (%s) needs 'api_base'", d->alias, d->provider_name);
+        d->api_base = ah_strdup(base);
+    }
+    strip_slash(d->api_base);
+    if (strncmp(d->api_base, "http://", 7) != 0 && strncmp(d->api_base, "https://", 8) != 0)
+        return fail(L, get(L, lp, "api_base"), "'api_base' must start with http:// or https://");
+    if (!d->api_key) {
+        const char *env = getenv(default_key_env(d->kind));
+        if (env && *env)
+            d->api_key = ah_strdup(env);
+    }
+    if (d->kind == AH_PROVIDER_AZURE && !d->api_version) {
+        const char *env = getenv("AZURE_API_VERSION");
+        d->api_version = ah_strdup(env && *env ? env : "2024-10-21");
+    }
+    return AH_E_OK;
+}
+
+static void add_dep(ah_config_t *c, const ah_deployment_t *d)
+{
+    c->deps = ah_realloc(c->deps, (c->ndeps + 1) * sizeof *c->deps);
+    c->deps[c->ndeps++] = *d;
+}
+
+static ah_err_t parse_listen(const char *s, char **host, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s)
+        return AH_E_INVAL;
+    char *end = NULL;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || p < 0 || p > 65535 || end == colon + 1)
+        return AH_E_INVAL;
+    const char *h = s;
+    size_t hl = (size_t)(colon - s);
+    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    ah_free(*host);
+    *host = ah_strndup(h, hl);
+    *port = (int)p;
+    return AH_E_OK;
+}
+
+static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
+{
+    static const char *const known[] = {"listen", "threads", "db", "prices", "limits", NULL};
+    ah_err_t rc;
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(L, m, "'ahorro' must be a mapping");
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        const char *k = scalar(node(L, p->key));
+        int ok = 0;
+        for (int i = 0; k && known[i]; i++)
+            ok |= strcmp(k, known[i]) == 0;
+        if (!ok)
+            return fail(L, node(L, p->key), "unknown setting 'ahorro.%s' (known: listen, threads, "
+                        "db, prices, limits)", k ? k : "?");
+    }
+    char *listen = NULL;
+    if ((rc = get_string(L, m, "listen", &listen)))
+        return rc;
+    if (listen) {
+        rc = parse_listen(listen, &c->listen_host, &c->listen_port);
+        ah_free(listen);
+        if (rc)
+            return fail(L, get(L, m, "listen"), "'listen' must be HOST:PORT");
+    }
+    double v = c->threads;
+    if ((rc = get_number(L, m, "threads", 0, AH_MAX_THREADS, &v)))
+        return rc;
+    c->threads = (int)v;
+    if ((rc = get_string(L, m, "db", &c->db_path)) || (rc = get_string(L, m, "prices", &c->prices_path)))
+        return rc;
+    yaml_node_t *lim = get(L, m, "limits");
+    if (lim) {
+        v = (double)c->max_body_bytes;
+        if ((rc = get_number(L, lim, "max_body_bytes", 1024, 1 << 30, &v)))
+            return rc;
+        c->max_body_bytes = (size_t)v;
+        v = (double)c->max_header_bytes;
+        if ((rc = get_number(L, lim, "max_header_bytes", 1024, 1 << 24, &v)))
+            return rc;
+        c->max_header_bytes = (size_t)v;
+        v = c->client_timeout_s;
+        if ((rc = get_number(L, lim, "client_timeout_s", 1, 3600, &v)))
+            return rc;
+        c->client_timeout_s = (int)v;
+    }
+    return AH_E_OK;
+}
+
+/* Deployments from the environment, as the official SDKs read it. */
+static void env_deployments(ah_config_t *c)
+{
+    const char *okey = getenv("OPENAI_API_KEY"), *akey = getenv("ANTHROPIC_API_KEY");
+    const char *obase = getenv("OPENAI_BASE_URL"), *abase = getenv("ANTHROPIC_BASE_URL");
+    ah_deployment_t d;
+    if (akey && *akey) {
+        memset(&d, 0, sizeof d);
+        price_unknown(&d.price);
+        d.alias = ah_strdup("claude*");
+        d.provider_name = ah_strdup("anthropic");
+        d.kind = AH_PROVIDER_ANTHROPIC;
+        d.model = ah_strdup("*");
+        d.api_base = ah_strdup(abase && *abase ? abase : "https://api.anthropic.com");
+        strip_slash(d.api_base);
+        d.api_key = ah_strdup(akey);
+        d.timeout_s = AH_UPSTREAM_TIMEOUT_S;
+        d.stream_idle_timeout_s = AH_STREAM_IDLE_TIMEOUT_S;
+        add_dep(c, &d);
+    }
+    if (okey && *okey) {
+        memset(&d, 0, sizeof d);
+        price_unknown(&d.price);
+        d.alias = ah_strdup("*");
+        d.provider_name = ah_strdup("openai");
+        d.kind = AH_PROVIDER_OPENAI;
+        d.model = ah_strdup("*");
+        d.api_base = ah_strdup(obase && *obase ? obase : "https://api.openai.com/v1");
+        strip_slash(d.api_base);
+        d.api_key = ah_strdup(okey);
+        d.timeout_s = AH_UPSTREAM_TIMEOUT_S;
+        d.stream_idle_timeout_s = AH_STREAM_IDLE_TIMEOUT_S;
+        add_dep(c, &d);
+    }
+}
+
+static ah_err_t load_file(loader_t *L, FILE *f, ah_config_t *c)
+{
+    yaml_parser_t parser;
+    ah_err_t rc = AH_E_OK;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, f);
+    if (!yaml_parser_load(&parser, &L->doc)) {
+        snprintf(L->err, L->errlen, "%s:%lu: YAML error: %s", L->path,
+                 (unsigned long)parser.problem_mark.line + 1,
+                 parser.problem ? parser.problem : "unreadable");
+        yaml_parser_delete(&parser);
+        return AH_E_CONFIG;
+    }
+    yaml_parser_delete(&parser);
+    yaml_node_t *root = yaml_document_get_root_node(&L->doc);
+    if (!root)
+        goto out; /* empty file: defaults */
+    if (root->type != YAML_MAPPING_NODE) {
+        rc = fail(L, root, "the top level must be a mapping");
+        goto out;
+    }
+    yaml_node_t *gs = get(L, root, "general_settings");
+    if (gs && (rc = get_string(L, gs, "master_key", &c->master_key)))
+        goto out;
+    yaml_node_t *ah = get(L, root, "ahorro");
+    if (ah && (rc = load_ahorro(L, ah, c)))
+        goto out;
+    yaml_node_t *ml = get(L, root, "model_list");
+    if (ml) {
+        if (ml->type != YAML_SEQUENCE_NODE) {
+            rc = fail(L, ml, "'model_list' must be a list");
+            goto out;
+        }
+        for (yaml_node_item_t *it = ml->data.sequence.items.start; it < ml->data.sequence.items.top;
+             it++) {
+            ah_deployment_t d;
+            if (c->ndeps >= AH_MAX_DEPLOYMENTS) {
+                rc = fail(L, node(L, *it), "more than %d deployments", AH_MAX_DEPLOYMENTS);
+                goto out;
+            }
+            rc = load_deployment(L, node(L, *it), &d);
+            if (rc) {
+                deployment_free(&d);
+                goto out;
+            }
+            add_dep(c, &d);
+        }
+    }
+out:
+    yaml_document_delete(&L->doc);
+    return rc;
+}
+
+ah_err_t ah_config_load(const char *path, ah_config_t **out, char *err, size_t errlen)
+{
+    ah_config_t *c = ah_calloc(1, sizeof *c);
+    ah_err_t rc = AH_E_OK;
+    loader_t L = {.path = path, .err = err, .errlen = errlen};
+    c->listen_host = ah_strdup("127.0.0.1");
+    c->listen_port = 8080;
+    c->max_body_bytes = AH_MAX_BODY_BYTES;
+    c->max_header_bytes = AH_MAX_HEADER_BYTES;
+    c->client_timeout_s = AH_CLIENT_TIMEOUT_S;
+    if (path) {
+        c->path = ah_strdup(path);
+        FILE *f = fopen(path, "rb");
+        if (!f) {
+            snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+            rc = AH_E_CONFIG;
+            goto out;
+        }
+        rc = load_file(&L, f, c);
+        fclose(f);
+        if (rc)
+            goto out;
+    }
+    if (c->ndeps == 0)
+        env_deployments(c);
+    const char *mk = getenv("AHORRO_MASTER_KEY");
+    if (mk && *mk) {
+        ah_free(c->master_key);
+        c->master_key = ah_strdup(mk);
+    }
+    const char *db = getenv("AHORRO_DB");
+    if (!c->db_path)
+        c->db_path = ah_strdup(db && *db ? db : "ahorro.db");
+out:
+    if (rc) {
+        ah_config_free(c);
+        c = NULL;
+    }
+    *out = c;
+    return rc;
+}
+
+void ah_config_free(ah_config_t *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->ndeps; i++)
+        deployment_free(&c->deps[i]);
+    ah_free(c->deps);
+    ah_free(c->path);
+    ah_free(c->listen_host);
+    ah_free(c->db_path);
+    ah_free(c->prices_path);
+    ah_free(c->master_key);
+    ah_free(c);
+}
+
+static int wildcard_match(const char *pattern, const char *s, size_t *specificity)
+{
+    size_t pl = strlen(pattern);
+    if (pl == 0 || pattern[pl - 1] != '*')
+        return 0;
+    if (strncmp(pattern, s, pl - 1) != 0)
+        return 0;
+    *specificity = pl - 1;
+    return 1;
+}
+
+const ah_deployment_t *ah_config_route(const ah_config_t *c, const char *model, unsigned rr)
+{
+    size_t n = 0, first = 0;
+    for (size_t i = 0; i < c->ndeps; i++)
+        if (strcmp(c->deps[i].alias, model) == 0) {
+            if (n++ == 0)
+                first = i;
+        }
+    if (n) {
+        unsigned pick = rr % (unsigned)n;
+        for (size_t i = first; i < c->ndeps; i++)
+            if (strcmp(c->deps[i].alias, model) == 0 && pick-- == 0)
+                return &c->deps[i];
+    }
+    const ah_deployment_t *best = NULL;
+    size_t best_spec = 0;
+    for (size_t i = 0; i < c->ndeps; i++) {
+        size_t spec;
+        if (wildcard_match(c->deps[i].alias, model, &spec) && (!best || spec > best_spec)) {
+            best = &c->deps[i];
+            best_spec = spec;
+        }
+    }
+    return best;
+}

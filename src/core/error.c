@@ -1,0 +1,15 @@
+/* error.c - messages for ah_err_t, generated from AH_ERR_MAP. */
+#include "core/error.h"
+
+static const char *const messages[] = {
+#define AH_ERR_MSG(name, msg) msg,
+    AH_ERR_MAP(AH_ERR_MSG)
+#undef AH_ERR_MSG
+};
+
+const char *ah_strerror(ah_err_t err)
+{
+    if ((unsigned)err >= AH_E__COUNT)
+        return "unknown error";
+    return messages[err];
+}

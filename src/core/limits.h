@@ -1,0 +1,37 @@
+/* limits.h - every hard limit of the gateway, in one place.
+ *
+ * Each can be overridden in the config's `limits:` section where noted. */
+#ifndef AH_LIMITS_H
+#define AH_LIMITS_H
+
+/* Client side (config: limits.max_body_bytes, limits.max_header_bytes). */
+#define AH_MAX_BODY_BYTES (8u * 1024 * 1024)
+#define AH_MAX_HEADER_BYTES (64u * 1024)
+/* Seconds a client may take to send a request, or stay idle on keep-alive. */
+#define AH_CLIENT_TIMEOUT_S 30
+/* Upstream side (config: per deployment `timeout`, LiteLLM's name). */
+#define AH_UPSTREAM_TIMEOUT_S 600
+#define AH_UPSTREAM_CONNECT_TIMEOUT_S 10
+/* A non-streamed upstream answer is buffered up to this size. */
+#define AH_MAX_UPSTREAM_BODY_BYTES (32u * 1024 * 1024)
+/* A single SSE event from upstream may not exceed this. */
+#define AH_MAX_SSE_EVENT_BYTES (4u * 1024 * 1024)
+/* Seconds of upstream silence inside a stream before it is cut. */
+#define AH_STREAM_IDLE_TIMEOUT_S 120
+/* Pipeline. */
+#define AH_MAX_MODEL_NAME 256
+#define AH_MAX_MODEL_NAME_BUF (AH_MAX_MODEL_NAME + 1)
+#define AH_MAX_TAGS 32
+#define AH_MAX_TAG_BYTES 256
+#define AH_MAX_JSON_DEPTH 64
+/* Ledger writer: rows waiting to be written; a full queue blocks producers. */
+#define AH_LEDGER_QUEUE_ROWS 8192
+#define AH_LEDGER_BATCH_ROWS 512
+/* Event loops: 0 means one per core. */
+#define AH_MAX_THREADS 64
+/* Deployments in one configuration. */
+#define AH_MAX_DEPLOYMENTS 1024
+/* Seconds to finish in-flight requests after SIGTERM. */
+#define AH_DRAIN_GRACE_S 15
+
+#endif

@@ -1,0 +1,190 @@
+/* main.c - the `ahorro` command: serve, keys, report, version.
+ *
+ *   ahorro serve [--config FILE] [--listen HOST:PORT] [--db PATH] [--threads N]
+ *   ahorro keys create --owner O [--tags k=v,...] | list | revoke ID
+ *   ahorro report [--by model,key] [--since 30d] [--format table|csv|json]
+ *
+ * Every command reads the same configuration (for the database path) so
+ * that offline commands see what the gateway wrote. */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "config/config.h"
+#include "core/alloc.h"
+#include "core/log.h"
+#include "server/server.h"
+#include "store/ledger.h"
+#include "store/prices.h"
+
+#define AHORRO_VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "ahorro %s - an LLM gateway that cuts cost and latency\n\n"
+            "usage:\n"
+            "  ahorro serve [--config FILE] [--listen HOST:PORT] [--db PATH] [--threads N]\n"
+            "  ahorro keys create --owner OWNER [--tags k=v,...] [--json]\n"
+            "  ahorro keys list | ahorro keys revoke KEY_ID\n"
+            "  ahorro report [--by model,key,owner,user,provider,status] [--since 30d]\n"
+            "                [--format table|csv|json]\n"
+            "  ahorro version\n\n"
+            "Common options (before or after the command): --config FILE, --db PATH.\n"
+            "Environment: OPENAI_API_KEY, OPENAI_BASE_URL, ANTHROPIC_API_KEY,\n"
+            "ANTHROPIC_BASE_URL, AHORRO_MASTER_KEY, AHORRO_DB, AHORRO_PRICES, AHORRO_LOG.\n",
+            AHORRO_VERSION);
+}
+
+/* The price catalogue: --prices, config, $AHORRO_PRICES, next to the binary
+ * (../data or ../share/ahorro), then ./data. */
+static ah_prices_t *load_prices(const char *configured)
+{
+    char exe[4096], path[4200];
+    const char *env = getenv("AHORRO_PRICES");
+    const char *cands[4];
+    int n = 0;
+    if (configured)
+        cands[n++] = configured;
+    if (env && *env)
+        cands[n++] = env;
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash)
+            *slash = '\0';
+        snprintf(path, sizeof path, "%s/../data/prices.json", exe);
+        cands[n++] = path;
+    }
+    cands[n++] = "data/prices.json";
+    for (int i = 0; i < n; i++) {
+        if (access(cands[i], R_OK) != 0)
+            continue;
+        ah_prices_t *p = NULL;
+        if (ah_prices_load(cands[i], &p) == AH_E_OK) {
+            ah_info("prices: %d models from %s", ah_prices_count(p), cands[i]);
+            return p;
+        }
+        ah_warn("prices: cannot load %s", cands[i]);
+    }
+    ah_warn("prices: no catalogue found; costs will be unknown unless set in the config");
+    return NULL;
+}
+
+static int serve(ah_config_t *cfg)
+{
+    ah_gateway_t gw = {.cfg = cfg};
+    gw.prices = load_prices(cfg->prices_path);
+    if (ah_ledger_open_sqlite(cfg->db_path, &gw.ledger)) {
+        ah_error("cannot open the ledger at %s", cfg->db_path);
+        ah_prices_free(gw.prices);
+        return 1;
+    }
+    for (size_t i = 0; i < cfg->ndeps; i++) {
+        const ah_deployment_t *d = &cfg->deps[i];
+        ah_info("model %s -> %s/%s at %s%s", d->alias, d->provider_name, d->model, d->api_base,
+                d->api_key ? "" : " (no api key)");
+    }
+    if (cfg->ndeps == 0)
+        ah_warn("no models: set OPENAI_API_KEY / ANTHROPIC_API_KEY or a config with model_list");
+    int rc = ah_server_run(&gw);
+    ah_ledger_close(gw.ledger); /* drains every queued row */
+    ah_prices_free(gw.prices);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config = NULL, *listen = NULL, *db = NULL, *threads = NULL;
+    char *rest[256];
+    int nrest = 0;
+    const char *lvl = getenv("AHORRO_LOG");
+    if (lvl && strcmp(lvl, "debug") == 0)
+        ah_log_set_level(AH_LOG_DEBUG);
+    else if (lvl && strcmp(lvl, "warn") == 0)
+        ah_log_set_level(AH_LOG_WARN);
+    else if (lvl && strcmp(lvl, "error") == 0)
+        ah_log_set_level(AH_LOG_ERROR);
+    for (int i = 1; i < argc; i++) {
+        const char **opt = NULL;
+        if (strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0)
+            opt = &config;
+        else if (strcmp(argv[i], "--listen") == 0)
+            opt = &listen;
+        else if (strcmp(argv[i], "--db") == 0)
+            opt = &db;
+        else if (strcmp(argv[i], "--threads") == 0)
+            opt = &threads;
+        if (opt) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "ahorro: %s needs a value\n", argv[i]);
+                return 2;
+            }
+            *opt = argv[++i];
+        } else if (nrest < 255) {
+            rest[nrest++] = argv[i];
+        }
+    }
+    if (nrest == 0 || strcmp(rest[0], "help") == 0 || strcmp(rest[0], "--help") == 0 ||
+        strcmp(rest[0], "-h") == 0) {
+        usage(nrest ? stdout : stderr);
+        return nrest ? 0 : 2;
+    }
+    if (strcmp(rest[0], "version") == 0 || strcmp(rest[0], "--version") == 0) {
+        printf("ahorro %s\n", AHORRO_VERSION);
+        return 0;
+    }
+    char err[1024];
+    ah_config_t *cfg = NULL;
+    if (ah_config_load(config, &cfg, err, sizeof err)) {
+        fprintf(stderr, "ahorro: %s\n", err);
+        return 1;
+    }
+    if (db) {
+        ah_free(cfg->db_path);
+        cfg->db_path = ah_strdup(db);
+    }
+    if (listen) {
+        const char *colon = strrchr(listen, ':');
+        char *end = NULL;
+        long port = colon ? strtol(colon + 1, &end, 10) : -1;
+        if (!colon || !end || *end || port < 0 || port > 65535 || colon == listen) {
+            fprintf(stderr, "ahorro: --listen must be HOST:PORT\n");
+            ah_config_free(cfg);
+            return 2;
+        }
+        ah_free(cfg->listen_host);
+        cfg->listen_host = ah_strndup(listen, (size_t)(colon - listen));
+        cfg->listen_port = (int)port;
+    }
+    if (threads) {
+        char *end = NULL;
+        long t = strtol(threads, &end, 10);
+        if (!end || *end || t < 0 || t > 64) {
+            fprintf(stderr, "ahorro: --threads must be 0..64\n");
+            ah_config_free(cfg);
+            return 2;
+        }
+        cfg->threads = (int)t;
+    }
+    int rc;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (strcmp(rest[0], "serve") == 0)
+        rc = nrest == 1 ? serve(cfg) : (usage(stderr), 2);
+    else if (strcmp(rest[0], "keys") == 0)
+        rc = ah_cli_keys(nrest - 1, rest + 1, cfg->db_path);
+    else if (strcmp(rest[0], "report") == 0)
+        rc = ah_cli_report(nrest - 1, rest + 1, cfg->db_path);
+    else {
+        fprintf(stderr, "ahorro: unknown command '%s'\n\n", rest[0]);
+        usage(stderr);
+        rc = 2;
+    }
+    curl_global_cleanup();
+    ah_config_free(cfg);
+    return rc;
+}

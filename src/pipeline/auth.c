@@ -1,0 +1,103 @@
+/* auth.c - stage 1: who is calling.
+ *
+ * With a master key configured, every request needs a key: the master key
+ * itself or a live virtual key. Without one, the gateway is in keyless
+ * local mode: requests from loopback are served, a presented virtual key
+ * (sk-ah-...) must still be valid, and other tokens (an SDK's placeholder)
+ * are ignored. Lookups are cached per thread for a few seconds, so a
+ * revoked key stops working within AH_KEY_CACHE_TTL_US. */
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "pipeline/pipeline.h"
+
+#define AH_KEY_CACHE_TTL_US (5 * 1000000LL)
+#define VIRTUAL_KEY_PREFIX "sk-ah-"
+
+/* Constant-time comparison for secrets. */
+static int secret_eq(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned char d = la != lb;
+    for (size_t i = 0; i < la; i++)
+        d |= (unsigned char)(a[i] ^ b[i % (lb ? lb : 1)]);
+    return d == 0;
+}
+
+static int is_loopback(const char *peer)
+{
+    return peer && (strncmp(peer, "127.", 4) == 0 || strcmp(peer, "::1") == 0 ||
+                    strncmp(peer, "::ffff:127.", 11) == 0);
+}
+
+void ah_worker_clear_key_cache(ah_worker_t *w)
+{
+    for (int i = 0; i < AH_KEY_CACHE_SLOTS; i++)
+        ah_key_clear(&w->key_cache[i].key);
+}
+
+/* The virtual key for token, through the cache. 0 found, 1 unknown, -1 db. */
+static int lookup(ah_worker_t *w, const char *token, ah_key_t **out)
+{
+    char hash[AH_KEY_HASH_HEX];
+    ah_keys_hash(token, hash);
+    unsigned slot = 0;
+    for (int i = 0; i < 8; i++) /* the hash is uniform: its first hex digits index */
+        slot = slot * 16 + (unsigned)(hash[i] <= '9' ? hash[i] - '0' : hash[i] - 'a' + 10);
+    slot %= AH_KEY_CACHE_SLOTS;
+    ah_key_cache_entry_t *e = &w->key_cache[slot];
+    int64_t now = ah_now_us();
+    if (e->expires_us > now && strcmp(e->hash, hash) == 0) {
+        *out = &e->key;
+        return 0;
+    }
+    ah_key_t k;
+    ah_err_t rc = ah_keys_lookup(w->db, token, &k);
+    if (rc == AH_E_NOTFOUND)
+        return 1;
+    if (rc)
+        return -1;
+    ah_key_clear(&e->key);
+    e->key = k;
+    memcpy(e->hash, hash, sizeof hash);
+    e->expires_us = now + AH_KEY_CACHE_TTL_US;
+    *out = &e->key;
+    return 0;
+}
+
+int ah_stage_auth(ah_worker_t *w, ah_request_t *r)
+{
+    const char *master = w->gw->cfg->master_key;
+    const char *tok = r->auth_token;
+    if (master && tok && secret_eq(tok, master)) {
+        r->key_id = "master";
+        r->owner = "master";
+        return 0;
+    }
+    if (tok && (master || strncmp(tok, VIRTUAL_KEY_PREFIX, strlen(VIRTUAL_KEY_PREFIX)) == 0)) {
+        ah_key_t *k = NULL;
+        int found = lookup(w, tok, &k);
+        if (found < 0)
+            return ah_request_fail(r, 500, NULL, NULL, NULL, "key store unavailable");
+        if (found > 0 || k->revoked)
+            return ah_request_fail(r, 401, "authentication_error", "invalid_api_key", NULL,
+                                   found > 0 ? "Invalid API key: not a key of this gateway"
+                                             : "Invalid API key: this key was revoked");
+        r->key_id = ah_arena_strdup(&r->arena, k->id);
+        r->owner = ah_arena_strdup(&r->arena, k->owner);
+        r->tags = json_deep_copy(k->tags);
+        return 0;
+    }
+    if (master)
+        return ah_request_fail(r, 401, "authentication_error", "invalid_api_key", NULL,
+                               tok ? "Invalid API key" :
+                                     "Missing API key: send 'Authorization: Bearer <key>' "
+                                     "or 'x-api-key: <key>'");
+    if (!is_loopback(r->peer))
+        return ah_request_fail(r, 401, "authentication_error", "invalid_api_key", NULL,
+                               "This gateway has no master key and serves keyless requests "
+                               "from loopback only");
+    return 0;
+}

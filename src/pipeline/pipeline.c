@@ -1,0 +1,18 @@
+/* pipeline.c - run the stages in the order a request meets them. */
+#include "pipeline/pipeline.h"
+
+int ah_pipeline_before(ah_worker_t *w, ah_request_t *r)
+{
+    int rc;
+    if ((rc = ah_stage_auth(w, r)) || (rc = ah_stage_attribute(w, r)) ||
+        (rc = ah_stage_guard(w, r)) || (rc = ah_stage_shape(w, r)) ||
+        (rc = ah_stage_cache(w, r)) || (rc = ah_stage_route(w, r)))
+        return rc;
+    return 0;
+}
+
+void ah_pipeline_after(ah_worker_t *w, ah_request_t *r)
+{
+    ah_stage_record(w, r);
+    ah_stage_learn(w, r);
+}

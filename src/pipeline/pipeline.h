@@ -1,0 +1,77 @@
+/* pipeline.h - the stages every request passes through, in order.
+ *
+ *   1 auth       virtual key -> key id, owner, tags            auth.c
+ *   2 attribute  tags from the key, headers, body, user        attribute.c
+ *   3 guard      budgets and rate limits (not yet enforced)    guard.c
+ *   4 shape      context window, compression (pass-through)    shape.c
+ *   5 cache      exact / semantic answer cache (miss)          cache.c
+ *   6 route      model alias -> deployment                     route.c
+ *   7 upstream   provider adapter over the pooled HTTP client  upstream.c
+ *   8 record     usage, price, ledger row, metrics             record.c
+ *   9 learn      feedback into routing and cache (nothing yet) learn.c
+ *
+ * Stages 1-6 run synchronously on the event loop; each returns 0 to go on
+ * or a nonzero status after setting r->fail, which ends the request early
+ * with that error. Stage 7 is asynchronous (upstream.h). Stages 8-9 run
+ * once the client has its answer. A stage never looks at the client's wire
+ * format. */
+#ifndef AH_PIPELINE_H
+#define AH_PIPELINE_H
+
+#include <sqlite3.h>
+#include <event2/event.h>
+
+#include "config/config.h"
+#include "pipeline/request.h"
+#include "store/keys.h"
+#include "store/ledger.h"
+#include "store/prices.h"
+#include "upstream/http.h"
+
+/* State shared by every thread; immutable while serving. */
+typedef struct ah_gateway {
+    ah_config_t *cfg;
+    ah_prices_t *prices;   /* may be NULL: costs unknown */
+    ah_ledger_t *ledger;
+} ah_gateway_t;
+
+#define AH_KEY_CACHE_SLOTS 256
+
+typedef struct ah_key_cache_entry {
+    char hash[AH_KEY_HASH_HEX];
+    ah_key_t key;
+    int64_t expires_us;
+} ah_key_cache_entry_t;
+
+/* Per-thread context: one per event loop. */
+typedef struct ah_worker {
+    int index;
+    ah_gateway_t *gw;
+    struct event_base *base;
+    ah_http_t *http;
+    sqlite3 *db;           /* this thread's connection, for key lookups */
+    unsigned rr;           /* round-robin counter for deployments */
+    ah_key_cache_entry_t key_cache[AH_KEY_CACHE_SLOTS];
+} ah_worker_t;
+
+int ah_stage_auth(ah_worker_t *w, ah_request_t *r);
+int ah_stage_attribute(ah_worker_t *w, ah_request_t *r);
+int ah_stage_guard(ah_worker_t *w, ah_request_t *r);
+int ah_stage_shape(ah_worker_t *w, ah_request_t *r);
+int ah_stage_cache(ah_worker_t *w, ah_request_t *r);
+int ah_stage_route(ah_worker_t *w, ah_request_t *r);
+void ah_stage_record(ah_worker_t *w, ah_request_t *r);
+/* Price r from its usage (config override, else the catalogue) into
+ * r->cost_usd / r->cost_known; the answer's x-ahorro-cost uses it. */
+void ah_request_price(ah_worker_t *w, ah_request_t *r);
+void ah_stage_learn(ah_worker_t *w, ah_request_t *r);
+
+/* Stages 1-6 in order; 0 when the request should go upstream. */
+int ah_pipeline_before(ah_worker_t *w, ah_request_t *r);
+/* Stages 8-9, after the answer (or error) reached the client. */
+void ah_pipeline_after(ah_worker_t *w, ah_request_t *r);
+
+/* Free the worker's key cache. */
+void ah_worker_clear_key_cache(ah_worker_t *w);
+
+#endif

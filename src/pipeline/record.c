@@ -1,0 +1,98 @@
+/* record.c - stage 8: what the call cost, on the ledger and in the metrics.
+ *
+ * Usage comes from the provider (the gateway asks for it in streams). The
+ * price comes from the deployment's override in the config, else from the
+ * shipped catalogue by provider and served model. Every request reaches
+ * this stage exactly once, whatever happened to it, so every request is
+ * exactly one ledger row. */
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "metrics/metrics.h"
+#include "pipeline/pipeline.h"
+
+static const char *catalogue_provider(const ah_deployment_t *d)
+{
+    switch (d->kind) {
+    case AH_PROVIDER_ANTHROPIC:
+        return "anthropic";
+    case AH_PROVIDER_AZURE:
+        return "azure";
+    default:
+        return d->provider_name;
+    }
+}
+
+/* Price the request into r->cost_usd; leaves cost_known 0 when unknown. */
+static void price(ah_worker_t *w, ah_request_t *r)
+{
+    if (!r->dep || !r->usage_known)
+        return;
+    ah_price_t p;
+    if (r->dep->has_price) {
+        p = r->dep->price;
+    } else {
+        const char *model = r->served_model ? r->served_model : r->upstream_model;
+        if (!w->gw->prices ||
+            (ah_prices_find(w->gw->prices, catalogue_provider(r->dep), model,
+                            (time_t)(r->wall_ms / 1000), &p) &&
+             ah_prices_find(w->gw->prices, catalogue_provider(r->dep), r->upstream_model,
+                            (time_t)(r->wall_ms / 1000), &p)))
+            return;
+    }
+    r->cost_usd = ah_price_cost(&p, &r->usage);
+    r->cost_known = 1;
+}
+
+void ah_request_price(ah_worker_t *w, ah_request_t *r)
+{
+    price(w, r);
+}
+
+void ah_stage_record(ah_worker_t *w, ah_request_t *r)
+{
+    if (!r->t_end_us)
+        r->t_end_us = ah_now_us();
+    if (!r->cost_known)
+        price(w, r);
+    ah_ledger_row_t *row = ah_calloc(1, sizeof *row);
+    row->request_id = ah_strdup(r->id);
+    row->ts_ms = r->wall_ms;
+    row->key_id = ah_strdup(r->key_id);
+    row->owner = ah_strdup(r->owner);
+    row->user = ah_strdup(r->user);
+    row->tags = r->tags && json_object_size(r->tags)
+                    ? json_dumps(r->tags, JSON_COMPACT | JSON_SORT_KEYS)
+                    : NULL;
+    if (row->tags) { /* json_dumps memory is malloc'd; keep one allocator */
+        char *t = ah_strdup(row->tags);
+        free(row->tags);
+        row->tags = t;
+    }
+    row->api = r->api == AH_API_ANTHROPIC ? "anthropic" : "openai";
+    row->endpoint = r->op == AH_OP_EMBEDDINGS ? "embeddings" : "chat";
+    row->stream = r->stream;
+    row->requested_model = ah_strdup(r->model);
+    row->served_model = ah_strdup(r->served_model ? r->served_model : r->upstream_model);
+    row->provider = r->dep ? ah_strdup(r->dep->provider_name) : NULL;
+    row->deployment = r->dep ? ah_strdup(r->dep->alias) : NULL;
+    row->prompt_tokens = r->usage.input_tokens;
+    row->completion_tokens = r->usage.output_tokens;
+    row->cached_tokens = r->usage.cache_read_tokens;
+    row->cache_write_tokens = r->usage.cache_write_tokens;
+    row->reasoning_tokens = r->usage.reasoning_tokens;
+    row->usage_source = r->usage_known ? "provider" : "none";
+    row->cost_usd = r->cost_known ? r->cost_usd : (r->usage_known ? -1 : 0);
+    row->latency_ms = (double)(r->t_end_us - r->t_start_us) / 1000.0;
+    row->ttft_ms = r->t_first_token_us ? (double)(r->t_first_token_us - r->t_start_us) / 1000.0
+                                       : -1;
+    row->overhead_us = r->overhead_us;
+    row->status = r->status;
+    row->error = r->fail.status ? ah_strdup(r->fail.message) : NULL;
+    ah_metrics_observe(row->served_model ? row->served_model : (r->model ? r->model : ""),
+                       row->provider ? row->provider : "", r->status, &r->usage,
+                       r->cost_known ? r->cost_usd : 0, row->latency_ms / 1000.0,
+                       row->ttft_ms >= 0 ? row->ttft_ms / 1000.0 : -1);
+    ah_ledger_append(w->gw->ledger, row);
+}

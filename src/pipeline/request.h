@@ -1,0 +1,92 @@
+/* request.h - the canonical request every pipeline stage works on.
+ *
+ * Whatever wire format the client spoke, ingress turns the body into one
+ * canonical form: an OpenAI-shaped chat body (messages, tools, tool_choice,
+ * max_tokens, stop, ...) in `body`. Stages read and change that, never the
+ * client's format. The original body is kept in `raw` so that a provider of
+ * the client's own format can receive it unchanged (no translation loss).
+ *
+ * Ownership: an ah_request_t belongs to the server exchange that created it
+ * and is released with ah_request_free when the exchange ends; its arena
+ * holds every request-scoped string. */
+#ifndef AH_REQUEST_H
+#define AH_REQUEST_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "core/arena.h"
+#include "core/buf.h"
+#include "store/prices.h"
+
+/* The wire format of a body: what the client spoke, what a provider speaks. */
+typedef enum { AH_API_OPENAI, AH_API_ANTHROPIC } ah_api_t;
+
+/* What is being asked. */
+typedef enum { AH_OP_CHAT, AH_OP_EMBEDDINGS } ah_op_t;
+
+/* A failure to report to the client, in whatever format it spoke. */
+typedef struct ah_fail {
+    int status;         /* HTTP status; 0 = no failure */
+    const char *type;   /* OpenAI error type; NULL: derived from status */
+    const char *code;   /* OpenAI error code or NULL */
+    const char *param;  /* offending parameter or NULL */
+    char message[512];
+    int retry_after_s;  /* > 0: send Retry-After */
+} ah_fail_t;
+
+typedef struct ah_request {
+    ah_arena_t arena;
+    char id[40];          /* x-ahorro-request-id */
+    ah_api_t api;         /* format the client spoke */
+    ah_op_t op;
+    int64_t t_start_us;   /* monotonic, when the body was complete */
+    int64_t wall_ms;      /* wall clock at the start, for the ledger */
+    const char *peer;     /* client address */
+    const char *auth_token; /* bearer / x-api-key as sent (arena), or NULL */
+    const char *header_tags; /* x-ahorro-tags / x-litellm-tags (arena), or NULL */
+
+    json_t *body;         /* canonical body (owned) */
+    json_t *raw;          /* original body (owned) */
+    const char *model;    /* requested model (arena) */
+    int stream;
+    int client_wants_usage; /* OpenAI stream_options.include_usage */
+
+    /* 1 auth, 2 attribute */
+    const char *key_id;   /* virtual key id, "master", or NULL (keyless) */
+    const char *owner;
+    const char *user;
+    json_t *tags;         /* object of tag -> value (owned) */
+
+    /* 6 route */
+    const ah_deployment_t *dep;
+    const char *upstream_model; /* model name sent upstream (arena) */
+    const char *route_reason;
+    const char *cache_status; /* "miss", "exact", "semantic" (static) */
+
+    /* 7 upstream, 8 record */
+    ah_usage_t usage;
+    int usage_known;      /* provider reported usage */
+    const char *served_model; /* model the provider reported (arena) */
+    double cost_usd;
+    int cost_known;
+    int64_t t_upstream_start_us;
+    int64_t t_upstream_end_us;
+    int64_t t_first_token_us;
+    int64_t t_end_us;
+    int64_t overhead_us;
+    int status;           /* HTTP status sent to the client */
+    ah_fail_t fail;
+} ah_request_t;
+
+/* A new request with a fresh id, for a client that spoke `api`. Free with
+ * ah_request_free. */
+ah_request_t *ah_request_new(ah_api_t api, ah_op_t op);
+/* Release the request, its JSON and its arena. */
+void ah_request_free(ah_request_t *r);
+/* Record a failure to report (first one wins). Returns r->fail.status. */
+int ah_request_fail(ah_request_t *r, int status, const char *type, const char *code,
+                    const char *param, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+#endif

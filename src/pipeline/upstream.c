@@ -1,0 +1,234 @@
+/* upstream.c - stage 7: provider adapter + pooled HTTP client + SSE.
+ *
+ * Non-streamed answers are buffered (bounded) and parsed once. Streamed
+ * answers are parsed event by event as bytes arrive: each event updates the
+ * usage and time to first token, and goes to the client at once, either
+ * raw (the provider speaks the client's format) or translated to canonical
+ * chunks. An upstream that fails, resets or falls silent mid-stream ends the
+ * client's stream with an error event.
+ *
+ * Errors never carry provider credentials: an upstream 401/403 is reported
+ * as the gateway's configuration problem without the provider's message
+ * (which may echo part of the key). */
+#include "pipeline/upstream.h"
+
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "provider/provider.h"
+#include "upstream/sse.h"
+
+struct ah_upstream {
+    ah_worker_t *w;
+    ah_request_t *r;
+    const ah_sink_ops_t *sink;
+    void *ctx;
+    const ah_provider_ops_t *prov;
+    ah_provider_req_t preq;
+    ah_http_xfer_t *xfer;
+    long status;
+    int retry_after_s;
+    int streaming;       /* the client stream has started */
+    int passthrough;     /* provider format == client format */
+    int failed_mid;      /* a stream error event was seen */
+    ah_buf_t body;       /* buffered answer or error body */
+    ah_sse_t sse;
+    ah_provider_stream_t ps;
+};
+
+static void upstream_free(ah_upstream_t *u)
+{
+    ah_provider_req_free(&u->preq);
+    ah_buf_free(&u->body);
+    ah_sse_free(&u->sse);
+    ah_free(u);
+}
+
+static void on_headers(void *ud, long status, int retry_after_s)
+{
+    ah_upstream_t *u = ud;
+    u->status = status;
+    u->retry_after_s = retry_after_s;
+    if (u->r->stream && status >= 200 && status < 300) {
+        u->streaming = 1;
+        u->sink->stream_start(u->ctx, u->r);
+    }
+}
+
+static int on_event(void *ud, const char *event, const char *data, size_t len, const char *raw,
+                    size_t raw_len)
+{
+    ah_upstream_t *u = ud;
+    ah_request_t *r = u->r;
+    json_t *j = NULL;
+    if (!(len == 6 && memcmp(data, "[DONE]", 6) == 0)) {
+        j = json_loadb(data, len, 0, NULL);
+        if (!j)
+            return 0; /* not JSON (a keep-alive, say): nothing to account */
+    }
+    json_t *chunks = u->passthrough ? NULL : json_array();
+    int is_token = 0;
+    ah_err_t rc = u->prov->stream_event(&u->ps, r, event, j, chunks, &is_token);
+    if (is_token && !r->t_first_token_us)
+        r->t_first_token_us = ah_now_us();
+    if (rc) {
+        u->failed_mid = 1;
+        json_decref(j);
+        json_decref(chunks);
+        return 1;
+    }
+    if (u->passthrough) {
+        /* The usage chunk exists because the gateway asked for usage; an
+         * OpenAI client that did not ask never sees it. */
+        json_t *choices = json_object_get(j, "choices");
+        int usage_only = json_is_array(choices) && json_array_size(choices) == 0 &&
+                         json_is_object(json_object_get(j, "usage"));
+        if (!(usage_only && !r->client_wants_usage))
+            u->sink->stream_raw(u->ctx, r, raw, raw_len);
+    } else {
+        size_t i;
+        json_t *c;
+        json_array_foreach(chunks, i, c) u->sink->stream_chunk(u->ctx, r, c);
+    }
+    json_decref(j);
+    json_decref(chunks);
+    return 0;
+}
+
+static int on_data(void *ud, const char *p, size_t n)
+{
+    ah_upstream_t *u = ud;
+    if (u->streaming) {
+        ah_err_t rc = ah_sse_feed(&u->sse, p, n, on_event, u);
+        if (rc == AH_E_TOOBIG)
+            ah_request_fail(u->r, 502, "server_error", NULL, NULL,
+                            "upstream sent an event larger than %u bytes",
+                            (unsigned)AH_MAX_SSE_EVENT_BYTES);
+        return rc != AH_E_OK;
+    }
+    if (ah_buf_append(&u->body, p, n)) {
+        ah_request_fail(u->r, 502, "server_error", NULL, NULL,
+                        "upstream answer larger than %u bytes", (unsigned)AH_MAX_UPSTREAM_BODY_BYTES);
+        return 1;
+    }
+    return 0;
+}
+
+/* Map an upstream HTTP error to the client's status and message. */
+static void upstream_http_error(ah_upstream_t *u)
+{
+    ah_request_t *r = u->r;
+    char msg[400];
+    long s = u->status;
+    if (s == 401 || s == 403) {
+        ah_request_fail(r, 502, "server_error", "upstream_auth",
+                        NULL, "The provider of model '%s' refused the gateway's credentials "
+                              "(HTTP %ld); check the deployment's api_key",
+                        r->model, s);
+        return;
+    }
+    ah_provider_error_message(u->body.data, u->body.len, msg, sizeof msg);
+    int status = (int)s;
+    const char *code = NULL;
+    if (s == 429)
+        code = "rate_limit_exceeded";
+    else if (s == 529 || s == 503)
+        status = 503;
+    else if (s >= 500)
+        status = 502;
+    else if (s < 400)
+        status = 502;
+    if (strstr(msg, "context length") || strstr(msg, "too long"))
+        code = "context_length_exceeded";
+    ah_request_fail(r, status, NULL, code, NULL, "%s", msg);
+    r->fail.retry_after_s = u->retry_after_s;
+}
+
+static void on_done(void *ud, ah_err_t err, long status, const char *msg)
+{
+    ah_upstream_t *u = ud;
+    ah_request_t *r = u->r;
+    r->t_upstream_end_us = ah_now_us();
+    u->xfer = NULL;
+    if (err == AH_E_TIMEOUT)
+        ah_request_fail(r, 504, "timeout_error", "upstream_timeout", NULL,
+                        "The provider of model '%s' did not answer in time (%s)", r->model,
+                        u->streaming ? "stream stalled" : "timeout");
+    else if (err == AH_E_UPSTREAM)
+        ah_request_fail(r, 502, "server_error", "upstream_error", NULL,
+                        "The provider of model '%s' failed: %s", r->model, msg);
+    if (u->streaming) {
+        if (!err && !u->ps.done && !u->failed_mid && !r->fail.status)
+            ah_request_fail(r, 502, "server_error", "upstream_error", NULL,
+                            "The provider of model '%s' ended the stream early", r->model);
+        u->sink->stream_end(u->ctx, r, u->passthrough);
+    } else if (err || r->fail.status) {
+        ah_request_fail(r, 502, "server_error", NULL, NULL, "upstream failed");
+        u->sink->failed(u->ctx, r);
+    } else if (status >= 300) {
+        upstream_http_error(u);
+        u->sink->failed(u->ctx, r);
+    } else {
+        json_t *ans = json_loadb(u->body.data ? u->body.data : "", u->body.len, 0, NULL);
+        json_t *canon = NULL;
+        if (!ans || u->prov->parse_response(r, ans, u->passthrough ? NULL : &canon)) {
+            ah_request_fail(r, 502, "server_error", "upstream_error", NULL,
+                            "The provider of model '%s' sent an answer that is not valid JSON",
+                            r->model);
+            u->sink->failed(u->ctx, r);
+        } else {
+            u->sink->answer(u->ctx, r, u->body.data, u->body.len, u->passthrough, canon);
+        }
+        json_decref(canon);
+        json_decref(ans);
+    }
+    upstream_free(u);
+}
+
+ah_err_t ah_upstream_start(ah_worker_t *w, ah_request_t *r, const ah_sink_ops_t *sink, void *ctx,
+                           ah_upstream_t **out)
+{
+    ah_upstream_t *u = ah_calloc(1, sizeof *u);
+    u->w = w;
+    u->r = r;
+    u->sink = sink;
+    u->ctx = ctx;
+    u->prov = ah_provider_for(r->dep);
+    u->passthrough = u->prov->api == r->api;
+    ah_buf_init(&u->body, AH_MAX_UPSTREAM_BODY_BYTES);
+    ah_sse_init(&u->sse);
+    ah_err_t rc = u->prov->build(r, r->dep, &u->preq);
+    if (rc) {
+        upstream_free(u);
+        return rc;
+    }
+    ah_http_request_t hr = {
+        .url = u->preq.url,
+        .headers = u->preq.headers,
+        .body = u->preq.body,
+        .body_len = u->preq.body_len,
+        .timeout_s = r->dep->timeout_s,
+        .idle_timeout_s = r->stream ? r->dep->stream_idle_timeout_s : 0,
+    };
+    static const ah_http_callbacks_t cbs = {on_headers, on_data, on_done};
+    r->t_upstream_start_us = ah_now_us();
+    u->xfer = ah_http_start(w->http, &hr, &cbs, u);
+    if (!u->xfer) {
+        upstream_free(u);
+        ah_request_fail(r, 502, "server_error", NULL, NULL, "cannot start the upstream request");
+        return AH_E_UPSTREAM;
+    }
+    *out = u;
+    return AH_E_OK;
+}
+
+void ah_upstream_cancel(ah_upstream_t *u)
+{
+    if (!u)
+        return;
+    ah_http_cancel(u->xfer);
+    upstream_free(u);
+}

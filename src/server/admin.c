@@ -1,0 +1,133 @@
+/* admin.c - /health, /metrics and /admin/keys.
+ *
+ * /admin/... needs the master key; with no master key configured it is
+ * served to loopback clients only (the same rule as keyless API calls).
+ * Errors are in OpenAI's format. */
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/limits.h"
+#include "metrics/metrics.h"
+#include "server/exchange.h"
+#include "store/keys.h"
+
+static int admin_allowed(ah_worker_t *w, struct evhttp_request *req)
+{
+    const char *master = w->gw->cfg->master_key;
+    const char *tok = ah_token_of(req);
+    if (master) {
+        if (tok && strlen(tok) == strlen(master) && strcmp(tok, master) == 0)
+            return 1;
+        ah_reply_error(req, AH_API_OPENAI, 401, "authentication_error", "invalid_api_key",
+                       "Admin endpoints need the master key");
+        return 0;
+    }
+    const char *peer = ah_peer_of(req);
+    if (strncmp(peer, "127.", 4) == 0 || strcmp(peer, "::1") == 0)
+        return 1;
+    ah_reply_error(req, AH_API_OPENAI, 401, "authentication_error", "invalid_api_key",
+                   "No master key is configured: admin endpoints answer loopback clients only");
+    return 0;
+}
+
+static json_t *body_json(struct evhttp_request *req)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    if (len == 0 || len > 65536)
+        return NULL;
+    return json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, NULL);
+}
+
+static void keys_create(ah_worker_t *w, struct evhttp_request *req)
+{
+    json_t *b = body_json(req);
+    const char *owner = json_string_value(json_object_get(b, "owner"));
+    json_t *tags = json_object_get(b, "tags");
+    if (!owner || !*owner || strlen(owner) > AH_MAX_TAG_BYTES) {
+        ah_reply_error(req, AH_API_OPENAI, 400, NULL, NULL,
+                       "send a JSON object with a non-empty string 'owner' (and optional 'tags')");
+        json_decref(b);
+        return;
+    }
+    const char *k;
+    json_t *v;
+    int ok = !tags || json_is_object(tags);
+    json_object_foreach(tags, k, v) ok &= json_is_string(v) && strlen(k) <= AH_MAX_TAG_BYTES &&
+                                        json_string_length(v) <= AH_MAX_TAG_BYTES;
+    if (!ok || json_object_size(tags) > AH_MAX_TAGS) {
+        ah_reply_error(req, AH_API_OPENAI, 400, NULL, NULL,
+                       "'tags' must be an object of at most 32 string values");
+        json_decref(b);
+        return;
+    }
+    char *key = NULL, *id = NULL;
+    if (ah_keys_create(w->db, owner, tags, &key, &id)) {
+        ah_reply_error(req, AH_API_OPENAI, 500, NULL, NULL, "cannot store the key");
+    } else {
+        json_t *out = json_pack("{s:s,s:s,s:s,s:O}", "id", id, "key", key, "owner", owner, "tags",
+                                tags ? tags : json_object());
+        ah_reply_json(req, 201, out);
+        json_decref(out);
+    }
+    ah_free(key);
+    ah_free(id);
+    json_decref(b);
+}
+
+void ah_admin_handle(ah_worker_t *w, struct evhttp_request *req, const char *path)
+{
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    if (strcmp(path, "/health") == 0) {
+        uint64_t written, failed;
+        ah_ledger_stats(w->gw->ledger, &written, &failed);
+        json_t *b = json_pack("{s:s,s:{s:I,s:I}}", "status", "ok", "ledger", "written",
+                              (json_int_t)written, "failed", (json_int_t)failed);
+        ah_reply_json(req, 200, b);
+        json_decref(b);
+        return;
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        ah_buf_t out;
+        ah_buf_init(&out, 16u << 20);
+        ah_metrics_render(&out);
+        struct evbuffer *b = evbuffer_new();
+        evbuffer_add(b, out.data, out.len);
+        ah_buf_free(&out);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                          "text/plain; version=0.0.4");
+        evhttp_send_reply(req, 200, NULL, b);
+        evbuffer_free(b);
+        return;
+    }
+    if (!admin_allowed(w, req))
+        return;
+    if (strcmp(path, "/admin/keys") == 0 && m == EVHTTP_REQ_POST) {
+        keys_create(w, req);
+    } else if (strcmp(path, "/admin/keys") == 0 && m == EVHTTP_REQ_GET) {
+        json_t *list = NULL;
+        if (ah_keys_list(w->db, &list)) {
+            ah_reply_error(req, AH_API_OPENAI, 500, NULL, NULL, "cannot read keys");
+            return;
+        }
+        json_t *b = json_pack("{s:s,s:o}", "object", "list", "data", list);
+        ah_reply_json(req, 200, b);
+        json_decref(b);
+    } else if (strncmp(path, "/admin/keys/", 12) == 0 && m == EVHTTP_REQ_DELETE) {
+        ah_err_t rc = ah_keys_revoke(w->db, path + 12);
+        if (rc == AH_E_NOTFOUND) {
+            ah_reply_error(req, AH_API_OPENAI, 404, NULL, NULL, "no such live key");
+        } else if (rc) {
+            ah_reply_error(req, AH_API_OPENAI, 500, NULL, NULL, "cannot revoke the key");
+        } else {
+            json_t *b = json_pack("{s:s,s:b}", "id", path + 12, "revoked", 1);
+            ah_reply_json(req, 200, b);
+            json_decref(b);
+        }
+    } else {
+        ah_reply_error(req, AH_API_OPENAI, 404, NULL, NULL, "no such admin endpoint");
+    }
+}

@@ -1,0 +1,368 @@
+/* exchange.c - one API request from the client's body to the last byte.
+ *
+ * Ownership: an exchange owns its canonical request and, while the call is
+ * upstream, the ah_upstream_t. It ends in exactly one place (finish), which
+ * runs the after-stages (ledger row, metrics) and frees everything, whether
+ * the answer was sent, failed, or the client went away.
+ *
+ * libevent 2.1 detaches a request whose connection fails while the handler
+ * still owns it (req->evcon = NULL) and then calls the connection's close
+ * callback; the request must then be freed by its owner, here. */
+#include "server/exchange.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/http_struct.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "ingress/ingress.h"
+#include "metrics/metrics.h"
+#include "pipeline/upstream.h"
+
+typedef struct exchange {
+    ah_worker_t *w;
+    struct evhttp_request *req;  /* NULL once the client is gone */
+    struct evhttp_connection *conn;
+    ah_request_t *r;
+    const ah_ingress_ops_t *in;
+    ah_upstream_t *up;
+    ah_stream_render_t st;
+    int streaming;
+} exchange_t;
+
+const char *ah_peer_of(struct evhttp_request *req)
+{
+    struct evhttp_connection *c = evhttp_request_get_connection(req);
+    const char *addr = NULL;
+    ev_uint16_t port = 0;
+    if (c)
+        evhttp_connection_get_peer(c, (char **)&addr, &port);
+    return addr ? addr : "";
+}
+
+const char *ah_token_of(struct evhttp_request *req)
+{
+    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    const char *auth = evhttp_find_header(h, "Authorization");
+    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+        auth += 7;
+        while (*auth == ' ')
+            auth++;
+        return *auth ? auth : NULL;
+    }
+    const char *k = evhttp_find_header(h, "x-api-key");
+    if (!k)
+        k = evhttp_find_header(h, "api-key");
+    return k && *k ? k : NULL;
+}
+
+void ah_reply_json(struct evhttp_request *req, int status, json_t *body)
+{
+    struct evbuffer *b = evbuffer_new();
+    char *s = json_dumps(body, JSON_COMPACT);
+    evbuffer_add(b, s, strlen(s));
+    free(s);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evhttp_send_reply(req, status, NULL, b);
+    evbuffer_free(b);
+}
+
+void ah_reply_error(struct evhttp_request *req, ah_api_t api, int status, const char *type,
+                    const char *code, const char *message)
+{
+    ah_fail_t f = {.status = status, .type = type, .code = code};
+    snprintf(f.message, sizeof f.message, "%s", message);
+    ah_buf_t out;
+    ah_buf_init(&out, 4096);
+    ah_ingress_for(api)->render_error(&f, &out);
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, out.data, out.len);
+    ah_buf_free(&out);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evhttp_send_reply(req, status, NULL, b);
+    evbuffer_free(b);
+}
+
+/* The end of every exchange: after-stages, then free. */
+static void finish(exchange_t *ex)
+{
+    ah_request_t *r = ex->r;
+    if (ex->conn)
+        evhttp_connection_set_closecb(ex->conn, NULL, NULL);
+    r->t_end_us = ah_now_us();
+    ah_pipeline_after(ex->w, r);
+    ah_metrics_inflight(-1);
+    ah_request_free(r);
+    ah_free(ex);
+}
+
+static void add_ahorro_headers(exchange_t *ex, struct evkeyvalq *h, int with_cost)
+{
+    ah_request_t *r = ex->r;
+    char v[64];
+    evhttp_add_header(h, "x-ahorro-request-id", r->id);
+    if (r->upstream_model || r->served_model)
+        evhttp_add_header(h, "x-ahorro-model", r->served_model ? r->served_model : r->upstream_model);
+    if (r->route_reason)
+        evhttp_add_header(h, "x-ahorro-route-reason", r->route_reason);
+    if (r->cache_status)
+        evhttp_add_header(h, "x-ahorro-cache", r->cache_status);
+    if (with_cost && r->cost_known) {
+        snprintf(v, sizeof v, "%.8f", r->cost_usd);
+        evhttp_add_header(h, "x-ahorro-cost", v);
+    }
+    int64_t now = ah_now_us();
+    int64_t over = r->t_upstream_start_us
+                       ? (r->t_upstream_start_us - r->t_start_us) +
+                             (r->t_upstream_end_us ? now - r->t_upstream_end_us : 0)
+                       : now - r->t_start_us;
+    r->overhead_us = over;
+    snprintf(v, sizeof v, "%lld", (long long)over);
+    evhttp_add_header(h, "x-ahorro-overhead-us", v);
+}
+
+static void send_body(exchange_t *ex, int status, const char *body, size_t len)
+{
+    ex->r->status = status;
+    if (!ex->req)
+        return;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(ex->req);
+    evhttp_add_header(h, "Content-Type", "application/json");
+    add_ahorro_headers(ex, h, status < 300);
+    if (ex->r->fail.retry_after_s > 0) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", ex->r->fail.retry_after_s);
+        evhttp_add_header(h, "Retry-After", v);
+    }
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, body, len);
+    if (ex->conn)
+        evhttp_connection_set_closecb(ex->conn, NULL, NULL);
+    evhttp_send_reply(ex->req, status, NULL, b);
+    evbuffer_free(b);
+    ex->req = NULL;
+}
+
+static void send_error(exchange_t *ex)
+{
+    ah_buf_t out;
+    ah_buf_init(&out, 8192);
+    if (!ex->r->fail.status)
+        ah_request_fail(ex->r, 500, NULL, NULL, NULL, "internal error");
+    ex->in->render_error(&ex->r->fail, &out);
+    send_body(ex, ex->r->fail.status, out.data, out.len);
+    ah_buf_free(&out);
+}
+
+/* --- sink: what the upstream stage reports ------------------------------ */
+
+static void sink_answer(void *ctx, ah_request_t *r, const char *raw, size_t len, int same,
+                        json_t *canon)
+{
+    exchange_t *ex = ctx;
+    ex->up = NULL;
+    ah_request_price(ex->w, r);
+    if (same) {
+        send_body(ex, 200, raw, len);
+    } else {
+        json_t *ans = ex->in->render_response(r, canon);
+        char *s = json_dumps(ans, JSON_COMPACT);
+        send_body(ex, 200, s, strlen(s));
+        free(s);
+        json_decref(ans);
+    }
+    finish(ex);
+}
+
+static void sink_failed(void *ctx, ah_request_t *r)
+{
+    exchange_t *ex = ctx;
+    ex->up = NULL;
+    send_error(ex);
+    finish(ex);
+}
+
+static void stream_send(exchange_t *ex, const char *p, size_t n)
+{
+    if (!ex->req || !n)
+        return;
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, p, n);
+    evhttp_send_reply_chunk(ex->req, b);
+    evbuffer_free(b);
+}
+
+static void sink_stream_start(void *ctx, ah_request_t *r)
+{
+    exchange_t *ex = ctx;
+    ex->streaming = 1;
+    r->status = 200;
+    if (!ex->req)
+        return;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(ex->req);
+    evhttp_add_header(h, "Content-Type", "text/event-stream");
+    evhttp_add_header(h, "Cache-Control", "no-cache");
+    add_ahorro_headers(ex, h, 0);
+    evhttp_send_reply_start(ex->req, 200, "OK");
+}
+
+static void sink_stream_raw(void *ctx, ah_request_t *r, const char *raw, size_t len)
+{
+    stream_send(ctx, raw, len);
+}
+
+static void sink_stream_chunk(void *ctx, ah_request_t *r, json_t *chunk)
+{
+    exchange_t *ex = ctx;
+    ah_buf_t out;
+    ah_buf_init(&out, AH_MAX_SSE_EVENT_BYTES * 2);
+    ex->in->stream_chunk(&ex->st, r, chunk, &out);
+    stream_send(ex, out.data, out.len);
+    ah_buf_free(&out);
+}
+
+static void sink_stream_end(void *ctx, ah_request_t *r, int passthrough)
+{
+    exchange_t *ex = ctx;
+    ex->up = NULL;
+    ah_request_price(ex->w, r);
+    ah_buf_t out;
+    ah_buf_init(&out, 65536);
+    if (r->fail.status) {
+        r->status = r->fail.status;
+        ex->in->stream_error(&ex->st, r, &r->fail, &out);
+        ah_warn("%s: stream ended with error %d: %s", r->id, r->fail.status, r->fail.message);
+    } else if (!passthrough) {
+        ex->in->stream_end(&ex->st, r, &out);
+    }
+    stream_send(ex, out.data, out.len);
+    ah_buf_free(&out);
+    if (ex->req) {
+        if (ex->conn)
+            evhttp_connection_set_closecb(ex->conn, NULL, NULL);
+        evhttp_send_reply_end(ex->req);
+        ex->req = NULL;
+    }
+    finish(ex);
+}
+
+static const ah_sink_ops_t sink = {
+    .answer = sink_answer,
+    .failed = sink_failed,
+    .stream_start = sink_stream_start,
+    .stream_raw = sink_stream_raw,
+    .stream_chunk = sink_stream_chunk,
+    .stream_end = sink_stream_end,
+};
+
+/* The client's connection closed while the request was in flight. */
+static void on_client_close(struct evhttp_connection *conn, void *arg)
+{
+    exchange_t *ex = arg;
+    ah_request_t *r = ex->r;
+    ex->conn = NULL;
+    if (ex->req) {
+        /* Detached by libevent; we own it now. */
+        evhttp_request_free(ex->req);
+        ex->req = NULL;
+    }
+    ah_upstream_cancel(ex->up);
+    ex->up = NULL;
+    r->t_upstream_end_us = ah_now_us();
+    if (!r->fail.status)
+        ah_request_fail(r, 499, NULL, "client_closed", NULL,
+                        "the client closed the connection before the answer was complete");
+    r->status = 499;
+    finish(ex);
+}
+
+void ah_exchange_handle(ah_worker_t *w, struct evhttp_request *req, ah_api_t api, ah_op_t op)
+{
+    exchange_t *ex = ah_calloc(1, sizeof *ex);
+    ex->w = w;
+    ex->req = req;
+    ex->conn = evhttp_request_get_connection(req);
+    ex->in = ah_ingress_for(api);
+    ex->r = ah_request_new(api, op);
+    ah_request_t *r = ex->r;
+    ah_metrics_inflight(1);
+    r->peer = ah_arena_strdup(&r->arena, ah_peer_of(req));
+    const char *tok = ah_token_of(req);
+    r->auth_token = tok ? ah_arena_strdup(&r->arena, tok) : NULL;
+    struct evkeyvalq *ih = evhttp_request_get_input_headers(req);
+    const char *tags = evhttp_find_header(ih, "x-ahorro-tags");
+    if (!tags)
+        tags = evhttp_find_header(ih, "x-litellm-tags");
+    r->header_tags = tags ? ah_arena_strdup(&r->arena, tags) : NULL;
+
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    if (len > w->gw->cfg->max_body_bytes) {
+        ah_request_fail(r, 413, "invalid_request_error", "request_too_large", NULL,
+                        "Request body of %zu bytes exceeds the limit of %zu bytes", len,
+                        w->gw->cfg->max_body_bytes);
+        goto fail;
+    }
+    if (len == 0) {
+        ah_request_fail(r, 400, "invalid_request_error", NULL, NULL,
+                        "The request body is empty; send a JSON object");
+        goto fail;
+    }
+    json_error_t jerr;
+    json_t *body = json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, &jerr);
+    if (!body) {
+        ah_request_fail(r, 400, "invalid_request_error", "invalid_json", NULL,
+                        "The request body is not valid JSON (line %d, column %d: %s)", jerr.line,
+                        jerr.column, jerr.text);
+        goto fail;
+    }
+    ah_err_t rc = ex->in->parse_chat(r, body);
+    json_decref(body);
+    if (rc)
+        goto fail;
+    if (ah_pipeline_before(w, r))
+        goto fail;
+    if (ah_upstream_start(w, r, &sink, ex, &ex->up))
+        goto fail;
+    evhttp_connection_set_closecb(ex->conn, on_client_close, ex);
+    return;
+fail:
+    send_error(ex);
+    finish(ex);
+}
+
+void ah_exchange_models(ah_worker_t *w, struct evhttp_request *req)
+{
+    const ah_config_t *c = w->gw->cfg;
+    struct evkeyvalq *ih = evhttp_request_get_input_headers(req);
+    ah_api_t api = evhttp_find_header(ih, "anthropic-version") ? AH_API_ANTHROPIC : AH_API_OPENAI;
+    ah_request_t *r = ah_request_new(api, AH_OP_CHAT);
+    r->peer = ah_arena_strdup(&r->arena, ah_peer_of(req));
+    const char *tok = ah_token_of(req);
+    r->auth_token = tok ? ah_arena_strdup(&r->arena, tok) : NULL;
+    if (ah_stage_auth(w, r)) {
+        ah_reply_error(req, api, r->fail.status, r->fail.type, r->fail.code, r->fail.message);
+        ah_request_free(r);
+        return;
+    }
+    json_t *ids = json_array();
+    for (size_t i = 0; i < c->ndeps; i++) {
+        const char *a = c->deps[i].alias;
+        int dup = 0;
+        for (size_t j = 0; j < i; j++)
+            dup |= strcmp(c->deps[j].alias, a) == 0;
+        if (!dup && !strchr(a, '*'))
+            json_array_append_new(ids, json_string(a));
+    }
+    json_t *body = ah_ingress_for(api)->render_models(ids);
+    ah_reply_json(req, 200, body);
+    json_decref(body);
+    json_decref(ids);
+    ah_request_free(r);
+}

@@ -1,0 +1,108 @@
+/* db.c - open the SQLite database and keep its schema current.
+ *
+ * The schema version lives in PRAGMA user_version; each migration is a
+ * step from one version to the next, run in a transaction. */
+#include "store/db.h"
+
+#include <stdio.h>
+
+#include "core/log.h"
+
+static const char *const migrations[] = {
+    /* 1: ledger and virtual keys */
+    "CREATE TABLE IF NOT EXISTS ledger ("
+    " id INTEGER PRIMARY KEY,"
+    " request_id TEXT NOT NULL UNIQUE,"
+    " ts_ms INTEGER NOT NULL,"
+    " key_id TEXT, owner TEXT, user TEXT, tags TEXT,"
+    " api TEXT NOT NULL, endpoint TEXT NOT NULL, stream INTEGER NOT NULL,"
+    " requested_model TEXT, served_model TEXT, provider TEXT, deployment TEXT,"
+    " prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,"
+    " cached_tokens INTEGER NOT NULL DEFAULT 0, cache_write_tokens INTEGER NOT NULL DEFAULT 0,"
+    " reasoning_tokens INTEGER NOT NULL DEFAULT 0, usage_source TEXT,"
+    " cost_usd REAL, latency_ms REAL NOT NULL, ttft_ms REAL, overhead_us INTEGER,"
+    " status INTEGER NOT NULL, error TEXT);"
+    "CREATE INDEX IF NOT EXISTS ledger_ts ON ledger(ts_ms);"
+    "CREATE INDEX IF NOT EXISTS ledger_key ON ledger(key_id, ts_ms);"
+    "CREATE TABLE IF NOT EXISTS keys ("
+    " id TEXT PRIMARY KEY,"
+    " hash TEXT NOT NULL UNIQUE,"
+    " prefix TEXT NOT NULL,"
+    " owner TEXT NOT NULL,"
+    " tags TEXT NOT NULL DEFAULT '{}',"
+    " created_ms INTEGER NOT NULL,"
+    " revoked_ms INTEGER);",
+};
+
+ah_err_t ah_db_exec(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        ah_error("sqlite: %s", msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return AH_E_DB;
+    }
+    return AH_E_OK;
+}
+
+static int user_version(sqlite3 *db)
+{
+    sqlite3_stmt *st;
+    int v = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            v = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+    }
+    return v;
+}
+
+ah_err_t ah_db_open(const char *path, sqlite3 **out)
+{
+    sqlite3 *db = NULL;
+    ah_err_t rc = AH_E_OK;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        ah_error("cannot open database %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+        rc = AH_E_DB;
+        goto out;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    if ((rc = ah_db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")))
+        goto out;
+    int v = user_version(db);
+    int target = (int)(sizeof migrations / sizeof migrations[0]);
+    if (v < 0) {
+        rc = AH_E_DB;
+        goto out;
+    }
+    if (v > target) {
+        ah_error("database %s has schema version %d, newer than this ahorro (%d)", path, v, target);
+        rc = AH_E_DB;
+        goto out;
+    }
+    for (; v < target; v++) {
+        char pragma[64];
+        snprintf(pragma, sizeof pragma, "PRAGMA user_version=%d;", v + 1);
+        if ((rc = ah_db_exec(db, "BEGIN IMMEDIATE")))
+            goto out;
+        /* Another process may have migrated meanwhile. */
+        if (user_version(db) > v) {
+            ah_db_exec(db, "COMMIT");
+            continue;
+        }
+        if ((rc = ah_db_exec(db, migrations[v])) || (rc = ah_db_exec(db, pragma))) {
+            ah_db_exec(db, "ROLLBACK");
+            goto out;
+        }
+        if ((rc = ah_db_exec(db, "COMMIT")))
+            goto out;
+    }
+out:
+    if (rc && db) {
+        sqlite3_close(db);
+        db = NULL;
+    }
+    *out = db;
+    return rc;
+}

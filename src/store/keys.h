@@ -1,0 +1,41 @@
+/* keys.h - virtual keys: what applications present instead of provider keys.
+ *
+ * A key is "sk-ah-" + 40 random hex characters. Only its SHA-256 is stored
+ * (with a short prefix for people to recognise it); the key itself is shown
+ * once, at creation. A key maps to an owner and tags (JSON object). */
+#ifndef AH_KEYS_H
+#define AH_KEYS_H
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+#define AH_KEY_ID_LEN 24
+#define AH_KEY_HASH_HEX 65
+
+typedef struct ah_key {
+    char id[AH_KEY_ID_LEN];
+    char *owner;          /* owned; free with ah_key_clear */
+    json_t *tags;         /* owned reference */
+    int revoked;
+} ah_key_t;
+
+/* SHA-256 of token in lowercase hex (65 bytes with the NUL). */
+void ah_keys_hash(const char *token, char out[AH_KEY_HASH_HEX]);
+
+/* Create a key. *key_out (the secret, shown once) and *id_out are owned by
+ * the caller (ah_free). tags may be NULL. */
+ah_err_t ah_keys_create(sqlite3 *db, const char *owner, json_t *tags, char **key_out,
+                        char **id_out);
+/* Look a presented token up. AH_E_NOTFOUND when unknown. out is cleared with
+ * ah_key_clear. A revoked key is returned with revoked set. */
+ah_err_t ah_keys_lookup(sqlite3 *db, const char *token, ah_key_t *out);
+/* All keys (without secrets or hashes) as a JSON array; new reference. */
+ah_err_t ah_keys_list(sqlite3 *db, json_t **out);
+/* Revoke a key by id; AH_E_NOTFOUND when there is no such live key. */
+ah_err_t ah_keys_revoke(sqlite3 *db, const char *id);
+void ah_key_clear(ah_key_t *k);
+
+#endif

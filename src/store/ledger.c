@@ -1,0 +1,251 @@
+/* ledger.c - the batching ledger writer.
+ *
+ * Threads: producers call ah_ledger_append on their event loop; one writer
+ * thread owns the sink (its own SQLite connection). A ring of
+ * AH_LEDGER_QUEUE_ROWS row pointers under one mutex; producers wait on
+ * `not_full`, the writer on `not_empty`. The writer takes up to
+ * AH_LEDGER_BATCH_ROWS at a time, so under load many rows share a commit
+ * and at idle a row is committed at once. A batch that fails is retried
+ * (the database may be busy) before its rows are counted as failed and
+ * logged, so a failing disk never wedges the gateway. */
+#include "store/ledger.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "store/db.h"
+
+#define WRITE_RETRIES 5
+
+struct ah_ledger {
+    pthread_mutex_t mu;
+    pthread_cond_t not_empty, not_full;
+    ah_ledger_row_t *ring[AH_LEDGER_QUEUE_ROWS];
+    size_t head, count;
+    int closing;
+    pthread_t writer;
+    const ah_ledger_sink_t *sink;
+    void *sink_ctx;
+    uint64_t written, failed;
+};
+
+void ah_ledger_row_free(ah_ledger_row_t *r)
+{
+    if (!r)
+        return;
+    ah_free(r->request_id);
+    ah_free(r->key_id);
+    ah_free(r->owner);
+    ah_free(r->user);
+    ah_free(r->tags);
+    ah_free(r->requested_model);
+    ah_free(r->served_model);
+    ah_free(r->provider);
+    ah_free(r->deployment);
+    ah_free(r->error);
+    ah_free(r);
+}
+
+/* --- SQLite sink ------------------------------------------------------- */
+
+typedef struct sqlite_sink {
+    sqlite3 *db;
+    sqlite3_stmt *insert;
+} sqlite_sink_t;
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static ah_err_t sqlite_write(void *ctx, ah_ledger_row_t **rows, int n)
+{
+    sqlite_sink_t *s = ctx;
+    if (ah_db_exec(s->db, "BEGIN"))
+        return AH_E_DB;
+    for (int k = 0; k < n; k++) {
+        ah_ledger_row_t *r = rows[k];
+        sqlite3_stmt *st = s->insert;
+        int i = 1;
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        bind_text(st, i++, r->request_id);
+        sqlite3_bind_int64(st, i++, r->ts_ms);
+        bind_text(st, i++, r->key_id);
+        bind_text(st, i++, r->owner);
+        bind_text(st, i++, r->user);
+        bind_text(st, i++, r->tags);
+        bind_text(st, i++, r->api);
+        bind_text(st, i++, r->endpoint);
+        sqlite3_bind_int(st, i++, r->stream);
+        bind_text(st, i++, r->requested_model);
+        bind_text(st, i++, r->served_model);
+        bind_text(st, i++, r->provider);
+        bind_text(st, i++, r->deployment);
+        sqlite3_bind_int64(st, i++, r->prompt_tokens);
+        sqlite3_bind_int64(st, i++, r->completion_tokens);
+        sqlite3_bind_int64(st, i++, r->cached_tokens);
+        sqlite3_bind_int64(st, i++, r->cache_write_tokens);
+        sqlite3_bind_int64(st, i++, r->reasoning_tokens);
+        bind_text(st, i++, r->usage_source);
+        if (r->cost_usd >= 0)
+            sqlite3_bind_double(st, i++, r->cost_usd);
+        else
+            sqlite3_bind_null(st, i++);
+        sqlite3_bind_double(st, i++, r->latency_ms);
+        if (r->ttft_ms >= 0)
+            sqlite3_bind_double(st, i++, r->ttft_ms);
+        else
+            sqlite3_bind_null(st, i++);
+        sqlite3_bind_int64(st, i++, r->overhead_us);
+        sqlite3_bind_int(st, i++, r->status);
+        bind_text(st, i++, r->error);
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            ah_error("ledger insert: %s", sqlite3_errmsg(s->db));
+            sqlite3_reset(st);
+            ah_db_exec(s->db, "ROLLBACK");
+            return AH_E_DB;
+        }
+    }
+    sqlite3_reset(s->insert);
+    if (ah_db_exec(s->db, "COMMIT")) {
+        ah_db_exec(s->db, "ROLLBACK");
+        return AH_E_DB;
+    }
+    return AH_E_OK;
+}
+
+static void sqlite_close(void *ctx)
+{
+    sqlite_sink_t *s = ctx;
+    sqlite3_finalize(s->insert);
+    sqlite3_close(s->db);
+    ah_free(s);
+}
+
+static const ah_ledger_sink_t sqlite_sink = {"sqlite", sqlite_write, sqlite_close};
+
+/* --- queue and writer -------------------------------------------------- */
+
+static void *writer_main(void *arg)
+{
+    ah_ledger_t *l = arg;
+    ah_ledger_row_t *batch[AH_LEDGER_BATCH_ROWS];
+    for (;;) {
+        pthread_mutex_lock(&l->mu);
+        while (l->count == 0 && !l->closing)
+            pthread_cond_wait(&l->not_empty, &l->mu);
+        if (l->count == 0 && l->closing) {
+            pthread_mutex_unlock(&l->mu);
+            break;
+        }
+        int n = 0;
+        while (l->count > 0 && n < AH_LEDGER_BATCH_ROWS) {
+            batch[n++] = l->ring[l->head];
+            l->head = (l->head + 1) % AH_LEDGER_QUEUE_ROWS;
+            l->count--;
+        }
+        pthread_cond_broadcast(&l->not_full);
+        pthread_mutex_unlock(&l->mu);
+
+        ah_err_t rc = AH_E_DB;
+        for (int attempt = 0; attempt < WRITE_RETRIES && rc; attempt++) {
+            if (attempt)
+                usleep(100000u << attempt);
+            rc = l->sink->write(l->sink_ctx, batch, n);
+        }
+        pthread_mutex_lock(&l->mu);
+        if (rc)
+            l->failed += (uint64_t)n;
+        else
+            l->written += (uint64_t)n;
+        pthread_mutex_unlock(&l->mu);
+        for (int i = 0; i < n; i++) {
+            if (rc)
+                ah_error("ledger: lost row %s after %d attempts", batch[i]->request_id,
+                         WRITE_RETRIES);
+            ah_ledger_row_free(batch[i]);
+        }
+    }
+    return NULL;
+}
+
+ah_err_t ah_ledger_open_sqlite(const char *path, ah_ledger_t **out)
+{
+    sqlite3 *db;
+    ah_err_t rc = ah_db_open(path, &db);
+    if (rc)
+        return rc;
+    sqlite_sink_t *s = ah_calloc(1, sizeof *s);
+    s->db = db;
+    if (sqlite3_prepare_v2(db,
+                           "INSERT OR IGNORE INTO ledger(request_id, ts_ms, key_id, owner, user, "
+                           "tags, api, endpoint, stream, requested_model, served_model, provider, "
+                           "deployment, prompt_tokens, completion_tokens, cached_tokens, "
+                           "cache_write_tokens, reasoning_tokens, usage_source, cost_usd, "
+                           "latency_ms, ttft_ms, overhead_us, status, error) VALUES "
+                           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           -1, &s->insert, NULL) != SQLITE_OK) {
+        ah_error("ledger: %s", sqlite3_errmsg(db));
+        sqlite_close(s);
+        return AH_E_DB;
+    }
+    ah_ledger_t *l = ah_calloc(1, sizeof *l);
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->not_empty, NULL);
+    pthread_cond_init(&l->not_full, NULL);
+    l->sink = &sqlite_sink;
+    l->sink_ctx = s;
+    if (pthread_create(&l->writer, NULL, writer_main, l) != 0) {
+        sqlite_close(s);
+        ah_free(l);
+        return AH_E_IO;
+    }
+    *out = l;
+    return AH_E_OK;
+}
+
+void ah_ledger_append(ah_ledger_t *l, ah_ledger_row_t *row)
+{
+    pthread_mutex_lock(&l->mu);
+    while (l->count == AH_LEDGER_QUEUE_ROWS)
+        pthread_cond_wait(&l->not_full, &l->mu);
+    l->ring[(l->head + l->count) % AH_LEDGER_QUEUE_ROWS] = row;
+    l->count++;
+    pthread_cond_signal(&l->not_empty);
+    pthread_mutex_unlock(&l->mu);
+}
+
+void ah_ledger_stats(ah_ledger_t *l, uint64_t *written, uint64_t *failed)
+{
+    pthread_mutex_lock(&l->mu);
+    *written = l->written;
+    *failed = l->failed;
+    pthread_mutex_unlock(&l->mu);
+}
+
+void ah_ledger_close(ah_ledger_t *l)
+{
+    if (!l)
+        return;
+    pthread_mutex_lock(&l->mu);
+    l->closing = 1;
+    pthread_cond_signal(&l->not_empty);
+    pthread_mutex_unlock(&l->mu);
+    pthread_join(l->writer, NULL);
+    ah_info("ledger: %llu rows written, %llu failed", (unsigned long long)l->written,
+            (unsigned long long)l->failed);
+    l->sink->close(l->sink_ctx);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->not_empty);
+    pthread_cond_destroy(&l->not_full);
+    ah_free(l);
+}

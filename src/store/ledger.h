@@ -1,0 +1,58 @@
+/* ledger.h - every request becomes one ledger row, written off the request
+ * path.
+ *
+ * Producers (event loops) hand rows to a bounded queue; one writer thread
+ * takes them in batches and commits each batch in one transaction. A full
+ * queue blocks the producer (the gateway slows down; no row is dropped).
+ * ah_ledger_close drains the queue completely before returning.
+ *
+ * The sink is a table of functions (SQLite now; PostgreSQL later). */
+#ifndef AH_LEDGER_H
+#define AH_LEDGER_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+
+typedef struct ah_ledger_row {
+    char *request_id;
+    int64_t ts_ms;
+    char *key_id, *owner, *user, *tags; /* tags: JSON object text */
+    const char *api;                    /* static strings */
+    const char *endpoint;
+    int stream;
+    char *requested_model, *served_model, *provider, *deployment;
+    int64_t prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens,
+        reasoning_tokens;
+    const char *usage_source;           /* "provider", "none" (static) */
+    double cost_usd;                    /* < 0: unknown */
+    double latency_ms;
+    double ttft_ms;                     /* < 0: none */
+    int64_t overhead_us;
+    int status;
+    char *error;
+} ah_ledger_row_t;
+
+typedef struct ah_ledger_sink {
+    const char *name;
+    /* Write n rows in one transaction. */
+    ah_err_t (*write)(void *ctx, ah_ledger_row_t **rows, int n);
+    void (*close)(void *ctx);
+} ah_ledger_sink_t;
+
+typedef struct ah_ledger ah_ledger_t;
+
+/* Start the writer thread over a SQLite database at path. Close (and free)
+ * with ah_ledger_close. */
+ah_err_t ah_ledger_open_sqlite(const char *path, ah_ledger_t **out);
+/* Queue a row; the ledger takes ownership (freed after it is written).
+ * Blocks while the queue is full. Thread-safe. */
+void ah_ledger_append(ah_ledger_t *l, ah_ledger_row_t *row);
+/* Drain every queued row, stop the writer, free everything. */
+void ah_ledger_close(ah_ledger_t *l);
+/* Rows written so far and rows that failed to be written. */
+void ah_ledger_stats(ah_ledger_t *l, uint64_t *written, uint64_t *failed);
+/* Free a row that was never appended. */
+void ah_ledger_row_free(ah_ledger_row_t *row);
+
+#endif

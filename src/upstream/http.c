@@ -1,0 +1,254 @@
+/* http.c - libcurl multi_socket on libevent (curl's hiperfifo pattern).
+ *
+ * curl tells us which sockets to watch (socket callback) and when to call
+ * it back (timer callback); libevent tells curl when a socket is ready.
+ * Completions are collected with curl_multi_info_read after each action.
+ * An idle stream is cut by CURLOPT_LOW_SPEED_* (1 byte in idle_timeout_s). */
+#include "upstream/http.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "core/limits.h"
+
+struct ah_http {
+    struct event_base *base;
+    CURLM *multi;
+    struct event *timer;
+    int active;
+};
+
+struct ah_http_xfer {
+    ah_http_t *h;
+    CURL *easy;
+    ah_http_callbacks_t cb;
+    void *ud;
+    long status;
+    int retry_after_s;
+    int headers_done;
+    int aborted_by_user;  /* on_data asked to stop */
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+typedef struct sock_ctx {
+    struct event *ev;
+} sock_ctx_t;
+
+static void check_done(ah_http_t *h)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(h->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        ah_http_xfer_t *x = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        CURLcode res = msg->data.result;
+        ah_err_t err = AH_E_OK;
+        const char *m = "";
+        if (res != CURLE_OK) {
+            if (x->aborted_by_user) {
+                err = AH_E_CLOSED;
+                m = "aborted";
+            } else if (res == CURLE_OPERATION_TIMEDOUT) {
+                err = AH_E_TIMEOUT;
+                m = x->errbuf[0] ? x->errbuf : curl_easy_strerror(res);
+            } else {
+                err = AH_E_UPSTREAM;
+                m = x->errbuf[0] ? x->errbuf : curl_easy_strerror(res);
+            }
+        }
+        if (!x->status)
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &x->status);
+        curl_multi_remove_handle(h->multi, x->easy);
+        h->active--;
+        if (x->cb.on_done)
+            x->cb.on_done(x->ud, err, x->status, m);
+        curl_easy_cleanup(x->easy);
+        ah_free(x);
+    }
+}
+
+static void on_socket_event(evutil_socket_t fd, short what, void *arg)
+{
+    ah_http_t *h = arg;
+    int flags = 0, running;
+    if (what & EV_READ)
+        flags |= CURL_CSELECT_IN;
+    if (what & EV_WRITE)
+        flags |= CURL_CSELECT_OUT;
+    curl_multi_socket_action(h->multi, fd, flags, &running);
+    check_done(h);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    ah_http_t *h = arg;
+    int running;
+    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(h);
+}
+
+static int socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    ah_http_t *h = userp;
+    sock_ctx_t *sc = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (sc) {
+            event_free(sc->ev);
+            ah_free(sc);
+            curl_multi_assign(h->multi, s, NULL);
+        }
+        return 0;
+    }
+    short kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
+                 ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
+    if (!sc) {
+        sc = ah_calloc(1, sizeof *sc);
+        curl_multi_assign(h->multi, s, sc);
+    } else {
+        event_free(sc->ev);
+    }
+    sc->ev = event_new(h->base, s, kind, on_socket_event, h);
+    event_add(sc->ev, NULL);
+    return 0;
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    ah_http_t *h = userp;
+    if (timeout_ms < 0) {
+        evtimer_del(h->timer);
+        return 0;
+    }
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    evtimer_add(h->timer, &tv);
+    return 0;
+}
+
+ah_http_t *ah_http_new(struct event_base *base)
+{
+    ah_http_t *h = ah_calloc(1, sizeof *h);
+    h->base = base;
+    h->multi = curl_multi_init();
+    if (!h->multi) {
+        ah_error("curl_multi_init failed");
+        abort();
+    }
+    h->timer = evtimer_new(base, on_timer, h);
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, 256L);
+    return h;
+}
+
+void ah_http_free(ah_http_t *h)
+{
+    if (!h)
+        return;
+    curl_multi_cleanup(h->multi);
+    event_free(h->timer);
+    ah_free(h);
+}
+
+int ah_http_active(const ah_http_t *h)
+{
+    return h->active;
+}
+
+static size_t header_cb(char *p, size_t size, size_t n, void *ud)
+{
+    ah_http_xfer_t *x = ud;
+    size_t len = size * n;
+    if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
+        /* A new response (after a 100-continue, say): start over. */
+        x->retry_after_s = 0;
+        x->headers_done = 0;
+    } else if (len > 12 && strncasecmp(p, "retry-after:", 12) == 0) {
+        long v = strtol(p + 12, NULL, 10);
+        if (v > 0 && v < 86400)
+            x->retry_after_s = (int)v;
+    } else if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
+        if (x->status >= 200 && !x->headers_done) {
+            x->headers_done = 1;
+            if (x->cb.on_headers)
+                x->cb.on_headers(x->ud, x->status, x->retry_after_s);
+        }
+    }
+    return len;
+}
+
+static size_t write_cb(char *p, size_t size, size_t n, void *ud)
+{
+    ah_http_xfer_t *x = ud;
+    size_t len = size * n;
+    if (x->cb.on_data && x->cb.on_data(x->ud, p, len)) {
+        x->aborted_by_user = 1;
+        return 0; /* curl fails the transfer with CURLE_WRITE_ERROR */
+    }
+    return len;
+}
+
+ah_http_xfer_t *ah_http_start(ah_http_t *h, const ah_http_request_t *req,
+                              const ah_http_callbacks_t *cb, void *ud)
+{
+    ah_http_xfer_t *x = ah_calloc(1, sizeof *x);
+    x->h = h;
+    x->cb = *cb;
+    x->ud = ud;
+    x->easy = curl_easy_init();
+    if (!x->easy) {
+        ah_free(x);
+        return NULL;
+    }
+    CURL *e = x->easy;
+    curl_easy_setopt(e, CURLOPT_URL, req->url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    if (!req->body)
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)AH_UPSTREAM_CONNECT_TIMEOUT_S);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (req->timeout_s > 0)
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(req->timeout_s * 1000));
+    if (req->idle_timeout_s > 0) {
+        long t = (long)req->idle_timeout_s;
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, t > 0 ? t : 1L);
+    }
+    if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
+        curl_easy_cleanup(e);
+        ah_free(x);
+        return NULL;
+    }
+    h->active++;
+    return x;
+}
+
+void ah_http_cancel(ah_http_xfer_t *x)
+{
+    if (!x)
+        return;
+    curl_multi_remove_handle(x->h->multi, x->easy);
+    x->h->active--;
+    curl_easy_cleanup(x->easy);
+    ah_free(x);
+}
