@@ -12,13 +12,14 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS))
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wno-unused-parameter
-CFLAGS ?= -O2 -g
-CFLAGS += -std=c17 -D_GNU_SOURCE -pthread $(WARN) -Isrc $(PKG_CFLAGS)
+OPT ?= -O2 -g
+CFLAGS += $(OPT) -std=c17 -D_GNU_SOURCE -pthread $(WARN) -Isrc $(PKG_CFLAGS)
 LDLIBS += $(PKG_LIBS) -pthread -lm
 
 ifeq ($(SAN),1)
   B := build-san
-  CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  OPT := -O1 -g
+  CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined
 else
   B ?= build
@@ -31,7 +32,7 @@ FAKE_OBJ := $(FAKE_SRC:%.c=$(B)/obj/%.o)
 UNIT_SRC := $(shell find tests/unit -name 'test_*.c' | sort)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all clean unit test fuzz format-check
+.PHONY: all clean unit test test-integration fuzz format-check
 all: $(B)/ahorro $(B)/ahorro-fake
 
 $(B)/obj/%.o: %.c
@@ -56,13 +57,15 @@ $(B)/tests/%: tests/unit/%.c $(B)/libahorro.a
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; CK_FORK=yes $$t; done
 
-test: all unit
+test-integration: all
 	cd tests/integration && AHORRO_BIN=$(CURDIR)/$(B)/ahorro AHORRO_FAKE_BIN=$(CURDIR)/$(B)/ahorro-fake \
-	    node --test --test-concurrency=1 --test-reporter=spec
+	    node --test --test-concurrency=1 --test-reporter=spec *.test.mjs
+
+test: unit test-integration
 
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 fuzz:
-	$(MAKE) B=build-fuzz CC=clang CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libahorro.a
+	$(MAKE) B=build-fuzz CC=clang OPT="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libahorro.a
 	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 	  echo "clang $$f -> build-fuzz/$$n"; \
 	  clang -std=c17 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -Isrc $(PKG_CFLAGS) \

@@ -136,7 +136,7 @@ static ah_err_t convert_message(ah_request_t *r, json_t *m, size_t idx, json_t *
                 json_array_append_new(parts, p);
         } else if (strcmp(t, "tool_use") == 0) {
             json_t *input = json_object_get(blk, "input");
-            char *args = json_dumps(input ? input : json_object(), JSON_COMPACT);
+            char *args = input ? json_dumps(input, JSON_COMPACT) : NULL;
             json_array_append_new(
                 tool_calls,
                 json_pack("{s:O?,s:s,s:{s:O?,s:s}}", "id", json_object_get(blk, "id"), "type",
@@ -184,9 +184,9 @@ static json_t *convert_tools(json_t *tools)
         json_t *fn = json_pack("{s:O}", "name", json_object_get(t, "name"));
         if (json_object_get(t, "description"))
             json_object_set(fn, "description", json_object_get(t, "description"));
-        json_object_set(fn, "parameters", json_object_get(t, "input_schema")
-                                              ? json_object_get(t, "input_schema")
-                                              : json_pack("{s:s}", "type", "object"));
+        json_t *schema = json_object_get(t, "input_schema");
+        json_object_set_new(fn, "parameters",
+                            schema ? json_incref(schema) : json_pack("{s:s}", "type", "object"));
         json_array_append_new(out, json_pack("{s:s,s:o}", "type", "function", "function", fn));
     }
     return out;

@@ -10,7 +10,8 @@
  *   8 record     usage, price, ledger row, metrics             record.c
  *   9 learn      feedback into routing and cache (nothing yet) learn.c
  *
- * Stages 1-6 run synchronously on the event loop; each returns 0 to go on
+ * Stage 1 runs on the headers alone, before the body is parsed; stages 2-6
+ * run on the canonical request. Both run synchronously on the event loop; each returns 0 to go on
  * or a nonzero status after setting r->fail, which ends the request early
  * with that error. Stage 7 is asynchronous (upstream.h). Stages 8-9 run
  * once the client has its answer. A stage never looks at the client's wire
@@ -31,7 +32,7 @@
 /* State shared by every thread; immutable while serving. */
 typedef struct ah_gateway {
     ah_config_t *cfg;
-    ah_prices_t *prices;   /* may be NULL: costs unknown */
+    ah_prices_t *prices; /* may be NULL: costs unknown */
     ah_ledger_t *ledger;
 } ah_gateway_t;
 
@@ -49,8 +50,8 @@ typedef struct ah_worker {
     ah_gateway_t *gw;
     struct event_base *base;
     ah_http_t *http;
-    sqlite3 *db;           /* this thread's connection, for key lookups */
-    unsigned rr;           /* round-robin counter for deployments */
+    sqlite3 *db; /* this thread's connection, for key lookups */
+    unsigned rr; /* round-robin counter for deployments */
     ah_key_cache_entry_t key_cache[AH_KEY_CACHE_SLOTS];
 } ah_worker_t;
 
@@ -66,7 +67,10 @@ void ah_stage_record(ah_worker_t *w, ah_request_t *r);
 void ah_request_price(ah_worker_t *w, ah_request_t *r);
 void ah_stage_learn(ah_worker_t *w, ah_request_t *r);
 
-/* Stages 1-6 in order; 0 when the request should go upstream. */
+/* Stage 1, before the body is even parsed: an unauthenticated caller learns
+ * nothing about what it sent. 0 when the caller may proceed. */
+int ah_pipeline_admit(ah_worker_t *w, ah_request_t *r);
+/* Stages 2-6 in order, on the parsed request; 0 when it should go upstream. */
 int ah_pipeline_before(ah_worker_t *w, ah_request_t *r);
 /* Stages 8-9, after the answer (or error) reached the client. */
 void ah_pipeline_after(ah_worker_t *w, ah_request_t *r);

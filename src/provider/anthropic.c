@@ -185,9 +185,10 @@ static json_t *translate(ah_request_t *r)
             if (!fn)
                 continue;
             json_t *schema = json_object_get(fn, "parameters");
-            json_t *tool = json_pack("{s:O?,s:O}", "name", json_object_get(fn, "name"),
+            json_t *tool = json_pack("{s:O?,s:o}", "name", json_object_get(fn, "name"),
                                      "input_schema",
-                                     schema ? schema : json_pack("{s:s}", "type", "object"));
+                                     schema ? json_incref(schema)
+                                            : json_pack("{s:s}", "type", "object"));
             if (json_object_get(fn, "description"))
                 json_object_set(tool, "description", json_object_get(fn, "description"));
             json_array_append_new(at, tool);

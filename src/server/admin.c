@@ -68,8 +68,8 @@ static void keys_create(ah_worker_t *w, struct evhttp_request *req)
     if (ah_keys_create(w->db, owner, tags, &key, &id)) {
         ah_reply_error(req, AH_API_OPENAI, 500, NULL, NULL, "cannot store the key");
     } else {
-        json_t *out = json_pack("{s:s,s:s,s:s,s:O}", "id", id, "key", key, "owner", owner, "tags",
-                                tags ? tags : json_object());
+        json_t *out = json_pack("{s:s,s:s,s:s,s:o}", "id", id, "key", key, "owner", owner, "tags",
+                                tags ? json_incref(tags) : json_object());
         ah_reply_json(req, 201, out);
         json_decref(out);
     }

@@ -301,6 +301,8 @@ void ah_exchange_handle(ah_worker_t *w, struct evhttp_request *req, ah_api_t api
         tags = evhttp_find_header(ih, "x-litellm-tags");
     r->header_tags = tags ? ah_arena_strdup(&r->arena, tags) : NULL;
 
+    if (ah_pipeline_admit(w, r))
+        goto fail;
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
     if (len > w->gw->cfg->max_body_bytes) {

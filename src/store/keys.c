@@ -56,7 +56,7 @@ ah_err_t ah_keys_create(sqlite3 *db, const char *owner, json_t *tags, char **key
     ah_keys_hash(key, hash);
     char prefix[16];
     snprintf(prefix, sizeof prefix, "%.10s", key);
-    char *tags_s = json_dumps(tags ? tags : json_object(), JSON_COMPACT | JSON_SORT_KEYS);
+    char *tags_s = tags ? json_dumps(tags, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     sqlite3_stmt *st = NULL;
     ah_err_t rc = AH_E_OK;
     if (sqlite3_prepare_v2(db,

@@ -1,0 +1,187 @@
+/* fake.h - ahorro-fake: a fake OpenAI and Anthropic provider for tests and benchmarks.
+ *
+ * The program answers the wire formats the gateway speaks upstream with deterministic,
+ * cheap answers, and can inject the failures a real provider produces (rate limits, 5xx,
+ * hangs, resets, stalls) on request. Its pieces:
+ *
+ *   fake_main.c       command line, one event loop per thread, signals
+ *   fake_server.c     routing, authentication, request capture (/_fake/last), small endpoints
+ *   fake_reply.c      sends a prepared reply now or later: delays, SSE pacing, faults
+ *   fake_sim.c        the simulated model: token counting, directives, answer text, tool calls
+ *   fake_openai.c     POST /v1/chat/completions (and the Azure deployment form)
+ *   fake_anthropic.c  POST /v1/messages
+ *   fake_embed.c      POST /v1/embeddings
+ *   fake_out.c        a bounded output buffer with a sticky error and JSON string escaping
+ *
+ * A handler never touches the network: it fills a fake_reply_t (status, headers, body or
+ * SSE segments, fault) and fake_reply_send() carries it out. docs/fake-provider.md
+ * describes the behaviour from the outside. */
+#ifndef FAKE_H
+#define FAKE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "core/buf.h"
+#include "core/error.h"
+
+struct evhttp_request;
+struct event_base;
+struct evconnlistener;
+
+/* Limits of the fake, kept together. */
+#define FAKE_MAX_BODY_BYTES (16u * 1024 * 1024)     /* request bodies; larger gets 413 */
+#define FAKE_MAX_HEADER_BYTES (64u * 1024)          /* request headers */
+#define FAKE_MAX_REPLY_BYTES (64u * 1024 * 1024)    /* one response body or whole SSE stream */
+#define FAKE_MAX_ANSWER_BYTES (32u * 1024 * 1024)   /* one generated answer text */
+#define FAKE_MAX_CAPTURE_BYTES (17u * 1024 * 1024)  /* what /_fake/last keeps of a request */
+#define FAKE_MAX_COMPLETION_TOKENS 1000000L         /* [[tokens:N]] is clamped to this */
+#define FAKE_MAX_CHOICES 128                        /* OpenAI `n`, as the real API */
+#define FAKE_MAX_DELAY_MS 600000L                   /* [[delay:MS]], --ttft-ms, --itl-ms */
+#define FAKE_MAX_EMBED_DIMS 4096                    /* `dimensions` */
+#define FAKE_DEFAULT_EMBED_DIMS 16
+#define FAKE_MAX_EMBED_INPUTS 2048                  /* inputs in one embeddings request */
+#define FAKE_DEFAULT_ANSWER_TOKENS 20               /* answer length without [[tokens:N]] */
+#define FAKE_STREAM_FAULT_AFTER 3                   /* content chunks sent before reset/stall */
+#define FAKE_RESET_GRACE_MS 50                      /* let sent chunks reach the peer before RST */
+#define FAKE_IDLE_TIMEOUT_S 3600                    /* evhttp read/write timeout */
+#define FAKE_RETRY_AFTER_S 1                        /* Retry-After on injected 429 */
+#define FAKE_MAX_MODEL_BYTES 256                    /* model names echoed in answers */
+
+/* Options from the command line; read-only once the loops run. */
+typedef struct fake_opts {
+    const char *host;
+    int port;
+    int threads;
+    long ttft_ms;
+    long itl_ms;
+    const char *require_key; /* NULL: no authentication */
+} fake_opts_t;
+
+extern fake_opts_t fake_opts;
+
+/* Injected faults. The first three are plain error replies; the others change how the
+ * reply is delivered. */
+typedef enum {
+    FAKE_FAULT_NONE,
+    FAKE_FAULT_429,
+    FAKE_FAULT_500,
+    FAKE_FAULT_529,
+    FAKE_FAULT_TIMEOUT, /* never answer */
+    FAKE_FAULT_RESET,   /* RST: at once, or after FAKE_STREAM_FAULT_AFTER chunks of a stream */
+    FAKE_FAULT_STALL,   /* stream: go silent after FAKE_STREAM_FAULT_AFTER chunks */
+} fake_fault_t;
+
+/* Parses a fault kind ("429", "timeout", ...) of n bytes; FAKE_FAULT_NONE if unknown. */
+fake_fault_t fake_fault_parse(const char *s, size_t n);
+
+/* ---- fake_out.c: bounded output with a sticky error ---------------------------------- */
+
+/* An ah_buf_t whose first failed append is remembered and makes later appends no-ops, so
+ * that a renderer checks for errors once at the end (curl's dynbuf used the same way). */
+typedef struct fake_out {
+    ah_buf_t buf;
+    ah_err_t err;
+} fake_out_t;
+
+/* Empty output that may grow to max bytes. Release with fake_out_free. */
+void fake_out_init(fake_out_t *o, size_t max);
+/* Drop the contents and the error, keeping the memory. */
+void fake_out_reset(fake_out_t *o);
+void fake_out_free(fake_out_t *o);
+void fake_out_raw(fake_out_t *o, const char *s, size_t n);
+void fake_out_cstr(fake_out_t *o, const char *s);
+void fake_out_printf(fake_out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void fake_out_long(fake_out_t *o, long v);
+/* A JSON string literal for the n bytes at s (quotes included, escaped). */
+void fake_out_jstr(fake_out_t *o, const char *s, size_t n);
+/* A JSON string literal for a NUL-terminated s, or `null` when s is NULL. */
+void fake_out_jcstr(fake_out_t *o, const char *s);
+/* A JSON value as jansson prints it compactly (`null` when v is NULL). */
+void fake_out_json(fake_out_t *o, const json_t *v);
+
+/* ---- fake_reply.c: what a handler answers, and how it is delivered --------------------- */
+
+/* One SSE step: the bytes of body up to `end`, sent `gap_ms` after the previous step. */
+typedef struct fake_seg {
+    size_t end;
+    long gap_ms;
+} fake_seg_t;
+
+typedef struct fake_reply {
+    int status;
+    const char *content_type;  /* static string */
+    int retry_after_s;         /* > 0: a Retry-After header */
+    const char *request_id;    /* static name of the request-id header, or NULL */
+    char request_id_value[48];
+    long delay_ms;             /* before anything is sent */
+    fake_fault_t fault;        /* TIMEOUT, RESET or STALL change delivery; else NONE */
+    int stream;                /* body is an SSE stream cut into segs */
+    fake_out_t body;
+    fake_seg_t *segs;          /* stream steps, owned */
+    size_t nsegs;
+    size_t segcap;
+    long content_steps;        /* steps that carried answer content */
+    size_t fault_seg;          /* steps sent before a RESET or STALL fault strikes */
+} fake_reply_t;
+
+/* An empty 200 JSON reply. fake_reply_send releases it. */
+void fake_reply_init(fake_reply_t *r);
+/* Releases r's contents (for a reply that is never sent). */
+void fake_reply_free(fake_reply_t *r);
+/* Empties r and makes it a plain JSON reply with this status, no fault (for errors). */
+void fake_reply_json(fake_reply_t *r, int status);
+/* Makes r an SSE stream: the body is then cut into steps by the two calls below. */
+void fake_reply_stream(fake_reply_t *r);
+/* Ends a step that carried one piece of answer content: the first is sent --ttft-ms after
+ * the stream starts, the next ones --itl-ms apart. */
+void fake_reply_content_step(fake_reply_t *r);
+/* Ends the last step (finish reason, usage, terminator), sent right after the last
+ * content step. */
+void fake_reply_final_step(fake_reply_t *r);
+/* Delivers r for req on base: now, later, or never, as its delay and fault say. Takes
+ * over r's contents; the struct itself may be dropped by the caller afterwards. */
+void fake_reply_send(struct evhttp_request *req, struct event_base *base, fake_reply_t *r);
+/* Replies currently delayed, streaming or held by a fault, across all threads. */
+long fake_reply_held(void);
+
+/* ---- request context handed to the API handlers ------------------------------------- */
+
+typedef struct fake_ctx {
+    struct evhttp_request *req;
+    json_t *body;            /* parsed request body, or NULL when it was not JSON */
+    const char *json_error;  /* why the body did not parse, when body is NULL */
+    const char *deployment;  /* Azure: deployment name from the path, else NULL */
+    fake_fault_t hdr_fault;  /* from x-fake-fault */
+    long hdr_delay_ms;       /* from x-fake-fault: delay:MS */
+    uint64_t seq;            /* unique per request, for ids */
+} fake_ctx_t;
+
+/* The API handlers: each fills r from ctx. */
+void fake_openai_chat(const fake_ctx_t *ctx, fake_reply_t *r);
+void fake_anthropic_messages(const fake_ctx_t *ctx, fake_reply_t *r);
+void fake_embeddings(const fake_ctx_t *ctx, fake_reply_t *r);
+
+/* OpenAI-style error body into r: {"error":{"message","type","param","code"}}. */
+void fake_openai_error(fake_reply_t *r, int status, const char *type, const char *param,
+                       const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+/* Anthropic-style error body into r: {"type":"error","error":{"type","message"}}. */
+void fake_anthropic_error(fake_reply_t *r, int status, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ---- fake_server.c ------------------------------------------------------------------- */
+
+/* Per-thread server state: one event loop, one evhttp, one scratch buffer. */
+typedef struct fake_server fake_server_t;
+
+/* Creates the server of one loop, accepting on lev (a SO_REUSEPORT listener, taken over:
+ * freed with the server). NULL on failure (logged). Free with fake_server_free. */
+fake_server_t *fake_server_new(struct event_base *base, struct evconnlistener *lev);
+void fake_server_free(fake_server_t *s);
+/* Frees what /_fake/last holds; call once at exit. */
+void fake_server_cleanup(void);
+
+#endif

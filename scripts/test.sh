@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# test.sh - install what is missing, build, and run every test:
+#   1. C unit tests (Check), gcc build
+#   2. integration tests: the real gateway and fake provider, driven by the official
+#      openai and @anthropic-ai/sdk npm packages under node's test runner
+#   3. the same unit and integration tests in an ASan+UBSan build (clang)
+#   4. the libFuzzer driver of the request parser, briefly, over its seed corpus
+# Set AHORRO_QUICK=1 to skip 3 and 4.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh --test
+(cd tests/integration && npm ci --no-audit --no-fund --silent)
+make -s -j"$(nproc)" all
+echo "== unit tests (gcc)"
+make -s unit
+echo "== integration tests (gcc build)"
+make -s test-integration
+if [ "${AHORRO_QUICK:-0}" != "1" ]; then
+  echo "== unit + integration tests under ASan+UBSan (clang)"
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  make -s -j"$(nproc)" SAN=1 CC=clang all
+  make -s SAN=1 CC=clang unit
+  make -s SAN=1 CC=clang test-integration
+  echo "== fuzzing the request parser (30 s)"
+  make -s fuzz
+  # New inputs go to a scratch corpus; the committed seed corpus stays small.
+  scratch=$(mktemp -d)
+  ./build-fuzz/fuzz_request -max_total_time=30 -max_len=65536 -timeout=10 \
+    -artifact_prefix="$scratch/" "$scratch" fuzz/corpus/request 2>&1 | tail -n 3
+  rm -rf "$scratch"
+fi
+echo "all tests passed"

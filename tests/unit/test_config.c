@@ -1,0 +1,147 @@
+/* test_config.c - YAML configuration: LiteLLM model_list, errors with lines, routing. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config/config.h"
+
+static char path[64];
+
+static ah_err_t load(const char *yaml, ah_config_t **c, char *err, size_t errlen)
+{
+    snprintf(path, sizeof path, "/tmp/ahorro-test-config-XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, yaml, strlen(yaml)), (ssize_t)strlen(yaml));
+    close(fd);
+    ah_err_t rc = ah_config_load(path, c, err, errlen);
+    unlink(path);
+    return rc;
+}
+
+START_TEST(litellm_model_list)
+{
+    setenv("TEST_KEY_VAR", "sk-from-env", 1);
+    unsetenv("AHORRO_MASTER_KEY");
+    ah_config_t *c;
+    char err[512] = "";
+    ah_err_t rc = load("model_list:\n"
+                       "  - model_name: gpt-4o\n"
+                       "    litellm_params:\n"
+                       "      model: openai/gpt-4o\n"
+                       "      api_key: os.environ/TEST_KEY_VAR\n"
+                       "      rpm: 100\n"
+                       "      timeout: 12.5\n"
+                       "  - model_name: gpt-4o\n"
+                       "    litellm_params: {model: azure/dep1, api_base: 'https://a.example/', "
+                       "api_key: k}\n"
+                       "  - model_name: llama\n"
+                       "    litellm_params: {model: hosted_vllm/meta/llama, api_base: "
+                       "'http://h:8000/v1', input_cost_per_token: 0.000001}\n"
+                       "  - model_name: 'claude-*'\n"
+                       "    litellm_params: {model: 'anthropic/*'}\n"
+                       "  - model_name: claude-3-5-haiku\n"
+                       "    litellm_params: {model: claude-3-5-haiku-latest}\n"
+                       "general_settings:\n  master_key: sk-master\n"
+                       "litellm_settings:\n  drop_params: true\n"
+                       "ahorro:\n  listen: '[::1]:9000'\n  threads: 3\n",
+                       &c, err, sizeof err);
+    ck_assert_msg(rc == AH_E_OK, "%s", err);
+    ck_assert_uint_eq(c->ndeps, 5);
+    ck_assert_str_eq(c->deps[0].api_key, "sk-from-env");
+    ck_assert_str_eq(c->deps[0].api_base, "https://api.openai.com/v1");
+    ck_assert_int_eq(c->deps[0].rpm, 100);
+    ck_assert(c->deps[0].timeout_s == 12.5);
+    ck_assert_int_eq(c->deps[1].kind, AH_PROVIDER_AZURE);
+    ck_assert_str_eq(c->deps[1].api_base, "https://a.example");
+    ck_assert_ptr_nonnull(c->deps[1].api_version);
+    ck_assert_str_eq(c->deps[2].model, "meta/llama");
+    ck_assert_int_eq(c->deps[2].has_price, 1);
+    ck_assert(c->deps[2].price.input.base == 1.0);
+    ck_assert_int_eq(c->deps[4].kind, AH_PROVIDER_ANTHROPIC); /* inferred from the name */
+    ck_assert_str_eq(c->master_key, "sk-master");
+    ck_assert_str_eq(c->listen_host, "::1");
+    ck_assert_int_eq(c->listen_port, 9000);
+    ck_assert_int_eq(c->threads, 3);
+    /* Routing: exact alias round-robin, wildcard, most specific first. */
+    ck_assert_ptr_eq(ah_config_route(c, "gpt-4o", 0), &c->deps[0]);
+    ck_assert_ptr_eq(ah_config_route(c, "gpt-4o", 1), &c->deps[1]);
+    ck_assert_ptr_eq(ah_config_route(c, "claude-3-5-haiku", 0), &c->deps[4]);
+    ck_assert_ptr_eq(ah_config_route(c, "claude-opus", 0), &c->deps[3]);
+    ck_assert_ptr_null(ah_config_route(c, "mistral", 0));
+    ah_config_free(c);
+}
+END_TEST
+
+START_TEST(errors_name_the_line)
+{
+    static const struct {
+        const char *yaml, *expect;
+    } cases[] = {
+        {"model_list:\n  - model_name: a\n", ":2: model 'a' has no 'litellm_params'"},
+        {"model_list:\n  - litellm_params: {model: openai/x}\n", "without 'model_name'"},
+        {"model_list:\n  - model_name: a\n    litellm_params:\n      model: zzz/x\n",
+         ":4: unknown provider 'zzz'"},
+        {"model_list:\n  - model_name: a\n    litellm_params: {model: openai/x, rpm: -1}\n",
+         ":3: 'rpm' must be between"},
+        {"model_list:\n  - model_name: a\n    litellm_params: {model: hosted_vllm/x}\n",
+         "needs 'api_base'"},
+        {"model_list:\n  - model_name: a\n    litellm_params: {model: openai/x, api_key: "
+         "os.environ/SURELY_NOT_SET_VAR}\n",
+         "SURELY_NOT_SET_VAR, which is not set"},
+        {"model_list: {a: 1}\n", ":1: 'model_list' must be a list"},
+        {"ahorro:\n  listen: nope\n", ":2: 'listen' must be HOST:PORT"},
+        {"ahorro:\n  bogus: 1\n", ":2: unknown setting 'ahorro.bogus'"},
+        {"a: [1, 2\n", "YAML error"},
+        {"- 1\n- 2\n", ":1: the top level must be a mapping"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ah_config_t *c = (ah_config_t *)1;
+        char err[512] = "";
+        ck_assert_int_eq(load(cases[i].yaml, &c, err, sizeof err), AH_E_CONFIG);
+        ck_assert_ptr_null(c);
+        ck_assert_msg(strstr(err, cases[i].expect) != NULL, "case %zu: '%s' lacks '%s'", i, err,
+                      cases[i].expect);
+        ck_assert_msg(strncmp(err, "/tmp/ahorro-test-config-", 24) == 0, "no file name: %s", err);
+    }
+}
+END_TEST
+
+START_TEST(environment_only)
+{
+    setenv("OPENAI_API_KEY", "sk-o", 1);
+    setenv("OPENAI_BASE_URL", "http://127.0.0.1:1/v1/", 1);
+    setenv("ANTHROPIC_API_KEY", "sk-a", 1);
+    unsetenv("ANTHROPIC_BASE_URL");
+    ah_config_t *c;
+    char err[256];
+    ck_assert_int_eq(ah_config_load(NULL, &c, err, sizeof err), AH_E_OK);
+    ck_assert_uint_eq(c->ndeps, 2);
+    const ah_deployment_t *d = ah_config_route(c, "claude-sonnet-4-5", 0);
+    ck_assert_int_eq(d->kind, AH_PROVIDER_ANTHROPIC);
+    d = ah_config_route(c, "gpt-4.1", 0);
+    ck_assert_int_eq(d->kind, AH_PROVIDER_OPENAI);
+    ck_assert_str_eq(d->api_base, "http://127.0.0.1:1/v1");
+    ah_config_free(c);
+    unsetenv("OPENAI_API_KEY");
+    unsetenv("ANTHROPIC_API_KEY");
+    unsetenv("OPENAI_BASE_URL");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("config");
+    tcase_add_test(tc, litellm_model_list);
+    tcase_add_test(tc, errors_name_the_line);
+    tcase_add_test(tc, environment_only);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
