@@ -126,8 +126,10 @@ test('SIGTERM drains in-flight requests and the ledger completely', async () => 
     const c = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: MASTER_KEY, maxRetries: 0 });
     const N = 40;
     const pending = Array.from({ length: N }, (_, i) => c.chat.completions.create({
-      model: 'gpt-4o-mini', messages: [{ role: 'user', content: `request ${i} [[delay:300]]` }] }));
-    await new Promise((r) => setTimeout(r, 100));
+      model: 'gpt-4o-mini', messages: [{ role: 'user', content: `request ${i} [[delay:1000]]` }] }));
+    // Signal once every request is in flight upstream.
+    const inFlight = await waitFor(async () => (await (await fetch(`${fake.url}/_fake/stats`)).json()).requests >= N, 8000);
+    assert.ok(inFlight, 'all requests reached the provider');
     const exit = gw.stop('SIGTERM');
     const results = await Promise.allSettled(pending);
     const ok = results.filter((r) => r.status === 'fulfilled').length;
@@ -137,5 +139,36 @@ test('SIGTERM drains in-flight requests and the ledger completely', async () => 
     assert.equal(ledger(gw.db).length, N);
   } finally {
     await fake.stop(); gw.cleanup();
+  }
+});
+
+test('slow senders are cut off, oversized headers refused, the gateway stays up', async () => {
+  const fake = await startFake();
+  const dir = mkdtempSync(join(tmpdir(), 'ahorro-it-'));
+  const config = testConfig(fake, dir).replace('limits: { max_body_bytes: 1048576 }',
+    'limits: { max_body_bytes: 1048576, client_timeout_s: 1, max_header_bytes: 8192 }');
+  const gw = await startGateway({ fake, config });
+  const { connect } = await import('node:net');
+  const closedWithin = (payload) => new Promise((resolve) => {
+    const t0 = Date.now();
+    const s = connect(gw.port, '127.0.0.1', () => s.write(payload));
+    let data = '';
+    s.on('data', (d) => { data += d; });
+    s.on('close', () => resolve({ ms: Date.now() - t0, data }));
+    s.on('error', () => {});
+    setTimeout(() => s.destroy(), 10000);
+  });
+  try {
+    // A body that never completes, and headers that never end.
+    const body = await closedWithin('POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"mo');
+    assert.ok(body.ms < 5000, `slow body held the connection ${body.ms} ms`);
+    const head = await closedWithin('POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n');
+    assert.ok(head.ms < 5000, `slow headers held the connection ${head.ms} ms`);
+    const big = await closedWithin(`GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20000)}\r\n\r\n`);
+    assert.ok(!/^HTTP\/1\.1 200/.test(big.data), 'oversized headers are not served');
+    const h = await fetch(`${gw.url}/health`);
+    assert.equal(h.status, 200);
+  } finally {
+    await gw.stop(); await fake.stop(); gw.cleanup();
   }
 });
