@@ -46,6 +46,8 @@ typedef struct ah_request {
     const char *peer;     /* client address */
     const char *auth_token; /* bearer / x-api-key as sent (arena), or NULL */
     const char *header_tags; /* x-ahorro-tags / x-litellm-tags (arena), or NULL */
+    const char *anthropic_version; /* client's anthropic-version header (arena), or NULL */
+    const char *anthropic_beta;    /* client's anthropic-beta header (arena), or NULL */
 
     json_t *body;         /* canonical body (owned) */
     json_t *raw;          /* original body (owned) */

@@ -248,7 +248,13 @@ static ah_err_t build(ah_request_t *r, const ah_deployment_t *d, ah_provider_req
     out->headers = ah_provider_header(NULL, "Content-Type", "application/json");
     out->headers = ah_provider_header(out->headers, "Accept",
                                       r->stream ? "text/event-stream" : "application/json");
-    out->headers = ah_provider_header(out->headers, "anthropic-version", ANTHROPIC_VERSION);
+    /* An Anthropic client's version and beta features go along with its body. */
+    out->headers = ah_provider_header(out->headers, "anthropic-version",
+                                      r->anthropic_version && r->api == AH_API_ANTHROPIC
+                                          ? r->anthropic_version
+                                          : ANTHROPIC_VERSION);
+    if (r->anthropic_beta && r->api == AH_API_ANTHROPIC)
+        out->headers = ah_provider_header(out->headers, "anthropic-beta", r->anthropic_beta);
     out->headers = ah_provider_header(out->headers, "Expect", "");
     if (d->api_key)
         out->headers = ah_provider_header(out->headers, "x-api-key", d->api_key);

@@ -300,6 +300,8 @@ void ah_exchange_handle(ah_worker_t *w, struct evhttp_request *req, ah_api_t api
     if (!tags)
         tags = evhttp_find_header(ih, "x-litellm-tags");
     r->header_tags = tags ? ah_arena_strdup(&r->arena, tags) : NULL;
+    r->anthropic_version = ah_arena_strdup(&r->arena, evhttp_find_header(ih, "anthropic-version"));
+    r->anthropic_beta = ah_arena_strdup(&r->arena, evhttp_find_header(ih, "anthropic-beta"));
 
     if (ah_pipeline_admit(w, r))
         goto fail;

@@ -25,13 +25,15 @@ test('messages, non-streaming: the body reaches Anthropic as sent, usage lands o
     model: 'claude-3-5-haiku-latest', max_tokens: 100, system: 'Be brief.', top_k: 5,
     messages: [{ role: 'user', content: [{ type: 'text', text: 'Hello there', cache_control: { type: 'ephemeral' } }] }],
   };
-  const { data, response } = await claude.messages.create(body).withResponse();
+  const { data, response } = await claude.messages.create(body,
+    { headers: { 'anthropic-beta': 'prompt-caching-2024-07-31' } }).withResponse();
   assert.equal(data.type, 'message');
   assert.match(data.content[0].text, /simulated/);
   assert.ok(data.usage.input_tokens > 0);
   const last = await fake.last();
   assert.equal(last.headers['x-api-key'], PROVIDER_KEY);
-  assert.ok(last.headers['anthropic-version']);
+  assert.match(last.headers['anthropic-version'], /^\d{4}-\d{2}-\d{2}$/); // the SDK's own version, forwarded
+  assert.equal(last.headers['anthropic-beta'], 'prompt-caching-2024-07-31');
   assert.deepEqual(last.body, body); // passthrough: nothing lost, nothing added
   const row = await ledgerRow(gw.db, response.headers.get('x-ahorro-request-id'));
   assert.equal(row.api, 'anthropic');
