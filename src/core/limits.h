@@ -16,6 +16,8 @@
 #define AH_MAX_UPSTREAM_BODY_BYTES (32u * 1024 * 1024)
 /* A single SSE event from upstream may not exceed this. */
 #define AH_MAX_SSE_EVENT_BYTES (4u * 1024 * 1024)
+/* A stream's bytes queued for a slow client before the upstream is paused. */
+#define AH_STREAM_CLIENT_BACKLOG_BYTES (256u * 1024)
 /* Seconds of upstream silence inside a stream before it is cut. */
 #define AH_STREAM_IDLE_TIMEOUT_S 120
 /* Pipeline. */

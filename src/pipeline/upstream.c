@@ -34,6 +34,7 @@ struct ah_upstream {
     int streaming;       /* the client stream has started */
     int passthrough;     /* provider format == client format */
     int failed_mid;      /* a stream error event was seen */
+    int paused;          /* waiting for the client to drain its backlog */
     ah_buf_t body;       /* buffered answer or error body */
     ah_sse_t sse;
     ah_provider_stream_t ps;
@@ -102,6 +103,10 @@ static int on_data(void *ud, const char *p, size_t n)
 {
     ah_upstream_t *u = ud;
     if (u->streaming) {
+        if (u->sink->stream_backlogged(u->ctx)) {
+            u->paused = 1;
+            return AH_HTTP_PAUSE; /* the same bytes come again on resume */
+        }
         ah_err_t rc = ah_sse_feed(&u->sse, p, n, on_event, u);
         if (rc == AH_E_TOOBIG)
             ah_request_fail(u->r, 502, "server_error", NULL, NULL,
@@ -223,6 +228,14 @@ ah_err_t ah_upstream_start(ah_worker_t *w, ah_request_t *r, const ah_sink_ops_t 
     }
     *out = u;
     return AH_E_OK;
+}
+
+void ah_upstream_resume(ah_upstream_t *u)
+{
+    if (u && u->paused && u->xfer) {
+        u->paused = 0;
+        ah_http_resume(u->xfer);
+    }
 }
 
 void ah_upstream_cancel(ah_upstream_t *u)

@@ -24,6 +24,10 @@ typedef struct ah_sink_ops {
     void (*failed)(void *ctx, ah_request_t *r);
     /* A stream starts (send the response headers now). */
     void (*stream_start)(void *ctx, ah_request_t *r);
+    /* Nonzero while the client has more queued than it should (its reading
+     * is slower than the provider's writing); the stage then pauses the
+     * upstream transfer until the sink calls ah_upstream_resume. */
+    int (*stream_backlogged)(void *ctx);
     /* Raw bytes of one upstream event, already in the client's format. */
     void (*stream_raw)(void *ctx, ah_request_t *r, const char *raw, size_t len);
     /* One canonical chunk to render in the client's format (borrowed). */
@@ -38,6 +42,8 @@ typedef struct ah_sink_ops {
  * called. */
 ah_err_t ah_upstream_start(ah_worker_t *w, ah_request_t *r, const ah_sink_ops_t *sink, void *ctx,
                            ah_upstream_t **out);
+/* The client drained its backlog: resume a transfer paused for it. */
+void ah_upstream_resume(ah_upstream_t *u);
 /* The client went away: abort the transfer; no sink callback follows. */
 void ah_upstream_cancel(ah_upstream_t *u);
 

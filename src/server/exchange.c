@@ -11,6 +11,7 @@
 #include "server/exchange.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/http_struct.h>
 #include <stdio.h>
@@ -188,14 +189,30 @@ static void sink_failed(void *ctx, ah_request_t *r)
     finish(ex);
 }
 
+/* The connection wrote out everything queued: a paused upstream may go on. */
+static void on_flushed(struct evhttp_connection *conn, void *arg)
+{
+    exchange_t *ex = arg;
+    ah_upstream_resume(ex->up);
+}
+
 static void stream_send(exchange_t *ex, const char *p, size_t n)
 {
     if (!ex->req || !n)
         return;
     struct evbuffer *b = evbuffer_new();
     evbuffer_add(b, p, n);
-    evhttp_send_reply_chunk(ex->req, b);
+    evhttp_send_reply_chunk_with_cb(ex->req, b, on_flushed, ex);
     evbuffer_free(b);
+}
+
+static int sink_stream_backlogged(void *ctx)
+{
+    exchange_t *ex = ctx;
+    if (!ex->conn)
+        return 0;
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(ex->conn);
+    return bev && evbuffer_get_length(bufferevent_get_output(bev)) > AH_STREAM_CLIENT_BACKLOG_BYTES;
 }
 
 static void sink_stream_start(void *ctx, ah_request_t *r)
@@ -256,6 +273,7 @@ static const ah_sink_ops_t sink = {
     .answer = sink_answer,
     .failed = sink_failed,
     .stream_start = sink_stream_start,
+    .stream_backlogged = sink_stream_backlogged,
     .stream_raw = sink_stream_raw,
     .stream_chunk = sink_stream_chunk,
     .stream_end = sink_stream_end,

@@ -188,7 +188,10 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud)
 {
     ah_http_xfer_t *x = ud;
     size_t len = size * n;
-    if (x->cb.on_data && x->cb.on_data(x->ud, p, len)) {
+    int rc = x->cb.on_data ? x->cb.on_data(x->ud, p, len) : 0;
+    if (rc == AH_HTTP_PAUSE)
+        return CURL_WRITEFUNC_PAUSE;
+    if (rc) {
         x->aborted_by_user = 1;
         return 0; /* curl fails the transfer with CURLE_WRITE_ERROR */
     }
@@ -241,6 +244,12 @@ ah_http_xfer_t *ah_http_start(ah_http_t *h, const ah_http_request_t *req,
     }
     h->active++;
     return x;
+}
+
+void ah_http_resume(ah_http_xfer_t *x)
+{
+    if (x)
+        curl_easy_pause(x->easy, CURLPAUSE_CONT);
 }
 
 void ah_http_cancel(ah_http_xfer_t *x)

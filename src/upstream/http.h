@@ -15,6 +15,9 @@
 #include "core/error.h"
 
 typedef struct ah_http ah_http_t;
+
+/* on_data's answer that pauses the transfer (backpressure). */
+#define AH_HTTP_PAUSE 2
 typedef struct ah_http_xfer ah_http_xfer_t;
 
 typedef struct ah_http_request {
@@ -30,8 +33,9 @@ typedef struct ah_http_callbacks {
     /* Status line and headers are complete. retry_after_s is the upstream's
      * Retry-After (seconds) or 0. */
     void (*on_headers)(void *ud, long status, int retry_after_s);
-    /* Body bytes. Return nonzero to abort the transfer (on_done follows with
-     * AH_E_CLOSED). */
+    /* Body bytes. Return 0 when consumed, AH_HTTP_PAUSE to refuse them for
+     * now (they come again after ah_http_resume), anything else to abort the
+     * transfer (on_done follows with AH_E_CLOSED). */
     int (*on_data)(void *ud, const char *p, size_t n);
     /* The transfer ended: err is AH_E_OK, AH_E_TIMEOUT, AH_E_UPSTREAM
      * (connection failed or reset; msg says how) or AH_E_CLOSED. Called
@@ -48,6 +52,9 @@ void ah_http_free(ah_http_t *h);
  * Returns NULL (and calls nothing) when curl refuses it. */
 ah_http_xfer_t *ah_http_start(ah_http_t *h, const ah_http_request_t *req,
                               const ah_http_callbacks_t *cb, void *ud);
+/* Resume a transfer paused by on_data; the refused bytes may be delivered
+ * again before this returns. */
+void ah_http_resume(ah_http_xfer_t *x);
 /* Abort a transfer; no callback fires afterwards. */
 void ah_http_cancel(ah_http_xfer_t *x);
 

@@ -172,3 +172,32 @@ test('cached prompt tokens are priced at the cache-read rate', async () => {
   const expect = ((u.prompt_tokens - 10) * 0.15 + 10 * 0.075 + u.completion_tokens * 0.6) / 1e6;
   assert.ok(Math.abs(row.cost_usd - expect) < 1e-12, `${row.cost_usd} != ${expect}`);
 });
+
+test('a slow reader pauses the upstream instead of growing the gateway\'s memory', async () => {
+  const { request } = await import('node:http');
+  const { readFileSync } = await import('node:fs');
+  const rss = () => Number(readFileSync(`/proc/${gw.proc.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)[1]) * 1024;
+  const before = rss();
+  const body = JSON.stringify({ model: 'gpt-4o-mini', stream: true,
+    messages: [{ role: 'user', content: 'a long answer [[tokens:200000]]' }] });
+  const { id, bytes, peak } = await new Promise((resolve, reject) => {
+    const req = request(`${gw.url}/v1/chat/completions`, { method: 'POST',
+      headers: { authorization: `Bearer ${MASTER_KEY}`, 'content-type': 'application/json' } }, (res) => {
+      let bytes = 0, peak = 0;
+      res.pause(); // read nothing for a while: the provider keeps streaming
+      setTimeout(() => {
+        peak = rss();
+        res.on('data', (d) => { bytes += d.length; });
+        res.on('end', () => resolve({ id: res.headers['x-ahorro-request-id'], bytes, peak }));
+        res.resume();
+      }, 1500);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+  assert.ok(bytes > 10e6, `only ${bytes} bytes streamed`);
+  assert.ok(peak - before < 8e6, `gateway RSS grew by ${peak - before} bytes while the client was not reading`);
+  const row = await ledgerRow(gw.db, id);
+  assert.equal(row.status, 200);
+  assert.equal(row.completion_tokens, 200000);
+});
