@@ -20,6 +20,11 @@ FAKE_PORT="${AHORRO_FAKE_PORT:-9999}"
 ./build/ahorro-fake --listen "127.0.0.1:$FAKE_PORT" --threads 1 --ttft-ms 150 --itl-ms 15 &
 FAKE_PID=$!
 trap 'kill $FAKE_PID 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+  kill -0 $FAKE_PID 2>/dev/null || { echo "the fake provider could not start (port $FAKE_PORT busy? set AHORRO_FAKE_PORT)" >&2; exit 1; }
+  curl -sf "http://127.0.0.1:$FAKE_PORT/health" >/dev/null && break
+  sleep 0.1
+done
 sed "s/127.0.0.1:9999/127.0.0.1:$FAKE_PORT/g" examples/offline.yaml > build/offline.yaml
 ./build/ahorro serve --config build/offline.yaml --listen "$LISTEN" &
 GW_PID=$!
