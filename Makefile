@@ -58,7 +58,7 @@ unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; CK_FORK=yes $$t; done
 
 test-integration: all
-	cd tests/integration && AHORRO_BIN=$(CURDIR)/$(B)/ahorro AHORRO_FAKE_BIN=$(CURDIR)/$(B)/ahorro-fake \
+	cd tests/integration && AHORRO_BIN=$(CURDIR)/$(B)/ahorro AHORRO_FAKE_BIN=$(CURDIR)/$(B)/ahorro-fake AHORRO_SAN=$(SAN) \
 	    node --test --test-concurrency=1 --test-reporter=spec *.test.mjs
 
 test: unit test-integration

@@ -32,23 +32,23 @@ struct event_base;
 struct evconnlistener;
 
 /* Limits of the fake, kept together. */
-#define FAKE_MAX_BODY_BYTES (16u * 1024 * 1024)     /* request bodies; larger gets 413 */
-#define FAKE_MAX_HEADER_BYTES (64u * 1024)          /* request headers */
-#define FAKE_MAX_REPLY_BYTES (64u * 1024 * 1024)    /* one response body or whole SSE stream */
-#define FAKE_MAX_ANSWER_BYTES (32u * 1024 * 1024)   /* one generated answer text */
-#define FAKE_MAX_CAPTURE_BYTES (17u * 1024 * 1024)  /* what /_fake/last keeps of a request */
-#define FAKE_MAX_COMPLETION_TOKENS 1000000L         /* [[tokens:N]] is clamped to this */
-#define FAKE_MAX_CHOICES 128                        /* OpenAI `n`, as the real API */
-#define FAKE_MAX_DELAY_MS 600000L                   /* [[delay:MS]], --ttft-ms, --itl-ms */
-#define FAKE_MAX_EMBED_DIMS 4096                    /* `dimensions` */
+#define FAKE_MAX_BODY_BYTES (16u * 1024 * 1024)    /* request bodies; larger gets 413 */
+#define FAKE_MAX_HEADER_BYTES (64u * 1024)         /* request headers */
+#define FAKE_MAX_REPLY_BYTES (64u * 1024 * 1024)   /* one response body or whole SSE stream */
+#define FAKE_MAX_ANSWER_BYTES (32u * 1024 * 1024)  /* one generated answer text */
+#define FAKE_MAX_CAPTURE_BYTES (17u * 1024 * 1024) /* what /_fake/last keeps of a request */
+#define FAKE_MAX_COMPLETION_TOKENS 1000000L        /* [[tokens:N]] is clamped to this */
+#define FAKE_MAX_CHOICES 128                       /* OpenAI `n`, as the real API */
+#define FAKE_MAX_DELAY_MS 600000L                  /* [[delay:MS]], --ttft-ms, --itl-ms */
+#define FAKE_MAX_EMBED_DIMS 4096                   /* `dimensions` */
 #define FAKE_DEFAULT_EMBED_DIMS 16
-#define FAKE_MAX_EMBED_INPUTS 2048                  /* inputs in one embeddings request */
-#define FAKE_DEFAULT_ANSWER_TOKENS 20               /* answer length without [[tokens:N]] */
-#define FAKE_STREAM_FAULT_AFTER 3                   /* content chunks sent before reset/stall */
-#define FAKE_RESET_GRACE_MS 50                      /* let sent chunks reach the peer before RST */
-#define FAKE_IDLE_TIMEOUT_S 3600                    /* evhttp read/write timeout */
-#define FAKE_RETRY_AFTER_S 1                        /* Retry-After on injected 429 */
-#define FAKE_MAX_MODEL_BYTES 256                    /* model names echoed in answers */
+#define FAKE_MAX_EMBED_INPUTS 2048    /* inputs in one embeddings request */
+#define FAKE_DEFAULT_ANSWER_TOKENS 20 /* answer length without [[tokens:N]] */
+#define FAKE_STREAM_FAULT_AFTER 3     /* content chunks sent before reset/stall */
+#define FAKE_RESET_GRACE_MS 50        /* let sent chunks reach the peer before RST */
+#define FAKE_IDLE_TIMEOUT_S 3600      /* evhttp read/write timeout */
+#define FAKE_RETRY_AFTER_S 1          /* Retry-After on injected 429 */
+#define FAKE_MAX_MODEL_BYTES 256      /* model names echoed in answers */
 
 /* Options from the command line; read-only once the loops run. */
 typedef struct fake_opts {
@@ -101,6 +101,9 @@ void fake_out_jstr(fake_out_t *o, const char *s, size_t n);
 void fake_out_jcstr(fake_out_t *o, const char *s);
 /* A JSON value as jansson prints it compactly (`null` when v is NULL). */
 void fake_out_json(fake_out_t *o, const json_t *v);
+/* Replaces every byte of the NUL-terminated s that is not part of valid UTF-8 with '?',
+ * in place (for messages made from raw request bytes or cut to a fixed size). */
+void fake_utf8_scrub(char *s);
 
 /* ---- fake_reply.c: what a handler answers, and how it is delivered --------------------- */
 
@@ -112,19 +115,19 @@ typedef struct fake_seg {
 
 typedef struct fake_reply {
     int status;
-    const char *content_type;  /* static string */
-    int retry_after_s;         /* > 0: a Retry-After header */
-    const char *request_id;    /* static name of the request-id header, or NULL */
+    const char *content_type; /* static string */
+    int retry_after_s;        /* > 0: a Retry-After header */
+    const char *request_id;   /* static name of the request-id header, or NULL */
     char request_id_value[48];
-    long delay_ms;             /* before anything is sent */
-    fake_fault_t fault;        /* TIMEOUT, RESET or STALL change delivery; else NONE */
-    int stream;                /* body is an SSE stream cut into segs */
+    long delay_ms;      /* before anything is sent */
+    fake_fault_t fault; /* TIMEOUT, RESET or STALL change delivery; else NONE */
+    int stream;         /* body is an SSE stream cut into segs */
     fake_out_t body;
-    fake_seg_t *segs;          /* stream steps, owned */
+    fake_seg_t *segs; /* stream steps, owned */
     size_t nsegs;
     size_t segcap;
-    long content_steps;        /* steps that carried answer content */
-    size_t fault_seg;          /* steps sent before a RESET or STALL fault strikes */
+    long content_steps; /* steps that carried answer content */
+    size_t fault_seg;   /* steps sent before a RESET or STALL fault strikes */
 } fake_reply_t;
 
 /* An empty 200 JSON reply. fake_reply_send releases it. */
@@ -151,12 +154,12 @@ long fake_reply_held(void);
 
 typedef struct fake_ctx {
     struct evhttp_request *req;
-    json_t *body;            /* parsed request body, or NULL when it was not JSON */
-    const char *json_error;  /* why the body did not parse, when body is NULL */
-    const char *deployment;  /* Azure: deployment name from the path, else NULL */
-    fake_fault_t hdr_fault;  /* from x-fake-fault */
-    long hdr_delay_ms;       /* from x-fake-fault: delay:MS */
-    uint64_t seq;            /* unique per request, for ids */
+    json_t *body;           /* parsed request body, or NULL when it was not JSON */
+    const char *json_error; /* why the body did not parse, when body is NULL */
+    const char *deployment; /* Azure: deployment name from the path, else NULL */
+    fake_fault_t hdr_fault; /* from x-fake-fault */
+    long hdr_delay_ms;      /* from x-fake-fault: delay:MS */
+    uint64_t seq;           /* unique per request, for ids */
 } fake_ctx_t;
 
 /* The API handlers: each fills r from ctx. */

@@ -21,6 +21,7 @@ void fake_anthropic_error(fake_reply_t *r, int status, const char *type, const c
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    fake_utf8_scrub(msg);
     fake_reply_json(r, status);
     fake_out_cstr(&r->body, "{\"type\":\"error\",\"error\":{\"type\":");
     fake_out_jcstr(&r->body, type);
@@ -108,8 +109,9 @@ static void print_tool_id(fake_out_t *o, const msg_t *m)
 static void render_whole(fake_reply_t *r, const msg_t *m)
 {
     fake_out_t *o = &r->body;
-    fake_out_printf(o, "{\"id\":\"msg_fake_%llu\",\"type\":\"message\",\"role\":\"assistant\","
-                       "\"model\":",
+    fake_out_printf(o,
+                    "{\"id\":\"msg_fake_%llu\",\"type\":\"message\",\"role\":\"assistant\","
+                    "\"model\":",
                     (unsigned long long)m->ctx->seq);
     fake_out_jcstr(o, m->model);
     if (m->tool) {
@@ -140,8 +142,9 @@ static void event(fake_out_t *o, const char *type)
 static void delta(fake_out_t *o, const char *kind, const char *field, const char *s, size_t n)
 {
     event(o, "content_block_delta");
-    fake_out_printf(o, "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"%s\","
-                       "\"%s\":",
+    fake_out_printf(o,
+                    "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"%s\","
+                    "\"%s\":",
                     kind, field);
     fake_out_jstr(o, s, n);
     fake_out_cstr(o, "}}\n\n");
@@ -152,8 +155,9 @@ static void render_stream(fake_reply_t *r, const msg_t *m)
     fake_out_t *o = &r->body;
     fake_reply_stream(r);
     event(o, "message_start");
-    fake_out_printf(o, "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_fake_%llu\","
-                       "\"type\":\"message\",\"role\":\"assistant\",\"model\":",
+    fake_out_printf(o,
+                    "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_fake_%llu\","
+                    "\"type\":\"message\",\"role\":\"assistant\",\"model\":",
                     (unsigned long long)m->ctx->seq);
     fake_out_jcstr(o, m->model);
     fake_out_cstr(o, ",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":");
@@ -196,8 +200,9 @@ static void render_stream(fake_reply_t *r, const msg_t *m)
     event(o, "content_block_stop");
     fake_out_cstr(o, "{\"type\":\"content_block_stop\",\"index\":0}\n\n");
     event(o, "message_delta");
-    fake_out_printf(o, "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"%s\","
-                       "\"stop_sequence\":",
+    fake_out_printf(o,
+                    "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"%s\","
+                    "\"stop_sequence\":",
                     stop_reason(m->finish));
     fake_out_jcstr(o, m->stop_hit);
     fake_out_printf(o, "},\"usage\":{\"output_tokens\":%ld}}\n\n", m->output_tokens);
@@ -216,7 +221,8 @@ static int fault_error(fake_reply_t *r, fake_fault_t f)
         r->retry_after_s = FAKE_RETRY_AFTER_S;
         return 1;
     case FAKE_FAULT_500:
-        fake_anthropic_error(r, 500, "api_error", "Internal server error (simulated by ahorro-fake).");
+        fake_anthropic_error(r, 500, "api_error",
+                             "Internal server error (simulated by ahorro-fake).");
         return 1;
     case FAKE_FAULT_529:
         fake_anthropic_error(r, 529, "overloaded_error", "Overloaded (simulated by ahorro-fake).");

@@ -207,8 +207,7 @@ void fake_embeddings(const fake_ctx_t *ctx, fake_reply_t *r)
             goto out;
         }
         if (tokens > window) {
-            fake_openai_error(r, 400, "invalid_request_error", "input",
-                              "context_length_exceeded",
+            fake_openai_error(r, 400, "invalid_request_error", "input", "context_length_exceeded",
                               "This model's maximum context length is %ld tokens, however you "
                               "requested %ld tokens in input %zu. Please reduce your prompt.",
                               window, tokens, i);
@@ -216,8 +215,8 @@ void fake_embeddings(const fake_ctx_t *ctx, fake_reply_t *r)
         }
         total += tokens;
         make_vector(vec, dims, seed ^ ((uint64_t)dims * 0x9e3779b97f4a7c15ull));
-        fake_out_printf(o, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":",
-                        i ? "," : "", i);
+        fake_out_printf(o, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":", i ? "," : "",
+                        i);
         if (base64) {
             put_base64(o, vec, dims);
         } else {

@@ -128,9 +128,12 @@ static void *loop_run(void *arg)
 static int parse_args(int argc, char **argv, char *host, size_t hostsize)
 {
     static const struct option longopts[] = {
-        {"listen", required_argument, NULL, 'l'},  {"threads", required_argument, NULL, 't'},
-        {"ttft-ms", required_argument, NULL, 'f'}, {"itl-ms", required_argument, NULL, 'i'},
-        {"require-key", required_argument, NULL, 'k'}, {"help", no_argument, NULL, 'h'},
+        {"listen", required_argument, NULL, 'l'},
+        {"threads", required_argument, NULL, 't'},
+        {"ttft-ms", required_argument, NULL, 'f'},
+        {"itl-ms", required_argument, NULL, 'i'},
+        {"require-key", required_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     snprintf(host, hostsize, "%s", fake_opts.host);
@@ -214,8 +217,8 @@ static int loop_open(loop_t *l, struct sockaddr_storage *ss, socklen_t len)
         l->base, NULL, NULL, LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_FREE,
         FAKE_LISTEN_BACKLOG, (struct sockaddr *)ss, (int)len);
     if (!lev) {
-        fprintf(stderr, "ahorro-fake: cannot listen on %s:%d: %s\n", fake_opts.host,
-                fake_opts.port, strerror(errno));
+        fprintf(stderr, "ahorro-fake: cannot listen on %s:%d: %s\n", fake_opts.host, fake_opts.port,
+                strerror(errno));
         return -1;
     }
     if (fake_opts.port == 0) {

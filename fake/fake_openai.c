@@ -23,6 +23,7 @@ void fake_openai_error(fake_reply_t *r, int status, const char *type, const char
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    fake_utf8_scrub(msg);
     fake_reply_json(r, status);
     fake_out_cstr(&r->body, "{\"error\":{\"message\":");
     fake_out_jcstr(&r->body, msg);
@@ -124,8 +125,9 @@ static void print_call_id(fake_out_t *o, const chat_t *c, long choice)
 static void render_whole(fake_reply_t *r, const chat_t *c)
 {
     fake_out_t *o = &r->body;
-    fake_out_printf(o, "{\"id\":\"chatcmpl-fake-%llu\",\"object\":\"chat.completion\","
-                       "\"created\":%ld,\"model\":",
+    fake_out_printf(o,
+                    "{\"id\":\"chatcmpl-fake-%llu\",\"object\":\"chat.completion\","
+                    "\"created\":%ld,\"model\":",
                     (unsigned long long)c->ctx->seq, c->created);
     fake_out_jcstr(o, c->model);
     fake_out_cstr(o, ",\"choices\":[");
@@ -156,8 +158,9 @@ static void render_whole(fake_reply_t *r, const chat_t *c)
 /* `data: {...chunk head..."choices":[` */
 static void chunk_open(fake_out_t *o, const chat_t *c)
 {
-    fake_out_printf(o, "data: {\"id\":\"chatcmpl-fake-%llu\",\"object\":\"chat.completion.chunk\","
-                       "\"created\":%ld,\"model\":",
+    fake_out_printf(o,
+                    "data: {\"id\":\"chatcmpl-fake-%llu\",\"object\":\"chat.completion.chunk\","
+                    "\"created\":%ld,\"model\":",
                     (unsigned long long)c->ctx->seq, c->created);
     fake_out_jcstr(o, c->model);
     fake_out_cstr(o, ",\"system_fingerprint\":\"fake\",\"choices\":[");
@@ -169,8 +172,8 @@ static void chunk_close(fake_out_t *o, const chat_t *c)
 }
 
 /* One chunk carrying delta (a JSON object text) for choice i. */
-static void chunk(fake_out_t *o, const chat_t *c, long i, const char *delta_open,
-                  const char *piece, size_t piece_len, const char *delta_close)
+static void chunk(fake_out_t *o, const chat_t *c, long i, const char *delta_open, const char *piece,
+                  size_t piece_len, const char *delta_close)
 {
     chunk_open(o, c);
     fake_out_printf(o, "{\"index\":%ld,\"delta\":%s", i, delta_open);
@@ -217,7 +220,8 @@ static void render_stream(fake_reply_t *r, const chat_t *c)
             }
         }
         chunk_open(o, c);
-        fake_out_printf(o, "{\"index\":%ld,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"%s\"}",
+        fake_out_printf(o,
+                        "{\"index\":%ld,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"%s\"}",
                         i, finish_reason(c->finish));
         chunk_close(o, c);
     }
@@ -235,8 +239,8 @@ static void render_stream(fake_reply_t *r, const chat_t *c)
 static int check_messages(fake_reply_t *r, const json_t *messages)
 {
     if (!messages || json_is_null(messages)) {
-        fake_openai_error(r, 400, "invalid_request_error", "messages",
-                          "missing_required_parameter", "Missing required parameter: 'messages'.");
+        fake_openai_error(r, 400, "invalid_request_error", "messages", "missing_required_parameter",
+                          "Missing required parameter: 'messages'.");
         return -1;
     }
     if (!json_is_array(messages) || json_array_size(messages) == 0) {
@@ -250,9 +254,8 @@ static int check_messages(fake_reply_t *r, const json_t *messages)
         if (!json_is_string(json_object_get(m, "role"))) {
             char param[48];
             snprintf(param, sizeof param, "messages[%zu].role", i);
-            fake_openai_error(r, 400, "invalid_request_error", param,
-                              "missing_required_parameter", "Missing required parameter: '%s'.",
-                              param);
+            fake_openai_error(r, 400, "invalid_request_error", param, "missing_required_parameter",
+                              "Missing required parameter: '%s'.", param);
             return -1;
         }
     }
@@ -273,8 +276,8 @@ static int read_options(fake_reply_t *r, chat_t *c, const json_t *b, long *max_t
         return -1;
     }
     if (fake_sim_get_long(b, "max_completion_tokens", 1, max_tokens)) {
-        fake_openai_error(r, 400, "invalid_request_error", "max_completion_tokens",
-                          "invalid_value", "Invalid 'max_completion_tokens': expected an integer >= 1.");
+        fake_openai_error(r, 400, "invalid_request_error", "max_completion_tokens", "invalid_value",
+                          "Invalid 'max_completion_tokens': expected an integer >= 1.");
         return -1;
     }
     const json_t *stop = json_object_get(b, "stop");
@@ -368,8 +371,8 @@ void fake_openai_chat(const fake_ctx_t *ctx, fake_reply_t *r)
         c.finish = FAKE_FINISH_TOOL;
         c.completion_tokens = (long)c.call.nfrags * c.n;
     } else {
-        const char *rf = json_string_value(
-            json_object_get(json_object_get(b, "response_format"), "type"));
+        const char *rf =
+            json_string_value(json_object_get(json_object_get(b, "response_format"), "type"));
         if (rf && (strcmp(rf, "json_object") == 0 || strcmp(rf, "json_schema") == 0)) {
             fake_out_t plain;
             fake_out_init(&plain, FAKE_MAX_ANSWER_BYTES);

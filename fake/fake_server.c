@@ -47,8 +47,13 @@ static const char *const endpoint_names[EP__COUNT] = {
 };
 
 static const char *const model_ids[] = {
-    "gpt-4o",    "gpt-4o-mini", "gpt-4.1-mini",           "claude-3-5-haiku-latest",
-    "claude-sonnet-4-5", "fake-tiny",   "text-embedding-3-small",
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-4.1-mini",
+    "claude-3-5-haiku-latest",
+    "claude-sonnet-4-5",
+    "fake-tiny",
+    "text-embedding-3-small",
 };
 
 static atomic_ullong request_seq;
@@ -148,6 +153,19 @@ static void capture_request(struct evhttp_request *req, const char *path, const 
     capture_swap(c);
 }
 
+/* A JSON string of s; bytes that are not UTF-8 become '?' (headers and paths are raw). */
+static json_t *jstr_lossy(const char *s)
+{
+    json_t *v = json_string(s);
+    if (!v) {
+        char *copy = ah_strdup(s);
+        fake_utf8_scrub(copy);
+        v = json_string(copy);
+        ah_free(copy);
+    }
+    return v;
+}
+
 /* {method, path, query, query_params, headers, body, body_bytes} of the last request. */
 static json_t *capture_json(const capture_t *c)
 {
@@ -156,8 +174,8 @@ static json_t *capture_json(const capture_t *c)
     const char *query = path + strlen(path) + 1;
     const char *at = query + strlen(query) + 1;
     json_object_set_new(o, "method", json_string(c->method));
-    json_object_set_new(o, "path", json_string(path));
-    json_object_set_new(o, "query", c->has_query ? json_string(query) : json_null());
+    json_object_set_new(o, "path", jstr_lossy(path));
+    json_object_set_new(o, "query", c->has_query ? jstr_lossy(query) : json_null());
 
     json_t *params = json_object();
     struct evkeyvalq q;
@@ -166,7 +184,7 @@ static json_t *capture_json(const capture_t *c)
         struct evkeyval *kv;
         TAILQ_FOREACH(kv, &q, next)
         {
-            json_object_set_new(params, kv->key, json_string(kv->value));
+            json_object_set_new(params, kv->key, jstr_lossy(kv->value));
         }
     }
     evhttp_clear_headers(&q);
@@ -182,10 +200,10 @@ static json_t *capture_json(const capture_t *c)
             size_t n = strlen(prev) + 2 + strlen(value) + 1;
             char *joined = ah_malloc(n);
             snprintf(joined, n, "%s, %s", prev, value);
-            json_object_set_new(headers, name, json_string(joined));
+            json_object_set_new(headers, name, jstr_lossy(joined));
             ah_free(joined);
         } else {
-            json_object_set_new(headers, name, json_string(value));
+            json_object_set_new(headers, name, jstr_lossy(value));
         }
     }
     json_object_set_new(o, "headers", headers);
@@ -193,7 +211,7 @@ static json_t *capture_json(const capture_t *c)
     json_t *body = NULL;
     if (c->body_len) {
         const char *b = c->data + c->body_off;
-        body = json_loadb(b, c->body_len, JSON_DECODE_ANY, NULL);
+        body = json_loadb(b, c->body_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
         if (!body)
             body = json_stringn(b, c->body_len); /* NULL when not UTF-8 */
     }
@@ -375,8 +393,8 @@ static void header_faults(struct evhttp_request *req, fake_fault_t *fault, long 
     }
 }
 
-static void reject(fake_reply_t *r, endpoint_t ep, int status, const char *type,
-                   const char *code, const char *msg)
+static void reject(fake_reply_t *r, endpoint_t ep, int status, const char *type, const char *code,
+                   const char *msg)
 {
     if (ep == EP_MESSAGES)
         fake_anthropic_error(r, status, status == 401 ? "authentication_error" : type, "%s", msg);
@@ -435,8 +453,8 @@ static void dispatch(struct evhttp_request *req, void *arg)
     int want_post = ep != EP_MODELS;
     if (ep == EP_OTHER) {
         char msg[FAKE_MAX_MODEL_BYTES + 64];
-        snprintf(msg, sizeof msg, "Invalid URL (%s %.*s)", method_name(cmd),
-                 FAKE_MAX_MODEL_BYTES, path);
+        snprintf(msg, sizeof msg, "Invalid URL (%s %.*s)", method_name(cmd), FAKE_MAX_MODEL_BYTES,
+                 path);
         reject(&r, ep, 404, "invalid_request_error", NULL, msg);
     } else if (cmd != (want_post ? EVHTTP_REQ_POST : EVHTTP_REQ_GET)) {
         reject(&r, ep, 405, "invalid_request_error", "method_not_allowed",
@@ -454,7 +472,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
             models_faults(&r, ctx.hdr_fault);
         } else {
             json_error_t err;
-            ctx.body = json_loadb(body, body_len, 0, &err);
+            ctx.body = json_loadb(body, body_len, JSON_ALLOW_NUL, &err);
             ctx.json_error = ctx.body ? NULL : err.text;
             ctx.deployment = has_dep ? dep : NULL;
             if (ep == EP_CHAT)

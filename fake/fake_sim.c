@@ -16,9 +16,9 @@
 #define FAKE_TOKENS_PER_PROMPT 3
 
 static const char *const lorem[] = {
-    "lorem", "ipsum",     "dolor",      "sit", "amet",   "consectetur", "adipiscing",
-    "elit",  "sed",       "do",         "eiusmod", "tempor", "incididunt",  "ut",
-    "labore", "et",       "dolore",     "magna",   "aliqua",
+    "lorem",  "ipsum", "dolor",  "sit",     "amet",   "consectetur", "adipiscing",
+    "elit",   "sed",   "do",     "eiusmod", "tempor", "incididunt",  "ut",
+    "labore", "et",    "dolore", "magna",   "aliqua",
 };
 #define FAKE_LOREM_WORDS (sizeof lorem / sizeof lorem[0])
 
@@ -54,9 +54,8 @@ fake_fault_t fake_fault_parse(const char *s, size_t n)
         const char *name;
         fake_fault_t fault;
     } kinds[] = {
-        {"429", FAKE_FAULT_429},         {"500", FAKE_FAULT_500},
-        {"529", FAKE_FAULT_529},         {"timeout", FAKE_FAULT_TIMEOUT},
-        {"reset", FAKE_FAULT_RESET},     {"stall", FAKE_FAULT_STALL},
+        {"429", FAKE_FAULT_429},         {"500", FAKE_FAULT_500},     {"529", FAKE_FAULT_529},
+        {"timeout", FAKE_FAULT_TIMEOUT}, {"reset", FAKE_FAULT_RESET}, {"stall", FAKE_FAULT_STALL},
     };
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         if (span_is(s, n, kinds[i].name))
@@ -64,8 +63,8 @@ fake_fault_t fake_fault_parse(const char *s, size_t n)
     return FAKE_FAULT_NONE;
 }
 
-static void apply_directive(fake_directives_t *d, const char *name, size_t nlen,
-                            const char *arg, size_t alen, int only_global)
+static void apply_directive(fake_directives_t *d, const char *name, size_t nlen, const char *arg,
+                            size_t alen, int only_global)
 {
     long v;
     if (span_is(name, nlen, "tokens")) {
@@ -126,8 +125,8 @@ long fake_sim_words(const char *s, size_t n)
     return words;
 }
 
-static void foreach_text(const json_t *content, void (*fn)(const char *, size_t, void *),
-                         void *arg, int depth)
+static void foreach_text(const json_t *content, void (*fn)(const char *, size_t, void *), void *arg,
+                         int depth)
 {
     if (json_is_string(content)) {
         fn(json_string_value(content), json_string_length(content), arg);

@@ -12,6 +12,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/http_struct.h>
 #include <stdio.h>
@@ -35,6 +36,7 @@ typedef struct exchange {
     ah_upstream_t *up;
     ah_stream_render_t st;
     int streaming;
+    struct event *close_watch; /* EV_CLOSED on the client socket until the reply starts */
 } exchange_t;
 
 const char *ah_peer_of(struct evhttp_request *req)
@@ -90,12 +92,32 @@ void ah_reply_error(struct evhttp_request *req, ah_api_t api, int status, const 
     evbuffer_free(b);
 }
 
+static void stop_close_watch(exchange_t *ex)
+{
+    if (ex->close_watch) {
+        event_free(ex->close_watch);
+        ex->close_watch = NULL;
+    }
+}
+
+/* The connection is the client's again (its answer is queued): no more
+ * callbacks about it for this exchange, and the keep-alive idle timeout. */
+static void release_conn(exchange_t *ex)
+{
+    stop_close_watch(ex);
+    if (!ex->conn)
+        return;
+    evhttp_connection_set_closecb(ex->conn, NULL, NULL);
+    if (ex->streaming)
+        evhttp_connection_set_timeout(ex->conn, ex->w->gw->cfg->client_timeout_s);
+    ex->conn = NULL;
+}
+
 /* The end of every exchange: after-stages, then free. */
 static void finish(exchange_t *ex)
 {
     ah_request_t *r = ex->r;
-    if (ex->conn)
-        evhttp_connection_set_closecb(ex->conn, NULL, NULL);
+    release_conn(ex);
     r->t_end_us = ah_now_us();
     ah_pipeline_after(ex->w, r);
     ah_metrics_inflight(-1);
@@ -143,8 +165,7 @@ static void send_body(exchange_t *ex, int status, const char *body, size_t len)
     }
     struct evbuffer *b = evbuffer_new();
     evbuffer_add(b, body, len);
-    if (ex->conn)
-        evhttp_connection_set_closecb(ex->conn, NULL, NULL);
+    release_conn(ex);
     evhttp_send_reply(ex->req, status, NULL, b);
     evbuffer_free(b);
     ex->req = NULL;
@@ -226,6 +247,13 @@ static void sink_stream_start(void *ctx, ah_request_t *r)
     evhttp_add_header(h, "Content-Type", "text/event-stream");
     evhttp_add_header(h, "Cache-Control", "no-cache");
     add_ahorro_headers(ex, h, 0);
+    /* From here evhttp's close callback reports a client that leaves. */
+    stop_close_watch(ex);
+    /* evhttp's timeout now bounds the gap between two chunks: a model that
+     * thinks for a minute before its next token must not be cut off. The
+     * upstream's own stream_timeout guards against a silent provider. */
+    if (ex->conn)
+        evhttp_connection_set_timeout(ex->conn, AH_UPSTREAM_TIMEOUT_S);
     evhttp_send_reply_start(ex->req, 200, "OK");
 }
 
@@ -261,8 +289,7 @@ static void sink_stream_end(void *ctx, ah_request_t *r, int passthrough)
     stream_send(ex, out.data, out.len);
     ah_buf_free(&out);
     if (ex->req) {
-        if (ex->conn)
-            evhttp_connection_set_closecb(ex->conn, NULL, NULL);
+        release_conn(ex);
         evhttp_send_reply_end(ex->req);
         ex->req = NULL;
     }
@@ -279,17 +306,10 @@ static const ah_sink_ops_t sink = {
     .stream_end = sink_stream_end,
 };
 
-/* The client's connection closed while the request was in flight. */
-static void on_client_close(struct evhttp_connection *conn, void *arg)
+/* The client left: cancel the upstream call and end the exchange as 499. */
+static void client_gone(exchange_t *ex)
 {
-    exchange_t *ex = arg;
     ah_request_t *r = ex->r;
-    ex->conn = NULL;
-    if (ex->req) {
-        /* Detached by libevent; we own it now. */
-        evhttp_request_free(ex->req);
-        ex->req = NULL;
-    }
     ah_upstream_cancel(ex->up);
     ex->up = NULL;
     r->t_upstream_end_us = ah_now_us();
@@ -298,6 +318,35 @@ static void on_client_close(struct evhttp_connection *conn, void *arg)
                         "the client closed the connection before the answer was complete");
     r->status = 499;
     finish(ex);
+}
+
+/* evhttp's close callback (during a streamed reply). libevent has detached
+ * the request (req->evcon = NULL): we own it now. */
+static void on_client_close(struct evhttp_connection *conn, void *arg)
+{
+    exchange_t *ex = arg;
+    stop_close_watch(ex);
+    ex->conn = NULL;
+    if (ex->req) {
+        evhttp_request_free(ex->req);
+        ex->req = NULL;
+    }
+    client_gone(ex);
+}
+
+/* The socket closed before the reply started: evhttp does not read while the
+ * handler owns a request, so it would not notice. The request still belongs
+ * to the connection, and goes with it. */
+static void on_early_close(evutil_socket_t fd, short what, void *arg)
+{
+    exchange_t *ex = arg;
+    struct evhttp_connection *conn = ex->conn;
+    stop_close_watch(ex);
+    ex->conn = NULL;
+    ex->req = NULL;
+    evhttp_connection_set_closecb(conn, NULL, NULL);
+    evhttp_connection_free(conn);
+    client_gone(ex);
 }
 
 void ah_exchange_handle(ah_worker_t *w, struct evhttp_request *req, ah_api_t api, ah_op_t op)
@@ -353,6 +402,12 @@ void ah_exchange_handle(ah_worker_t *w, struct evhttp_request *req, ah_api_t api
     if (ah_upstream_start(w, r, &sink, ex, &ex->up))
         goto fail;
     evhttp_connection_set_closecb(ex->conn, on_client_close, ex);
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(ex->conn);
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd >= 0) {
+        ex->close_watch = event_new(w->base, fd, EV_CLOSED, on_early_close, ex);
+        event_add(ex->close_watch, NULL);
+    }
     return;
 fail:
     send_error(ex);

@@ -169,3 +169,30 @@ test('every request above left exactly one ledger row, none without a status', a
     if (r.status >= 400) assert.ok(r.error, `failed row ${r.request_id} has no error`);
   }
 });
+
+test('a client that leaves is noticed at once: upstream cancelled, ledger row 499', async () => {
+  for (const stream of [false, true]) {
+    const ac = new AbortController();
+    const started = Date.now();
+    const p = fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST', signal: ac.signal,
+      headers: { authorization: `Bearer ${MASTER_KEY}`, 'content-type': 'application/json', 'x-ahorro-tags': `leaver=${stream}` },
+      body: JSON.stringify({ model: 'gpt-4o-mini', stream,
+        messages: [{ role: 'user', content: stream ? 'x [[fault:stall]]' : 'x [[delay:20000]]' }] }),
+    }).then(async (r) => { for await (const _ of r.body); });
+    await new Promise((r) => setTimeout(r, 300));
+    ac.abort();
+    await assert.rejects(p);
+    const rows = await (async () => {
+      for (let i = 0; i < 100; i++) {
+        const rs = ledger(gw.db, `tags LIKE '%"leaver":"${stream}"%'`);
+        if (rs.length) return rs;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return [];
+    })();
+    assert.equal(rows.length, 1, `no ledger row for the leaving ${stream ? 'stream' : 'call'}`);
+    assert.equal(rows[0].status, 499);
+    assert.ok(Date.now() - started < 3000, 'noticed well before the provider would answer');
+  }
+});

@@ -196,7 +196,9 @@ test('a slow reader pauses the upstream instead of growing the gateway\'s memory
     req.end(body);
   });
   assert.ok(bytes > 10e6, `only ${bytes} bytes streamed`);
-  assert.ok(peak - before < 8e6, `gateway RSS grew by ${peak - before} bytes while the client was not reading`);
+  // ASan's quarantine keeps freed memory resident, so RSS says nothing there.
+  if (process.env.AHORRO_SAN !== '1')
+    assert.ok(peak - before < 8e6, `gateway RSS grew by ${peak - before} bytes while the client was not reading`);
   const row = await ledgerRow(gw.db, id);
   assert.equal(row.status, 200);
   assert.equal(row.completion_tokens, 200000);
