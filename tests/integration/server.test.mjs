@@ -172,3 +172,21 @@ test('slow senders are cut off, oversized headers refused, the gateway stays up'
     await gw.stop(); await fake.stop(); gw.cleanup();
   }
 });
+
+test('a stream whose tokens come slower than the client timeout is not cut off', async () => {
+  const fake = await startFake(['--itl-ms', '1300']);
+  const dir = mkdtempSync(join(tmpdir(), 'ahorro-it-'));
+  const config = testConfig(fake, dir).replace('limits: { max_body_bytes: 1048576 }',
+    'limits: { max_body_bytes: 1048576, client_timeout_s: 1 }');
+  const gw = await startGateway({ fake, config });
+  try {
+    const c = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: MASTER_KEY, maxRetries: 0 });
+    const stream = await c.chat.completions.create({ model: 'gpt-4o-mini', stream: true,
+      messages: [{ role: 'user', content: 'slowly [[tokens:3]]' }] });
+    let text = '';
+    for await (const ch of stream) text += ch.choices[0]?.delta?.content ?? '';
+    assert.equal(text.trim().split(/\s+/).length, 3);
+  } finally {
+    await gw.stop(); await fake.stop(); gw.cleanup();
+  }
+});
