@@ -4,7 +4,7 @@
 #   2. integration tests: the real gateway and fake provider, driven by the official
 #      openai and @anthropic-ai/sdk npm packages under node's test runner
 #   3. the same unit and integration tests in an ASan+UBSan build (clang)
-#   4. the libFuzzer driver of the request parser, briefly, over its seed corpus
+#   4. the libFuzzer drivers (request parser, upstream SSE parser), briefly, over their seeds
 # Set AHORRO_QUICK=1 to skip 3 and 4.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,12 +21,14 @@ if [ "${AHORRO_QUICK:-0}" != "1" ]; then
   make -s -j"$(nproc)" SAN=1 CC=clang all
   make -s SAN=1 CC=clang unit
   make -s SAN=1 CC=clang test-integration
-  echo "== fuzzing the request parser (30 s)"
+  echo "== fuzzing the request parser and the upstream stream parser (20 s each)"
   make -s fuzz
-  # New inputs go to a scratch corpus; the committed seed corpus stays small.
-  scratch=$(mktemp -d)
-  ./build-fuzz/fuzz_request -max_total_time=30 -max_len=65536 -timeout=10 \
-    -artifact_prefix="$scratch/" "$scratch" fuzz/corpus/request 2>&1 | tail -n 3
-  rm -rf "$scratch"
+  for f in request sse; do
+    # New inputs go to a scratch corpus; the committed seed corpus stays small.
+    scratch=$(mktemp -d)
+    ./build-fuzz/fuzz_$f -max_total_time=20 -max_len=65536 -timeout=10 \
+      -artifact_prefix="$scratch/" "$scratch" fuzz/corpus/$f 2>&1 | tail -n 2
+    rm -rf "$scratch"
+  done
 fi
 echo "all tests passed"

@@ -1,0 +1,50 @@
+/* fuzz_sse.c - libFuzzer driver for the upstream SSE parser and the provider
+ * stream adapters: provider bytes are untrusted too. The first byte picks
+ * the provider format and how the input is split into network reads. */
+#include <stdint.h>
+#include <string.h>
+
+#include "provider/provider.h"
+#include "upstream/sse.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+typedef struct ctx {
+    const ah_provider_ops_t *ops;
+    ah_provider_stream_t ps;
+    ah_request_t *r;
+} ctx_t;
+
+static int on_event(void *ud, const char *event, const char *data, size_t len, const char *raw,
+                    size_t raw_len)
+{
+    ctx_t *c = ud;
+    json_t *j = json_loadb(data, len, 0, NULL);
+    json_t *chunks = json_array();
+    int is_token = 0;
+    if (j || (len == 6 && memcmp(data, "[DONE]", 6) == 0))
+        c->ops->stream_event(&c->ps, c->r, event, j, chunks, &is_token);
+    json_decref(chunks);
+    json_decref(j);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    ctx_t c = {.ops = (data[0] & 1) ? &ah_provider_anthropic : &ah_provider_openai};
+    size_t step = 1 + (data[0] >> 1);
+    c.r = ah_request_new(AH_API_OPENAI, AH_OP_CHAT);
+    c.r->upstream_model = "m";
+    ah_sse_t s;
+    ah_sse_init(&s);
+    for (size_t off = 1; off < size; off += step) {
+        size_t n = size - off < step ? size - off : step;
+        if (ah_sse_feed(&s, (const char *)data + off, n, on_event, &c))
+            break;
+    }
+    ah_sse_free(&s);
+    ah_request_free(c.r);
+    return 0;
+}
