@@ -94,7 +94,6 @@ void fake_out_free(fake_out_t *o);
 void fake_out_raw(fake_out_t *o, const char *s, size_t n);
 void fake_out_cstr(fake_out_t *o, const char *s);
 void fake_out_printf(fake_out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void fake_out_long(fake_out_t *o, long v);
 /* A JSON string literal for the n bytes at s (quotes included, escaped). */
 void fake_out_jstr(fake_out_t *o, const char *s, size_t n);
 /* A JSON string literal for a NUL-terminated s, or `null` when s is NULL. */
@@ -177,7 +176,7 @@ void fake_anthropic_error(fake_reply_t *r, int status, const char *type, const c
 
 /* ---- fake_server.c ------------------------------------------------------------------- */
 
-/* Per-thread server state: one event loop, one evhttp, one scratch buffer. */
+/* The server of one loop thread: its event base and its evhttp. */
 typedef struct fake_server fake_server_t;
 
 /* Creates the server of one loop, accepting on lev (a SO_REUSEPORT listener, taken over:

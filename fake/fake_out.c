@@ -68,13 +68,6 @@ void fake_out_printf(fake_out_t *o, const char *fmt, ...)
     ah_free(big);
 }
 
-void fake_out_long(fake_out_t *o, long v)
-{
-    char tmp[24];
-    int n = snprintf(tmp, sizeof tmp, "%ld", v);
-    fake_out_raw(o, tmp, (size_t)n);
-}
-
 void fake_out_jstr(fake_out_t *o, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";

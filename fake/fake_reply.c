@@ -236,11 +236,13 @@ static void call_watch_cb(evutil_socket_t fd, short what, void *arg)
     fake_call_t *c = arg;
     char byte;
     ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0)
+    if (n > 0) {
         call_unwatch(c); /* a pipelined request: nothing to learn, stop watching */
-    if (n >= 0 ? n > 0 : errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
         return;
-    evhttp_connection_free(c->evcon); /* calls call_closed, which frees c */
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    evhttp_connection_free(c->evcon); /* EOF or error; calls call_closed, which frees c */
 }
 
 static void call_finish(fake_call_t *c)

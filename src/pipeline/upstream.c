@@ -108,6 +108,7 @@ static int on_data(void *ud, const char *p, size_t n)
             return AH_HTTP_PAUSE; /* the same bytes come again on resume */
         }
         ah_err_t rc = ah_sse_feed(&u->sse, p, n, on_event, u);
+        u->sink->stream_flush(u->ctx);
         if (rc == AH_E_TOOBIG)
             ah_request_fail(u->r, 502, "server_error", NULL, NULL,
                             "upstream sent an event larger than %u bytes",

@@ -30,6 +30,8 @@ typedef struct ah_sink_ops {
     int (*stream_backlogged)(void *ctx);
     /* Raw bytes of one upstream event, already in the client's format. */
     void (*stream_raw)(void *ctx, ah_request_t *r, const char *raw, size_t len);
+    /* The events of one upstream read were delivered: send them on now. */
+    void (*stream_flush)(void *ctx);
     /* One canonical chunk to render in the client's format (borrowed). */
     void (*stream_chunk)(void *ctx, ah_request_t *r, json_t *chunk);
     /* The stream ended: cleanly (r->fail.status == 0), or with r->fail.

@@ -37,6 +37,8 @@ typedef struct exchange {
     ah_stream_render_t st;
     int streaming;
     struct event *close_watch; /* EV_CLOSED on the client socket until the reply starts */
+    struct evbuffer *pending;  /* stream bytes of one upstream read, sent as one chunk */
+    ah_buf_t scratch;          /* rendering space reused for every chunk */
 } exchange_t;
 
 const char *ah_peer_of(struct evhttp_request *req)
@@ -122,6 +124,9 @@ static void finish(exchange_t *ex)
     ah_pipeline_after(ex->w, r);
     ah_metrics_inflight(-1);
     ah_request_free(r);
+    if (ex->pending)
+        evbuffer_free(ex->pending);
+    ah_buf_free(&ex->scratch);
     ah_free(ex);
 }
 
@@ -217,14 +222,24 @@ static void on_flushed(struct evhttp_connection *conn, void *arg)
     ah_upstream_resume(ex->up);
 }
 
-static void stream_send(exchange_t *ex, const char *p, size_t n)
+/* Send what the last upstream read produced as one HTTP chunk: one write per
+ * read, not one per event. */
+static void sink_stream_flush(void *ctx)
 {
-    if (!ex->req || !n)
+    exchange_t *ex = ctx;
+    if (!ex->pending || evbuffer_get_length(ex->pending) == 0)
         return;
-    struct evbuffer *b = evbuffer_new();
-    evbuffer_add(b, p, n);
-    evhttp_send_reply_chunk_with_cb(ex->req, b, on_flushed, ex);
-    evbuffer_free(b);
+    if (ex->req)
+        evhttp_send_reply_chunk_with_cb(ex->req, ex->pending, on_flushed, ex); /* drains it */
+    else
+        evbuffer_drain(ex->pending, evbuffer_get_length(ex->pending));
+}
+
+/* Queue rendered bytes for the next flush. */
+static void stream_queue(exchange_t *ex, const char *p, size_t n)
+{
+    if (ex->req && n)
+        evbuffer_add(ex->pending, p, n);
 }
 
 static int sink_stream_backlogged(void *ctx)
@@ -244,6 +259,8 @@ static void sink_stream_start(void *ctx, ah_request_t *r)
     if (!ex->req)
         return;
     struct evkeyvalq *h = evhttp_request_get_output_headers(ex->req);
+    ex->pending = evbuffer_new();
+    ah_buf_init(&ex->scratch, AH_MAX_SSE_EVENT_BYTES * 2);
     evhttp_add_header(h, "Content-Type", "text/event-stream");
     evhttp_add_header(h, "Cache-Control", "no-cache");
     add_ahorro_headers(ex, h, 0);
@@ -259,17 +276,15 @@ static void sink_stream_start(void *ctx, ah_request_t *r)
 
 static void sink_stream_raw(void *ctx, ah_request_t *r, const char *raw, size_t len)
 {
-    stream_send(ctx, raw, len);
+    stream_queue(ctx, raw, len);
 }
 
 static void sink_stream_chunk(void *ctx, ah_request_t *r, json_t *chunk)
 {
     exchange_t *ex = ctx;
-    ah_buf_t out;
-    ah_buf_init(&out, AH_MAX_SSE_EVENT_BYTES * 2);
-    ex->in->stream_chunk(&ex->st, r, chunk, &out);
-    stream_send(ex, out.data, out.len);
-    ah_buf_free(&out);
+    ah_buf_reset(&ex->scratch);
+    ex->in->stream_chunk(&ex->st, r, chunk, &ex->scratch);
+    stream_queue(ex, ex->scratch.data, ex->scratch.len);
 }
 
 static void sink_stream_end(void *ctx, ah_request_t *r, int passthrough)
@@ -277,17 +292,16 @@ static void sink_stream_end(void *ctx, ah_request_t *r, int passthrough)
     exchange_t *ex = ctx;
     ex->up = NULL;
     ah_request_price(ex->w, r);
-    ah_buf_t out;
-    ah_buf_init(&out, 65536);
+    ah_buf_reset(&ex->scratch);
     if (r->fail.status) {
         r->status = r->fail.status;
-        ex->in->stream_error(&ex->st, r, &r->fail, &out);
+        ex->in->stream_error(&ex->st, r, &r->fail, &ex->scratch);
         ah_warn("%s: stream ended with error %d: %s", r->id, r->fail.status, r->fail.message);
     } else if (!passthrough) {
-        ex->in->stream_end(&ex->st, r, &out);
+        ex->in->stream_end(&ex->st, r, &ex->scratch);
     }
-    stream_send(ex, out.data, out.len);
-    ah_buf_free(&out);
+    stream_queue(ex, ex->scratch.data, ex->scratch.len);
+    sink_stream_flush(ex);
     if (ex->req) {
         release_conn(ex);
         evhttp_send_reply_end(ex->req);
@@ -302,6 +316,7 @@ static const ah_sink_ops_t sink = {
     .stream_start = sink_stream_start,
     .stream_backlogged = sink_stream_backlogged,
     .stream_raw = sink_stream_raw,
+    .stream_flush = sink_stream_flush,
     .stream_chunk = sink_stream_chunk,
     .stream_end = sink_stream_end,
 };
