@@ -29,6 +29,10 @@
 /* Ledger writer: rows waiting to be written; a full queue blocks producers. */
 #define AH_LEDGER_QUEUE_ROWS 8192
 #define AH_LEDGER_BATCH_ROWS 512
+/* Microseconds the writer waits for more rows before a commit (group commit). */
+#define AH_LEDGER_GROUP_US 2000
+/* The writer's nice value: below the event loops. */
+#define AH_LEDGER_NICE 10
 /* Event loops: 0 means one per core. */
 #define AH_MAX_THREADS 64
 /* Deployments in one configuration. */

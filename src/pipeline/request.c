@@ -3,26 +3,45 @@
 
 #include <openssl/rand.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/alloc.h"
 #include "core/clock.h"
 
+/* Request ids must be unique, not secret: a per-thread splitmix64 sequence
+ * seeded once from the system's CSPRNG (RAND_bytes per request cost ~2% of
+ * the gateway's CPU). 96 bits: 64 from the sequence, 32 from the seed. */
+static _Thread_local uint64_t id_state;
+static _Thread_local uint32_t id_salt;
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
 ah_request_t *ah_request_new(ah_api_t api, ah_op_t op)
 {
     ah_request_t *r = ah_calloc(1, sizeof *r);
-    unsigned char rnd[12];
     ah_arena_init(&r->arena);
     r->api = api;
     r->op = op;
     r->t_start_us = ah_now_us();
     r->wall_ms = ah_wall_ms();
-    if (RAND_bytes(rnd, sizeof rnd) != 1)
-        memset(rnd, 0, sizeof rnd);
-    int n = snprintf(r->id, sizeof r->id, "req_");
-    for (size_t i = 0; i < sizeof rnd; i++)
-        n += snprintf(r->id + n, sizeof r->id - (size_t)n, "%02x", rnd[i]);
+    if (!id_salt) {
+        unsigned char seed[12];
+        if (RAND_bytes(seed, sizeof seed) != 1)
+            memset(seed, 0x5a, sizeof seed);
+        memcpy(&id_state, seed, 8);
+        memcpy(&id_salt, seed + 8, 4);
+        id_salt |= 1;
+    }
+    snprintf(r->id, sizeof r->id, "req_%016llx%08x", (unsigned long long)splitmix64(&id_state),
+             (unsigned)id_salt);
     return r;
 }
 

@@ -23,7 +23,6 @@ static const char *const migrations[] = {
     " cost_usd REAL, latency_ms REAL NOT NULL, ttft_ms REAL, overhead_us INTEGER,"
     " status INTEGER NOT NULL, error TEXT);"
     "CREATE INDEX IF NOT EXISTS ledger_ts ON ledger(ts_ms);"
-    "CREATE INDEX IF NOT EXISTS ledger_key ON ledger(key_id, ts_ms);"
     "CREATE TABLE IF NOT EXISTS keys ("
     " id TEXT PRIMARY KEY,"
     " hash TEXT NOT NULL UNIQUE,"

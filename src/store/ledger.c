@@ -11,6 +11,8 @@
 #include "store/ledger.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sqlite3.h>
 #include <string.h>
 #include <unistd.h>
@@ -139,6 +141,9 @@ static void *writer_main(void *arg)
 {
     ah_ledger_t *l = arg;
     ah_ledger_row_t *batch[AH_LEDGER_BATCH_ROWS];
+    /* Linux: nice applies to this thread only. */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), AH_LEDGER_NICE) != 0)
+        ah_debug("ledger: cannot lower the writer's priority");
     for (;;) {
         pthread_mutex_lock(&l->mu);
         while (l->count == 0 && !l->closing)
@@ -146,6 +151,12 @@ static void *writer_main(void *arg)
         if (l->count == 0 && l->closing) {
             pthread_mutex_unlock(&l->mu);
             break;
+        }
+        if (l->count < AH_LEDGER_BATCH_ROWS && !l->closing) {
+            /* Group commit: let more rows arrive before paying for one. */
+            pthread_mutex_unlock(&l->mu);
+            usleep(AH_LEDGER_GROUP_US);
+            pthread_mutex_lock(&l->mu);
         }
         int n = 0;
         while (l->count > 0 && n < AH_LEDGER_BATCH_ROWS) {
@@ -219,8 +230,8 @@ void ah_ledger_append(ah_ledger_t *l, ah_ledger_row_t *row)
     while (l->count == AH_LEDGER_QUEUE_ROWS)
         pthread_cond_wait(&l->not_full, &l->mu);
     l->ring[(l->head + l->count) % AH_LEDGER_QUEUE_ROWS] = row;
-    l->count++;
-    pthread_cond_signal(&l->not_empty);
+    if (l->count++ == 0)
+        pthread_cond_signal(&l->not_empty); /* the writer only sleeps on an empty queue */
     pthread_mutex_unlock(&l->mu);
 }
 

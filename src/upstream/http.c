@@ -33,9 +33,6 @@ struct ah_http_xfer {
     char errbuf[CURL_ERROR_SIZE];
 };
 
-typedef struct sock_ctx {
-    struct event *ev;
-} sock_ctx_t;
 
 static void check_done(ah_http_t *h)
 {
@@ -92,28 +89,30 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     check_done(h);
 }
 
+/* curl's interest in a socket changed. Each socket has one event, allocated
+ * once (event_get_struct_event_size keeps the ABI) and re-armed in place. */
 static int socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
     ah_http_t *h = userp;
-    sock_ctx_t *sc = socketp;
+    struct event *ev = socketp;
     if (what == CURL_POLL_REMOVE) {
-        if (sc) {
-            event_free(sc->ev);
-            ah_free(sc);
+        if (ev) {
+            event_del(ev);
+            ah_free(ev);
             curl_multi_assign(h->multi, s, NULL);
         }
         return 0;
     }
     short kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
                  ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
-    if (!sc) {
-        sc = ah_calloc(1, sizeof *sc);
-        curl_multi_assign(h->multi, s, sc);
+    if (!ev) {
+        ev = ah_calloc(1, event_get_struct_event_size());
+        curl_multi_assign(h->multi, s, ev);
     } else {
-        event_free(sc->ev);
+        event_del(ev);
     }
-    sc->ev = event_new(h->base, s, kind, on_socket_event, h);
-    event_add(sc->ev, NULL);
+    event_assign(ev, h->base, s, kind, on_socket_event, h);
+    event_add(ev, NULL);
     return 0;
 }
 
@@ -228,7 +227,6 @@ ah_http_xfer_t *ah_http_start(ah_http_t *h, const ah_http_request_t *req,
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)AH_UPSTREAM_CONNECT_TIMEOUT_S);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     if (req->timeout_s > 0)
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(req->timeout_s * 1000));
