@@ -19,13 +19,14 @@ static int on_event(void *ud, const char *event, const char *data, size_t len, c
                     size_t raw_len)
 {
     ctx_t *c = ud;
-    json_t *j = json_loadb(data, len, 0, NULL);
+    int is_token = 0, forward = 1;
+    /* Both ways an adapter reads an event: skimmed (raw forward) and parsed
+     * (translation). */
+    c->ops->stream_event(&c->ps, c->r, event, data, len, NULL, &is_token, &forward);
     json_t *chunks = json_array();
-    int is_token = 0;
-    if (j || (len == 6 && memcmp(data, "[DONE]", 6) == 0))
-        c->ops->stream_event(&c->ps, c->r, event, j, chunks, &is_token);
+    c->ops->stream_event(&c->ps, c->r, event, data, len, chunks, &is_token, &forward);
     json_decref(chunks);
-    json_decref(j);
+    c->ops->parse_response(c->r, data, len, NULL);
     return 0;
 }
 

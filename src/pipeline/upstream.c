@@ -64,37 +64,24 @@ static int on_event(void *ud, const char *event, const char *data, size_t len, c
 {
     ah_upstream_t *u = ud;
     ah_request_t *r = u->r;
-    json_t *j = NULL;
-    if (!(len == 6 && memcmp(data, "[DONE]", 6) == 0)) {
-        j = json_loadb(data, len, 0, NULL);
-        if (!j)
-            return 0; /* not JSON (a keep-alive, say): nothing to account */
-    }
     json_t *chunks = u->passthrough ? NULL : json_array();
-    int is_token = 0;
-    ah_err_t rc = u->prov->stream_event(&u->ps, r, event, j, chunks, &is_token);
+    int is_token = 0, forward = 1;
+    ah_err_t rc = u->prov->stream_event(&u->ps, r, event, data, len, chunks, &is_token, &forward);
     if (is_token && !r->t_first_token_us)
         r->t_first_token_us = ah_now_us();
     if (rc) {
         u->failed_mid = 1;
-        json_decref(j);
         json_decref(chunks);
         return 1;
     }
     if (u->passthrough) {
-        /* The usage chunk exists because the gateway asked for usage; an
-         * OpenAI client that did not ask never sees it. */
-        json_t *choices = json_object_get(j, "choices");
-        int usage_only = json_is_array(choices) && json_array_size(choices) == 0 &&
-                         json_is_object(json_object_get(j, "usage"));
-        if (!(usage_only && !r->client_wants_usage))
+        if (forward)
             u->sink->stream_raw(u->ctx, r, raw, raw_len);
     } else {
         size_t i;
         json_t *c;
         json_array_foreach(chunks, i, c) u->sink->stream_chunk(u->ctx, r, c);
     }
-    json_decref(j);
     json_decref(chunks);
     return 0;
 }
@@ -178,9 +165,9 @@ static void on_done(void *ud, ah_err_t err, long status, const char *msg)
         upstream_http_error(u);
         u->sink->failed(u->ctx, r);
     } else {
-        json_t *ans = json_loadb(u->body.data ? u->body.data : "", u->body.len, 0, NULL);
         json_t *canon = NULL;
-        if (!ans || u->prov->parse_response(r, ans, u->passthrough ? NULL : &canon)) {
+        if (u->prov->parse_response(r, u->body.data ? u->body.data : "", u->body.len,
+                                    u->passthrough ? NULL : &canon)) {
             ah_request_fail(r, 502, "server_error", "upstream_error", NULL,
                             "The provider of model '%s' sent an answer that is not valid JSON",
                             r->model);
@@ -189,7 +176,6 @@ static void on_done(void *ud, ah_err_t err, long status, const char *msg)
             u->sink->answer(u->ctx, r, u->body.data, u->body.len, u->passthrough, canon);
         }
         json_decref(canon);
-        json_decref(ans);
     }
     upstream_free(u);
 }

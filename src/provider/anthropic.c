@@ -309,16 +309,30 @@ static json_t *canon_usage(const ah_usage_t *u)
                      (json_int_t)u->reasoning_tokens);
 }
 
-static ah_err_t parse_response(ah_request_t *r, json_t *answer, json_t **canon)
+static ah_err_t parse_response(ah_request_t *r, const char *body, size_t len, json_t **canon)
 {
-    if (!json_is_object(answer))
+    if (!canon) {
+        static const char *const keys[] = {"usage", "model"};
+        ah_json_span_t v[2];
+        if (ah_json_skim(body, len, keys, 2, v))
+            return AH_E_PARSE;
+        json_t *usage = ah_provider_span_json(v[0]);
+        read_usage(r, usage, 1);
+        json_decref(usage);
+        const char *m = ah_provider_span_string(r, v[1]);
+        if (m)
+            r->served_model = m;
+        return AH_E_OK;
+    }
+    json_t *answer = json_loadb(body, len, 0, NULL);
+    if (!json_is_object(answer)) {
+        json_decref(answer);
         return AH_E_PARSE;
+    }
     read_usage(r, json_object_get(answer, "usage"), 1);
     const char *model = json_string_value(json_object_get(answer, "model"));
     if (model)
         r->served_model = ah_arena_strdup(&r->arena, model);
-    if (!canon)
-        return AH_E_OK;
     ah_buf_t text;
     ah_buf_init(&text, AH_MAX_UPSTREAM_BODY_BYTES);
     json_t *calls = json_array();
@@ -354,6 +368,7 @@ static ah_err_t parse_response(ah_request_t *r, json_t *answer, json_t **canon)
                        (json_int_t)(r->wall_ms / 1000), "model", model ? model : r->upstream_model,
                        "choices", "index", 0, "message", msg, "logprobs", "finish_reason",
                        fin ? fin : "stop", "usage", canon_usage(&r->usage));
+    json_decref(answer);
     return AH_E_OK;
 }
 
@@ -366,10 +381,42 @@ static json_t *chunk(ah_provider_stream_t *ps, const ah_request_t *r, json_t *de
                      "finish_reason", finish);
 }
 
+static ah_err_t stream_event_json(ah_provider_stream_t *ps, ah_request_t *r, json_t *data,
+                                  json_t *chunks, int *is_token);
+
 static ah_err_t stream_event(ah_provider_stream_t *ps, ah_request_t *r, const char *event,
-                             json_t *data, json_t *chunks, int *is_token)
+                             const char *text, size_t len, json_t *chunks, int *is_token,
+                             int *forward)
 {
     *is_token = 0;
+    *forward = 1;
+    if (!chunks && event) {
+        /* Forwarded raw: only message_start, message_delta and error carry
+         * what the ledger needs; the many deltas are not parsed at all. */
+        if (strcmp(event, "content_block_delta") == 0)
+            return *is_token = 1, AH_E_OK;
+        if (strcmp(event, "ping") == 0 || strcmp(event, "content_block_stop") == 0)
+            return AH_E_OK;
+        if (strcmp(event, "content_block_start") == 0) {
+            *is_token = memmem(text, len, "\"tool_use\"", 10) != NULL;
+            return AH_E_OK;
+        }
+        if (strcmp(event, "message_stop") == 0)
+            return ps->done = 1, AH_E_OK;
+    }
+    json_t *data = json_loadb(text, len, 0, NULL);
+    if (!json_is_object(data)) {
+        json_decref(data);
+        return AH_E_OK;
+    }
+    ah_err_t rc = stream_event_json(ps, r, data, chunks, is_token);
+    json_decref(data);
+    return rc;
+}
+
+static ah_err_t stream_event_json(ah_provider_stream_t *ps, ah_request_t *r, json_t *data,
+                                  json_t *chunks, int *is_token)
+{
     const char *type = json_string_value(json_object_get(data, "type"));
     if (!type)
         return AH_E_OK;

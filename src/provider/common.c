@@ -40,3 +40,20 @@ void ah_provider_error_message(const char *body, size_t len, char *msg, size_t m
         snprintf(msg, msglen, "%.*s", (int)(len > 200 ? 200 : len), body ? body : "");
     json_decref(j);
 }
+
+json_t *ah_provider_span_json(ah_json_span_t span)
+{
+    return span.p ? json_loadb(span.p, span.n, JSON_DECODE_ANY, NULL) : NULL;
+}
+
+const char *ah_provider_span_string(ah_request_t *r, ah_json_span_t span)
+{
+    if (!span.p || span.n < 2 || span.p[0] != '"')
+        return NULL;
+    if (!memchr(span.p, '\\', span.n)) /* no escapes: the bytes are the string */
+        return ah_arena_strndup(&r->arena, span.p + 1, span.n - 2);
+    json_t *j = ah_provider_span_json(span);
+    const char *s = json_is_string(j) ? ah_arena_strdup(&r->arena, json_string_value(j)) : NULL;
+    json_decref(j);
+    return s;
+}

@@ -82,48 +82,131 @@ static void read_usage(ah_request_t *r, json_t *usage)
     r->usage_known = 1;
 }
 
-static ah_err_t parse_response(ah_request_t *r, json_t *answer, json_t **canon)
+static ah_err_t parse_response(ah_request_t *r, const char *body, size_t len, json_t **canon)
 {
-    if (!json_is_object(answer))
+    if (canon) {
+        json_t *answer = json_loadb(body, len, 0, NULL);
+        if (!json_is_object(answer)) {
+            json_decref(answer);
+            return AH_E_PARSE;
+        }
+        read_usage(r, json_object_get(answer, "usage"));
+        const char *model = json_string_value(json_object_get(answer, "model"));
+        if (model)
+            r->served_model = ah_arena_strdup(&r->arena, model);
+        *canon = answer;
+        return AH_E_OK;
+    }
+    static const char *const keys[] = {"usage", "model"};
+    ah_json_span_t v[2];
+    if (ah_json_skim(body, len, keys, 2, v))
         return AH_E_PARSE;
-    read_usage(r, json_object_get(answer, "usage"));
-    const char *model = json_string_value(json_object_get(answer, "model"));
+    json_t *usage = ah_provider_span_json(v[0]);
+    read_usage(r, usage);
+    json_decref(usage);
+    const char *model = ah_provider_span_string(r, v[1]);
     if (model)
-        r->served_model = ah_arena_strdup(&r->arena, model);
-    if (canon)
-        *canon = json_incref(answer);
+        r->served_model = model;
+    return AH_E_OK;
+}
+
+/* Does the span (a choices array) hold a non-empty string member `name`?
+ * Tolerates spaces around the colon, as Python-made JSON has. */
+static int has_text(ah_json_span_t sp, const char *name)
+{
+    size_t nl = strlen(name);
+    const char *p = sp.p, *end = sp.p + sp.n;
+    while (p && p < end) {
+        const char *q = memmem(p, (size_t)(end - p), name, nl);
+        if (!q)
+            return 0;
+        q += nl;
+        while (q < end && (*q == ' ' || *q == ':'))
+            q++;
+        if (q + 1 < end && q[0] == '"' && q[1] != '"')
+            return 1;
+        p = q;
+    }
+    return 0;
+}
+
+static ah_err_t stream_fail(ah_request_t *r, json_t *err)
+{
+    const char *m = json_string_value(json_object_get(err, "message"));
+    ah_request_fail(r, 502, "server_error", NULL, NULL, "upstream stream error: %s",
+                    m ? m : "unknown");
+    return AH_E_UPSTREAM;
+}
+
+/* A raw-forwarded event: skim for what the ledger needs. */
+static ah_err_t stream_skim(ah_provider_stream_t *ps, ah_request_t *r, const char *data,
+                            size_t len, int *is_token, int *forward)
+{
+    static const char *const keys[] = {"error", "usage", "choices", "model"};
+    ah_json_span_t v[4];
+    if (ah_json_skim(data, len, keys, 4, v))
+        return AH_E_OK; /* not an object: nothing to account, forwarded as is */
+    if (v[0].p && !ah_json_span_is(v[0], "null")) {
+        json_t *err = ah_provider_span_json(v[0]);
+        ah_err_t rc = stream_fail(r, err);
+        json_decref(err);
+        return rc;
+    }
+    if (!r->served_model && v[3].p)
+        r->served_model = ah_provider_span_string(r, v[3]);
+    int has_usage = v[1].p && !ah_json_span_is(v[1], "null");
+    if (has_usage) {
+        json_t *usage = ah_provider_span_json(v[1]);
+        read_usage(r, usage);
+        json_decref(usage);
+    }
+    if (!ps->first_token_seen && v[2].p &&
+        (has_text(v[2], "\"content\"") || has_text(v[2], "\"reasoning_content\"") ||
+         memmem(v[2].p, v[2].n, "\"tool_calls\"", 12)))
+        *is_token = ps->first_token_seen = 1;
+    /* The usage chunk exists because the gateway asked for usage; a client
+     * that did not ask never sees it. */
+    if (has_usage && ah_json_span_is(v[2], "[]") && !r->client_wants_usage)
+        *forward = 0;
     return AH_E_OK;
 }
 
 static ah_err_t stream_event(ah_provider_stream_t *ps, ah_request_t *r, const char *event,
-                             json_t *data, json_t *chunks, int *is_token)
+                             const char *data, size_t len, json_t *chunks, int *is_token,
+                             int *forward)
 {
     *is_token = 0;
-    if (!data) /* "[DONE]" */
+    *forward = 1;
+    if (len == 6 && memcmp(data, "[DONE]", 6) == 0)
         return ps->done = 1, AH_E_OK;
-    json_t *err = json_object_get(data, "error");
-    if (err) {
-        const char *m = json_string_value(json_object_get(err, "message"));
-        ah_request_fail(r, 502, "server_error", NULL, NULL, "upstream stream error: %s",
-                        m ? m : "unknown");
-        return AH_E_UPSTREAM;
+    if (!chunks)
+        return stream_skim(ps, r, data, len, is_token, forward);
+    json_t *j = json_loadb(data, len, 0, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return AH_E_OK;
     }
-    const char *model = json_string_value(json_object_get(data, "model"));
+    json_t *err = json_object_get(j, "error");
+    if (err) {
+        ah_err_t rc = stream_fail(r, err);
+        json_decref(j);
+        return rc;
+    }
+    const char *model = json_string_value(json_object_get(j, "model"));
     if (model && !r->served_model)
         r->served_model = ah_arena_strdup(&r->arena, model);
-    read_usage(r, json_object_get(data, "usage"));
+    read_usage(r, json_object_get(j, "usage"));
     size_t i;
     json_t *c;
-    json_array_foreach(json_object_get(data, "choices"), i, c)
+    json_array_foreach(json_object_get(j, "choices"), i, c)
     {
         json_t *d = json_object_get(c, "delta");
         const char *text = json_string_value(json_object_get(d, "content"));
-        if ((text && *text) || json_object_get(d, "tool_calls") ||
-            json_string_value(json_object_get(d, "reasoning_content")))
+        const char *reasoning = json_string_value(json_object_get(d, "reasoning_content"));
+        if ((text && *text) || (reasoning && *reasoning) || json_object_get(d, "tool_calls"))
             *is_token = 1;
     }
-    if (chunks)
-        json_array_append(chunks, data);
+    json_array_append_new(chunks, j);
     return AH_E_OK;
 }
 

@@ -13,6 +13,7 @@
 
 #include "config/config.h"
 #include "core/buf.h"
+#include "core/json_skim.h"
 #include "core/limits.h"
 #include "pipeline/request.h"
 
@@ -44,15 +45,21 @@ typedef struct ah_provider_ops {
      * On a request the provider cannot serve, sets r->fail and returns
      * AH_E_INVAL. */
     ah_err_t (*build)(ah_request_t *r, const ah_deployment_t *d, ah_provider_req_t *out);
-    /* Read usage and the served model of a complete answer into r. If canon
-     * is not NULL, also store the canonical chat.completion (new reference). */
-    ah_err_t (*parse_response)(ah_request_t *r, json_t *answer, json_t **canon);
-    /* One stream event: update r's usage; if chunks is not NULL, append the
-     * canonical chunks it stands for. *is_token tells whether it carried
-     * generated content (for time to first token). Returns AH_E_UPSTREAM
-     * with r->fail set when the event is an error event. */
+    /* Read usage and the served model of a complete answer (body, len) into
+     * r. If canon is not NULL, also store the canonical chat.completion (new
+     * reference); when it is NULL, the body is only skimmed (core/json_skim.h),
+     * never parsed whole. AH_E_PARSE when it is not a JSON object. */
+    ah_err_t (*parse_response)(ah_request_t *r, const char *body, size_t len, json_t **canon);
+    /* One stream event (its SSE name or NULL, its data text): update r's
+     * usage; if chunks is not NULL, append the canonical chunks it stands
+     * for (the event is parsed whole); otherwise the event will be forwarded
+     * raw and is only skimmed. *is_token tells whether it carried generated
+     * content (for time to first token); *forward whether a raw forward
+     * should send it on (0 for the usage chunk a client did not ask for).
+     * Returns AH_E_UPSTREAM with r->fail set when it is an error event. */
     ah_err_t (*stream_event)(ah_provider_stream_t *ps, ah_request_t *r, const char *event,
-                             json_t *data, json_t *chunks, int *is_token);
+                             const char *data, size_t len, json_t *chunks, int *is_token,
+                             int *forward);
 } ah_provider_ops_t;
 
 extern const ah_provider_ops_t ah_provider_openai;
@@ -62,6 +69,11 @@ extern const ah_provider_ops_t ah_provider_anthropic;
 const ah_provider_ops_t *ah_provider_for(const ah_deployment_t *d);
 
 void ah_provider_req_free(ah_provider_req_t *p);
+
+/* Value of a skimmed span as JSON (any type); new reference or NULL. */
+json_t *ah_provider_span_json(ah_json_span_t span);
+/* A skimmed string value copied into r's arena, or NULL. */
+const char *ah_provider_span_string(ah_request_t *r, ah_json_span_t span);
 
 /* The message of an upstream error body ({"error":{"message"}} in both
  * formats), or the start of the body; written into msg, bounded. */

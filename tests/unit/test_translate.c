@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ingress/ingress.h"
+#include "core/json_skim.h"
 #include "provider/provider.h"
 
 static json_t *J(const char *s)
@@ -150,7 +151,9 @@ START_TEST(anthropic_answer_to_canonical_and_back)
                     "\"usage\":{\"input_tokens\":10,\"output_tokens\":5,"
                     "\"cache_read_input_tokens\":4,\"cache_creation_input_tokens\":2}}");
     json_t *canon = NULL;
-    ck_assert_int_eq(ah_provider_anthropic.parse_response(r, ans, &canon), AH_E_OK);
+    char *text = json_dumps(ans, JSON_COMPACT);
+    ck_assert_int_eq(ah_provider_anthropic.parse_response(r, text, strlen(text), &canon), AH_E_OK);
+    free(text);
     ck_assert_int_eq(r->usage.input_tokens, 16);
     ck_assert_int_eq(r->usage.cache_read_tokens, 4);
     ck_assert_int_eq(r->usage.cache_write_tokens, 2);
@@ -264,6 +267,62 @@ START_TEST(openai_build_asks_for_usage)
 }
 END_TEST
 
+/* Passthrough answers are skimmed, not parsed: the same usage either way. */
+START_TEST(skimmed_usage_matches_parsed)
+{
+    const char *openai = "{\"id\":\"x\",\"model\":\"gpt-4o-mini\",\"choices\":[{\"message\":"
+                         "{\"content\":\"the \\\"usage\\\": {} trap\"}}],\"usage\": {\"prompt_tokens\":7,"
+                         "\"completion_tokens\":3,\"prompt_tokens_details\":{\"cached_tokens\":2}}}";
+    ah_request_t *r = ah_request_new(AH_API_OPENAI, AH_OP_CHAT);
+    ck_assert_int_eq(ah_provider_openai.parse_response(r, openai, strlen(openai), NULL), AH_E_OK);
+    ck_assert_int_eq(r->usage.input_tokens, 7);
+    ck_assert_int_eq(r->usage.output_tokens, 3);
+    ck_assert_int_eq(r->usage.cache_read_tokens, 2);
+    ck_assert_str_eq(r->served_model, "gpt-4o-mini");
+    ck_assert_int_eq(ah_provider_openai.parse_response(r, "[1]", 3, NULL), AH_E_PARSE);
+    ck_assert_int_eq(ah_provider_openai.parse_response(r, "{\"a\":", 5, NULL), AH_E_PARSE);
+    ah_request_free(r);
+
+    r = ah_request_new(AH_API_OPENAI, AH_OP_CHAT);
+    ah_provider_stream_t ps = {0};
+    int tok, fwd;
+    const char *role = "{\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}],\"usage\":null}";
+    ck_assert_int_eq(ah_provider_openai.stream_event(&ps, r, NULL, role, strlen(role), NULL, &tok, &fwd), AH_E_OK);
+    ck_assert_int_eq(tok, 0);
+    ck_assert_int_eq(fwd, 1);
+    const char *word = "{\"choices\":[{\"delta\": {\"content\" : \"Hi\"}}]}";
+    ah_provider_openai.stream_event(&ps, r, NULL, word, strlen(word), NULL, &tok, &fwd);
+    ck_assert_int_eq(tok, 1);
+    const char *usage = "{\"choices\":[],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":9}}";
+    ah_provider_openai.stream_event(&ps, r, NULL, usage, strlen(usage), NULL, &tok, &fwd);
+    ck_assert_int_eq(fwd, 0); /* the client did not ask for usage */
+    ck_assert_int_eq(r->usage.output_tokens, 9);
+    const char *err = "{\"error\":{\"message\":\"boom\"}}";
+    ck_assert_int_eq(ah_provider_openai.stream_event(&ps, r, NULL, err, strlen(err), NULL, &tok, &fwd),
+                     AH_E_UPSTREAM);
+    ck_assert_int_eq(r->fail.status, 502);
+    ah_request_free(r);
+}
+END_TEST
+
+START_TEST(json_skim_spans)
+{
+    static const char *const keys[] = {"a", "b", "c", "d"};
+    ah_json_span_t v[4];
+    const char *j = " { \"x\" : {\"a\":1, \"s\":\"}\\\"]\"}, \"a\": [1,{\"b\":2}] ,\"b\":\"q\\\"\",\"c\":null } ";
+    ck_assert_int_eq(ah_json_skim(j, strlen(j), keys, 4, v), AH_E_OK);
+    ck_assert_int_eq((int)v[0].n, 11);
+    ck_assert(strncmp(v[0].p, "[1,{\"b\":2}]", v[0].n) == 0);
+    ck_assert(strncmp(v[1].p, "\"q\\\"\"", v[1].n) == 0);
+    ck_assert(ah_json_span_is(v[2], "null"));
+    ck_assert_ptr_null(v[3].p);
+    ck_assert_int_eq(ah_json_skim("{}", 2, keys, 4, v), AH_E_OK);
+    const char *bad[] = {"", "[]", "{", "{\"a\"", "{\"a\":}", "{\"a\":1,}", "{\"a\":\"x}", "{\"a\":[1}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(ah_json_skim(bad[i], strlen(bad[i]), keys, 4, v) == AH_E_PARSE, "%s", bad[i]);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("translate");
@@ -275,6 +334,8 @@ int main(void)
     tcase_add_test(tc, stream_render_anthropic);
     tcase_add_test(tc, openai_stream_usage_hidden_unless_asked);
     tcase_add_test(tc, openai_build_asks_for_usage);
+    tcase_add_test(tc, skimmed_usage_matches_parsed);
+    tcase_add_test(tc, json_skim_spans);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
