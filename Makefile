@@ -59,7 +59,7 @@ unit: $(UNIT_BIN)
 
 test-integration: all
 	cd tests/integration && AHORRO_BIN=$(CURDIR)/$(B)/ahorro AHORRO_FAKE_BIN=$(CURDIR)/$(B)/ahorro-fake AHORRO_SAN=$(SAN) \
-	    node --test --test-concurrency=1 --test-reporter=spec *.test.mjs
+	    node --test --test-reporter=spec *.test.mjs
 
 test: unit test-integration
 

@@ -4,10 +4,12 @@ import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-const ROOT = resolve(import.meta.dirname, '../../..');
+// (import.meta.dirname needs Node 20.11; Debian 12 ships Node 18.)
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const AHORRO_BIN = process.env.AHORRO_BIN || join(ROOT, 'build/ahorro');
 export const FAKE_BIN = process.env.AHORRO_FAKE_BIN || join(ROOT, 'build/ahorro-fake');
 export const MASTER_KEY = 'sk-master-test-0123456789';
