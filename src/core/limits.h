@@ -31,8 +31,10 @@
 #define AH_LEDGER_BATCH_ROWS 512
 /* Microseconds the writer waits for more rows before a commit (group commit). */
 #define AH_LEDGER_GROUP_US 2000
-/* The writer's nice value: below the event loops. */
-#define AH_LEDGER_NICE 10
+/* The writer's nice value. 0: measured in bench/RESULTS.md, a lower
+ * priority (10) starved the writer at saturation, filled the queue and
+ * tripled p99 latency at 50 connections. */
+#define AH_LEDGER_NICE 0
 /* Event loops: 0 means one per core. */
 #define AH_MAX_THREADS 64
 /* Deployments in one configuration. */
