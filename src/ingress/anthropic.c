@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/alloc.h"
+#include "core/json_text.h"
 #include "core/limits.h"
 #include "ingress/ingress.h"
 
@@ -48,24 +50,10 @@ static ah_err_t bad(ah_request_t *r, const char *fmt, const char *what)
 /* Text of a content value that is a string or an array of text blocks. */
 static json_t *text_of(json_t *content)
 {
-    if (json_is_string(content))
-        return json_incref(content);
-    ah_buf_t b;
-    ah_buf_init(&b, AH_MAX_BODY_BYTES);
-    size_t i;
-    json_t *blk;
-    json_array_foreach(content, i, blk)
-    {
-        const char *t = json_string_value(json_object_get(blk, "text"));
-        if (t) {
-            if (b.len)
-                ah_buf_appends(&b, "\n");
-            ah_buf_appends(&b, t);
-        }
-    }
-    json_t *s = json_string(b.data ? b.data : "");
-    ah_buf_free(&b);
-    return s;
+    char *t = ah_json_join_text(content, "\n");
+    json_t *s = json_string(t);
+    ah_free(t);
+    return s ? s : json_string("");
 }
 
 static json_t *image_part(json_t *blk)

@@ -1,10 +1,11 @@
 /* upstream.c - stage 7: provider adapter + pooled HTTP client + SSE.
  *
- * Non-streamed answers are buffered (bounded) and parsed once. Streamed
- * answers are parsed event by event as bytes arrive: each event updates the
- * usage and time to first token, and goes to the client at once, either
- * raw (the provider speaks the client's format) or translated to canonical
- * chunks. An upstream that fails, resets or falls silent mid-stream ends the
+ * Non-streamed answers are buffered (bounded) and read once. Streamed
+ * answers are handled event by event as bytes arrive: each event updates the
+ * usage and time to first token, and the events of one network read go to
+ * the client together, either raw (the provider speaks the client's format:
+ * the event is only skimmed for usage) or translated to canonical chunks
+ * (the event is parsed whole). An upstream that fails, resets or falls silent mid-stream ends the
  * client's stream with an error event.
  *
  * Errors never carry provider credentials: an upstream 401/403 is reported
@@ -22,7 +23,6 @@
 #include "upstream/sse.h"
 
 struct ah_upstream {
-    ah_worker_t *w;
     ah_request_t *r;
     const ah_sink_ops_t *sink;
     void *ctx;
@@ -184,7 +184,6 @@ ah_err_t ah_upstream_start(ah_worker_t *w, ah_request_t *r, const ah_sink_ops_t 
                            ah_upstream_t **out)
 {
     ah_upstream_t *u = ah_calloc(1, sizeof *u);
-    u->w = w;
     u->r = r;
     u->sink = sink;
     u->ctx = ctx;

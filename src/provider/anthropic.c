@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/json_text.h"
 #include "core/limits.h"
 #include "provider/provider.h"
 
@@ -61,26 +62,6 @@ static json_t *content_blocks(json_t *content)
     return out;
 }
 
-static char *joined_text(json_t *content)
-{
-    json_t *blocks = content_blocks(content);
-    ah_buf_t b;
-    ah_buf_init(&b, AH_MAX_BODY_BYTES);
-    size_t i;
-    json_t *blk;
-    json_array_foreach(blocks, i, blk)
-    {
-        const char *t = json_string_value(json_object_get(blk, "text"));
-        if (t) {
-            if (b.len)
-                ah_buf_appends(&b, "\n");
-            ah_buf_appends(&b, t);
-        }
-    }
-    json_decref(blocks);
-    return ah_buf_steal(&b, NULL);
-}
-
 /* Append a message, merging it into the previous one of the same role
  * (Anthropic wants user/assistant turns; tool results are user blocks). */
 static void push(json_t *msgs, const char *role, json_t *blocks)
@@ -108,13 +89,13 @@ static json_t *translate(ah_request_t *r)
         const char *role = json_string_value(json_object_get(m, "role"));
         json_t *content = json_object_get(m, "content");
         if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
-            char *t = joined_text(content);
+            char *t = ah_json_join_text(content, "\n");
             if (system.len)
                 ah_buf_appends(&system, "\n\n");
             ah_buf_appends(&system, t);
             ah_free(t);
         } else if (strcmp(role, "tool") == 0 || strcmp(role, "function") == 0) {
-            char *t = joined_text(content);
+            char *t = ah_json_join_text(content, "\n");
             json_t *blk = json_pack("{s:s,s:O?,s:s}", "type", "tool_result", "tool_use_id",
                                     json_object_get(m, "tool_call_id"), "content", t);
             ah_free(t);
