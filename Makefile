@@ -32,7 +32,7 @@ FAKE_OBJ := $(FAKE_SRC:%.c=$(B)/obj/%.o)
 UNIT_SRC := $(shell find tests/unit -name 'test_*.c' | sort)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all clean unit test test-integration fuzz format-check
+.PHONY: all clean unit test test-integration fuzz format-check lint
 all: $(B)/ahorro $(B)/ahorro-fake
 
 $(B)/obj/%.o: %.c
@@ -73,6 +73,12 @@ fuzz:
 
 format-check:
 	clang-format --dry-run --Werror $$(find src fake tests/unit fuzz -name '*.[ch]')
+
+# Functions curl's checksrc bans, for the same reasons: unbounded or unchecked.
+BANNED := '\b(strcpy|strcat|sprintf|vsprintf|gets|atoi|atol|atof|strtok)[[:space:]]*\('
+lint: format-check
+	@if grep -rnE $(BANNED) src fake tests/unit fuzz; then \
+	  echo "banned functions above (use snprintf, strtol with checks, strtok_r)"; exit 1; fi
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -26,9 +26,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         static const ah_provider_kind_t kinds[] = {AH_PROVIDER_OPENAI, AH_PROVIDER_AZURE,
                                                    AH_PROVIDER_ANTHROPIC};
         for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
-            ah_deployment_t d = {.alias = "a", .model = "*", .provider_name = "p",
-                                 .api_base = "http://127.0.0.1:1", .api_key = "k",
-                                 .api_version = "v", .kind = kinds[k]};
+            ah_deployment_t d = {.alias = "a",
+                                 .model = "*",
+                                 .provider_name = "p",
+                                 .api_base = "http://127.0.0.1:1",
+                                 .api_key = "k",
+                                 .api_version = "v",
+                                 .kind = kinds[k]};
             r->dep = &d;
             r->upstream_model = r->model;
             ah_provider_req_t p = {0};

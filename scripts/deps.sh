@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(build-essential clang pkg-config libevent-dev libcurl4-openssl-dev libjansson-dev
       libsqlite3-dev libyaml-dev libssl-dev check sqlite3 curl ca-certificates)
 if [ "${1:-}" = "--test" ]; then
-  PKGS+=(nodejs npm libclang-rt-14-dev)
+  PKGS+=(nodejs npm libclang-rt-14-dev clang-format)
 fi
 if [ "${1:-}" = "--bench" ]; then
   PKGS+=(nginx-light wrk)

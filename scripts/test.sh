@@ -10,6 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh --test
 (cd tests/integration && npm ci --no-audit --no-fund --silent)
+echo "== lint: clang-format, banned functions"
+make -s lint
 make -s -j"$(nproc)" all
 echo "== unit tests (gcc)"
 make -s unit

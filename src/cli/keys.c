@@ -75,8 +75,8 @@ int ah_cli_keys(int argc, char **argv, const char *db_path)
         if (ah_keys_create(db, owner, tags, &key, &id)) {
             rc = 1;
         } else if (as_json) {
-            json_t *o = json_pack("{s:s,s:s,s:s,s:O}", "id", id, "key", key, "owner", owner,
-                                  "tags", tags);
+            json_t *o =
+                json_pack("{s:s,s:s,s:s,s:O}", "id", id, "key", key, "owner", owner, "tags", tags);
             char *s = json_dumps(o, JSON_COMPACT);
             printf("%s\n", s);
             free(s);

@@ -95,10 +95,9 @@ static int report_one(sqlite3 *db, const char *by, int64_t since, const char *fo
         else
             json_array_append_new(
                 rows, json_pack("{s:s,s:I,s:I,s:I,s:I,s:f,s:f,s:I}", by, g ? g : "", "requests",
-                                (json_int_t)n, "prompt_tokens", (json_int_t)pt,
-                                "completion_tokens", (json_int_t)ct, "cached_tokens",
-                                (json_int_t)cached, "cost_usd", cost, "avg_latency_ms", avg,
-                                "errors", (json_int_t)errs));
+                                (json_int_t)n, "prompt_tokens", (json_int_t)pt, "completion_tokens",
+                                (json_int_t)ct, "cached_tokens", (json_int_t)cached, "cost_usd",
+                                cost, "avg_latency_ms", avg, "errors", (json_int_t)errs));
     }
     sqlite3_finalize(st);
     if (table)
@@ -143,8 +142,10 @@ int ah_cli_report(int argc, char **argv, const char *db_path)
         char *save = NULL;
         for (char *t = strtok_r(bybuf, ",", &save); t && ng < 8; t = strtok_r(NULL, ",", &save)) {
             if (!column_of(t)) {
-                fprintf(stderr, "ahorro report: cannot group by '%s' (model, key, owner, user, "
-                                "provider, status)\n", t);
+                fprintf(stderr,
+                        "ahorro report: cannot group by '%s' (model, key, owner, user, "
+                        "provider, status)\n",
+                        t);
                 return 2;
             }
             groups[ng++] = t;

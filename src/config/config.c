@@ -109,11 +109,19 @@ static ah_err_t get_number(loader_t *L, yaml_node_t *m, const char *key, double 
 ah_err_t ah_config_provider_kind(const char *prefix, ah_provider_kind_t *kind)
 {
     /* LiteLLM provider prefixes of servers that speak OpenAI's chat API. */
-    static const char *const openai_like[] = {
-        "openai", "text-completion-openai", "hosted_vllm", "vllm", "ollama", "ollama_chat",
-        "llamacpp", "llama.cpp", "huggingface", "tgi", "lm_studio", "openrouter", "groq",
-        "together_ai", "deepseek", "mistral", "fireworks_ai", "xai", "cerebras", "perplexity",
-        "deepinfra", "anyscale", "custom_openai", "openai_compatible", "fake", NULL};
+    static const char *const openai_like[] = {"openai",        "text-completion-openai",
+                                              "hosted_vllm",   "vllm",
+                                              "ollama",        "ollama_chat",
+                                              "llamacpp",      "llama.cpp",
+                                              "huggingface",   "tgi",
+                                              "lm_studio",     "openrouter",
+                                              "groq",          "together_ai",
+                                              "deepseek",      "mistral",
+                                              "fireworks_ai",  "xai",
+                                              "cerebras",      "perplexity",
+                                              "deepinfra",     "anyscale",
+                                              "custom_openai", "openai_compatible",
+                                              "fake",          NULL};
     if (strcmp(prefix, "anthropic") == 0) {
         *kind = AH_PROVIDER_ANTHROPIC;
         return AH_E_OK;
@@ -239,7 +247,8 @@ static ah_err_t load_deployment(loader_t *L, yaml_node_t *item, ah_deployment_t 
     ah_free(full);
     yaml_node_t *mnode = get(L, lp, "model");
     if (ah_config_provider_kind(d->provider_name, &d->kind))
-        return fail(L, mnode, "unknown provider '%s' in '%s/%s' (known: openai, azure, anthropic, "
+        return fail(L, mnode,
+                    "unknown provider '%s' in '%s/%s' (known: openai, azure, anthropic, "
                     "and OpenAI-compatible servers such as hosted_vllm, ollama, llamacpp)",
                     d->provider_name, d->provider_name, d->model);
     if (!*d->model)
@@ -341,8 +350,10 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
         for (int i = 0; k && known[i]; i++)
             ok |= strcmp(k, known[i]) == 0;
         if (!ok)
-            return fail(L, node(L, p->key), "unknown setting 'ahorro.%s' (known: listen, threads, "
-                        "db, prices, limits)", k ? k : "?");
+            return fail(L, node(L, p->key),
+                        "unknown setting 'ahorro.%s' (known: listen, threads, "
+                        "db, prices, limits)",
+                        k ? k : "?");
     }
     char *listen = NULL;
     if ((rc = get_string(L, m, "listen", &listen)))
@@ -357,7 +368,8 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
     if ((rc = get_number(L, m, "threads", 0, AH_MAX_THREADS, &v)))
         return rc;
     c->threads = (int)v;
-    if ((rc = get_string(L, m, "db", &c->db_path)) || (rc = get_string(L, m, "prices", &c->prices_path)))
+    if ((rc = get_string(L, m, "db", &c->db_path)) ||
+        (rc = get_string(L, m, "prices", &c->prices_path)))
         return rc;
     yaml_node_t *lim = get(L, m, "limits");
     if (lim) {

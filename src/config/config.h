@@ -20,33 +20,33 @@ typedef enum { AH_PROVIDER_OPENAI, AH_PROVIDER_AZURE, AH_PROVIDER_ANTHROPIC } ah
 
 /* One upstream model behind an alias. */
 typedef struct ah_deployment {
-    char *alias;          /* the model_name clients ask for; may end in '*' */
-    char *provider_name;  /* as written: openai, azure, anthropic, hosted_vllm, ollama... */
+    char *alias;         /* the model_name clients ask for; may end in '*' */
+    char *provider_name; /* as written: openai, azure, anthropic, hosted_vllm, ollama... */
     ah_provider_kind_t kind;
-    char *model;          /* upstream model name; "*" passes the requested name */
-    char *api_base;       /* e.g. https://api.openai.com/v1 (no trailing slash) */
-    char *api_key;        /* secret: never logged, never in errors or the ledger */
-    char *api_version;    /* Azure's api-version */
-    double timeout_s;     /* whole-request upstream timeout */
+    char *model;                  /* upstream model name; "*" passes the requested name */
+    char *api_base;               /* e.g. https://api.openai.com/v1 (no trailing slash) */
+    char *api_key;                /* secret: never logged, never in errors or the ledger */
+    char *api_version;            /* Azure's api-version */
+    double timeout_s;             /* whole-request upstream timeout */
     double stream_idle_timeout_s; /* silence allowed inside a stream */
-    long rpm, tpm;        /* 0 = unlimited (enforced by later stages) */
-    int has_price;        /* price overrides from the config */
+    long rpm, tpm;                /* 0 = unlimited (enforced by later stages) */
+    int has_price;                /* price overrides from the config */
     ah_price_t price;
-    int line;             /* where it was defined, for messages */
+    int line; /* where it was defined, for messages */
 } ah_deployment_t;
 
 typedef struct ah_config {
-    char *path;           /* file it came from, or NULL */
+    char *path; /* file it came from, or NULL */
     char *listen_host;
     int listen_port;
-    int threads;          /* 0 = one per core */
+    int threads; /* 0 = one per core */
     char *db_path;
     char *prices_path;
-    char *master_key;     /* NULL = none: keyless requests from loopback only */
+    char *master_key; /* NULL = none: keyless requests from loopback only */
     size_t max_body_bytes;
     size_t max_header_bytes;
     int client_timeout_s;
-    int offline_fake;     /* deployments point at the bundled fake provider */
+    int offline_fake; /* deployments point at the bundled fake provider */
     ah_deployment_t *deps;
     size_t ndeps;
 } ah_config_t;

@@ -12,10 +12,10 @@
 #include "core/error.h"
 
 typedef struct ah_buf {
-    char *data;   /* owned; NUL-terminated when non-NULL */
+    char *data; /* owned; NUL-terminated when non-NULL */
     size_t len;
     size_t cap;
-    size_t max;   /* hard limit on len */
+    size_t max; /* hard limit on len */
 } ah_buf_t;
 
 /* Initialise an empty buffer that may grow to max bytes. No allocation. */
@@ -25,8 +25,7 @@ ah_err_t ah_buf_append(ah_buf_t *b, const void *data, size_t n);
 /* Append a NUL-terminated string. */
 ah_err_t ah_buf_appends(ah_buf_t *b, const char *s);
 /* Append printf-formatted text. */
-ah_err_t ah_buf_printf(ah_buf_t *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+ah_err_t ah_buf_printf(ah_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Drop the first n bytes (n <= len). */
 void ah_buf_consume(ah_buf_t *b, size_t n);
 /* Empty the buffer, keeping its memory. */

@@ -6,27 +6,27 @@
 #ifndef AH_ERROR_H
 #define AH_ERROR_H
 
-#define AH_ERR_MAP(X)                                                   \
-    X(OK, "success")                                                    \
-    X(NOMEM, "out of memory")                                           \
-    X(TOOBIG, "input exceeds a size limit")                             \
-    X(INVAL, "invalid argument")                                        \
-    X(PARSE, "malformed input")                                         \
-    X(NOTFOUND, "not found")                                            \
-    X(IO, "input/output error")                                         \
-    X(DB, "database error")                                             \
-    X(CONFIG, "invalid configuration")                                  \
-    X(AUTH, "authentication failed")                                    \
-    X(UPSTREAM, "upstream error")                                       \
-    X(TIMEOUT, "timed out")                                             \
-    X(CLOSED, "connection closed")                                      \
+#define AH_ERR_MAP(X)                                                                              \
+    X(OK, "success")                                                                               \
+    X(NOMEM, "out of memory")                                                                      \
+    X(TOOBIG, "input exceeds a size limit")                                                        \
+    X(INVAL, "invalid argument")                                                                   \
+    X(PARSE, "malformed input")                                                                    \
+    X(NOTFOUND, "not found")                                                                       \
+    X(IO, "input/output error")                                                                    \
+    X(DB, "database error")                                                                        \
+    X(CONFIG, "invalid configuration")                                                             \
+    X(AUTH, "authentication failed")                                                               \
+    X(UPSTREAM, "upstream error")                                                                  \
+    X(TIMEOUT, "timed out")                                                                        \
+    X(CLOSED, "connection closed")                                                                 \
     X(UNSUPPORTED, "not supported")
 
 typedef enum {
 #define AH_ERR_ENUM(name, msg) AH_E_##name,
     AH_ERR_MAP(AH_ERR_ENUM)
 #undef AH_ERR_ENUM
-    AH_E__COUNT
+        AH_E__COUNT
 } ah_err_t;
 
 /* Returns a static string describing err; never NULL, never to be freed. */

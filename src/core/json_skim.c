@@ -46,8 +46,8 @@ static size_t skip_value(const char *s, size_t i, size_t len)
         }
         return len + 1;
     }
-    while (i < len && s[i] != ',' && s[i] != '}' && s[i] != ']' && s[i] != ' ' &&
-           s[i] != '\n' && s[i] != '\r' && s[i] != '\t')
+    while (i < len && s[i] != ',' && s[i] != '}' && s[i] != ']' && s[i] != ' ' && s[i] != '\n' &&
+           s[i] != '\r' && s[i] != '\t')
         i++;
     return i;
 }

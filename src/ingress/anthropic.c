@@ -125,18 +125,18 @@ static ah_err_t convert_message(ah_request_t *r, json_t *m, size_t idx, json_t *
         } else if (strcmp(t, "tool_use") == 0) {
             json_t *input = json_object_get(blk, "input");
             char *args = input ? json_dumps(input, JSON_COMPACT) : NULL;
-            json_array_append_new(
-                tool_calls,
-                json_pack("{s:O?,s:s,s:{s:O?,s:s}}", "id", json_object_get(blk, "id"), "type",
-                          "function", "function", "name", json_object_get(blk, "name"),
-                          "arguments", args ? args : "{}"));
+            json_array_append_new(tool_calls,
+                                  json_pack("{s:O?,s:s,s:{s:O?,s:s}}", "id",
+                                            json_object_get(blk, "id"), "type", "function",
+                                            "function", "name", json_object_get(blk, "name"),
+                                            "arguments", args ? args : "{}"));
             free(args);
         } else if (strcmp(t, "tool_result") == 0) {
             json_t *c = json_object_get(blk, "content");
             json_t *text = c ? text_of(c) : json_string("");
-            json_array_append_new(out, json_pack("{s:s,s:O?,s:o}", "role", "tool", "tool_call_id",
-                                                 json_object_get(blk, "tool_use_id"), "content",
-                                                 text));
+            json_array_append_new(out,
+                                  json_pack("{s:s,s:O?,s:o}", "role", "tool", "tool_call_id",
+                                            json_object_get(blk, "tool_use_id"), "content", text));
         }
         /* thinking, documents and other blocks have no canonical form yet:
          * they reach an Anthropic provider through r->raw unchanged. */
@@ -145,7 +145,8 @@ static ah_err_t convert_message(ah_request_t *r, json_t *m, size_t idx, json_t *
         json_t *msg = json_pack("{s:s}", "role", role);
         /* A single text part is sent as a plain string, as most clients do. */
         if (json_array_size(parts) == 1 &&
-            strcmp(json_string_value(json_object_get(json_array_get(parts, 0), "type")), "text") == 0)
+            strcmp(json_string_value(json_object_get(json_array_get(parts, 0), "type")), "text") ==
+                0)
             json_object_set(msg, "content", json_object_get(json_array_get(parts, 0), "text"));
         else if (json_array_size(parts))
             json_object_set(msg, "content", parts);
@@ -324,10 +325,10 @@ static json_t *render_response(const ah_request_t *r, json_t *canon)
     json_array_foreach(json_object_get(msg, "tool_calls"), i, tc)
     {
         json_t *fn = json_object_get(tc, "function");
-        json_array_append_new(content, json_pack("{s:s,s:O?,s:O?,s:o}", "type", "tool_use", "id",
-                                                 json_object_get(tc, "id"), "name",
-                                                 json_object_get(fn, "name"), "input",
-                                                 tool_input(fn)));
+        json_array_append_new(content,
+                              json_pack("{s:s,s:O?,s:O?,s:o}", "type", "tool_use", "id",
+                                        json_object_get(tc, "id"), "name",
+                                        json_object_get(fn, "name"), "input", tool_input(fn)));
     }
     char id[64];
     snprintf(id, sizeof id, "msg_%s", r->id + 4);
@@ -350,7 +351,7 @@ static void render_error(const ah_fail_t *f, ah_buf_t *out)
 }
 
 static void start_message(ah_stream_render_t *st, const ah_request_t *r, json_t *chunk,
-                           ah_buf_t *out)
+                          ah_buf_t *out)
 {
     char id[64];
     snprintf(id, sizeof id, "msg_%s", r->id + 4);
@@ -377,8 +378,8 @@ static void close_block(ah_stream_render_t *st, ah_buf_t *out)
 
 static void open_block(ah_stream_render_t *st, json_t *block, ah_buf_t *out)
 {
-    json_t *ev = json_pack("{s:s,s:i,s:o}", "type", "content_block_start", "index",
-                           st->block_index, "content_block", block);
+    json_t *ev = json_pack("{s:s,s:i,s:o}", "type", "content_block_start", "index", st->block_index,
+                           "content_block", block);
     ah_sse_append(out, "content_block_start", ev);
     json_decref(ev);
     st->block_open = 1;
@@ -386,8 +387,8 @@ static void open_block(ah_stream_render_t *st, json_t *block, ah_buf_t *out)
 
 static void delta(ah_stream_render_t *st, json_t *d, ah_buf_t *out)
 {
-    json_t *ev = json_pack("{s:s,s:i,s:o}", "type", "content_block_delta", "index",
-                           st->block_index, "delta", d);
+    json_t *ev = json_pack("{s:s,s:i,s:o}", "type", "content_block_delta", "index", st->block_index,
+                           "delta", d);
     ah_sse_append(out, "content_block_delta", ev);
     json_decref(ev);
 }
@@ -441,9 +442,9 @@ static void stream_end(ah_stream_render_t *st, const ah_request_t *r, ah_buf_t *
     if (!st->started)
         start_message(st, r, NULL, out);
     close_block(st, out);
-    json_t *ev = json_pack("{s:s,s:{s:s,s:n},s:o}", "type", "message_delta", "delta",
-                           "stop_reason", st->stop_reason[0] ? st->stop_reason : "end_turn",
-                           "stop_sequence", "usage", usage_of(&r->usage));
+    json_t *ev = json_pack("{s:s,s:{s:s,s:n},s:o}", "type", "message_delta", "delta", "stop_reason",
+                           st->stop_reason[0] ? st->stop_reason : "end_turn", "stop_sequence",
+                           "usage", usage_of(&r->usage));
     ah_sse_append(out, "message_delta", ev);
     json_decref(ev);
     ev = json_pack("{s:s}", "type", "message_stop");
@@ -467,9 +468,9 @@ static json_t *render_models(json_t *ids)
     json_t *id;
     json_array_foreach(ids, i, id)
     {
-        json_array_append_new(data, json_pack("{s:s,s:O,s:O,s:s}", "type", "model", "id", id,
-                                              "display_name", id, "created_at",
-                                              "2024-01-01T00:00:00Z"));
+        json_array_append_new(data,
+                              json_pack("{s:s,s:O,s:O,s:s}", "type", "model", "id", id,
+                                        "display_name", id, "created_at", "2024-01-01T00:00:00Z"));
     }
     json_t *first = json_array_get(ids, 0), *last = json_array_get(ids, json_array_size(ids) - 1);
     return json_pack("{s:o,s:b,s:O?,s:O?}", "data", data, "has_more", 0, "first_id", first,

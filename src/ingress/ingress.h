@@ -16,11 +16,11 @@
 
 /* Per-stream rendering state, zeroed at the start of a stream. */
 typedef struct ah_stream_render {
-    int started;          /* first event sent */
-    int block_open;       /* Anthropic: a content block is open */
-    int block_index;      /* Anthropic: index of the open (or next) block */
+    int started;     /* first event sent */
+    int block_open;  /* Anthropic: a content block is open */
+    int block_index; /* Anthropic: index of the open (or next) block */
     int block_is_tool;
-    int tool_index;       /* OpenAI tool_call index of the open block */
+    int tool_index; /* OpenAI tool_call index of the open block */
     char stop_reason[32];
     int have_usage;
     ah_usage_t usage;

@@ -40,10 +40,21 @@ static int check_types(ah_request_t *r, json_t *body)
         const char *name;
         int kind; /* 'n' number, 'i' integer, 'b' bool, 's' string, 'o' object, 'a' array */
     } fields[] = {
-        {"temperature", 'n'}, {"top_p", 'n'}, {"n", 'i'}, {"max_tokens", 'i'},
-        {"max_completion_tokens", 'i'}, {"presence_penalty", 'n'}, {"frequency_penalty", 'n'},
-        {"stream", 'b'}, {"user", 's'}, {"stream_options", 'o'}, {"tools", 'a'},
-        {"response_format", 'o'}, {"logit_bias", 'o'}, {"seed", 'i'}, {"metadata", 'o'},
+        {"temperature", 'n'},
+        {"top_p", 'n'},
+        {"n", 'i'},
+        {"max_tokens", 'i'},
+        {"max_completion_tokens", 'i'},
+        {"presence_penalty", 'n'},
+        {"frequency_penalty", 'n'},
+        {"stream", 'b'},
+        {"user", 's'},
+        {"stream_options", 'o'},
+        {"tools", 'a'},
+        {"response_format", 'o'},
+        {"logit_bias", 'o'},
+        {"seed", 'i'},
+        {"metadata", 'o'},
     };
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         json_t *v = json_object_get(body, fields[i].name);
@@ -51,12 +62,24 @@ static int check_types(ah_request_t *r, json_t *body)
             continue;
         int ok = 1;
         switch (fields[i].kind) {
-        case 'n': ok = json_is_number(v); break;
-        case 'i': ok = json_is_integer(v); break;
-        case 'b': ok = json_is_boolean(v); break;
-        case 's': ok = json_is_string(v); break;
-        case 'o': ok = json_is_object(v); break;
-        case 'a': ok = json_is_array(v); break;
+        case 'n':
+            ok = json_is_number(v);
+            break;
+        case 'i':
+            ok = json_is_integer(v);
+            break;
+        case 'b':
+            ok = json_is_boolean(v);
+            break;
+        case 's':
+            ok = json_is_string(v);
+            break;
+        case 'o':
+            ok = json_is_object(v);
+            break;
+        case 'a':
+            ok = json_is_array(v);
+            break;
         }
         if (!ok) {
             ah_request_fail(r, 400, "invalid_request_error", NULL, fields[i].name,

@@ -9,7 +9,7 @@
 #include "core/limits.h"
 
 static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                 1,     2.5,  5,     10,   30,  60,  120};
+                                 1,     2.5,  5,     10,   30,  60,   120};
 #define NBUCKETS (sizeof buckets / sizeof buckets[0])
 
 typedef struct series {
@@ -63,8 +63,8 @@ static void observe(uint64_t *b, double v)
             b[i]++;
 }
 
-void ah_metrics_observe(const char *model, const char *provider, int status,
-                        const ah_usage_t *u, double cost, double latency_s, double ttft_s)
+void ah_metrics_observe(const char *model, const char *provider, int status, const ah_usage_t *u,
+                        double cost, double latency_s, double ttft_s)
 {
     pthread_mutex_lock(&mu);
     series_t *s = find(model ? model : "", provider ? provider : "", status);
@@ -168,7 +168,8 @@ void ah_metrics_render(ah_buf_t *o)
             histogram(o, "ahorro_time_to_first_token_seconds", &table[i], table[i].ttft_buckets,
                       table[i].ttft_sum, table[i].ttft_count);
     pthread_mutex_unlock(&mu);
-    ah_buf_printf(o, "# HELP ahorro_requests_in_flight Requests being served.\n"
-                     "# TYPE ahorro_requests_in_flight gauge\nahorro_requests_in_flight %ld\n",
+    ah_buf_printf(o,
+                  "# HELP ahorro_requests_in_flight Requests being served.\n"
+                  "# TYPE ahorro_requests_in_flight gauge\nahorro_requests_in_flight %ld\n",
                   (long)atomic_load(&inflight));
 }

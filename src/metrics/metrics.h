@@ -17,8 +17,7 @@
 
 /* Count one finished request. Thread-safe. */
 void ah_metrics_observe(const char *model, const char *provider, int status,
-                        const ah_usage_t *usage, double cost_usd, double latency_s,
-                        double ttft_s);
+                        const ah_usage_t *usage, double cost_usd, double latency_s, double ttft_s);
 /* Count a request currently in flight (+1 / -1). */
 void ah_metrics_inflight(int delta);
 /* Append the Prometheus text exposition. */

@@ -39,8 +39,7 @@ static int add_header_tags(ah_request_t *r, const char *h)
         while (vl && v[vl - 1] == ' ')
             vl--;
         if (!eq || !valid_tag_part(k, kl) || !valid_tag_part(v, vl))
-            return ah_request_fail(r, 400, "invalid_request_error", "invalid_tags",
-                                   "x-ahorro-tags",
+            return ah_request_fail(r, 400, "invalid_request_error", "invalid_tags", "x-ahorro-tags",
                                    "Malformed x-ahorro-tags: expected 'key=value,key=value' with "
                                    "non-empty keys and values of at most %d bytes",
                                    AH_MAX_TAG_BYTES);

@@ -92,8 +92,8 @@ int ah_stage_auth(ah_worker_t *w, ah_request_t *r)
     }
     if (master)
         return ah_request_fail(r, 401, "authentication_error", "invalid_api_key", NULL,
-                               tok ? "Invalid API key" :
-                                     "Missing API key: send 'Authorization: Bearer <key>' "
+                               tok ? "Invalid API key"
+                                   : "Missing API key: send 'Authorization: Bearer <key>' "
                                      "or 'x-api-key: <key>'");
     if (!is_loopback(r->peer))
         return ah_request_fail(r, 401, "authentication_error", "invalid_api_key", NULL,

@@ -9,9 +9,8 @@ int ah_pipeline_admit(ah_worker_t *w, ah_request_t *r)
 int ah_pipeline_before(ah_worker_t *w, ah_request_t *r)
 {
     int rc;
-    if ((rc = ah_stage_attribute(w, r)) ||
-        (rc = ah_stage_guard(w, r)) || (rc = ah_stage_shape(w, r)) ||
-        (rc = ah_stage_cache(w, r)) || (rc = ah_stage_route(w, r)))
+    if ((rc = ah_stage_attribute(w, r)) || (rc = ah_stage_guard(w, r)) ||
+        (rc = ah_stage_shape(w, r)) || (rc = ah_stage_cache(w, r)) || (rc = ah_stage_route(w, r)))
         return rc;
     return 0;
 }

@@ -34,11 +34,10 @@ static void price(ah_worker_t *w, ah_request_t *r)
         p = r->dep->price;
     } else {
         const char *model = r->served_model ? r->served_model : r->upstream_model;
-        if (!w->gw->prices ||
-            (ah_prices_find(w->gw->prices, catalogue_provider(r->dep), model,
-                            (time_t)(r->wall_ms / 1000), &p) &&
-             ah_prices_find(w->gw->prices, catalogue_provider(r->dep), r->upstream_model,
-                            (time_t)(r->wall_ms / 1000), &p)))
+        if (!w->gw->prices || (ah_prices_find(w->gw->prices, catalogue_provider(r->dep), model,
+                                              (time_t)(r->wall_ms / 1000), &p) &&
+                               ah_prices_find(w->gw->prices, catalogue_provider(r->dep),
+                                              r->upstream_model, (time_t)(r->wall_ms / 1000), &p)))
             return;
     }
     r->cost_usd = ah_price_cost(&p, &r->usage);
@@ -85,8 +84,8 @@ void ah_stage_record(ah_worker_t *w, ah_request_t *r)
     row->usage_source = r->usage_known ? "provider" : "none";
     row->cost_usd = r->cost_known ? r->cost_usd : (r->usage_known ? -1 : 0);
     row->latency_ms = (double)(r->t_end_us - r->t_start_us) / 1000.0;
-    row->ttft_ms = r->t_first_token_us ? (double)(r->t_first_token_us - r->t_start_us) / 1000.0
-                                       : -1;
+    row->ttft_ms =
+        r->t_first_token_us ? (double)(r->t_first_token_us - r->t_start_us) / 1000.0 : -1;
     row->overhead_us = r->overhead_us;
     row->status = r->status;
     row->error = r->fail.status ? ah_strdup(r->fail.message) : NULL;

@@ -28,38 +28,38 @@ typedef enum { AH_OP_CHAT, AH_OP_EMBEDDINGS } ah_op_t;
 
 /* A failure to report to the client, in whatever format it spoke. */
 typedef struct ah_fail {
-    int status;         /* HTTP status; 0 = no failure */
-    const char *type;   /* OpenAI error type; NULL: derived from status */
-    const char *code;   /* OpenAI error code or NULL */
-    const char *param;  /* offending parameter or NULL */
+    int status;        /* HTTP status; 0 = no failure */
+    const char *type;  /* OpenAI error type; NULL: derived from status */
+    const char *code;  /* OpenAI error code or NULL */
+    const char *param; /* offending parameter or NULL */
     char message[512];
-    int retry_after_s;  /* > 0: send Retry-After */
+    int retry_after_s; /* > 0: send Retry-After */
 } ah_fail_t;
 
 typedef struct ah_request {
     ah_arena_t arena;
-    char id[40];          /* x-ahorro-request-id */
-    ah_api_t api;         /* format the client spoke */
+    char id[40];  /* x-ahorro-request-id */
+    ah_api_t api; /* format the client spoke */
     ah_op_t op;
-    int64_t t_start_us;   /* monotonic, when the body was complete */
-    int64_t wall_ms;      /* wall clock at the start, for the ledger */
-    const char *peer;     /* client address */
-    const char *auth_token; /* bearer / x-api-key as sent (arena), or NULL */
-    const char *header_tags; /* x-ahorro-tags / x-litellm-tags (arena), or NULL */
+    int64_t t_start_us;            /* monotonic, when the body was complete */
+    int64_t wall_ms;               /* wall clock at the start, for the ledger */
+    const char *peer;              /* client address */
+    const char *auth_token;        /* bearer / x-api-key as sent (arena), or NULL */
+    const char *header_tags;       /* x-ahorro-tags / x-litellm-tags (arena), or NULL */
     const char *anthropic_version; /* client's anthropic-version header (arena), or NULL */
     const char *anthropic_beta;    /* client's anthropic-beta header (arena), or NULL */
 
-    json_t *body;         /* canonical body (owned) */
-    json_t *raw;          /* original body (owned) */
-    const char *model;    /* requested model (arena) */
+    json_t *body;      /* canonical body (owned) */
+    json_t *raw;       /* original body (owned) */
+    const char *model; /* requested model (arena) */
     int stream;
     int client_wants_usage; /* OpenAI stream_options.include_usage */
 
     /* 1 auth, 2 attribute */
-    const char *key_id;   /* virtual key id, "master", or NULL (keyless) */
+    const char *key_id; /* virtual key id, "master", or NULL (keyless) */
     const char *owner;
     const char *user;
-    json_t *tags;         /* object of tag -> value (owned) */
+    json_t *tags; /* object of tag -> value (owned) */
 
     /* 6 route */
     const ah_deployment_t *dep;
@@ -69,7 +69,7 @@ typedef struct ah_request {
 
     /* 7 upstream, 8 record */
     ah_usage_t usage;
-    int usage_known;      /* provider reported usage */
+    int usage_known;          /* provider reported usage */
     const char *served_model; /* model the provider reported (arena) */
     double cost_usd;
     int cost_known;
@@ -78,7 +78,7 @@ typedef struct ah_request {
     int64_t t_first_token_us;
     int64_t t_end_us;
     int64_t overhead_us;
-    int status;           /* HTTP status sent to the client */
+    int status; /* HTTP status sent to the client */
     ah_fail_t fail;
 } ah_request_t;
 

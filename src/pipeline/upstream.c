@@ -31,11 +31,11 @@ struct ah_upstream {
     ah_http_xfer_t *xfer;
     long status;
     int retry_after_s;
-    int streaming;       /* the client stream has started */
-    int passthrough;     /* provider format == client format */
-    int failed_mid;      /* a stream error event was seen */
-    int paused;          /* waiting for the client to drain its backlog */
-    ah_buf_t body;       /* buffered answer or error body */
+    int streaming;   /* the client stream has started */
+    int passthrough; /* provider format == client format */
+    int failed_mid;  /* a stream error event was seen */
+    int paused;      /* waiting for the client to drain its backlog */
+    ah_buf_t body;   /* buffered answer or error body */
     ah_sse_t sse;
     ah_provider_stream_t ps;
 };
@@ -104,7 +104,8 @@ static int on_data(void *ud, const char *p, size_t n)
     }
     if (ah_buf_append(&u->body, p, n)) {
         ah_request_fail(u->r, 502, "server_error", NULL, NULL,
-                        "upstream answer larger than %u bytes", (unsigned)AH_MAX_UPSTREAM_BODY_BYTES);
+                        "upstream answer larger than %u bytes",
+                        (unsigned)AH_MAX_UPSTREAM_BODY_BYTES);
         return 1;
     }
     return 0;
@@ -117,9 +118,9 @@ static void upstream_http_error(ah_upstream_t *u)
     char msg[400];
     long s = u->status;
     if (s == 401 || s == 403) {
-        ah_request_fail(r, 502, "server_error", "upstream_auth",
-                        NULL, "The provider of model '%s' refused the gateway's credentials "
-                              "(HTTP %ld); check the deployment's api_key",
+        ah_request_fail(r, 502, "server_error", "upstream_auth", NULL,
+                        "The provider of model '%s' refused the gateway's credentials "
+                        "(HTTP %ld); check the deployment's api_key",
                         r->model, s);
         return;
     }

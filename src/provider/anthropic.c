@@ -41,7 +41,8 @@ static json_t *content_blocks(json_t *content)
             json_array_append_new(out, text_block(json_string_value(json_object_get(p, "text"))));
         } else if (strcmp(t, "image_url") == 0) {
             json_t *iu = json_object_get(p, "image_url");
-            const char *url = json_string_value(json_is_string(iu) ? iu : json_object_get(iu, "url"));
+            const char *url =
+                json_string_value(json_is_string(iu) ? iu : json_object_get(iu, "url"));
             if (!url)
                 continue;
             if (strncmp(url, "data:", 5) == 0) {
@@ -113,10 +114,10 @@ static json_t *translate(ah_request_t *r)
                     json_decref(input);
                     input = json_object();
                 }
-                json_array_append_new(blocks, json_pack("{s:s,s:O?,s:O?,s:o}", "type", "tool_use",
-                                                        "id", json_object_get(tc, "id"), "name",
-                                                        json_object_get(fn, "name"), "input",
-                                                        input));
+                json_array_append_new(blocks,
+                                      json_pack("{s:s,s:O?,s:O?,s:o}", "type", "tool_use", "id",
+                                                json_object_get(tc, "id"), "name",
+                                                json_object_get(fn, "name"), "input", input));
             }
             if (json_array_size(blocks) == 0)
                 json_array_append_new(blocks, text_block("..."));
@@ -139,9 +140,9 @@ static json_t *translate(ah_request_t *r)
     json_t *mt = json_object_get(c, "max_completion_tokens");
     if (!json_is_integer(mt))
         mt = json_object_get(c, "max_tokens");
-    json_object_set_new(out, "max_tokens",
-                        json_integer(json_is_integer(mt) ? json_integer_value(mt)
-                                                         : DEFAULT_MAX_TOKENS));
+    json_object_set_new(
+        out, "max_tokens",
+        json_integer(json_is_integer(mt) ? json_integer_value(mt) : DEFAULT_MAX_TOKENS));
     json_t *temp = json_object_get(c, "temperature");
     if (json_is_number(temp)) {
         double t = json_number_value(temp);
@@ -166,10 +167,9 @@ static json_t *translate(ah_request_t *r)
             if (!fn)
                 continue;
             json_t *schema = json_object_get(fn, "parameters");
-            json_t *tool = json_pack("{s:O?,s:o}", "name", json_object_get(fn, "name"),
-                                     "input_schema",
-                                     schema ? json_incref(schema)
-                                            : json_pack("{s:s}", "type", "object"));
+            json_t *tool =
+                json_pack("{s:O?,s:o}", "name", json_object_get(fn, "name"), "input_schema",
+                          schema ? json_incref(schema) : json_pack("{s:s}", "type", "object"));
             if (json_object_get(fn, "description"))
                 json_object_set(tool, "description", json_object_get(fn, "description"));
             json_array_append_new(at, tool);
@@ -182,9 +182,10 @@ static json_t *translate(ah_request_t *r)
         else if (tcs && strcmp(tcs, "none") == 0)
             json_object_set_new(out, "tool_choice", json_pack("{s:s}", "type", "none"));
         else if (json_is_object(tc))
-            json_object_set_new(out, "tool_choice",
-                                json_pack("{s:s,s:O?}", "type", "tool", "name",
-                                          json_object_get(json_object_get(tc, "function"), "name")));
+            json_object_set_new(
+                out, "tool_choice",
+                json_pack("{s:s,s:O?}", "type", "tool", "name",
+                          json_object_get(json_object_get(tc, "function"), "name")));
     }
     if (r->user)
         json_object_set_new(out, "metadata", json_pack("{s:s}", "user_id", r->user));
@@ -230,10 +231,10 @@ static ah_err_t build(ah_request_t *r, const ah_deployment_t *d, ah_provider_req
     out->headers = ah_provider_header(out->headers, "Accept",
                                       r->stream ? "text/event-stream" : "application/json");
     /* An Anthropic client's version and beta features go along with its body. */
-    out->headers = ah_provider_header(out->headers, "anthropic-version",
-                                      r->anthropic_version && r->api == AH_API_ANTHROPIC
-                                          ? r->anthropic_version
-                                          : ANTHROPIC_VERSION);
+    out->headers =
+        ah_provider_header(out->headers, "anthropic-version",
+                           r->anthropic_version && r->api == AH_API_ANTHROPIC ? r->anthropic_version
+                                                                              : ANTHROPIC_VERSION);
     if (r->anthropic_beta && r->api == AH_API_ANTHROPIC)
         out->headers = ah_provider_header(out->headers, "anthropic-beta", r->anthropic_beta);
     out->headers = ah_provider_header(out->headers, "Expect", "");
@@ -264,7 +265,7 @@ static void read_usage(ah_request_t *r, json_t *u, int final)
     if (json_is_integer(out))
         r->usage.output_tokens = json_integer_value(out);
     r->usage_known = 1;
-    (void)final;
+    (void) final;
 }
 
 static const char *finish_of(const char *stop)
@@ -285,9 +286,8 @@ static json_t *canon_usage(const ah_usage_t *u)
     return json_pack("{s:I,s:I,s:I,s:{s:I},s:{s:I}}", "prompt_tokens", (json_int_t)u->input_tokens,
                      "completion_tokens", (json_int_t)u->output_tokens, "total_tokens",
                      (json_int_t)(u->input_tokens + u->output_tokens), "prompt_tokens_details",
-                     "cached_tokens", (json_int_t)u->cache_read_tokens,
-                     "completion_tokens_details", "reasoning_tokens",
-                     (json_int_t)u->reasoning_tokens);
+                     "cached_tokens", (json_int_t)u->cache_read_tokens, "completion_tokens_details",
+                     "reasoning_tokens", (json_int_t)u->reasoning_tokens);
 }
 
 static ah_err_t parse_response(ah_request_t *r, const char *body, size_t len, json_t **canon)
@@ -335,8 +335,9 @@ static ah_err_t parse_response(ah_request_t *r, const char *body, size_t len, js
             free(args);
         }
     }
-    json_t *msg = json_pack("{s:s,s:s?}", "role", "assistant", "content",
-                            text.len || !json_array_size(calls) ? (text.data ? text.data : "") : NULL);
+    json_t *msg =
+        json_pack("{s:s,s:s?}", "role", "assistant", "content",
+                  text.len || !json_array_size(calls) ? (text.data ? text.data : "") : NULL);
     if (!json_object_get(msg, "content"))
         json_object_set_new(msg, "content", json_null());
     if (json_array_size(calls))
@@ -358,8 +359,8 @@ static json_t *chunk(ah_provider_stream_t *ps, const ah_request_t *r, json_t *de
 {
     return json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:n,s:s?}]}", "id", ps->id, "object",
                      "chat.completion.chunk", "created", (json_int_t)(r->wall_ms / 1000), "model",
-                     ps->model, "choices", "index", 0, "delta", delta, "logprobs",
-                     "finish_reason", finish);
+                     ps->model, "choices", "index", 0, "delta", delta, "logprobs", "finish_reason",
+                     finish);
 }
 
 static ah_err_t stream_event_json(ah_provider_stream_t *ps, ah_request_t *r, json_t *data,
@@ -411,9 +412,9 @@ static ah_err_t stream_event_json(ah_provider_stream_t *ps, ah_request_t *r, jso
             r->served_model = ah_arena_strdup(&r->arena, model);
         read_usage(r, json_object_get(msg, "usage"), 0);
         if (chunks)
-            json_array_append_new(chunks, chunk(ps, r, json_pack("{s:s,s:s}", "role", "assistant",
-                                                                 "content", ""),
-                                                NULL));
+            json_array_append_new(
+                chunks,
+                chunk(ps, r, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL));
     } else if (strcmp(type, "content_block_start") == 0) {
         json_t *cb = json_object_get(data, "content_block");
         const char *bt = json_string_value(json_object_get(cb, "type"));
@@ -436,37 +437,36 @@ static ah_err_t stream_event_json(ah_provider_stream_t *ps, ah_request_t *r, jso
         if (dt && strcmp(dt, "text_delta") == 0) {
             *is_token = 1;
             if (chunks)
-                json_array_append_new(chunks, chunk(ps, r,
-                                                    json_pack("{s:O?}", "content",
-                                                              json_object_get(d, "text")),
-                                                    NULL));
+                json_array_append_new(
+                    chunks,
+                    chunk(ps, r, json_pack("{s:O?}", "content", json_object_get(d, "text")), NULL));
         } else if (dt && strcmp(dt, "input_json_delta") == 0) {
             *is_token = 1;
             if (chunks)
                 json_array_append_new(
-                    chunks, chunk(ps, r,
-                                  json_pack("{s:[{s:i,s:{s:O?}}]}", "tool_calls", "index",
-                                            ps->tool_base, "function", "arguments",
-                                            json_object_get(d, "partial_json")),
-                                  NULL));
+                    chunks,
+                    chunk(ps, r,
+                          json_pack("{s:[{s:i,s:{s:O?}}]}", "tool_calls", "index", ps->tool_base,
+                                    "function", "arguments", json_object_get(d, "partial_json")),
+                          NULL));
         } else if (dt && strcmp(dt, "thinking_delta") == 0) {
             *is_token = 1;
         }
     } else if (strcmp(type, "message_delta") == 0) {
         read_usage(r, json_object_get(data, "usage"), 1);
-        const char *fin =
-            finish_of(json_string_value(json_object_get(json_object_get(data, "delta"), "stop_reason")));
+        const char *fin = finish_of(
+            json_string_value(json_object_get(json_object_get(data, "delta"), "stop_reason")));
         snprintf(ps->finish, sizeof ps->finish, "%s", fin ? fin : "stop");
         if (chunks)
             json_array_append_new(chunks, chunk(ps, r, json_object(), ps->finish));
     } else if (strcmp(type, "message_stop") == 0) {
         ps->done = 1;
         if (chunks)
-            json_array_append_new(
-                chunks, json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", ps->id, "object",
-                                  "chat.completion.chunk", "created",
-                                  (json_int_t)(r->wall_ms / 1000), "model", ps->model, "choices",
-                                  "usage", canon_usage(&r->usage)));
+            json_array_append_new(chunks,
+                                  json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", ps->id, "object",
+                                            "chat.completion.chunk", "created",
+                                            (json_int_t)(r->wall_ms / 1000), "model", ps->model,
+                                            "choices", "usage", canon_usage(&r->usage)));
     } else if (strcmp(type, "error") == 0) {
         json_t *e = json_object_get(data, "error");
         const char *m = json_string_value(json_object_get(e, "message"));

@@ -139,8 +139,8 @@ static ah_err_t stream_fail(ah_request_t *r, json_t *err)
 }
 
 /* A raw-forwarded event: skim for what the ledger needs. */
-static ah_err_t stream_skim(ah_provider_stream_t *ps, ah_request_t *r, const char *data,
-                            size_t len, int *is_token, int *forward)
+static ah_err_t stream_skim(ah_provider_stream_t *ps, ah_request_t *r, const char *data, size_t len,
+                            int *is_token, int *forward)
 {
     static const char *const keys[] = {"error", "usage", "choices", "model"};
     ah_json_span_t v[4];

@@ -30,11 +30,11 @@ typedef struct ah_provider_req {
 typedef struct ah_provider_stream {
     char id[96];
     char model[AH_MAX_MODEL_NAME_BUF];
-    int tool_base;        /* Anthropic: tool index of the current tool block */
+    int tool_base; /* Anthropic: tool index of the current tool block */
     int ntools;
     int block_is_tool;
     char finish[32];
-    int done;             /* the terminal event was seen */
+    int done; /* the terminal event was seen */
     int first_token_seen;
 } ah_provider_stream_t;
 

@@ -57,7 +57,7 @@ static void keys_create(ah_worker_t *w, struct evhttp_request *req)
     json_t *v;
     int ok = !tags || json_is_object(tags);
     json_object_foreach(tags, k, v) ok &= json_is_string(v) && strlen(k) <= AH_MAX_TAG_BYTES &&
-                                        json_string_length(v) <= AH_MAX_TAG_BYTES;
+                                          json_string_length(v) <= AH_MAX_TAG_BYTES;
     if (!ok || json_object_size(tags) > AH_MAX_TAGS) {
         ah_reply_error(req, AH_API_OPENAI, 400, NULL, NULL,
                        "'tags' must be an object of at most 32 string values");

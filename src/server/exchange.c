@@ -29,7 +29,7 @@
 
 typedef struct exchange {
     ah_worker_t *w;
-    struct evhttp_request *req;  /* NULL once the client is gone */
+    struct evhttp_request *req; /* NULL once the client is gone */
     struct evhttp_connection *conn;
     ah_request_t *r;
     const ah_ingress_ops_t *in;
@@ -136,7 +136,8 @@ static void add_ahorro_headers(exchange_t *ex, struct evkeyvalq *h, int with_cos
     char v[64];
     evhttp_add_header(h, "x-ahorro-request-id", r->id);
     if (r->upstream_model || r->served_model)
-        evhttp_add_header(h, "x-ahorro-model", r->served_model ? r->served_model : r->upstream_model);
+        evhttp_add_header(h, "x-ahorro-model",
+                          r->served_model ? r->served_model : r->upstream_model);
     if (r->route_reason)
         evhttp_add_header(h, "x-ahorro-route-reason", r->route_reason);
     if (r->cache_status)

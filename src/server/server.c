@@ -125,8 +125,8 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static ah_err_t make_worker(ah_gateway_t *gw, thread_ctx_t *t, int index,
-                            const struct sockaddr *sa, socklen_t salen)
+static ah_err_t make_worker(ah_gateway_t *gw, thread_ctx_t *t, int index, const struct sockaddr *sa,
+                            socklen_t salen)
 {
     const ah_config_t *c = gw->cfg;
     t->w.index = index;
@@ -147,10 +147,10 @@ static ah_err_t make_worker(ah_gateway_t *gw, thread_ctx_t *t, int index,
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_OPTIONS);
     evhttp_set_gencb(t->http, route, &t->w);
-    t->listener = evconnlistener_new_bind(
-        t->w.base, NULL, NULL,
-        LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-        1024, sa, (int)salen);
+    t->listener = evconnlistener_new_bind(t->w.base, NULL, NULL,
+                                          LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
+                                              LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                          1024, sa, (int)salen);
     if (!t->listener)
         return AH_E_IO;
     /* Linux passes TCP_NODELAY on to accepted sockets, and evhttp never sets
@@ -230,8 +230,7 @@ int ah_server_run(ah_gateway_t *gw)
     int rc = 0, started = 0;
     for (int i = 0; i < n; i++) {
         if (make_worker(gw, &ts[i], i, (struct sockaddr *)&ss, sl)) {
-            ah_error("cannot listen on %s:%d: %s", c->listen_host, c->listen_port,
-                     strerror(errno));
+            ah_error("cannot listen on %s:%d: %s", c->listen_host, c->listen_port, strerror(errno));
             rc = 1;
             goto out;
         }

@@ -42,8 +42,7 @@ void ah_key_clear(ah_key_t *k)
     memset(k, 0, sizeof *k);
 }
 
-ah_err_t ah_keys_create(sqlite3 *db, const char *owner, json_t *tags, char **key_out,
-                        char **id_out)
+ah_err_t ah_keys_create(sqlite3 *db, const char *owner, json_t *tags, char **key_out, char **id_out)
 {
     unsigned char rnd[KEY_RANDOM_BYTES], idr[8];
     char key[sizeof KEY_PREFIX + 2 * KEY_RANDOM_BYTES], id[AH_KEY_ID_LEN], hash[AH_KEY_HASH_HEX];

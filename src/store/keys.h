@@ -17,8 +17,8 @@
 
 typedef struct ah_key {
     char id[AH_KEY_ID_LEN];
-    char *owner;          /* owned; free with ah_key_clear */
-    json_t *tags;         /* owned reference */
+    char *owner;  /* owned; free with ah_key_clear */
+    json_t *tags; /* owned reference */
     int revoked;
 } ah_key_t;
 

@@ -142,8 +142,7 @@ static void *writer_main(void *arg)
     ah_ledger_t *l = arg;
     ah_ledger_row_t *batch[AH_LEDGER_BATCH_ROWS];
     /* Linux: nice applies to this thread only. */
-    if (AH_LEDGER_NICE &&
-        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), AH_LEDGER_NICE) != 0)
+    if (AH_LEDGER_NICE && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), AH_LEDGER_NICE) != 0)
         ah_debug("ledger: cannot lower the writer's priority");
     for (;;) {
         pthread_mutex_lock(&l->mu);

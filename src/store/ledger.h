@@ -22,12 +22,11 @@ typedef struct ah_ledger_row {
     const char *endpoint;
     int stream;
     char *requested_model, *served_model, *provider, *deployment;
-    int64_t prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens,
-        reasoning_tokens;
-    const char *usage_source;           /* "provider", "none" (static) */
-    double cost_usd;                    /* < 0: unknown */
+    int64_t prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens;
+    const char *usage_source; /* "provider", "none" (static) */
+    double cost_usd;          /* < 0: unknown */
     double latency_ms;
-    double ttft_ms;                     /* < 0: none */
+    double ttft_ms; /* < 0: none */
     int64_t overhead_us;
     int status;
     char *error;

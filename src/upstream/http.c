@@ -29,10 +29,9 @@ struct ah_http_xfer {
     long status;
     int retry_after_s;
     int headers_done;
-    int aborted_by_user;  /* on_data asked to stop */
+    int aborted_by_user; /* on_data asked to stop */
     char errbuf[CURL_ERROR_SIZE];
 };
-
 
 static void check_done(ah_http_t *h)
 {

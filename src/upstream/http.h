@@ -25,8 +25,8 @@ typedef struct ah_http_request {
     struct curl_slist *headers; /* borrowed until the transfer ends */
     const char *body;           /* borrowed until the transfer ends */
     size_t body_len;
-    double timeout_s;           /* whole transfer; 0 = none */
-    double idle_timeout_s;      /* abort when no byte arrives for this long */
+    double timeout_s;      /* whole transfer; 0 = none */
+    double idle_timeout_s; /* abort when no byte arrives for this long */
 } ah_http_request_t;
 
 typedef struct ah_http_callbacks {

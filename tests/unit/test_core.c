@@ -71,11 +71,10 @@ static int collect(void *ud, const char *event, const char *data, size_t len, co
     return 0;
 }
 
-static const char *stream_text =
-    "event: message_start\ndata: {\"a\":1}\n\n"
-    ": a comment\n"
-    "data: line1\ndata:line2\r\n\r\n"
-    "data: [DONE]\n\n";
+static const char *stream_text = "event: message_start\ndata: {\"a\":1}\n\n"
+                                 ": a comment\n"
+                                 "data: line1\ndata:line2\r\n\r\n"
+                                 "data: [DONE]\n\n";
 
 static void check_events(events_t *e)
 {

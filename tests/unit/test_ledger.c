@@ -56,7 +56,9 @@ START_TEST(no_row_lost)
     sqlite3 *db;
     ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
     sqlite3_stmt *st;
-    sqlite3_prepare_v2(db, "SELECT COUNT(*), COUNT(DISTINCT request_id), SUM(cost_usd IS NULL) FROM ledger", -1, &st, NULL);
+    sqlite3_prepare_v2(
+        db, "SELECT COUNT(*), COUNT(DISTINCT request_id), SUM(cost_usd IS NULL) FROM ledger", -1,
+        &st, NULL);
     ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
     ck_assert_int_eq(sqlite3_column_int(st, 0), PRODUCERS * ROWS_EACH);
     ck_assert_int_eq(sqlite3_column_int(st, 1), PRODUCERS * ROWS_EACH);

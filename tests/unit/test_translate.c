@@ -55,8 +55,9 @@ START_TEST(anthropic_to_canonical)
     ck_assert_str_eq(json_string_value(json_object_get(json_array_get(m, 0), "content")), "sys");
     json_t *asst = json_array_get(m, 2);
     json_t *tc = json_array_get(json_object_get(asst, "tool_calls"), 0);
-    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(tc, "function"), "arguments")),
-                     "{\"a\":1}");
+    ck_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(tc, "function"), "arguments")),
+        "{\"a\":1}");
     json_t *tool = json_array_get(m, 3);
     ck_assert_str_eq(json_string_value(json_object_get(tool, "role")), "tool");
     ck_assert_str_eq(json_string_value(json_object_get(tool, "tool_call_id")), "tu1");
@@ -74,9 +75,9 @@ END_TEST
 START_TEST(anthropic_rejects)
 {
     const char *bad[] = {
-        "{\"model\":\"c\",\"messages\":[]}",                                  /* no max_tokens */
-        "{\"model\":\"c\",\"max_tokens\":0,\"messages\":[]}",                /* max_tokens < 1 */
-        "{\"max_tokens\":5,\"messages\":[]}",                                /* no model */
+        "{\"model\":\"c\",\"messages\":[]}",                  /* no max_tokens */
+        "{\"model\":\"c\",\"max_tokens\":0,\"messages\":[]}", /* max_tokens < 1 */
+        "{\"max_tokens\":5,\"messages\":[]}",                 /* no model */
         "{\"model\":\"c\",\"max_tokens\":5,\"messages\":[{\"role\":\"x\",\"content\":\"a\"}]}",
         "{\"model\":\"c\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":5}]}",
         "{\"model\":\"c\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":[{}]}]}",
@@ -96,18 +97,19 @@ END_TEST
 START_TEST(canonical_to_anthropic_provider)
 {
     ah_request_t *r = ah_request_new(AH_API_OPENAI, AH_OP_CHAT);
-    json_t *b = J("{\"model\":\"gpt\",\"temperature\":1.7,\"stop\":\"S\",\"user\":\"u\","
-                  "\"messages\":[{\"role\":\"system\",\"content\":\"a\"},"
-                  "{\"role\":\"developer\",\"content\":\"b\"},"
-                  "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"q\"},"
-                  "{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://i/x.png\"}}]},"
-                  "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\","
-                  "\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"x\\\":2}\"}}]},"
-                  "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"r1\"},"
-                  "{\"role\":\"tool\",\"tool_call_id\":\"c2\",\"content\":\"r2\"}],"
-                  "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\","
-                  "\"parameters\":{\"type\":\"object\"}}}],\"tool_choice\":{\"type\":\"function\","
-                  "\"function\":{\"name\":\"f\"}}}");
+    json_t *b =
+        J("{\"model\":\"gpt\",\"temperature\":1.7,\"stop\":\"S\",\"user\":\"u\","
+          "\"messages\":[{\"role\":\"system\",\"content\":\"a\"},"
+          "{\"role\":\"developer\",\"content\":\"b\"},"
+          "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"q\"},"
+          "{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://i/x.png\"}}]},"
+          "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\","
+          "\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"x\\\":2}\"}}]},"
+          "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"r1\"},"
+          "{\"role\":\"tool\",\"tool_call_id\":\"c2\",\"content\":\"r2\"}],"
+          "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\","
+          "\"parameters\":{\"type\":\"object\"}}}],\"tool_choice\":{\"type\":\"function\","
+          "\"function\":{\"name\":\"f\"}}}");
     ck_assert_int_eq(ah_ingress_openai.parse_chat(r, b), AH_E_OK);
     ah_deployment_t d = dep(AH_PROVIDER_ANTHROPIC);
     r->dep = &d;
@@ -128,10 +130,10 @@ START_TEST(canonical_to_anthropic_provider)
                      "c2");
     json_t *tu = json_array_get(json_object_get(json_array_get(msgs, 1), "content"), 0);
     ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(tu, "input"), "x")), 2);
-    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(out, "tool_choice"), "type")),
-                     "tool");
-    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(out, "metadata"), "user_id")),
-                     "u");
+    ck_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(out, "tool_choice"), "type")), "tool");
+    ck_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(out, "metadata"), "user_id")), "u");
     /* The provider key is a header, never in the body. */
     ck_assert_ptr_null(strstr(p.body, "secret"));
     json_decref(out);
@@ -162,9 +164,8 @@ START_TEST(anthropic_answer_to_canonical_and_back)
     ck_assert_str_eq(json_string_value(json_object_get(choice, "finish_reason")), "tool_calls");
     json_t *msg = json_object_get(choice, "message");
     ck_assert_str_eq(json_string_value(json_object_get(msg, "content")), "hello");
-    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(canon, "usage"),
-                                                        "prompt_tokens")),
-                     16);
+    ck_assert_int_eq(
+        json_integer_value(json_object_get(json_object_get(canon, "usage"), "prompt_tokens")), 16);
     /* And rendered for an Anthropic client again. */
     json_t *back = ah_ingress_anthropic.render_response(r, canon);
     ck_assert_str_eq(json_string_value(json_object_get(back, "stop_reason")), "tool_use");
@@ -206,9 +207,9 @@ START_TEST(stream_render_anthropic)
     r->usage.input_tokens = 7;
     r->usage.output_tokens = 3;
     ah_ingress_anthropic.stream_end(&st, r, &out);
-    const char *order[] = {"message_start", "content_block_start", "content_block_delta",
-                           "content_block_delta", "content_block_stop", "content_block_start",
-                           "content_block_delta", "content_block_stop", "message_delta",
+    const char *order[] = {"message_start",       "content_block_start", "content_block_delta",
+                           "content_block_delta", "content_block_stop",  "content_block_start",
+                           "content_block_delta", "content_block_stop",  "message_delta",
                            "message_stop"};
     const char *p = out.data;
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
@@ -254,7 +255,8 @@ START_TEST(openai_build_asks_for_usage)
     ah_provider_req_t p = {0};
     ck_assert_int_eq(ah_provider_openai.build(r, &d, &p), AH_E_OK);
     json_t *out = J(p.body);
-    ck_assert(json_is_true(json_object_get(json_object_get(out, "stream_options"), "include_usage")));
+    ck_assert(
+        json_is_true(json_object_get(json_object_get(out, "stream_options"), "include_usage")));
     ck_assert_str_eq(json_string_value(json_object_get(out, "model")), "b");
     ck_assert_ptr_null(json_object_get(out, "metadata"));
     /* The client's own body is untouched. */
@@ -270,9 +272,10 @@ END_TEST
 /* Passthrough answers are skimmed, not parsed: the same usage either way. */
 START_TEST(skimmed_usage_matches_parsed)
 {
-    const char *openai = "{\"id\":\"x\",\"model\":\"gpt-4o-mini\",\"choices\":[{\"message\":"
-                         "{\"content\":\"the \\\"usage\\\": {} trap\"}}],\"usage\": {\"prompt_tokens\":7,"
-                         "\"completion_tokens\":3,\"prompt_tokens_details\":{\"cached_tokens\":2}}}";
+    const char *openai =
+        "{\"id\":\"x\",\"model\":\"gpt-4o-mini\",\"choices\":[{\"message\":"
+        "{\"content\":\"the \\\"usage\\\": {} trap\"}}],\"usage\": {\"prompt_tokens\":7,"
+        "\"completion_tokens\":3,\"prompt_tokens_details\":{\"cached_tokens\":2}}}";
     ah_request_t *r = ah_request_new(AH_API_OPENAI, AH_OP_CHAT);
     ck_assert_int_eq(ah_provider_openai.parse_response(r, openai, strlen(openai), NULL), AH_E_OK);
     ck_assert_int_eq(r->usage.input_tokens, 7);
@@ -286,8 +289,11 @@ START_TEST(skimmed_usage_matches_parsed)
     r = ah_request_new(AH_API_OPENAI, AH_OP_CHAT);
     ah_provider_stream_t ps = {0};
     int tok, fwd;
-    const char *role = "{\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}],\"usage\":null}";
-    ck_assert_int_eq(ah_provider_openai.stream_event(&ps, r, NULL, role, strlen(role), NULL, &tok, &fwd), AH_E_OK);
+    const char *role =
+        "{\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}],\"usage\":null}";
+    ck_assert_int_eq(
+        ah_provider_openai.stream_event(&ps, r, NULL, role, strlen(role), NULL, &tok, &fwd),
+        AH_E_OK);
     ck_assert_int_eq(tok, 0);
     ck_assert_int_eq(fwd, 1);
     const char *word = "{\"choices\":[{\"delta\": {\"content\" : \"Hi\"}}]}";
@@ -298,8 +304,9 @@ START_TEST(skimmed_usage_matches_parsed)
     ck_assert_int_eq(fwd, 0); /* the client did not ask for usage */
     ck_assert_int_eq(r->usage.output_tokens, 9);
     const char *err = "{\"error\":{\"message\":\"boom\"}}";
-    ck_assert_int_eq(ah_provider_openai.stream_event(&ps, r, NULL, err, strlen(err), NULL, &tok, &fwd),
-                     AH_E_UPSTREAM);
+    ck_assert_int_eq(
+        ah_provider_openai.stream_event(&ps, r, NULL, err, strlen(err), NULL, &tok, &fwd),
+        AH_E_UPSTREAM);
     ck_assert_int_eq(r->fail.status, 502);
     ah_request_free(r);
 }
@@ -309,7 +316,8 @@ START_TEST(json_skim_spans)
 {
     static const char *const keys[] = {"a", "b", "c", "d"};
     ah_json_span_t v[4];
-    const char *j = " { \"x\" : {\"a\":1, \"s\":\"}\\\"]\"}, \"a\": [1,{\"b\":2}] ,\"b\":\"q\\\"\",\"c\":null } ";
+    const char *j = " { \"x\" : {\"a\":1, \"s\":\"}\\\"]\"}, \"a\": [1,{\"b\":2}] "
+                    ",\"b\":\"q\\\"\",\"c\":null } ";
     ck_assert_int_eq(ah_json_skim(j, strlen(j), keys, 4, v), AH_E_OK);
     ck_assert_int_eq((int)v[0].n, 11);
     ck_assert(strncmp(v[0].p, "[1,{\"b\":2}]", v[0].n) == 0);
@@ -317,7 +325,8 @@ START_TEST(json_skim_spans)
     ck_assert(ah_json_span_is(v[2], "null"));
     ck_assert_ptr_null(v[3].p);
     ck_assert_int_eq(ah_json_skim("{}", 2, keys, 4, v), AH_E_OK);
-    const char *bad[] = {"", "[]", "{", "{\"a\"", "{\"a\":}", "{\"a\":1,}", "{\"a\":\"x}", "{\"a\":[1}"};
+    const char *bad[] = {"",         "[]",         "{",           "{\"a\"",
+                         "{\"a\":}", "{\"a\":1,}", "{\"a\":\"x}", "{\"a\":[1}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         ck_assert_msg(ah_json_skim(bad[i], strlen(bad[i]), keys, 4, v) == AH_E_PARSE, "%s", bad[i]);
 }
