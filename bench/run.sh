@@ -253,7 +253,9 @@ if [ "$PACED_N" -gt 0 ]; then
 fi
 
 log "starting ahorro ($AH_THREADS threads, ledger $WORK/bench.db) on $AH_PORT"
-"$AHORRO" serve --config "$WORK/ahorro.yaml" --listen "127.0.0.1:$AH_PORT" \
+# BENCH_AHORRO_PRELOAD: a library to preload into ahorro only (an allocator to compare).
+env ${BENCH_AHORRO_PRELOAD:+LD_PRELOAD=$BENCH_AHORRO_PRELOAD} \
+  "$AHORRO" serve --config "$WORK/ahorro.yaml" --listen "127.0.0.1:$AH_PORT" \
   >"$WORK/ahorro.stdout" 2>"$WORK/ahorro.stderr" &
 PID[ahorro]=$!
 STARTED+=("$!")
