@@ -301,6 +301,10 @@ static void sink_stream_end(void *ctx, ah_request_t *r, int passthrough)
     } else if (!passthrough) {
         ex->in->stream_end(&ex->st, r, &ex->scratch);
     }
+    /* Headers went out before the cost was known: it follows the last event
+     * as an SSE comment, which clients' event parsers skip. */
+    if (!r->fail.status && r->cost_known)
+        ah_buf_printf(&ex->scratch, ": x-ahorro-cost %.8f\n\n", r->cost_usd);
     stream_queue(ex, ex->scratch.data, ex->scratch.len);
     sink_stream_flush(ex);
     if (ex->req) {

@@ -203,3 +203,17 @@ test('a slow reader pauses the upstream instead of growing the gateway\'s memory
   assert.equal(row.status, 200);
   assert.equal(row.completion_tokens, 200000);
 });
+
+test('a stream ends with its cost as an SSE comment (headers left before it was known)', async () => {
+  for (const model of ['gpt-4o-mini', 'gpt-on-claude']) {
+    const r = await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST',
+      headers: { authorization: `Bearer ${MASTER_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model, stream: true, messages: [{ role: 'user', content: 'hi [[tokens:4]]' }] }) });
+    const text = await r.text();
+    const m = text.match(/\n: x-ahorro-cost (\d+\.\d+)\n\n$/);
+    assert.ok(m, `no cost comment at the end of: ${text.slice(-200)}`);
+    const row = await ledgerRow(gw.db, r.headers.get('x-ahorro-request-id'));
+    assert.ok(Math.abs(Number(m[1]) - row.cost_usd) < 1e-8);
+    assert.ok(text.indexOf('data: [DONE]') < text.lastIndexOf(': x-ahorro-cost'));
+  }
+});
