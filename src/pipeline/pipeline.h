@@ -63,7 +63,8 @@ int ah_stage_cache(ah_worker_t *w, ah_request_t *r);
 int ah_stage_route(ah_worker_t *w, ah_request_t *r);
 void ah_stage_record(ah_worker_t *w, ah_request_t *r);
 /* Price r from its usage (config override, else the catalogue) into
- * r->cost_usd / r->cost_known; the answer's x-ahorro-cost uses it. */
+ * r->cost_usd / r->cost_known, once; leaves cost_known 0 when no price is
+ * known. The answer's x-ahorro-cost and the ledger row use it. */
 void ah_request_price(ah_worker_t *w, ah_request_t *r);
 void ah_stage_learn(ah_worker_t *w, ah_request_t *r);
 

@@ -24,10 +24,9 @@ static const char *catalogue_provider(const ah_deployment_t *d)
     }
 }
 
-/* Price the request into r->cost_usd; leaves cost_known 0 when unknown. */
-static void price(ah_worker_t *w, ah_request_t *r)
+void ah_request_price(ah_worker_t *w, ah_request_t *r)
 {
-    if (!r->dep || !r->usage_known)
+    if (r->cost_known || !r->dep || !r->usage_known)
         return;
     ah_price_t p;
     if (r->dep->has_price) {
@@ -44,17 +43,11 @@ static void price(ah_worker_t *w, ah_request_t *r)
     r->cost_known = 1;
 }
 
-void ah_request_price(ah_worker_t *w, ah_request_t *r)
-{
-    price(w, r);
-}
-
 void ah_stage_record(ah_worker_t *w, ah_request_t *r)
 {
     if (!r->t_end_us)
         r->t_end_us = ah_now_us();
-    if (!r->cost_known)
-        price(w, r);
+    ah_request_price(w, r);
     ah_ledger_row_t *row = ah_calloc(1, sizeof *row);
     row->request_id = ah_strdup(r->id);
     row->ts_ms = r->wall_ms;
