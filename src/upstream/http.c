@@ -14,12 +14,35 @@
 #include "core/log.h"
 #include "core/limits.h"
 
+/* Easy handles kept for reuse: curl_easy_init and curl_easy_cleanup per
+ * transfer were ~3% of the gateway's CPU in the bench profile. */
+#define IDLE_HANDLES 64
+
 struct ah_http {
     struct event_base *base;
     CURLM *multi;
     struct event *timer;
     int active;
+    CURL *idle[IDLE_HANDLES];
+    int nidle;
 };
+
+static CURL *easy_get(ah_http_t *h)
+{
+    if (h->nidle == 0)
+        return curl_easy_init();
+    CURL *e = h->idle[--h->nidle];
+    curl_easy_reset(e); /* options back to defaults; its caches stay */
+    return e;
+}
+
+static void easy_put(ah_http_t *h, CURL *e)
+{
+    if (h->nidle < IDLE_HANDLES)
+        h->idle[h->nidle++] = e;
+    else
+        curl_easy_cleanup(e);
+}
 
 struct ah_http_xfer {
     ah_http_t *h;
@@ -63,7 +86,7 @@ static void check_done(ah_http_t *h)
         h->active--;
         if (x->cb.on_done)
             x->cb.on_done(x->ud, err, x->status, m);
-        curl_easy_cleanup(x->easy);
+        easy_put(h, x->easy);
         ah_free(x);
     }
 }
@@ -149,6 +172,8 @@ void ah_http_free(ah_http_t *h)
 {
     if (!h)
         return;
+    while (h->nidle)
+        curl_easy_cleanup(h->idle[--h->nidle]);
     curl_multi_cleanup(h->multi);
     event_free(h->timer);
     ah_free(h);
@@ -203,7 +228,7 @@ ah_http_xfer_t *ah_http_start(ah_http_t *h, const ah_http_request_t *req,
     x->h = h;
     x->cb = *cb;
     x->ud = ud;
-    x->easy = curl_easy_init();
+    x->easy = easy_get(h);
     if (!x->easy) {
         ah_free(x);
         return NULL;
@@ -235,7 +260,7 @@ ah_http_xfer_t *ah_http_start(ah_http_t *h, const ah_http_request_t *req,
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, t > 0 ? t : 1L);
     }
     if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
-        curl_easy_cleanup(e);
+        easy_put(h, e);
         ah_free(x);
         return NULL;
     }
@@ -255,6 +280,6 @@ void ah_http_cancel(ah_http_xfer_t *x)
         return;
     curl_multi_remove_handle(x->h->multi, x->easy);
     x->h->active--;
-    curl_easy_cleanup(x->easy);
+    easy_put(x->h, x->easy);
     ah_free(x);
 }
