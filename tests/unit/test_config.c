@@ -1,5 +1,7 @@
 /* test_config.c - YAML configuration: LiteLLM model_list, errors with lines, routing. */
 #include <check.h>
+
+#include "check_run.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,9 +141,5 @@ int main(void)
     tcase_add_test(tc, errors_name_the_line);
     tcase_add_test(tc, environment_only);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return ah_check_run(s);
 }

@@ -1,5 +1,7 @@
 /* test_core.c - bounded buffers, arenas and the SSE parser. */
 #include <check.h>
+
+#include "check_run.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,9 +133,5 @@ int main(void)
     tcase_add_test(tc, sse_whole_and_bytewise);
     tcase_add_test(tc, sse_limit);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return ah_check_run(s);
 }

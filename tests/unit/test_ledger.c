@@ -1,6 +1,8 @@
 /* test_ledger.c - the batching ledger writer: no row lost when producers
  * outrun the writer (the queue blocks them), and close drains everything. */
 #include <check.h>
+
+#include "check_run.h"
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -81,9 +83,5 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, no_row_lost);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return ah_check_run(s);
 }

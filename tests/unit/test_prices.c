@@ -5,6 +5,8 @@
  * million tokens, pydantic/genai-prices @47df840a); costs are computed by
  * hand in the comments. */
 #include <check.h>
+
+#include "check_run.h"
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -616,9 +618,5 @@ static Suite *prices_suite(void)
 int main(void)
 {
     data_path();
-    SRunner *sr = srunner_create(prices_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return ah_check_run(prices_suite());
 }

@@ -1,6 +1,8 @@
 /* test_translate.c - client formats to the canonical request and back, and the
  * provider adapters' translations (no network: build and parse only). */
 #include <check.h>
+
+#include "check_run.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -346,9 +348,5 @@ int main(void)
     tcase_add_test(tc, skimmed_usage_matches_parsed);
     tcase_add_test(tc, json_skim_spans);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return ah_check_run(s);
 }
