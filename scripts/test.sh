@@ -13,6 +13,8 @@ bash scripts/deps.sh --test
 echo "== lint: clang-format, banned functions"
 make -s lint
 make -s -j"$(nproc)" all
+echo "== word vectors of the semantic cache (set-up step, once)"
+bash scripts/build-embeddings.sh
 echo "== unit tests (gcc)"
 make -s unit
 echo "== integration tests (gcc build)"

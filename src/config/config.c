@@ -338,9 +338,150 @@ static ah_err_t parse_listen(const char *s, char **host, int *port)
     return AH_E_OK;
 }
 
+/* A boolean setting: true/false, yes/no, on/off. */
+static ah_err_t get_bool(loader_t *L, yaml_node_t *m, const char *key, int *out)
+{
+    yaml_node_t *n = get(L, m, key);
+    if (!n)
+        return AH_E_OK;
+    const char *v = scalar(n);
+    if (v && (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on")))
+        *out = 1;
+    else if (v && (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off")))
+        *out = 0;
+    else
+        return fail(L, n, "'%s' must be true or false", key);
+    return AH_E_OK;
+}
+
+/* Every key of mapping m must be one of known (NULL-terminated). */
+static ah_err_t check_keys(loader_t *L, yaml_node_t *m, const char *what, const char *const *known)
+{
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(L, m, "'%s' must be a mapping", what);
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        const char *k = scalar(node(L, p->key));
+        int ok = 0;
+        for (int i = 0; k && known[i]; i++)
+            ok |= strcmp(k, known[i]) == 0;
+        if (!ok) {
+            char list[256] = "";
+            for (int i = 0; known[i]; i++) {
+                size_t n = strlen(list);
+                snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "", known[i]);
+            }
+            return fail(L, node(L, p->key), "unknown setting '%s.%s' (known: %s)", what,
+                        k ? k : "?", list);
+        }
+    }
+    return AH_E_OK;
+}
+
+static ah_err_t load_policy(loader_t *L, yaml_node_t *m, ah_cache_policy_t *p)
+{
+    ah_err_t rc;
+    if ((rc = get_bool(L, m, "exact", &p->exact)) ||
+        (rc = get_bool(L, m, "semantic", &p->semantic)) ||
+        (rc = get_number(L, m, "ttl", 1, 365 * 86400.0, &p->ttl_s)) ||
+        (rc = get_number(L, m, "max_temperature", 0, 2, &p->max_temperature)) ||
+        (rc = get_number(L, m, "similarity_threshold", 0, 1, &p->threshold)))
+        return rc;
+    return AH_E_OK;
+}
+
+/* ahorro.cache: the answer caches. */
+static ah_err_t load_cache(loader_t *L, yaml_node_t *m, ah_cache_config_t *cc)
+{
+    static const char *const known[] = {
+        "exact",     "semantic",    "ttl",       "max_temperature", "similarity_threshold",
+        "namespace", "max_entries", "max_bytes", "embedder",        "embedder_path",
+        "persist",   "routes",      NULL};
+    static const char *const route_known[] = {
+        "exact", "semantic", "ttl", "max_temperature", "similarity_threshold", NULL};
+    ah_err_t rc;
+    if ((rc = check_keys(L, m, "ahorro.cache", known)) || (rc = load_policy(L, m, &cc->policy)) ||
+        (rc = get_string(L, m, "namespace", &cc->ns)) ||
+        (rc = get_string(L, m, "embedder", &cc->embedder)) ||
+        (rc = get_string(L, m, "embedder_path", &cc->embedder_path)) ||
+        (rc = get_bool(L, m, "persist", &cc->persist)) ||
+        (rc = get_bool(L, m, "prompt_caching", &cc->prompt_caching)))
+        return rc;
+    double v = (double)cc->max_entries;
+    if ((rc = get_number(L, m, "max_entries", 1, 1e8, &v)))
+        return rc;
+    cc->max_entries = (size_t)v;
+    v = (double)cc->max_bytes;
+    if ((rc = get_number(L, m, "max_bytes", 1 << 16, 1e12, &v)))
+        return rc;
+    cc->max_bytes = (size_t)v;
+    if (cc->embedder && strcmp(cc->embedder, "sif") && strcmp(cc->embedder, "model2vec"))
+        return fail(L, get(L, m, "embedder"), "'embedder' must be sif or model2vec");
+    yaml_node_t *routes = get(L, m, "routes");
+    if (!routes)
+        return AH_E_OK;
+    if (routes->type != YAML_MAPPING_NODE)
+        return fail(L, routes, "'routes' must map a model name to its cache settings");
+    for (yaml_node_pair_t *p = routes->data.mapping.pairs.start; p < routes->data.mapping.pairs.top;
+         p++) {
+        const char *model = scalar(node(L, p->key));
+        yaml_node_t *val = node(L, p->value);
+        if (!model || !*model)
+            return fail(L, node(L, p->key), "route names must be model names");
+        if ((rc = check_keys(L, val, "ahorro.cache.routes", route_known)))
+            return rc;
+        cc->routes = ah_realloc(cc->routes, (cc->nroutes + 1) * sizeof *cc->routes);
+        ah_cache_route_t *r = &cc->routes[cc->nroutes++];
+        r->model = ah_strdup(model);
+        r->policy = cc->policy; /* unset keys inherit the default */
+        if ((rc = load_policy(L, val, &r->policy)))
+            return rc;
+    }
+    return AH_E_OK;
+}
+
+/* LiteLLM's litellm_settings.cache + cache_params, read as their ahorro
+ * equivalent: "local" and "redis" are the exact cache on the configured
+ * state backend; "*-semantic" adds the semantic cache. */
+static ah_err_t load_litellm_cache(loader_t *L, yaml_node_t *ls, ah_cache_config_t *cc)
+{
+    ah_err_t rc;
+    int on = 0;
+    if ((rc = get_bool(L, ls, "cache", &on)) || !on)
+        return rc;
+    cc->policy.exact = 1;
+    yaml_node_t *cp = get(L, ls, "cache_params");
+    if (!cp)
+        return AH_E_OK;
+    if (cp->type != YAML_MAPPING_NODE)
+        return fail(L, cp, "'cache_params' must be a mapping");
+    char *type = NULL;
+    if ((rc = get_string(L, cp, "type", &type)))
+        return rc;
+    if (type) {
+        size_t n = strlen(type);
+        if (n >= 9 && strcmp(type + n - 9, "-semantic") == 0)
+            cc->policy.semantic = 1;
+        else if (strcmp(type, "local") && strcmp(type, "redis") && strcmp(type, "memory")) {
+            rc = fail(L, get(L, cp, "type"),
+                      "cache type '%s' is not supported (local, redis, redis-semantic, "
+                      "qdrant-semantic)",
+                      type);
+            ah_free(type);
+            return rc;
+        }
+        ah_free(type);
+    }
+    if ((rc = get_number(L, cp, "ttl", 1, 365 * 86400.0, &cc->policy.ttl_s)) ||
+        (rc = get_number(L, cp, "similarity_threshold", 0, 1, &cc->policy.threshold)) ||
+        (rc = get_string(L, cp, "namespace", &cc->ns)))
+        return rc;
+    return AH_E_OK;
+}
+
 static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
 {
-    static const char *const known[] = {"listen", "threads", "db", "prices", "limits", NULL};
+    static const char *const known[] = {"listen", "threads", "db", "prices",
+                                        "limits", "cache",   NULL};
     ah_err_t rc;
     if (m->type != YAML_MAPPING_NODE)
         return fail(L, m, "'ahorro' must be a mapping");
@@ -352,7 +493,7 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
         if (!ok)
             return fail(L, node(L, p->key),
                         "unknown setting 'ahorro.%s' (known: listen, threads, "
-                        "db, prices, limits)",
+                        "db, prices, limits, cache)",
                         k ? k : "?");
     }
     char *listen = NULL;
@@ -370,6 +511,9 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
     c->threads = (int)v;
     if ((rc = get_string(L, m, "db", &c->db_path)) ||
         (rc = get_string(L, m, "prices", &c->prices_path)))
+        return rc;
+    yaml_node_t *cache = get(L, m, "cache");
+    if (cache && (rc = load_cache(L, cache, &c->cache)))
         return rc;
     yaml_node_t *lim = get(L, m, "limits");
     if (lim) {
@@ -449,6 +593,9 @@ static ah_err_t load_file(loader_t *L, FILE *f, ah_config_t *c)
     yaml_node_t *gs = get(L, root, "general_settings");
     if (gs && (rc = get_string(L, gs, "master_key", &c->master_key)))
         goto out;
+    yaml_node_t *ls = get(L, root, "litellm_settings");
+    if (ls && ls->type == YAML_MAPPING_NODE && (rc = load_litellm_cache(L, ls, &c->cache)))
+        goto out;
     yaml_node_t *ah = get(L, root, "ahorro");
     if (ah && (rc = load_ahorro(L, ah, c)))
         goto out;
@@ -488,6 +635,13 @@ ah_err_t ah_config_load(const char *path, ah_config_t **out, char *err, size_t e
     c->max_body_bytes = AH_MAX_BODY_BYTES;
     c->max_header_bytes = AH_MAX_HEADER_BYTES;
     c->client_timeout_s = AH_CLIENT_TIMEOUT_S;
+    c->cache.policy.ttl_s = AH_CACHE_TTL_S;
+    c->cache.policy.max_temperature = AH_CACHE_MAX_TEMPERATURE;
+    c->cache.policy.threshold = AH_CACHE_SIF_THRESHOLD;
+    c->cache.max_entries = AH_CACHE_MAX_ENTRIES;
+    c->cache.max_bytes = AH_CACHE_MAX_BYTES;
+    c->cache.persist = 1;
+    c->cache.prompt_caching = 1;
     if (path) {
         c->path = ah_strdup(path);
         FILE *f = fopen(path, "rb");
@@ -503,6 +657,8 @@ ah_err_t ah_config_load(const char *path, ah_config_t **out, char *err, size_t e
     }
     if (c->ndeps == 0)
         env_deployments(c);
+    for (size_t i = 0; i < c->ndeps; i++)
+        c->deps[i].prompt_cache = c->cache.prompt_caching;
     const char *mk = getenv("AHORRO_MASTER_KEY");
     if (mk && *mk) {
         ah_free(c->master_key);
@@ -532,7 +688,21 @@ void ah_config_free(ah_config_t *c)
     ah_free(c->db_path);
     ah_free(c->prices_path);
     ah_free(c->master_key);
+    for (size_t i = 0; i < c->cache.nroutes; i++)
+        ah_free(c->cache.routes[i].model);
+    ah_free(c->cache.routes);
+    ah_free(c->cache.ns);
+    ah_free(c->cache.embedder);
+    ah_free(c->cache.embedder_path);
     ah_free(c);
+}
+
+const ah_cache_policy_t *ah_config_cache_policy(const ah_config_t *c, const char *model)
+{
+    for (size_t i = 0; model && i < c->cache.nroutes; i++)
+        if (strcmp(c->cache.routes[i].model, model) == 0)
+            return &c->cache.routes[i].policy;
+    return &c->cache.policy;
 }
 
 static int wildcard_match(const char *pattern, const char *s, size_t *specificity)

@@ -30,10 +30,38 @@ typedef struct ah_deployment {
     double timeout_s;             /* whole-request upstream timeout */
     double stream_idle_timeout_s; /* silence allowed inside a stream */
     long rpm, tpm;                /* 0 = unlimited (enforced by later stages) */
+    int prompt_cache;             /* Anthropic: place prompt-cache breakpoints */
     int has_price;                /* price overrides from the config */
     ah_price_t price;
     int line; /* where it was defined, for messages */
 } ah_deployment_t;
+
+/* When answers are cached: globally, or for one route (requested model). */
+typedef struct ah_cache_policy {
+    int exact;              /* exact cache on */
+    int semantic;           /* semantic cache on */
+    double ttl_s;           /* how long an answer is kept */
+    double max_temperature; /* cache only requests at or under this temperature */
+    double threshold;       /* semantic: least similarity of a hit */
+} ah_cache_policy_t;
+
+typedef struct ah_cache_route {
+    char *model;
+    ah_cache_policy_t policy;
+} ah_cache_route_t;
+
+typedef struct ah_cache_config {
+    ah_cache_policy_t policy; /* the default */
+    ah_cache_route_t *routes;
+    size_t nroutes;
+    char *ns;           /* default namespace, or NULL */
+    size_t max_entries; /* bound on entries, */
+    size_t max_bytes;   /* and on their memory */
+    char *embedder;     /* "sif" or "model2vec" */
+    char *embedder_path;
+    int persist;        /* keep entries across restarts (in the database) */
+    int prompt_caching; /* place Anthropic prompt-cache breakpoints for clients */
+} ah_cache_config_t;
 
 typedef struct ah_config {
     char *path; /* file it came from, or NULL */
@@ -49,6 +77,7 @@ typedef struct ah_config {
     int offline_fake; /* deployments point at the bundled fake provider */
     ah_deployment_t *deps;
     size_t ndeps;
+    ah_cache_config_t cache;
 } ah_config_t;
 
 /* Load path (NULL: defaults from the environment). On error returns
@@ -61,6 +90,9 @@ void ah_config_free(ah_config_t *c);
  * matching wildcard alias. `rr` picks among several deployments of one alias
  * (round-robin counter supplied by the caller). NULL when none. */
 const ah_deployment_t *ah_config_route(const ah_config_t *c, const char *model, unsigned rr);
+
+/* The cache policy of a requested model: its route's, else the default. */
+const ah_cache_policy_t *ah_config_cache_policy(const ah_config_t *c, const char *model);
 
 /* Provider kind of a LiteLLM provider prefix ("openai", "hosted_vllm",
  * "anthropic", ...); AH_E_NOTFOUND when ahorro does not know it. */

@@ -1,11 +1,226 @@
-/* cache.c - stage 5: answer caches.
+/* cache.c - stage 5: answer caches, exact and semantic.
  *
- * Always a miss for now (x-ahorro-cache: miss); the exact and semantic
- * caches arrive with the caching work and end the request here on a hit. */
+ * Before the call: the request's key (answer.h) is looked up in the exact
+ * cache, then, when the route has the semantic cache on, its last user turn
+ * is embedded and looked up among the answers of its scope. A hit ends the
+ * request here (the exchange replays the answer, streamed or not, in the
+ * client's format); a miss marks the request so that its answer is kept once
+ * complete (ah_stage_cache_fill, after the call).
+ *
+ * What may be cached is decided per route (ahorro.cache and its routes) and
+ * per request: `Cache-Control: no-cache` (do not read), `no-store` (do not
+ * keep), `max-age=N` (only answers younger than N seconds), and the body's
+ * `cache` object, LiteLLM's {"no-cache", "no-store", "ttl", "s-maxage",
+ * "namespace"}, which never goes upstream. Requests hotter than the route's
+ * max_temperature bypass the cache: their answers are meant to vary.
+ *
+ * Tenancy: the key and the semantic scope both include the virtual key's
+ * owner (or the key id when it has none) and the namespace, so no lookup can
+ * reach another tenant's answer. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cache/answer.h"
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/limits.h"
+#include "core/log.h"
 #include "pipeline/pipeline.h"
+
+typedef struct controls {
+    int no_read, no_store;
+    int64_t max_age_ms; /* < 0: any */
+    int64_t ttl_ms;
+    const char *ns;
+} controls_t;
+
+static int bad_cache(ah_request_t *r, const char *msg)
+{
+    return ah_request_fail(r, 400, "invalid_request_error", "invalid_cache", "cache", "%s", msg);
+}
+
+/* Cache-Control: no-cache, no-store, max-age=N (others ignored). */
+static void header_controls(const char *h, controls_t *c)
+{
+    while (h && *h) {
+        while (*h == ' ' || *h == ',')
+            h++;
+        size_t n = strcspn(h, ",");
+        if (n >= 8 && strncasecmp(h, "no-cache", 8) == 0)
+            c->no_read = 1;
+        else if (n >= 8 && strncasecmp(h, "no-store", 8) == 0)
+            c->no_store = 1;
+        else if (n > 8 && strncasecmp(h, "max-age=", 8) == 0) {
+            char *end;
+            long v = strtol(h + 8, &end, 10);
+            if (end != h + 8 && v >= 0)
+                c->max_age_ms = (int64_t)v * 1000;
+        }
+        h += n;
+    }
+}
+
+static int seconds(json_t *v, int64_t *out_ms)
+{
+    if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 365 * 86400.0)
+        return -1;
+    *out_ms = (int64_t)(json_number_value(v) * 1000);
+    return 0;
+}
+
+/* The body's `cache` object (LiteLLM's shape). */
+static int body_controls(ah_request_t *r, json_t *o, controls_t *c)
+{
+    if (!json_is_object(o))
+        return bad_cache(r, "'cache' must be an object such as {\"no-cache\": true, \"ttl\": 60, "
+                            "\"namespace\": \"team-a\"}");
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v)
+    {
+        if (strcmp(k, "no-cache") == 0 || strcmp(k, "no_cache") == 0) {
+            if (!json_is_boolean(v))
+                return bad_cache(r, "cache.no-cache must be true or false");
+            c->no_read |= json_is_true(v);
+        } else if (strcmp(k, "no-store") == 0 || strcmp(k, "no_store") == 0) {
+            if (!json_is_boolean(v))
+                return bad_cache(r, "cache.no-store must be true or false");
+            c->no_store |= json_is_true(v);
+        } else if (strcmp(k, "ttl") == 0) {
+            if (seconds(v, &c->ttl_ms) || c->ttl_ms == 0)
+                return bad_cache(r, "cache.ttl must be a number of seconds, at least 1");
+        } else if (strcmp(k, "s-maxage") == 0 || strcmp(k, "max-age") == 0) {
+            if (seconds(v, &c->max_age_ms))
+                return bad_cache(r, "cache.s-maxage must be a number of seconds");
+        } else if (strcmp(k, "namespace") == 0) {
+            if (!json_is_string(v) || json_string_length(v) == 0 ||
+                json_string_length(v) > AH_CACHE_MAX_NAMESPACE)
+                return bad_cache(r, "cache.namespace must be a non-empty string of at most 128 "
+                                    "bytes");
+            c->ns = ah_arena_strdup(&r->arena, json_string_value(v));
+        } else {
+            char msg[160];
+            snprintf(msg, sizeof msg,
+                     "unknown cache control '%.40s' (known: no-cache, no-store, ttl, s-maxage, "
+                     "namespace)",
+                     k);
+            return bad_cache(r, msg);
+        }
+    }
+    return 0;
+}
+
+static void hit(ah_worker_t *w, ah_request_t *r, ah_cache_entry_t *e, const char *kind,
+                int64_t now_ms)
+{
+    r->cache_hit = e;
+    r->cache_status = kind;
+    r->saved_usd = e->cost_usd;
+    r->cache_age_s = (now_ms - e->created_ms) / 1000;
+    memcpy(r->cache_key, e->key, AH_CACHE_KEY_BYTES);
+    r->cache_tenant = ah_arena_strdup(&r->arena, e->tenant);
+    r->cache_ns = ah_arena_strdup(&r->arena, e->ns);
+}
 
 int ah_stage_cache(ah_worker_t *w, ah_request_t *r)
 {
+    ah_cache_t *cache = w->gw->cache;
+    const ah_config_t *cfg = w->gw->cfg;
+    if (r->op != AH_OP_CHAT)
+        return 0;
+    r->cache_status = "off";
+    /* The body's controls are the gateway's, never the provider's. */
+    json_t *ctl = json_incref(json_object_get(r->body, "cache"));
+    json_object_del(r->body, "cache");
+    if (r->raw != r->body)
+        json_object_del(r->raw, "cache");
+    const ah_cache_policy_t *p = ah_config_cache_policy(cfg, r->model);
+    controls_t c = {.max_age_ms = -1, .ttl_ms = (int64_t)(p->ttl_s * 1000), .ns = cfg->cache.ns};
+    int rc = 0;
+    if (ctl && (rc = body_controls(r, ctl, &c)))
+        goto out;
+    if (!cache || (!p->exact && !p->semantic))
+        goto out;
+    header_controls(r->cache_control, &c);
+    json_t *temp = json_object_get(r->body, "temperature");
+    double t = json_is_number(temp) ? json_number_value(temp) : 1.0;
+    if (t > p->max_temperature) {
+        r->cache_status = "bypass";
+        goto out;
+    }
+    const char *tenant = r->owner ? r->owner : (r->key_id ? r->key_id : "");
+    if (ah_answer_key(tenant, c.ns, r->body, 0, r->cache_key)) {
+        r->cache_status = "bypass";
+        goto out;
+    }
+    int64_t now = ah_wall_ms();
+    ah_cache_entry_t *e = NULL;
+    if (p->exact && !c.no_read && (e = ah_cache_get(cache, r->cache_key, now, c.max_age_ms))) {
+        hit(w, r, e, "exact", now);
+        goto out;
+    }
+    ah_embedder_t *emb = w->gw->embedder;
+    if (p->semantic && emb) {
+        char *text = ah_answer_last_user_text(r->body);
+        if (text && *text && ah_answer_key(tenant, c.ns, r->body, 1, r->cache_scope) == AH_E_OK) {
+            r->cache_vec = ah_arena_alloc(&r->arena, (size_t)emb->dim * sizeof(float));
+            if (ah_embed(emb, text, strlen(text), r->cache_vec) == AH_E_OK) {
+                r->cache_semantic = 1;
+                r->cache_dim = emb->dim;
+                float sim = 0;
+                if (!c.no_read &&
+                    (e = ah_cache_get_similar(cache, r->cache_scope, r->cache_vec, emb->dim,
+                                              (float)p->threshold, now, c.max_age_ms, &sim))) {
+                    r->cache_similarity = sim;
+                    hit(w, r, e, "semantic", now);
+                    ah_free(text);
+                    goto out;
+                }
+            }
+        }
+        ah_free(text);
+    }
+    ah_cache_count_miss(cache);
     r->cache_status = "miss";
-    return 0;
+    if (!c.no_store) {
+        r->cache_store = 1;
+        r->cache_ttl_ms = c.ttl_ms;
+        r->cache_tenant = ah_arena_strdup(&r->arena, tenant);
+        r->cache_ns = c.ns ? ah_arena_strdup(&r->arena, c.ns) : "";
+    }
+out:
+    json_decref(ctl);
+    return rc;
+}
+
+void ah_stage_cache_fill(ah_worker_t *w, ah_request_t *r)
+{
+    if (!r->cache_store || !r->answer || r->status != 200 || r->fail.status || !w->gw->cache)
+        return;
+    char *s = json_dumps(r->answer, JSON_COMPACT);
+    if (!s)
+        return;
+    ah_request_price(w, r);
+    ah_cache_put_t p = {
+        .key = r->cache_key,
+        .tenant = r->cache_tenant,
+        .ns = r->cache_ns,
+        .model = r->model,
+        .answer = s,
+        .answer_len = strlen(s),
+        .cost_usd = r->cost_known ? r->cost_usd : 0,
+        .now_ms = ah_wall_ms(),
+        .ttl_ms = r->cache_ttl_ms,
+        .scope = r->cache_semantic ? r->cache_scope : NULL,
+        .vec = r->cache_semantic ? r->cache_vec : NULL,
+        .dim = r->cache_dim,
+    };
+    if (p.answer_len <= AH_ANSWER_MAX_BYTES) {
+        ah_cache_insert(w->gw->cache, &p);
+        r->cache_status = "stored";
+    }
+    free(s);
 }

@@ -10,13 +10,16 @@ int ah_pipeline_before(ah_worker_t *w, ah_request_t *r)
 {
     int rc;
     if ((rc = ah_stage_attribute(w, r)) || (rc = ah_stage_guard(w, r)) ||
-        (rc = ah_stage_shape(w, r)) || (rc = ah_stage_cache(w, r)) || (rc = ah_stage_route(w, r)))
+        (rc = ah_stage_shape(w, r)) || (rc = ah_stage_cache(w, r)))
         return rc;
-    return 0;
+    if (r->cache_hit)
+        return 0;
+    return ah_stage_route(w, r);
 }
 
 void ah_pipeline_after(ah_worker_t *w, ah_request_t *r)
 {
+    ah_stage_cache_fill(w, r);
     ah_stage_record(w, r);
     ah_stage_learn(w, r);
 }

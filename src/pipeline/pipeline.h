@@ -4,7 +4,7 @@
  *   2 attribute  tags from the key, headers, body, user        attribute.c
  *   3 guard      budgets and rate limits (not yet enforced)    guard.c
  *   4 shape      context window, compression (pass-through)    shape.c
- *   5 cache      exact / semantic answer cache (miss)          cache.c
+ *   5 cache      exact / semantic answer cache                 cache.c
  *   6 route      model alias -> deployment                     route.c
  *   7 upstream   provider adapter over the pooled HTTP client  upstream.c
  *   8 record     usage, price, ledger row, metrics             record.c
@@ -22,6 +22,8 @@
 #include <sqlite3.h>
 #include <event2/event.h>
 
+#include "cache/embed.h"
+#include "cache/store.h"
 #include "config/config.h"
 #include "pipeline/request.h"
 #include "store/keys.h"
@@ -34,6 +36,8 @@ typedef struct ah_gateway {
     ah_config_t *cfg;
     ah_prices_t *prices; /* may be NULL: costs unknown */
     ah_ledger_t *ledger;
+    ah_cache_t *cache;       /* NULL: no cache configured */
+    ah_embedder_t *embedder; /* NULL: no semantic cache */
 } ah_gateway_t;
 
 #define AH_KEY_CACHE_SLOTS 256
@@ -61,6 +65,8 @@ int ah_stage_guard(ah_worker_t *w, ah_request_t *r);
 int ah_stage_shape(ah_worker_t *w, ah_request_t *r);
 int ah_stage_cache(ah_worker_t *w, ah_request_t *r);
 int ah_stage_route(ah_worker_t *w, ah_request_t *r);
+/* After the answer: keep it in the cache when stage 5 asked for it. */
+void ah_stage_cache_fill(ah_worker_t *w, ah_request_t *r);
 void ah_stage_record(ah_worker_t *w, ah_request_t *r);
 /* Price r from its usage (config override, else the catalogue) into
  * r->cost_usd / r->cost_known, once; leaves cost_known 0 when no price is
@@ -71,7 +77,8 @@ void ah_stage_learn(ah_worker_t *w, ah_request_t *r);
 /* Stage 1, before the body is even parsed: an unauthenticated caller learns
  * nothing about what it sent. 0 when the caller may proceed. */
 int ah_pipeline_admit(ah_worker_t *w, ah_request_t *r);
-/* Stages 2-6 in order, on the parsed request; 0 when it should go upstream. */
+/* Stages 2-6 in order, on the parsed request; 0 when it should go upstream,
+ * or, with r->cache_hit set, be answered from the cache. */
 int ah_pipeline_before(ah_worker_t *w, ah_request_t *r);
 /* Stages 8-9, after the answer (or error) reached the client. */
 void ah_pipeline_after(ah_worker_t *w, ah_request_t *r);

@@ -5,6 +5,7 @@
  * shipped catalogue by provider and served model. Every request reaches
  * this stage exactly once, whatever happened to it, so every request is
  * exactly one ledger row. */
+#include <stdio.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -41,6 +42,17 @@ void ah_request_price(ah_worker_t *w, ah_request_t *r)
     }
     r->cost_usd = ah_price_cost(&p, &r->usage);
     r->cost_known = 1;
+    /* What the provider's prompt cache saved: reads below the input price,
+     * less the premium of writes (base rates; tiers are not applied). */
+    const ah_usage_t *u = &r->usage;
+    if ((u->cache_read_tokens || u->cache_write_tokens) && p.input.base >= 0) {
+        double in = p.input.base;
+        double rd = p.cache_read.base >= 0 ? p.cache_read.base : in;
+        double wr = p.cache_write.base >= 0 ? p.cache_write.base : in;
+        r->prompt_cache_saved_usd =
+            ((double)u->cache_read_tokens * (in - rd) - (double)u->cache_write_tokens * (wr - in)) /
+            1e6;
+    }
 }
 
 void ah_stage_record(ah_worker_t *w, ah_request_t *r)
@@ -74,7 +86,7 @@ void ah_stage_record(ah_worker_t *w, ah_request_t *r)
     row->cached_tokens = r->usage.cache_read_tokens;
     row->cache_write_tokens = r->usage.cache_write_tokens;
     row->reasoning_tokens = r->usage.reasoning_tokens;
-    row->usage_source = r->usage_known ? "provider" : "none";
+    row->usage_source = r->cache_hit ? "cache" : r->usage_known ? "provider" : "none";
     row->cost_usd = r->cost_known ? r->cost_usd : (r->usage_known ? -1 : 0);
     row->latency_ms = (double)(r->t_end_us - r->t_start_us) / 1000.0;
     row->ttft_ms =
@@ -82,6 +94,14 @@ void ah_stage_record(ah_worker_t *w, ah_request_t *r)
     row->overhead_us = r->overhead_us;
     row->status = r->status;
     row->error = r->fail.status ? ah_strdup(r->fail.message) : NULL;
+    row->cache = r->cache_status;
+    row->saved_usd = r->cache_hit ? r->saved_usd : 0;
+    row->prompt_cache_saved_usd = r->prompt_cache_saved_usd;
+    if (r->cache_hit || (r->cache_store && strcmp(r->cache_status, "stored") == 0)) {
+        row->cache_key = ah_malloc(2 * AH_CACHE_KEY_BYTES + 1);
+        for (int i = 0; i < AH_CACHE_KEY_BYTES; i++)
+            snprintf(row->cache_key + 2 * i, 3, "%02x", r->cache_key[i]);
+    }
     ah_metrics_observe(row->served_model ? row->served_model : (r->model ? r->model : ""),
                        row->provider ? row->provider : "", r->status, &r->usage,
                        r->cost_known ? r->cost_usd : 0, row->latency_ms / 1000.0,

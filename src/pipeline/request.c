@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cache/store.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 
@@ -52,6 +53,8 @@ void ah_request_free(ah_request_t *r)
     json_decref(r->body);
     json_decref(r->raw);
     json_decref(r->tags);
+    json_decref(r->answer);
+    ah_cache_entry_release(r->cache_hit);
     ah_arena_free(&r->arena);
     ah_free(r);
 }

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "cache/answer.h"
 #include "config/config.h"
 #include "core/arena.h"
 #include "core/buf.h"
@@ -36,6 +37,8 @@ typedef struct ah_fail {
     int retry_after_s; /* > 0: send Retry-After */
 } ah_fail_t;
 
+struct ah_cache_entry;
+
 typedef struct ah_request {
     ah_arena_t arena;
     char id[40];  /* x-ahorro-request-id */
@@ -48,6 +51,7 @@ typedef struct ah_request {
     const char *header_tags;       /* x-ahorro-tags / x-litellm-tags (arena), or NULL */
     const char *anthropic_version; /* client's anthropic-version header (arena), or NULL */
     const char *anthropic_beta;    /* client's anthropic-beta header (arena), or NULL */
+    const char *cache_control;     /* client's Cache-Control header (arena), or NULL */
 
     json_t *body;      /* canonical body (owned) */
     json_t *raw;       /* original body (owned) */
@@ -65,7 +69,22 @@ typedef struct ah_request {
     const ah_deployment_t *dep;
     const char *upstream_model; /* model name sent upstream (arena) */
     const char *route_reason;
-    const char *cache_status; /* "miss", "exact", "semantic" (static) */
+    const char *cache_status; /* "miss", "exact", "semantic", "bypass" (static) or NULL */
+
+    /* 5 cache */
+    struct ah_cache_entry *cache_hit; /* entry served (a reference), or NULL */
+    double cache_similarity;          /* semantic hit */
+    int64_t cache_age_s;
+    double saved_usd; /* what a hit saved */
+    int cache_store;  /* keep the answer once complete */
+    int64_t cache_ttl_ms;
+    uint8_t cache_key[AH_CACHE_KEY_BYTES];
+    const char *cache_tenant, *cache_ns; /* arena */
+    int cache_semantic;                  /* store with cache_scope and cache_vec */
+    uint8_t cache_scope[AH_CACHE_KEY_BYTES];
+    float *cache_vec; /* arena */
+    int cache_dim;
+    json_t *answer; /* canonical chat.completion gathered for the cache (owned) */
 
     /* 7 upstream, 8 record */
     ah_usage_t usage;
@@ -73,6 +92,7 @@ typedef struct ah_request {
     const char *served_model; /* model the provider reported (arena) */
     double cost_usd;
     int cost_known;
+    double prompt_cache_saved_usd; /* provider prompt cache, net of write premiums */
     int64_t t_upstream_start_us;
     int64_t t_upstream_end_us;
     int64_t t_first_token_us;

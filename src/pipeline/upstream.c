@@ -15,6 +15,7 @@
 
 #include <string.h>
 
+#include "cache/answer.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/limits.h"
@@ -38,6 +39,7 @@ struct ah_upstream {
     ah_buf_t body;   /* buffered answer or error body */
     ah_sse_t sse;
     ah_provider_stream_t ps;
+    ah_answer_acc_t *acc; /* the answer gathered for the cache, or NULL */
 };
 
 static void upstream_free(ah_upstream_t *u)
@@ -45,6 +47,10 @@ static void upstream_free(ah_upstream_t *u)
     ah_provider_req_free(&u->preq);
     ah_buf_free(&u->body);
     ah_sse_free(&u->sse);
+    if (u->acc) {
+        ah_answer_acc_free(u->acc);
+        ah_free(u->acc);
+    }
     ah_free(u);
 }
 
@@ -64,7 +70,9 @@ static int on_event(void *ud, const char *event, const char *data, size_t len, c
 {
     ah_upstream_t *u = ud;
     ah_request_t *r = u->r;
-    json_t *chunks = u->passthrough ? NULL : json_array();
+    /* Canonical chunks are needed to translate, or to gather the answer for
+     * the cache (the raw event is still what a same-format client gets). */
+    json_t *chunks = u->passthrough && !u->acc ? NULL : json_array();
     int is_token = 0, forward = 1;
     ah_err_t rc = u->prov->stream_event(&u->ps, r, event, data, len, chunks, &is_token, &forward);
     if (is_token && !r->t_first_token_us)
@@ -74,12 +82,14 @@ static int on_event(void *ud, const char *event, const char *data, size_t len, c
         json_decref(chunks);
         return 1;
     }
+    size_t i;
+    json_t *c;
+    if (u->acc)
+        json_array_foreach(chunks, i, c) ah_answer_acc_add(u->acc, c);
     if (u->passthrough) {
         if (forward)
             u->sink->stream_raw(u->ctx, r, raw, raw_len);
     } else {
-        size_t i;
-        json_t *c;
         json_array_foreach(chunks, i, c) u->sink->stream_chunk(u->ctx, r, c);
     }
     json_decref(chunks);
@@ -158,6 +168,8 @@ static void on_done(void *ud, ah_err_t err, long status, const char *msg)
         if (!err && !u->ps.done && !u->failed_mid && !r->fail.status)
             ah_request_fail(r, 502, "server_error", "upstream_error", NULL,
                             "The provider of model '%s' ended the stream early", r->model);
+        if (u->acc && !r->fail.status)
+            r->answer = ah_answer_acc_finish(u->acc);
         u->sink->stream_end(u->ctx, r, u->passthrough);
     } else if (err || r->fail.status) {
         ah_request_fail(r, 502, "server_error", NULL, NULL, "upstream failed");
@@ -174,6 +186,13 @@ static void on_done(void *ud, ah_err_t err, long status, const char *msg)
                             r->model);
             u->sink->failed(u->ctx, r);
         } else {
+            if (r->cache_store && r->op == AH_OP_CHAT) {
+                if (canon)
+                    r->answer = json_incref(canon);
+                else
+                    u->prov->parse_response(r, u->body.data ? u->body.data : "", u->body.len,
+                                            &r->answer);
+            }
             u->sink->answer(u->ctx, r, u->body.data, u->body.len, u->passthrough, canon);
         }
         json_decref(canon);
@@ -192,6 +211,8 @@ ah_err_t ah_upstream_start(ah_worker_t *w, ah_request_t *r, const ah_sink_ops_t 
     u->passthrough = u->prov->api == r->api;
     ah_buf_init(&u->body, AH_MAX_UPSTREAM_BODY_BYTES);
     ah_sse_init(&u->sse);
+    if (r->cache_store && r->stream && r->op == AH_OP_CHAT)
+        u->acc = ah_calloc(1, sizeof *u->acc);
     ah_err_t rc = u->prov->build(r, r->dep, &u->preq);
     if (rc) {
         upstream_free(u);

@@ -12,6 +12,7 @@
 #include "core/alloc.h"
 #include "core/json_text.h"
 #include "core/limits.h"
+#include "provider/prompt_cache.h"
 #include "provider/provider.h"
 
 #define ANTHROPIC_VERSION "2023-06-01"
@@ -212,6 +213,8 @@ static ah_err_t build(ah_request_t *r, const ah_deployment_t *d, ah_provider_req
     } else {
         body = translate(r);
     }
+    if (d->prompt_cache)
+        ah_prompt_cache_mark(body, r->upstream_model);
     out->body = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     if (!out->body)

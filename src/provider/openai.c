@@ -195,7 +195,13 @@ static ah_err_t stream_event(ah_provider_stream_t *ps, ah_request_t *r, const ch
     const char *model = json_string_value(json_object_get(j, "model"));
     if (model && !r->served_model)
         r->served_model = ah_arena_strdup(&r->arena, model);
-    read_usage(r, json_object_get(j, "usage"));
+    json_t *usage = json_object_get(j, "usage");
+    read_usage(r, usage);
+    json_t *choices = json_object_get(j, "choices");
+    /* as in stream_skim: a raw forward drops the usage chunk nobody asked for */
+    if (json_is_object(usage) && json_is_array(choices) && json_array_size(choices) == 0 &&
+        !r->client_wants_usage)
+        *forward = 0;
     size_t i;
     json_t *c;
     json_array_foreach(json_object_get(j, "choices"), i, c)

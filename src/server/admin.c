@@ -1,13 +1,19 @@
-/* admin.c - /health, /metrics and /admin/keys.
+/* admin.c - /health, /metrics, /admin/keys and /admin/cache.
  *
  * /admin/... needs the master key; with no master key configured it is
  * served to loopback clients only (the same rule as keyless API calls).
  * Errors are in OpenAI's format. */
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <sys/queue.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "cache/store.h"
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/buf.h"
 #include "core/limits.h"
 #include "metrics/metrics.h"
@@ -78,6 +84,78 @@ static void keys_create(ah_worker_t *w, struct evhttp_request *req)
     json_decref(b);
 }
 
+/* GET /admin/cache: counters and entries per tenant and route. */
+static void cache_stats(ah_worker_t *w, struct evhttp_request *req)
+{
+    ah_cache_stats_t st = {0};
+    if (w->gw->cache)
+        ah_cache_stats(w->gw->cache, &st);
+    uint64_t lookups = st.hits_exact + st.hits_semantic + st.misses;
+    json_t *b =
+        json_pack("{s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:o}", "enabled",
+                  w->gw->cache != NULL, "semantic", w->gw->embedder != NULL, "entries",
+                  (json_int_t)st.entries, "bytes", (json_int_t)st.bytes, "hits_exact",
+                  (json_int_t)st.hits_exact, "hits_semantic", (json_int_t)st.hits_semantic,
+                  "misses", (json_int_t)st.misses, "stores", (json_int_t)st.stores, "evictions",
+                  (json_int_t)st.evictions, "expirations", (json_int_t)st.expirations, "false_hits",
+                  (json_int_t)st.false_hits, "purged", (json_int_t)st.purged, "hit_rate",
+                  lookups ? (double)(st.hits_exact + st.hits_semantic) / (double)lookups : 0.0,
+                  "by_route", w->gw->cache ? ah_cache_breakdown(w->gw->cache) : json_array());
+    ah_reply_json(req, 200, b);
+    json_decref(b);
+}
+
+/* DELETE /admin/cache?tenant=&namespace=&model=&older_than=SECONDS (or POST
+ * /admin/cache/purge with the same fields in a JSON body). */
+static void cache_purge(ah_worker_t *w, struct evhttp_request *req, int from_body)
+{
+    struct evkeyvalq q;
+    TAILQ_INIT(&q);
+    json_t *b = NULL;
+    const char *tenant, *ns, *model, *older;
+    char num[32] = "";
+    if (from_body) {
+        b = body_json(req);
+        if (!json_is_object(b)) {
+            json_decref(b);
+            b = json_object();
+        }
+        tenant = json_string_value(json_object_get(b, "tenant"));
+        ns = json_string_value(json_object_get(b, "namespace"));
+        model = json_string_value(json_object_get(b, "model"));
+        json_t *o = json_object_get(b, "older_than");
+        if (json_is_number(o))
+            snprintf(num, sizeof num, "%.0f", json_number_value(o));
+        older = num[0] ? num : NULL;
+    } else {
+        const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+        if (query)
+            evhttp_parse_query_str(query, &q);
+        tenant = evhttp_find_header(&q, "tenant");
+        ns = evhttp_find_header(&q, "namespace");
+        model = evhttp_find_header(&q, "model");
+        older = evhttp_find_header(&q, "older_than");
+    }
+    int64_t before = 0;
+    if (older) {
+        char *end;
+        long long s = strtoll(older, &end, 10);
+        if (*end || s < 0) {
+            ah_reply_error(req, AH_API_OPENAI, 400, NULL, NULL,
+                           "older_than must be a number of seconds");
+            goto out;
+        }
+        before = ah_wall_ms() - s * 1000;
+    }
+    size_t n = w->gw->cache ? ah_cache_purge(w->gw->cache, tenant, ns, model, before) : 0;
+    json_t *o = json_pack("{s:I}", "purged", (json_int_t)n);
+    ah_reply_json(req, 200, o);
+    json_decref(o);
+out:
+    evhttp_clear_headers(&q);
+    json_decref(b);
+}
+
 void ah_admin_handle(ah_worker_t *w, struct evhttp_request *req, const char *path)
 {
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
@@ -127,6 +205,12 @@ void ah_admin_handle(ah_worker_t *w, struct evhttp_request *req, const char *pat
             ah_reply_json(req, 200, b);
             json_decref(b);
         }
+    } else if (strcmp(path, "/admin/cache") == 0 && m == EVHTTP_REQ_GET) {
+        cache_stats(w, req);
+    } else if (strcmp(path, "/admin/cache") == 0 && m == EVHTTP_REQ_DELETE) {
+        cache_purge(w, req, 0);
+    } else if (strcmp(path, "/admin/cache/purge") == 0 && m == EVHTTP_REQ_POST) {
+        cache_purge(w, req, 1);
     } else {
         ah_reply_error(req, AH_API_OPENAI, 404, NULL, NULL, "no such admin endpoint");
     }

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cache/store.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/limits.h"
@@ -142,6 +143,17 @@ static void add_ahorro_headers(exchange_t *ex, struct evkeyvalq *h, int with_cos
         evhttp_add_header(h, "x-ahorro-route-reason", r->route_reason);
     if (r->cache_status)
         evhttp_add_header(h, "x-ahorro-cache", r->cache_status);
+    if (r->cache_hit) {
+        snprintf(v, sizeof v, "%lld", (long long)r->cache_age_s);
+        evhttp_add_header(h, "Age", v);
+        evhttp_add_header(h, "x-ahorro-cache-age", v);
+        snprintf(v, sizeof v, "%.8f", r->saved_usd);
+        evhttp_add_header(h, "x-ahorro-saved", v);
+        if (r->cache_similarity > 0) {
+            snprintf(v, sizeof v, "%.4f", r->cache_similarity);
+            evhttp_add_header(h, "x-ahorro-cache-similarity", v);
+        }
+    }
     if (with_cost && r->cost_known) {
         snprintf(v, sizeof v, "%.8f", r->cost_usd);
         evhttp_add_header(h, "x-ahorro-cost", v);
@@ -326,6 +338,44 @@ static const ah_sink_ops_t sink = {
     .stream_end = sink_stream_end,
 };
 
+/* Answer from the cache: the stored canonical answer, rendered for the
+ * client as a normal answer or replayed as a stream. It costs nothing. */
+static void serve_cached(exchange_t *ex)
+{
+    ah_request_t *r = ex->r;
+    ah_cache_entry_t *e = r->cache_hit;
+    json_t *canon = json_loadb(e->answer, e->answer_len, 0, NULL);
+    if (!canon) {
+        ah_request_fail(r, 500, NULL, NULL, NULL, "a cached answer could not be read");
+        send_error(ex);
+        finish(ex);
+        return;
+    }
+    const char *model = json_string_value(json_object_get(canon, "model"));
+    r->served_model = model ? ah_arena_strdup(&r->arena, model) : NULL;
+    r->cost_usd = 0;
+    r->cost_known = 1;
+    r->t_first_token_us = ah_now_us();
+    if (!r->stream) {
+        json_t *ans = ex->in->render_response(r, canon);
+        char *s = json_dumps(ans, JSON_COMPACT);
+        send_body(ex, 200, s, strlen(s));
+        free(s);
+        json_decref(ans);
+        json_decref(canon);
+        finish(ex);
+        return;
+    }
+    sink_stream_start(ex, r);
+    json_t *chunks = ah_answer_chunks(canon);
+    size_t i;
+    json_t *c;
+    json_array_foreach(chunks, i, c) sink_stream_chunk(ex, r, c);
+    json_decref(chunks);
+    json_decref(canon);
+    sink_stream_end(ex, r, 0);
+}
+
 /* The client left: cancel the upstream call and end the exchange as 499. */
 static void client_gone(exchange_t *ex)
 {
@@ -389,6 +439,7 @@ void ah_exchange_handle(ah_worker_t *w, struct evhttp_request *req, ah_api_t api
     r->header_tags = tags ? ah_arena_strdup(&r->arena, tags) : NULL;
     r->anthropic_version = ah_arena_strdup(&r->arena, evhttp_find_header(ih, "anthropic-version"));
     r->anthropic_beta = ah_arena_strdup(&r->arena, evhttp_find_header(ih, "anthropic-beta"));
+    r->cache_control = ah_arena_strdup(&r->arena, evhttp_find_header(ih, "Cache-Control"));
 
     if (ah_pipeline_admit(w, r))
         goto fail;
@@ -419,6 +470,10 @@ void ah_exchange_handle(ah_worker_t *w, struct evhttp_request *req, ah_api_t api
         goto fail;
     if (ah_pipeline_before(w, r))
         goto fail;
+    if (r->cache_hit) {
+        serve_cached(ex);
+        return;
+    }
     if (ah_upstream_start(w, r, &sink, ex, &ex->up))
         goto fail;
     evhttp_connection_set_closecb(ex->conn, on_client_close, ex);

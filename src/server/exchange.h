@@ -14,6 +14,8 @@ void ah_exchange_handle(ah_worker_t *w, struct evhttp_request *req, ah_api_t api
 /* GET /v1/models (format by the anthropic-version header). */
 void ah_exchange_models(ah_worker_t *w, struct evhttp_request *req);
 /* /health, /metrics, /admin/... */
+/* POST /v1/feedback: rate an answer; a wrong cache hit leaves the cache. */
+void ah_feedback_handle(ah_worker_t *w, struct evhttp_request *req);
 void ah_admin_handle(ah_worker_t *w, struct evhttp_request *req, const char *path);
 
 /* Send a JSON body with status (helpers shared by the endpoints). */

@@ -79,6 +79,10 @@ static void route(struct evhttp_request *req, void *arg)
         ah_exchange_handle(w, req, api_routes[i].api, api_routes[i].op);
         return;
     }
+    if (strcmp(path, "/feedback") == 0) {
+        ah_feedback_handle(w, req);
+        return;
+    }
     if (strcmp(path, "/models") == 0 && m == EVHTTP_REQ_GET) {
         ah_exchange_models(w, req);
         return;

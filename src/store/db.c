@@ -31,6 +31,20 @@ static const char *const migrations[] = {
     " tags TEXT NOT NULL DEFAULT '{}',"
     " created_ms INTEGER NOT NULL,"
     " revoked_ms INTEGER);",
+    /* 2: answer caches: what a request hit or stored, what a hit saved, and
+     * the entries kept across restarts */
+    "ALTER TABLE ledger ADD COLUMN cache TEXT;"
+    "ALTER TABLE ledger ADD COLUMN cache_key TEXT;"
+    "ALTER TABLE ledger ADD COLUMN saved_usd REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE ledger ADD COLUMN prompt_cache_saved_usd REAL NOT NULL DEFAULT 0;"
+    "CREATE TABLE IF NOT EXISTS cache ("
+    " key BLOB PRIMARY KEY, tenant TEXT NOT NULL, ns TEXT NOT NULL, model TEXT NOT NULL,"
+    " answer TEXT NOT NULL, cost_usd REAL NOT NULL, created_ms INTEGER NOT NULL,"
+    " expires_ms INTEGER NOT NULL, scope BLOB, vec BLOB);"
+    "CREATE TABLE IF NOT EXISTS feedback ("
+    " id INTEGER PRIMARY KEY, request_id TEXT NOT NULL, ts_ms INTEGER NOT NULL,"
+    " key_id TEXT, owner TEXT, wrong INTEGER NOT NULL DEFAULT 0, score REAL, comment TEXT);"
+    "CREATE INDEX IF NOT EXISTS feedback_request ON feedback(request_id);",
 };
 
 ah_err_t ah_db_exec(sqlite3 *db, const char *sql)

@@ -50,6 +50,7 @@ void ah_ledger_row_free(ah_ledger_row_t *r)
     ah_free(r->provider);
     ah_free(r->deployment);
     ah_free(r->error);
+    ah_free(r->cache_key);
     ah_free(r);
 }
 
@@ -110,6 +111,10 @@ static ah_err_t sqlite_write(void *ctx, ah_ledger_row_t **rows, int n)
         sqlite3_bind_int64(st, i++, r->overhead_us);
         sqlite3_bind_int(st, i++, r->status);
         bind_text(st, i++, r->error);
+        bind_text(st, i++, r->cache);
+        bind_text(st, i++, r->cache_key);
+        sqlite3_bind_double(st, i++, r->saved_usd);
+        sqlite3_bind_double(st, i++, r->prompt_cache_saved_usd);
         if (sqlite3_step(st) != SQLITE_DONE) {
             ah_error("ledger insert: %s", sqlite3_errmsg(s->db));
             sqlite3_reset(st);
@@ -197,14 +202,16 @@ ah_err_t ah_ledger_open_sqlite(const char *path, ah_ledger_t **out)
         return rc;
     sqlite_sink_t *s = ah_calloc(1, sizeof *s);
     s->db = db;
-    if (sqlite3_prepare_v2(db,
-                           "INSERT OR IGNORE INTO ledger(request_id, ts_ms, key_id, owner, user, "
-                           "tags, api, endpoint, stream, requested_model, served_model, provider, "
-                           "deployment, prompt_tokens, completion_tokens, cached_tokens, "
-                           "cache_write_tokens, reasoning_tokens, usage_source, cost_usd, "
-                           "latency_ms, ttft_ms, overhead_us, status, error) VALUES "
-                           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                           -1, &s->insert, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(
+            db,
+            "INSERT OR IGNORE INTO ledger(request_id, ts_ms, key_id, owner, user, "
+            "tags, api, endpoint, stream, requested_model, served_model, provider, "
+            "deployment, prompt_tokens, completion_tokens, cached_tokens, "
+            "cache_write_tokens, reasoning_tokens, usage_source, cost_usd, "
+            "latency_ms, ttft_ms, overhead_us, status, error, cache, cache_key, saved_usd, "
+            "prompt_cache_saved_usd) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            -1, &s->insert, NULL) != SQLITE_OK) {
         ah_error("ledger: %s", sqlite3_errmsg(db));
         sqlite_close(s);
         return AH_E_DB;

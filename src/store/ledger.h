@@ -30,6 +30,10 @@ typedef struct ah_ledger_row {
     int64_t overhead_us;
     int status;
     char *error;
+    const char *cache;             /* "exact", "semantic", "miss", "stored" or NULL (static) */
+    char *cache_key;               /* hex key of the entry hit or stored, or NULL */
+    double saved_usd;              /* what a cache hit saved */
+    double prompt_cache_saved_usd; /* provider prompt cache: reads saved minus writes' premium */
 } ah_ledger_row_t;
 
 typedef struct ah_ledger_sink {

@@ -133,6 +133,45 @@ START_TEST(environment_only)
 }
 END_TEST
 
+START_TEST(cache_settings)
+{
+    ah_config_t *c;
+    char err[512] = "";
+    ah_err_t rc = load("litellm_settings:\n  cache: true\n  cache_params:\n"
+                       "    type: redis-semantic\n    similarity_threshold: 0.8\n"
+                       "    ttl: 600\n    namespace: team-a\n"
+                       "ahorro:\n  cache:\n    max_entries: 1000\n    max_temperature: 0.5\n"
+                       "    routes:\n      gpt-4o: {semantic: false, ttl: 60}\n",
+                       &c, err, sizeof err);
+    ck_assert_msg(rc == AH_E_OK, "%s", err);
+    ck_assert_int_eq(c->cache.policy.exact, 1);
+    ck_assert_int_eq(c->cache.policy.semantic, 1);
+    ck_assert(c->cache.policy.threshold == 0.8);
+    ck_assert(c->cache.policy.ttl_s == 600);
+    ck_assert(c->cache.policy.max_temperature == 0.5);
+    ck_assert_str_eq(c->cache.ns, "team-a");
+    ck_assert_uint_eq(c->cache.max_entries, 1000);
+    const ah_cache_policy_t *p = ah_config_cache_policy(c, "gpt-4o");
+    ck_assert_int_eq(p->semantic, 0);
+    ck_assert_int_eq(p->exact, 1);
+    ck_assert(p->ttl_s == 60);
+    ck_assert(p->threshold == 0.8); /* inherited */
+    ck_assert(ah_config_cache_policy(c, "other") == &c->cache.policy);
+    ah_config_free(c);
+
+    rc = load("ahorro:\n  cache:\n    exact: maybe\n", &c, err, sizeof err);
+    ck_assert_int_eq(rc, AH_E_CONFIG);
+    ck_assert_msg(strstr(err, ":3: 'exact' must be true or false"), "%s", err);
+    rc = load("ahorro:\n  cache:\n    ttl_seconds: 5\n", &c, err, sizeof err);
+    ck_assert_int_eq(rc, AH_E_CONFIG);
+    ck_assert_msg(strstr(err, "unknown setting 'ahorro.cache.ttl_seconds'"), "%s", err);
+    rc =
+        load("litellm_settings:\n  cache: true\n  cache_params: {type: s3}\n", &c, err, sizeof err);
+    ck_assert_int_eq(rc, AH_E_CONFIG);
+    ck_assert_msg(strstr(err, "cache type 's3' is not supported"), "%s", err);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("config");
@@ -140,6 +179,7 @@ int main(void)
     tcase_add_test(tc, litellm_model_list);
     tcase_add_test(tc, errors_name_the_line);
     tcase_add_test(tc, environment_only);
+    tcase_add_test(tc, cache_settings);
     suite_add_tcase(s, tc);
     return ah_check_run(s);
 }

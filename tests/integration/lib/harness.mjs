@@ -98,10 +98,13 @@ ahorro:
 ${extra}`;
 }
 
-export async function startGateway({ fake, config, env = {}, args = [] } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'ahorro-it-'));
+// config: the YAML text, or a function of the folder that gets it; dir: reuse a folder
+// (its database) from an earlier gateway, as a restart does.
+export async function startGateway({ fake, config, env = {}, args = [], dir } = {}) {
+  dir ??= mkdtempSync(join(tmpdir(), 'ahorro-it-'));
   const cfgPath = join(dir, 'ahorro.yaml');
-  writeFileSync(cfgPath, config ?? testConfig(fake, dir));
+  const text = typeof config === 'function' ? config(dir) : config;
+  writeFileSync(cfgPath, text ?? testConfig(fake, dir));
   const port = await freePort();
   const { proc, logs } = await startProcess(AHORRO_BIN,
     ['serve', '--config', cfgPath, '--listen', `127.0.0.1:${port}`, ...args],

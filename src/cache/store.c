@@ -1,0 +1,509 @@
+/* store.c - the in-process answer cache (store.h).
+ *
+ * Two chained hash tables (by key, by id) over one set of entries, a
+ * doubly linked LRU list (head = most recent), and one vector index per
+ * semantic scope. Expired entries are dropped when met and from the LRU
+ * tail when space is needed. */
+#include "cache/store.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "cache/vindex.h"
+#include "core/alloc.h"
+#include "core/log.h"
+
+#define BUCKETS_MIN 1024
+#define SCOPE_BUCKETS 1024
+/* Bytes charged per entry beyond its strings and vector (struct, links). */
+#define ENTRY_OVERHEAD 256
+
+typedef struct scope {
+    uint8_t key[AH_CACHE_KEY_BYTES];
+    ah_vindex_t *ix;
+    size_t live;
+    struct scope *next;
+} scope_t;
+
+struct ah_cache {
+    pthread_mutex_t mu;
+    size_t max_entries, max_bytes;
+    size_t nbuckets;
+    ah_cache_entry_t **by_key, **by_id;
+    ah_cache_entry_t *lru_head, *lru_tail;
+    scope_t *scopes[SCOPE_BUCKETS];
+    uint64_t next_id;
+    ah_cache_stats_t st;
+};
+
+static uint64_t key_hash(const uint8_t *k)
+{
+    uint64_t h;
+    memcpy(&h, k, sizeof h);
+    return h;
+}
+
+static uint64_t id_hash(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return x;
+}
+
+ah_cache_t *ah_cache_new(size_t max_entries, size_t max_bytes)
+{
+    ah_cache_t *c = ah_calloc(1, sizeof *c);
+    pthread_mutex_init(&c->mu, NULL);
+    c->max_entries = max_entries ? max_entries : 1;
+    c->max_bytes = max_bytes;
+    c->nbuckets = BUCKETS_MIN;
+    while (c->nbuckets < c->max_entries && c->nbuckets < (1u << 24))
+        c->nbuckets <<= 1;
+    c->by_key = ah_calloc(c->nbuckets, sizeof *c->by_key);
+    c->by_id = ah_calloc(c->nbuckets, sizeof *c->by_id);
+    c->next_id = 1;
+    return c;
+}
+
+static void entry_free(ah_cache_entry_t *e)
+{
+    ah_free(e->tenant);
+    ah_free(e->ns);
+    ah_free(e->model);
+    ah_free(e->answer);
+    ah_free(e->vec);
+    ah_free(e);
+}
+
+void ah_cache_entry_release(ah_cache_entry_t *e)
+{
+    if (e && atomic_fetch_sub(&e->refs, 1) == 1)
+        entry_free(e);
+}
+
+static scope_t *scope_find(ah_cache_t *c, const uint8_t *key, int create, int dim)
+{
+    scope_t **b = &c->scopes[key_hash(key) % SCOPE_BUCKETS];
+    for (scope_t *s = *b; s; s = s->next)
+        if (memcmp(s->key, key, AH_CACHE_KEY_BYTES) == 0)
+            return s;
+    if (!create)
+        return NULL;
+    scope_t *s = ah_calloc(1, sizeof *s);
+    memcpy(s->key, key, AH_CACHE_KEY_BYTES);
+    s->ix = ah_vindex_new(dim);
+    s->next = *b;
+    *b = s;
+    return s;
+}
+
+static void scope_drop_if_empty(ah_cache_t *c, scope_t *s)
+{
+    if (s->live)
+        return;
+    scope_t **p = &c->scopes[key_hash(s->key) % SCOPE_BUCKETS];
+    while (*p != s)
+        p = &(*p)->next;
+    *p = s->next;
+    ah_vindex_free(s->ix);
+    ah_free(s);
+}
+
+static void lru_unlink(ah_cache_t *c, ah_cache_entry_t *e)
+{
+    if (e->lru_prev)
+        e->lru_prev->lru_next = e->lru_next;
+    else
+        c->lru_head = e->lru_next;
+    if (e->lru_next)
+        e->lru_next->lru_prev = e->lru_prev;
+    else
+        c->lru_tail = e->lru_prev;
+    e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_push(ah_cache_t *c, ah_cache_entry_t *e)
+{
+    e->lru_prev = NULL;
+    e->lru_next = c->lru_head;
+    if (c->lru_head)
+        c->lru_head->lru_prev = e;
+    c->lru_head = e;
+    if (!c->lru_tail)
+        c->lru_tail = e;
+}
+
+/* Unlink e from every table and drop the store's reference. */
+static void entry_remove(ah_cache_t *c, ah_cache_entry_t *e)
+{
+    ah_cache_entry_t **p = &c->by_key[key_hash(e->key) % c->nbuckets];
+    while (*p && *p != e)
+        p = &(*p)->hnext;
+    if (*p)
+        *p = e->hnext;
+    p = &c->by_id[id_hash(e->id) % c->nbuckets];
+    while (*p && *p != e)
+        p = &(*p)->inext;
+    if (*p)
+        *p = e->inext;
+    lru_unlink(c, e);
+    if (e->semantic) {
+        scope_t *s = scope_find(c, e->scope, 0, 0);
+        if (s) {
+            ah_vindex_remove(s->ix, e->id);
+            s->live--;
+            scope_drop_if_empty(c, s);
+        }
+    }
+    c->st.entries--;
+    c->st.bytes -= e->bytes;
+    ah_cache_entry_release(e);
+}
+
+static ah_cache_entry_t *find_key(ah_cache_t *c, const uint8_t *key)
+{
+    for (ah_cache_entry_t *e = c->by_key[key_hash(key) % c->nbuckets]; e; e = e->hnext)
+        if (memcmp(e->key, key, AH_CACHE_KEY_BYTES) == 0)
+            return e;
+    return NULL;
+}
+
+static ah_cache_entry_t *find_id(ah_cache_t *c, uint64_t id)
+{
+    for (ah_cache_entry_t *e = c->by_id[id_hash(id) % c->nbuckets]; e; e = e->inext)
+        if (e->id == id)
+            return e;
+    return NULL;
+}
+
+/* A live entry, touched as recently used, with a reference; NULL when it
+ * expired (and is then removed) or is older than max_age_ms. */
+static ah_cache_entry_t *take(ah_cache_t *c, ah_cache_entry_t *e, int64_t now_ms,
+                              int64_t max_age_ms)
+{
+    if (e->expires_ms <= now_ms) {
+        c->st.expirations++;
+        entry_remove(c, e);
+        return NULL;
+    }
+    if (max_age_ms >= 0 && now_ms - e->created_ms > max_age_ms)
+        return NULL;
+    lru_unlink(c, e);
+    lru_push(c, e);
+    atomic_fetch_add(&e->refs, 1);
+    return e;
+}
+
+ah_cache_entry_t *ah_cache_get(ah_cache_t *c, const uint8_t *key, int64_t now_ms,
+                               int64_t max_age_ms)
+{
+    pthread_mutex_lock(&c->mu);
+    ah_cache_entry_t *e = find_key(c, key);
+    if (e)
+        e = take(c, e, now_ms, max_age_ms);
+    if (e)
+        c->st.hits_exact++;
+    pthread_mutex_unlock(&c->mu);
+    return e;
+}
+
+#define SIMILAR_CANDIDATES 4
+
+ah_cache_entry_t *ah_cache_get_similar(ah_cache_t *c, const uint8_t *scope, const float *vec,
+                                       int dim, float min_sim, int64_t now_ms, int64_t max_age_ms,
+                                       float *sim)
+{
+    ah_cache_entry_t *e = NULL;
+    pthread_mutex_lock(&c->mu);
+    scope_t *s = scope_find(c, scope, 0, 0);
+    if (!s || ah_vindex_dim(s->ix) != dim) {
+        pthread_mutex_unlock(&c->mu);
+        return NULL;
+    }
+    ah_vindex_hit_t hits[SIMILAR_CANDIDATES];
+    int n = ah_vindex_search(s->ix, vec, SIMILAR_CANDIDATES, hits);
+    for (int i = 0; i < n && !e; i++) {
+        if (hits[i].sim < min_sim)
+            break;
+        ah_cache_entry_t *cand = find_id(c, hits[i].id);
+        if (cand && (e = take(c, cand, now_ms, max_age_ms)))
+            *sim = hits[i].sim;
+    }
+    if (e)
+        c->st.hits_semantic++;
+    pthread_mutex_unlock(&c->mu);
+    return e;
+}
+
+void ah_cache_count_miss(ah_cache_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->st.misses++;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Make room for one more entry of `bytes`: expired and least recently used
+ * entries go first. */
+static void make_room(ah_cache_t *c, size_t bytes, int64_t now_ms)
+{
+    while (c->lru_tail && (c->st.entries + 1 > c->max_entries ||
+                           (c->max_bytes && c->st.bytes + bytes > c->max_bytes))) {
+        ah_cache_entry_t *e = c->lru_tail;
+        if (e->expires_ms <= now_ms)
+            c->st.expirations++;
+        else
+            c->st.evictions++;
+        entry_remove(c, e);
+    }
+}
+
+void ah_cache_insert(ah_cache_t *c, const ah_cache_put_t *p)
+{
+    ah_cache_entry_t *e = ah_calloc(1, sizeof *e);
+    atomic_init(&e->refs, 1);
+    memcpy(e->key, p->key, AH_CACHE_KEY_BYTES);
+    e->tenant = ah_strdup(p->tenant ? p->tenant : "");
+    e->ns = ah_strdup(p->ns ? p->ns : "");
+    e->model = ah_strdup(p->model ? p->model : "");
+    e->answer = ah_strndup(p->answer, p->answer_len);
+    e->answer_len = p->answer_len;
+    e->cost_usd = p->cost_usd;
+    e->created_ms = p->now_ms;
+    e->expires_ms = p->now_ms + p->ttl_ms;
+    e->bytes = sizeof *e + ENTRY_OVERHEAD + p->answer_len + strlen(e->tenant) + strlen(e->ns) +
+               strlen(e->model);
+    if (p->scope && p->vec && p->dim > 0) {
+        e->semantic = 1;
+        memcpy(e->scope, p->scope, AH_CACHE_KEY_BYTES);
+        e->dim = p->dim;
+        e->vec = ah_calloc((size_t)p->dim, sizeof *e->vec);
+        memcpy(e->vec, p->vec, (size_t)p->dim * sizeof *e->vec);
+        /* the index keeps its own copy and a graph node */
+        e->bytes += 2 * (size_t)p->dim * sizeof *e->vec + 128;
+    }
+    if (c->max_bytes && e->bytes > c->max_bytes) {
+        entry_free(e);
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    ah_cache_entry_t *old = find_key(c, e->key);
+    if (old)
+        entry_remove(c, old);
+    make_room(c, e->bytes, p->now_ms);
+    e->id = c->next_id++;
+    ah_cache_entry_t **b = &c->by_key[key_hash(e->key) % c->nbuckets];
+    e->hnext = *b;
+    *b = e;
+    b = &c->by_id[id_hash(e->id) % c->nbuckets];
+    e->inext = *b;
+    *b = e;
+    lru_push(c, e);
+    if (e->semantic) {
+        scope_t *s = scope_find(c, e->scope, 1, e->dim);
+        if (ah_vindex_dim(s->ix) == e->dim && ah_vindex_add(s->ix, e->id, e->vec) == AH_E_OK)
+            s->live++;
+        else
+            e->semantic = 0; /* another embedder's scope: exact only */
+        scope_drop_if_empty(c, s);
+    }
+    c->st.entries++;
+    c->st.bytes += e->bytes;
+    c->st.stores++;
+    pthread_mutex_unlock(&c->mu);
+}
+
+int ah_cache_mark_wrong(ah_cache_t *c, const uint8_t *key)
+{
+    pthread_mutex_lock(&c->mu);
+    ah_cache_entry_t *e = find_key(c, key);
+    if (e)
+        entry_remove(c, e);
+    c->st.false_hits++;
+    pthread_mutex_unlock(&c->mu);
+    return e != NULL;
+}
+
+size_t ah_cache_purge(ah_cache_t *c, const char *tenant, const char *ns, const char *model,
+                      int64_t before_ms)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&c->mu);
+    ah_cache_entry_t *e = c->lru_head;
+    while (e) {
+        ah_cache_entry_t *next = e->lru_next;
+        if ((!tenant || strcmp(e->tenant, tenant) == 0) && (!ns || strcmp(e->ns, ns) == 0) &&
+            (!model || strcmp(e->model, model) == 0) &&
+            (before_ms <= 0 || e->created_ms < before_ms)) {
+            entry_remove(c, e);
+            n++;
+        }
+        e = next;
+    }
+    c->st.purged += n;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+void ah_cache_stats(ah_cache_t *c, ah_cache_stats_t *out)
+{
+    pthread_mutex_lock(&c->mu);
+    *out = c->st;
+    pthread_mutex_unlock(&c->mu);
+}
+
+json_t *ah_cache_breakdown(ah_cache_t *c)
+{
+    json_t *by = json_object();
+    pthread_mutex_lock(&c->mu);
+    for (ah_cache_entry_t *e = c->lru_head; e; e = e->lru_next) {
+        char k[1024];
+        snprintf(k, sizeof k, "%s\x1f%s", e->tenant, e->model);
+        json_t *row = json_object_get(by, k);
+        if (!row) {
+            row = json_pack("{s:s,s:s,s:I,s:I,s:I}", "tenant", e->tenant, "model", e->model,
+                            "entries", (json_int_t)0, "semantic_entries", (json_int_t)0, "bytes",
+                            (json_int_t)0);
+            json_object_set_new(by, k, row);
+        }
+        json_object_set_new(row, "entries",
+                            json_integer(json_integer_value(json_object_get(row, "entries")) + 1));
+        if (e->semantic)
+            json_object_set_new(
+                row, "semantic_entries",
+                json_integer(json_integer_value(json_object_get(row, "semantic_entries")) + 1));
+        json_object_set_new(
+            row, "bytes",
+            json_integer(json_integer_value(json_object_get(row, "bytes")) + (json_int_t)e->bytes));
+    }
+    pthread_mutex_unlock(&c->mu);
+    json_t *arr = json_array();
+    const char *k;
+    json_t *v;
+    json_object_foreach(by, k, v) json_array_append(arr, v);
+    json_decref(by);
+    return arr;
+}
+
+void ah_cache_free(ah_cache_t *c)
+{
+    if (!c)
+        return;
+    while (c->lru_head)
+        entry_remove(c, c->lru_head);
+    for (int i = 0; i < SCOPE_BUCKETS; i++)
+        while (c->scopes[i]) {
+            scope_t *s = c->scopes[i];
+            c->scopes[i] = s->next;
+            ah_vindex_free(s->ix);
+            ah_free(s);
+        }
+    ah_free(c->by_key);
+    ah_free(c->by_id);
+    pthread_mutex_destroy(&c->mu);
+    ah_free(c);
+}
+
+/* --- persistence ----------------------------------------------------------- */
+
+static const char *const SAVE_SQL =
+    "INSERT INTO cache(key, tenant, ns, model, answer, cost_usd, created_ms, expires_ms, scope, "
+    "vec) VALUES (?,?,?,?,?,?,?,?,?,?)";
+
+ah_err_t ah_cache_save(ah_cache_t *c, sqlite3 *db, int64_t now_ms)
+{
+    sqlite3_stmt *st = NULL;
+    ah_err_t rc = AH_E_DB;
+    size_t n = 0;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE; DELETE FROM cache;", NULL, NULL, NULL) != SQLITE_OK)
+        return AH_E_DB;
+    if (sqlite3_prepare_v2(db, SAVE_SQL, -1, &st, NULL) != SQLITE_OK)
+        goto out;
+    pthread_mutex_lock(&c->mu);
+    /* oldest first, so that loading rebuilds the same recency order */
+    for (ah_cache_entry_t *e = c->lru_tail; e; e = e->lru_prev) {
+        if (e->expires_ms <= now_ms)
+            continue;
+        sqlite3_bind_blob(st, 1, e->key, AH_CACHE_KEY_BYTES, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, e->tenant, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, e->ns, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, e->model, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, e->answer, (int)e->answer_len, SQLITE_STATIC);
+        sqlite3_bind_double(st, 6, e->cost_usd);
+        sqlite3_bind_int64(st, 7, e->created_ms);
+        sqlite3_bind_int64(st, 8, e->expires_ms);
+        if (e->semantic) {
+            sqlite3_bind_blob(st, 9, e->scope, AH_CACHE_KEY_BYTES, SQLITE_STATIC);
+            sqlite3_bind_blob(st, 10, e->vec, e->dim * (int)sizeof(float), SQLITE_STATIC);
+        } else {
+            sqlite3_bind_null(st, 9);
+            sqlite3_bind_null(st, 10);
+        }
+        int s = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (s != SQLITE_DONE) {
+            pthread_mutex_unlock(&c->mu);
+            goto out;
+        }
+        n++;
+    }
+    pthread_mutex_unlock(&c->mu);
+    rc = AH_E_OK;
+out:
+    sqlite3_finalize(st);
+    if (sqlite3_exec(db, rc ? "ROLLBACK" : "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        rc = AH_E_DB;
+    if (rc)
+        ah_error("cache: saving failed: %s", sqlite3_errmsg(db));
+    else
+        ah_info("cache: %zu entries saved", n);
+    return rc;
+}
+
+ah_err_t ah_cache_load(ah_cache_t *c, sqlite3 *db, int64_t now_ms)
+{
+    sqlite3_stmt *st = NULL;
+    size_t n = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT key, tenant, ns, model, answer, cost_usd, created_ms, "
+                           "expires_ms, scope, vec FROM cache WHERE expires_ms > ? ORDER BY rowid",
+                           -1, &st, NULL) != SQLITE_OK) {
+        ah_error("cache: %s", sqlite3_errmsg(db));
+        return AH_E_DB;
+    }
+    sqlite3_bind_int64(st, 1, now_ms);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(st, 0) != AH_CACHE_KEY_BYTES)
+            continue;
+        int64_t created = sqlite3_column_int64(st, 6), expires = sqlite3_column_int64(st, 7);
+        ah_cache_put_t p = {
+            .key = sqlite3_column_blob(st, 0),
+            .tenant = (const char *)sqlite3_column_text(st, 1),
+            .ns = (const char *)sqlite3_column_text(st, 2),
+            .model = (const char *)sqlite3_column_text(st, 3),
+            .answer = (const char *)sqlite3_column_text(st, 4),
+            .answer_len = (size_t)sqlite3_column_bytes(st, 4),
+            .cost_usd = sqlite3_column_double(st, 5),
+            .now_ms = created,
+            .ttl_ms = expires - created,
+        };
+        int vbytes = sqlite3_column_bytes(st, 9);
+        if (sqlite3_column_bytes(st, 8) == AH_CACHE_KEY_BYTES && vbytes > 0 &&
+            vbytes % (int)sizeof(float) == 0) {
+            p.scope = sqlite3_column_blob(st, 8);
+            p.vec = sqlite3_column_blob(st, 9);
+            p.dim = vbytes / (int)sizeof(float);
+        }
+        if (!p.answer)
+            continue;
+        ah_cache_insert(c, &p);
+        n++;
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_lock(&c->mu);
+    c->st.stores = 0;
+    pthread_mutex_unlock(&c->mu);
+    ah_info("cache: %zu entries loaded", n);
+    return AH_E_OK;
+}

@@ -1,0 +1,108 @@
+/* store.h - the in-process answer cache: exact entries and their vectors.
+ *
+ * Entries are canonical answers (answer.h) under a SHA-256 key. They are
+ * bounded in count and bytes, evicted least-recently-used first, and expire
+ * at their TTL. An entry of the semantic cache also carries the embedding of
+ * its last user turn and lives in the vector index of its scope (tenant,
+ * namespace, system prompt and model: answer.h's key with the last user
+ * turn left out), so that lookups never cross tenants: each scope is its
+ * own index.
+ *
+ * Entries are shared between threads by reference count: a lookup returns
+ * a reference the caller releases with ah_cache_entry_release; the entry's
+ * fields never change after it is inserted.
+ *
+ * Thread safety: every function may be called from any thread (one mutex
+ * for the tables; the vector indexes have their own locks and are searched
+ * outside it). */
+#ifndef AH_CACHE_STORE_H
+#define AH_CACHE_STORE_H
+
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache/answer.h"
+#include "core/error.h"
+
+typedef struct ah_cache ah_cache_t;
+
+typedef struct ah_cache_entry {
+    atomic_int refs;
+    uint8_t key[AH_CACHE_KEY_BYTES];
+    uint64_t id;  /* unique, for the vector index */
+    char *tenant; /* owner of the virtual key ("" for none) */
+    char *ns;     /* namespace ("" for none) */
+    char *model;  /* requested model (the route) */
+    char *answer; /* canonical chat.completion, JSON text */
+    size_t answer_len;
+    double cost_usd; /* what the answer cost when it was made: what a hit saves */
+    int64_t created_ms, expires_ms;
+    /* semantic entries: scope key and unit vector (NULL for exact-only) */
+    int semantic;
+    uint8_t scope[AH_CACHE_KEY_BYTES];
+    float *vec;
+    int dim;
+    size_t bytes; /* memory charged to the entry */
+    /* owned by the store, under its lock */
+    struct ah_cache_entry *hnext, *inext, *lru_prev, *lru_next;
+} ah_cache_entry_t;
+
+/* What a new entry holds. Strings are copied. */
+typedef struct ah_cache_put {
+    const uint8_t *key;
+    const char *tenant, *ns, *model;
+    const char *answer;
+    size_t answer_len;
+    double cost_usd;
+    int64_t now_ms, ttl_ms;
+    const uint8_t *scope; /* NULL: exact only */
+    const float *vec;
+    int dim;
+} ah_cache_put_t;
+
+typedef struct ah_cache_stats {
+    uint64_t entries, bytes, hits_exact, hits_semantic, misses, stores, evictions, expirations,
+        false_hits, purged;
+} ah_cache_stats_t;
+
+/* An empty cache bounded to max_entries and max_bytes. Free with
+ * ah_cache_free. */
+ah_cache_t *ah_cache_new(size_t max_entries, size_t max_bytes);
+void ah_cache_free(ah_cache_t *c);
+
+/* The live entry under key younger than max_age_ms (< 0: any age), with a
+ * reference for the caller, or NULL. Counts the hit or the miss. */
+ah_cache_entry_t *ah_cache_get(ah_cache_t *c, const uint8_t *key, int64_t now_ms,
+                               int64_t max_age_ms);
+/* The most similar live entry of scope at or above min_sim, with a
+ * reference, or NULL; *sim gets its similarity. */
+ah_cache_entry_t *ah_cache_get_similar(ah_cache_t *c, const uint8_t *scope, const float *vec,
+                                       int dim, float min_sim, int64_t now_ms, int64_t max_age_ms,
+                                       float *sim);
+/* Count a miss of a lookup that found nothing (exact and semantic both). */
+void ah_cache_count_miss(ah_cache_t *c);
+/* Insert (or replace) an entry; evicts as needed. */
+void ah_cache_insert(ah_cache_t *c, const ah_cache_put_t *p);
+void ah_cache_entry_release(ah_cache_entry_t *e);
+
+/* Remove the entry under key as a wrong answer (feedback); 1 if it was
+ * there. */
+int ah_cache_mark_wrong(ah_cache_t *c, const uint8_t *key);
+/* Remove every entry matching all given filters (NULL / <= 0: any):
+ * tenant, namespace, model, created before before_ms. Returns how many. */
+size_t ah_cache_purge(ah_cache_t *c, const char *tenant, const char *ns, const char *model,
+                      int64_t before_ms);
+void ah_cache_stats(ah_cache_t *c, ah_cache_stats_t *out);
+/* Per tenant and route: a JSON array of {tenant, model, entries, bytes}
+ * (new reference). */
+struct json_t;
+struct json_t *ah_cache_breakdown(ah_cache_t *c);
+
+/* Save every live entry into the database's cache table (replacing what was
+ * there), and load them back at start. */
+ah_err_t ah_cache_save(ah_cache_t *c, sqlite3 *db, int64_t now_ms);
+ah_err_t ah_cache_load(ah_cache_t *c, sqlite3 *db, int64_t now_ms);
+
+#endif

@@ -1,0 +1,140 @@
+/* feedback.c - POST /v1/feedback: a caller says what an answer was worth.
+ *
+ *   {"request_id": "req_...", "wrong": true, "score": 0.0, "comment": "..."}
+ *
+ * Feedback is kept in the database for the quality work. When it marks an
+ * answer that came from the cache as wrong, the entry is removed at once
+ * (a wrong hit is worse than a miss) and counted as a false hit. A caller
+ * may only rate its own tenant's requests; the master key may rate any. */
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <string.h>
+
+#include "cache/store.h"
+#include "core/clock.h"
+#include "core/limits.h"
+#include "pipeline/pipeline.h"
+#include "server/exchange.h"
+
+#define FEEDBACK_MAX_BODY 16384
+#define FEEDBACK_MAX_COMMENT 4096
+
+static int unhex(const char *s, uint8_t *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned v = 0;
+        for (int j = 0; j < 2; j++) {
+            char c = s[2 * i + j];
+            v <<= 4;
+            if (c >= '0' && c <= '9')
+                v |= (unsigned)(c - '0');
+            else if (c >= 'a' && c <= 'f')
+                v |= (unsigned)(c - 'a' + 10);
+            else
+                return -1;
+        }
+        out[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+void ah_feedback_handle(ah_worker_t *w, struct evhttp_request *req)
+{
+    ah_request_t *r = ah_request_new(AH_API_OPENAI, AH_OP_CHAT);
+    json_t *b = NULL;
+    sqlite3_stmt *st = NULL;
+    r->peer = ah_arena_strdup(&r->arena, ah_peer_of(req));
+    const char *tok = ah_token_of(req);
+    r->auth_token = tok ? ah_arena_strdup(&r->arena, tok) : NULL;
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        ah_reply_error(req, AH_API_OPENAI, 405, "invalid_request_error", NULL,
+                       "Method not allowed: use POST");
+        goto out;
+    }
+    if (ah_stage_auth(w, r)) {
+        ah_reply_error(req, AH_API_OPENAI, r->fail.status, r->fail.type, r->fail.code,
+                       r->fail.message);
+        goto out;
+    }
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    if (len > 0 && len <= FEEDBACK_MAX_BODY)
+        b = json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, NULL);
+    const char *rid = json_string_value(json_object_get(b, "request_id"));
+    json_t *wrong = json_object_get(b, "wrong"), *score = json_object_get(b, "score");
+    json_t *comment = json_object_get(b, "comment");
+    if (!json_is_object(b) || !rid || strlen(rid) >= sizeof r->id ||
+        (wrong && !json_is_boolean(wrong)) ||
+        (score && (!json_is_number(score) || json_number_value(score) < 0 ||
+                   json_number_value(score) > 1)) ||
+        (comment &&
+         (!json_is_string(comment) || json_string_length(comment) > FEEDBACK_MAX_COMMENT))) {
+        ah_reply_error(req, AH_API_OPENAI, 400, "invalid_request_error", NULL,
+                       "send {\"request_id\": \"req_...\", \"wrong\": true|false, \"score\": 0..1, "
+                       "\"comment\": \"...\"}");
+        goto out;
+    }
+    if (sqlite3_prepare_v2(w->db,
+                           "SELECT owner, key_id, cache, cache_key FROM ledger WHERE "
+                           "request_id = ?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        ah_reply_error(req, AH_API_OPENAI, 500, NULL, NULL, "cannot read the ledger");
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, rid, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        ah_reply_error(req, AH_API_OPENAI, 404, "invalid_request_error", "not_found",
+                       "No request with that id on the ledger (rows land within milliseconds; "
+                       "retry shortly)");
+        goto out;
+    }
+    const char *owner = (const char *)sqlite3_column_text(st, 0);
+    const char *key_id = (const char *)sqlite3_column_text(st, 1);
+    int master = r->key_id && strcmp(r->key_id, "master") == 0;
+    int mine =
+        (r->owner && owner && strcmp(r->owner, owner) == 0) ||
+        (!r->owner && !owner &&
+         ((!r->key_id && !key_id) || (r->key_id && key_id && strcmp(r->key_id, key_id) == 0)));
+    if (!master && !mine) {
+        /* the same answer as for an unknown id: ids of others are not confirmed */
+        ah_reply_error(req, AH_API_OPENAI, 404, "invalid_request_error", "not_found",
+                       "No request with that id on the ledger (rows land within milliseconds; "
+                       "retry shortly)");
+        goto out;
+    }
+    const char *cache = (const char *)sqlite3_column_text(st, 2);
+    const char *ckey = (const char *)sqlite3_column_text(st, 3);
+    int removed = 0, was_hit = cache && (!strcmp(cache, "exact") || !strcmp(cache, "semantic"));
+    uint8_t key[AH_CACHE_KEY_BYTES];
+    if (json_is_true(wrong) && was_hit && w->gw->cache && ckey &&
+        strlen(ckey) == 2 * AH_CACHE_KEY_BYTES && unhex(ckey, key, AH_CACHE_KEY_BYTES) == 0)
+        removed = ah_cache_mark_wrong(w->gw->cache, key);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_prepare_v2(w->db,
+                           "INSERT INTO feedback(request_id, ts_ms, key_id, owner, wrong, score, "
+                           "comment) VALUES (?,?,?,?,?,?,?)",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, rid, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, ah_wall_ms());
+        sqlite3_bind_text(st, 3, r->key_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, r->owner, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 5, json_is_true(wrong));
+        if (score)
+            sqlite3_bind_double(st, 6, json_number_value(score));
+        if (comment)
+            sqlite3_bind_text(st, 7, json_string_value(comment), -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            ah_reply_error(req, AH_API_OPENAI, 500, NULL, NULL, "cannot store the feedback");
+            goto out;
+        }
+    }
+    json_t *o = json_pack("{s:s,s:b,s:s?,s:b}", "request_id", rid, "recorded", 1, "cache",
+                          was_hit ? cache : NULL, "cache_entry_removed", removed);
+    ah_reply_json(req, 200, o);
+    json_decref(o);
+out:
+    sqlite3_finalize(st);
+    json_decref(b);
+    ah_request_free(r);
+}

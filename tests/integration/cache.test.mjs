@@ -1,0 +1,344 @@
+// The answer caches through the real gateway, with the official SDKs: exact
+// and semantic hits, streamed hits replayed as correct SSE, tenant isolation,
+// per-request controls, TTL, feedback, purge, and persistence across restart.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import OpenAI from 'openai';
+import Anthropic from '@anthropic-ai/sdk';
+import { startFake, startGateway, testConfig, ledgerRow, MASTER_KEY } from './lib/harness.mjs';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const VECTORS = process.env.AHORRO_EMBEDDINGS || join(ROOT, 'build/data/sif-100d.bin');
+const HAVE_VECTORS = existsSync(VECTORS);
+
+function cacheConfig(fake, dir) {
+  const o = `http://127.0.0.1:${fake.port}/v1`;
+  return testConfig(fake, dir, `  cache:
+    exact: true
+    ttl: 600
+    max_temperature: 1.0
+    ${HAVE_VECTORS ? `embedder_path: ${VECTORS}` : ''}
+    routes:
+      sem-model: { semantic: true, similarity_threshold: 0.9 }
+      no-cache-model: { exact: false }
+`).replace('model_list:\n', `model_list:
+  - model_name: sem-model
+    litellm_params: { model: openai/gpt-4o-mini, api_base: "${o}", api_key: "sk-provider-secret-key-do-not-leak" }
+  - model_name: no-cache-model
+    litellm_params: { model: openai/gpt-4o-mini, api_base: "${o}", api_key: "sk-provider-secret-key-do-not-leak" }
+`);
+}
+
+let fake, gw, client, anthropic;
+const upstreamCalls = async () => (await (await fetch(`${fake.url}/_fake/stats`)).json()).requests;
+
+before(async () => {
+  fake = await startFake();
+  gw = await startGatewayIn(undefined);
+  client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: MASTER_KEY, maxRetries: 0 });
+  anthropic = new Anthropic({ baseURL: gw.url, apiKey: MASTER_KEY, maxRetries: 0 });
+});
+after(async () => { await gw?.stop(); await fake?.stop(); gw?.cleanup(); });
+
+async function startGatewayIn(dir) {
+  return startGateway({ fake, config: (d) => cacheConfig(fake, d), dir });
+}
+
+const ask = (content, extra = {}) => client.chat.completions.create({
+  model: 'gpt-4o-mini', messages: [{ role: 'user', content }], ...extra,
+}).withResponse();
+
+test('exact hit: same question, keys in another order and other whitespace; costs nothing, records the saving', async () => {
+  const q = `What is the capital of France? ${Date.now()}`;
+  const first = await ask(q, { temperature: 0 });
+  assert.equal(first.response.headers.get('x-ahorro-cache'), 'miss');
+  const calls = await upstreamCalls();
+  // the same request as raw JSON with keys reordered, 0 written as 0.0 and spaces
+  const res = await fetch(`${gw.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${MASTER_KEY}` },
+    body: `{ "temperature" : 0.0 ,\n "messages":[ {"content": ${JSON.stringify(q)}, "role":"user"} ], "model":"gpt-4o-mini" }`,
+  });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('x-ahorro-cache'), 'exact');
+  assert.ok(Number(res.headers.get('age')) >= 0);
+  assert.equal(Number(res.headers.get('x-ahorro-cost')), 0);
+  const body = await res.json();
+  assert.equal(body.choices[0].message.content, first.data.choices[0].message.content);
+  assert.equal(await upstreamCalls(), calls, 'a hit must not call the provider');
+  const missRow = await ledgerRow(gw.db, first.response.headers.get('x-ahorro-request-id'));
+  const hitRow = await ledgerRow(gw.db, res.headers.get('x-ahorro-request-id'));
+  assert.equal(missRow.cache, 'stored');
+  assert.ok(missRow.cost_usd > 0);
+  assert.equal(hitRow.cache, 'exact');
+  assert.equal(hitRow.cost_usd, 0);
+  assert.equal(hitRow.prompt_tokens, 0);
+  assert.equal(hitRow.usage_source, 'cache');
+  assert.ok(Math.abs(hitRow.saved_usd - missRow.cost_usd) < 1e-12);
+  assert.equal(hitRow.cache_key, missRow.cache_key);
+});
+
+test('a different question, model or sampling parameter is a miss', async () => {
+  const q = `Name three rivers ${Date.now()}`;
+  await ask(q);
+  assert.equal((await ask(q + '?')).response.headers.get('x-ahorro-cache'), 'miss');
+  assert.equal((await ask(q, { max_tokens: 50 })).response.headers.get('x-ahorro-cache'), 'miss');
+  assert.equal((await ask(q, { temperature: 0.5 })).response.headers.get('x-ahorro-cache'), 'miss');
+  assert.equal((await ask(q)).response.headers.get('x-ahorro-cache'), 'exact');
+});
+
+test('a streamed answer is cached once complete and replayed as a correct stream, and as a normal answer', async () => {
+  const q = `Stream a cached answer ${Date.now()} [[tokens:15]]`;
+  const collect = async (opts) => {
+    const { data: stream, response } = await client.chat.completions.create({
+      model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: q }], ...opts,
+    }).withResponse();
+    let text = '', usage = null, finish = null, role = null;
+    for await (const c of stream) {
+      if (c.choices[0]?.delta?.role) role = c.choices[0].delta.role;
+      if (c.choices[0]?.delta?.content) text += c.choices[0].delta.content;
+      if (c.choices[0]?.finish_reason) finish = c.choices[0].finish_reason;
+      if (c.usage) usage = c.usage;
+    }
+    return { text, usage, finish, role, cache: response.headers.get('x-ahorro-cache') };
+  };
+  const first = await collect({ stream_options: { include_usage: true } });
+  assert.equal(first.cache, 'miss');
+  const calls = await upstreamCalls();
+  const again = await collect({ stream_options: { include_usage: true } });
+  assert.equal(again.cache, 'exact');
+  assert.equal(again.text, first.text);
+  assert.equal(again.finish, 'stop');
+  assert.equal(again.role, 'assistant');
+  assert.deepEqual(again.usage, first.usage, 'the usage chunk is replayed when asked for');
+  const noUsage = await collect({});
+  assert.equal(noUsage.cache, 'exact');
+  assert.equal(noUsage.usage, null, 'no usage chunk unless the client asked');
+  const plain = await ask(q);
+  assert.equal(plain.response.headers.get('x-ahorro-cache'), 'exact');
+  assert.equal(plain.data.choices[0].message.content, first.text);
+  assert.equal(await upstreamCalls(), calls);
+  // the raw replay ends with [DONE]
+  const raw = await fetch(`${gw.url}/v1/chat/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${MASTER_KEY}` },
+    body: JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: q }] }),
+  });
+  assert.equal(raw.headers.get('content-type'), 'text/event-stream');
+  assert.match(await raw.text(), /data: \[DONE\]\n\n/);
+});
+
+test('tool calls are cached and replayed, streamed and not', async () => {
+  const params = {
+    model: 'gpt-4o-mini', messages: [{ role: 'user', content: `Weather in Paris? [[tool]] ${Date.now()}` }],
+    tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }],
+  };
+  const first = await client.chat.completions.create(params);
+  const call = first.choices[0].message.tool_calls?.[0];
+  assert.ok(call, 'the fake answers with a tool call');
+  const hit = await client.chat.completions.create({ ...params, stream: true });
+  let name = '', args = '', finish = null;
+  for await (const c of hit) {
+    const tc = c.choices[0]?.delta?.tool_calls?.[0];
+    if (tc?.function?.name) name += tc.function.name;
+    if (tc?.function?.arguments) args += tc.function.arguments;
+    if (c.choices[0]?.finish_reason) finish = c.choices[0].finish_reason;
+  }
+  assert.equal(name, call.function.name);
+  assert.equal(args, call.function.arguments);
+  assert.equal(finish, 'tool_calls');
+});
+
+test('Anthropic SDK: exact hits on /v1/messages, streamed and not', async () => {
+  const params = { model: 'claude-3-5-haiku-latest', max_tokens: 200, messages: [{ role: 'user', content: `Hello Claude ${Date.now()}` }] };
+  const first = await anthropic.messages.create(params).withResponse();
+  assert.equal(first.response.headers.get('x-ahorro-cache'), 'miss');
+  const second = await anthropic.messages.create(params).withResponse();
+  assert.equal(second.response.headers.get('x-ahorro-cache'), 'exact');
+  assert.equal(second.data.content[0].text, first.data.content[0].text);
+  assert.equal(second.data.role, 'assistant');
+  const stream = anthropic.messages.stream(params);
+  const msg = await stream.finalMessage();
+  assert.equal(msg.content[0].text, first.data.content[0].text);
+  assert.equal(msg.stop_reason, 'end_turn');
+});
+
+test('tenant isolation: another owner never gets the answer, even for the identical prompt', async () => {
+  const mk = async (owner) => {
+    const r = await fetch(`${gw.url}/admin/keys`, { method: 'POST', headers: { authorization: `Bearer ${MASTER_KEY}` }, body: JSON.stringify({ owner }) });
+    return (await r.json()).key;
+  };
+  const a = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: await mk('tenant-a'), maxRetries: 0 });
+  const b = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: await mk('tenant-b'), maxRetries: 0 });
+  const a2 = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: await mk('tenant-a'), maxRetries: 0 });
+  const q = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: `Our secret plan ${Date.now()}` }] };
+  assert.equal((await a.chat.completions.create(q).withResponse()).response.headers.get('x-ahorro-cache'), 'miss');
+  assert.equal((await b.chat.completions.create(q).withResponse()).response.headers.get('x-ahorro-cache'), 'miss');
+  // a second key of the same owner shares the tenant's cache
+  assert.equal((await a2.chat.completions.create(q).withResponse()).response.headers.get('x-ahorro-cache'), 'exact');
+});
+
+test('Cache-Control and the body cache object: no-store, no-cache, max-age, namespace; never sent upstream', async () => {
+  const q = `Controls ${Date.now()}`;
+  const h = (v) => ({ headers: { 'Cache-Control': v } });
+  const first = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: q }] }, h('no-store')).withResponse();
+  assert.equal(first.response.headers.get('x-ahorro-cache'), 'miss');
+  assert.equal((await ask(q)).response.headers.get('x-ahorro-cache'), 'miss', 'no-store kept nothing');
+  assert.equal((await ask(q)).response.headers.get('x-ahorro-cache'), 'exact');
+  const nc = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: q }] }, h('no-cache')).withResponse();
+  assert.equal(nc.response.headers.get('x-ahorro-cache'), 'miss', 'no-cache does not read');
+  await sleep(1100);
+  const old = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: q }] }, h('max-age=0')).withResponse();
+  assert.equal(old.response.headers.get('x-ahorro-cache'), 'miss', 'max-age=0 refuses an older answer');
+  // LiteLLM's body controls
+  const ns = await ask(q, { cache: { namespace: 'team-x' } });
+  assert.equal(ns.response.headers.get('x-ahorro-cache'), 'miss', 'another namespace is another cache');
+  const last = await fake.last();
+  assert.equal(last.body.cache, undefined, 'the cache object is the gateway\'s, not the provider\'s');
+  assert.equal((await ask(q, { cache: { namespace: 'team-x' } })).response.headers.get('x-ahorro-cache'), 'exact');
+  assert.equal((await ask(q, { cache: { 'no-cache': true } })).response.headers.get('x-ahorro-cache'), 'miss');
+  await assert.rejects(ask(q, { cache: { ttl: 'soon' } }), (e) => e.status === 400 && /cache.ttl/.test(e.message));
+  await assert.rejects(ask(q, { cache: { bogus: 1 } }), (e) => e.status === 400 && /unknown cache control/.test(e.message));
+});
+
+test('TTL: an answer kept for one second is gone after it', async () => {
+  const q = `Short-lived ${Date.now()}`;
+  await ask(q, { cache: { ttl: 1 } });
+  assert.equal((await ask(q)).response.headers.get('x-ahorro-cache'), 'exact');
+  await sleep(1200);
+  assert.equal((await ask(q)).response.headers.get('x-ahorro-cache'), 'miss');
+});
+
+test('hot requests (temperature above the route limit) and routes with the cache off bypass it', async () => {
+  const q = `Be creative ${Date.now()}`;
+  const hot = await ask(q, { temperature: 1.5 });
+  assert.equal(hot.response.headers.get('x-ahorro-cache'), 'bypass');
+  assert.equal((await ask(q, { temperature: 1.5 })).response.headers.get('x-ahorro-cache'), 'bypass');
+  const off = () => client.chat.completions.create({ model: 'no-cache-model', messages: [{ role: 'user', content: q }] }).withResponse();
+  await off();
+  assert.equal((await off()).response.headers.get('x-ahorro-cache'), 'off');
+});
+
+test('feedback that marks a hit wrong removes the entry and is counted', async () => {
+  const q = `Feedback ${Date.now()}`;
+  await ask(q);
+  const hit = await ask(q);
+  assert.equal(hit.response.headers.get('x-ahorro-cache'), 'exact');
+  const rid = hit.response.headers.get('x-ahorro-request-id');
+  await ledgerRow(gw.db, rid);
+  const before = await (await fetch(`${gw.url}/admin/cache`, { headers: { authorization: `Bearer ${MASTER_KEY}` } })).json();
+  const fb = await fetch(`${gw.url}/v1/feedback`, {
+    method: 'POST', headers: { authorization: `Bearer ${MASTER_KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ request_id: rid, wrong: true, comment: 'not what I asked' }),
+  });
+  assert.equal(fb.status, 200);
+  const out = await fb.json();
+  assert.equal(out.cache_entry_removed, true);
+  const afterStats = await (await fetch(`${gw.url}/admin/cache`, { headers: { authorization: `Bearer ${MASTER_KEY}` } })).json();
+  assert.equal(afterStats.false_hits, before.false_hits + 1);
+  assert.equal((await ask(q)).response.headers.get('x-ahorro-cache'), 'miss');
+  const bad = await fetch(`${gw.url}/v1/feedback`, { method: 'POST', headers: { authorization: `Bearer ${MASTER_KEY}` }, body: '{"wrong": true}' });
+  assert.equal(bad.status, 400);
+  const unknown = await fetch(`${gw.url}/v1/feedback`, { method: 'POST', headers: { authorization: `Bearer ${MASTER_KEY}` }, body: '{"request_id": "req_nope"}' });
+  assert.equal(unknown.status, 404);
+  const noKey = await fetch(`${gw.url}/v1/feedback`, { method: 'POST', headers: { authorization: 'Bearer sk-ah-wrong' }, body: JSON.stringify({ request_id: rid }) });
+  assert.equal(noKey.status, 401);
+});
+
+test('admin: stats per tenant and route, purge by tenant, namespace, model or age', async () => {
+  const auth = { authorization: `Bearer ${MASTER_KEY}` };
+  const q = `Purge me ${Date.now()}`;
+  await ask(q);
+  const stats = await (await fetch(`${gw.url}/admin/cache`, { headers: auth })).json();
+  assert.equal(stats.enabled, true);
+  assert.ok(stats.entries > 0 && stats.bytes > 0 && stats.hits_exact > 0 && stats.misses > 0);
+  assert.ok(stats.by_route.some((r) => r.tenant === 'master' && r.model === 'gpt-4o-mini' && r.entries > 0));
+  const none = await (await fetch(`${gw.url}/admin/cache?tenant=nobody`, { method: 'DELETE', headers: auth })).json();
+  assert.equal(none.purged, 0);
+  const some = await (await fetch(`${gw.url}/admin/cache?model=gpt-4o-mini&tenant=master`, { method: 'DELETE', headers: auth })).json();
+  assert.ok(some.purged > 0);
+  assert.equal((await ask(q)).response.headers.get('x-ahorro-cache'), 'miss');
+  const noAuth = await fetch(`${gw.url}/admin/cache`, { headers: { authorization: 'Bearer nope' } });
+  assert.equal(noAuth.status, 401);
+});
+
+test('semantic hit: a rephrased question gets the answer, within the tenant only', { skip: !HAVE_VECTORS && 'no word vectors built (scripts/build-embeddings.sh)' }, async () => {
+  const sem = (content, c = client) => c.chat.completions.create({
+    model: 'sem-model', messages: [{ role: 'system', content: 'You are a bank assistant.' }, { role: 'user', content }],
+  }).withResponse();
+  const first = await sem('How do I reset my online banking password?');
+  assert.equal(first.response.headers.get('x-ahorro-cache'), 'miss');
+  const close = await sem('how do i reset my online banking password');
+  assert.equal(close.response.headers.get('x-ahorro-cache'), 'semantic');
+  assert.ok(Number(close.response.headers.get('x-ahorro-cache-similarity')) >= 0.9);
+  assert.equal(close.data.choices[0].message.content, first.data.choices[0].message.content);
+  const far = await sem('What are the opening hours of your branch in Madrid?');
+  assert.equal(far.response.headers.get('x-ahorro-cache'), 'miss');
+  // another tenant, the same near-identical prompt: never a hit
+  const r = await fetch(`${gw.url}/admin/keys`, { method: 'POST', headers: { authorization: `Bearer ${MASTER_KEY}` }, body: JSON.stringify({ owner: 'tenant-sem-b' }) });
+  const other = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: (await r.json()).key, maxRetries: 0 });
+  assert.equal((await sem('how do i reset my online banking password', other)).response.headers.get('x-ahorro-cache'), 'miss');
+  // another system prompt is another scope
+  const sys = await client.chat.completions.create({
+    model: 'sem-model', messages: [{ role: 'system', content: 'You are a pirate.' }, { role: 'user', content: 'how do i reset my online banking password' }],
+  }).withResponse();
+  assert.equal(sys.response.headers.get('x-ahorro-cache'), 'miss');
+});
+
+test('persistence: entries survive a restart', async () => {
+  const q = `Remember me ${Date.now()}`;
+  await ask(q);
+  const dir = gw.dir;
+  await gw.stop();
+  gw = await startGatewayIn(dir);
+  client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: MASTER_KEY, maxRetries: 0 });
+  anthropic = new Anthropic({ baseURL: gw.url, apiKey: MASTER_KEY, maxRetries: 0 });
+  assert.equal((await ask(q)).response.headers.get('x-ahorro-cache'), 'exact');
+});
+
+test('Anthropic prompt caching: breakpoints placed on long stable prefixes, none on short prompts or over the client\'s own', async () => {
+  const longSystem = 'You are the support assistant of Example Bank. '.repeat(400); // ~19 KB, over Haiku's 2048 tokens
+  const tools = [{ name: 'lookup', description: 'Look up an account', input_schema: { type: 'object', properties: { id: { type: 'string' } } } }];
+  // no marks from the client: the gateway places one after the system prompt
+  const res = await anthropic.messages.create({
+    model: 'claude-3-5-haiku-latest', max_tokens: 50, system: longSystem, tools,
+    messages: [{ role: 'user', content: `What is my balance? [[cached:2000]] ${Date.now()}` }],
+  }).withResponse();
+  let sent = (await fake.last()).body;
+  assert.ok(Array.isArray(sent.system), 'the system prompt became blocks');
+  assert.deepEqual(sent.system.at(-1).cache_control, { type: 'ephemeral' });
+  assert.equal(sent.system.at(-1).text, longSystem);
+  assert.equal(sent.tools[0].cache_control, undefined, 'the tools alone are under the minimum');
+  const row = await ledgerRow(gw.db, res.response.headers.get('x-ahorro-request-id'));
+  assert.equal(row.cached_tokens, 2000);
+  // claude-3-5-haiku: $0.80 input, $0.08 cache read per million
+  assert.ok(Math.abs(row.prompt_cache_saved_usd - 2000 * (0.8 - 0.08) / 1e6) < 1e-9, `saved ${row.prompt_cache_saved_usd}`);
+
+  // a conversation: its history before the final user turn is marked too
+  await anthropic.messages.create({
+    model: 'claude-3-5-haiku-latest', max_tokens: 50, system: longSystem,
+    messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello!' }, { role: 'user', content: `And now? ${Date.now()}` }],
+  });
+  sent = (await fake.last()).body;
+  assert.deepEqual(sent.messages[1].content.at(-1).cache_control, { type: 'ephemeral' });
+  assert.equal(typeof sent.messages[2].content, 'string', 'the final turn is left as sent');
+
+  // short prompt: nothing placed
+  await anthropic.messages.create({ model: 'claude-3-5-haiku-latest', max_tokens: 50, system: 'Be brief.', messages: [{ role: 'user', content: `Hi ${Date.now()}` }] });
+  sent = (await fake.last()).body;
+  assert.equal(sent.system, 'Be brief.');
+
+  // the client's own marks: the body goes as sent
+  const own = [{ type: 'text', text: longSystem }, { type: 'text', text: 'Today is Monday.', cache_control: { type: 'ephemeral' } }];
+  await anthropic.messages.create({ model: 'claude-3-5-haiku-latest', max_tokens: 50, system: own, messages: [{ role: 'user', content: `Hi ${Date.now()}` }] });
+  sent = (await fake.last()).body;
+  assert.deepEqual(sent.system, own);
+
+  // an OpenAI client on a Claude model gets the same treatment
+  await client.chat.completions.create({ model: 'gpt-on-claude', messages: [{ role: 'system', content: longSystem }, { role: 'user', content: `Hi ${Date.now()}` }] });
+  sent = (await fake.last()).body;
+  assert.deepEqual(sent.system.at(-1).cache_control, { type: 'ephemeral' });
+});
