@@ -3,6 +3,7 @@
  *   ahorro serve [--config FILE] [--listen HOST:PORT] [--db PATH] [--threads N]
  *   ahorro keys create --owner O [--tags k=v,...] | list | revoke ID
  *   ahorro report [--by model,key] [--since 30d] [--format table|csv|json]
+ *   ahorro cache stats | purge [--tenant T] [--namespace N] [--model M] [--older-than S]
  *
  * Every command reads the same configuration (for the database path) so
  * that offline commands see what the gateway wrote. */
@@ -12,15 +13,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cache/embed.h"
-#include "cache/store.h"
+#include "cache/setup.h"
 #include "cli/cli.h"
 #include "config/config.h"
 #include "core/alloc.h"
 #include "core/log.h"
 #include "server/server.h"
-#include "core/clock.h"
-#include "store/db.h"
 #include "store/ledger.h"
 #include "store/prices.h"
 
@@ -36,6 +34,8 @@ static void usage(FILE *f)
             "  ahorro keys list | ahorro keys revoke KEY_ID\n"
             "  ahorro report [--by model,key,owner,user,provider,status] [--since 30d]\n"
             "                [--format table|csv|json]\n"
+            "  ahorro cache stats [--json] | ahorro cache purge [--tenant T] [--namespace N]\n"
+            "                [--model M] [--older-than SECONDS]   (asks the running gateway)\n"
             "  ahorro version\n\n"
             "Common options (before or after the command): --config FILE, --db PATH.\n"
             "Environment: OPENAI_API_KEY, OPENAI_BASE_URL, ANTHROPIC_API_KEY,\n"
@@ -79,100 +79,6 @@ static ah_prices_t *load_prices(const char *configured)
     return NULL;
 }
 
-static int any_cache(const ah_config_t *cfg, int semantic)
-{
-    const ah_cache_policy_t *p = &cfg->cache.policy;
-    if (semantic ? p->semantic : (p->exact || p->semantic))
-        return 1;
-    for (size_t i = 0; i < cfg->cache.nroutes; i++) {
-        p = &cfg->cache.routes[i].policy;
-        if (semantic ? p->semantic : (p->exact || p->semantic))
-            return 1;
-    }
-    return 0;
-}
-
-/* The semantic cache's embedder: the configured one, else the built-in SIF
- * vectors built at set-up (scripts/build-embeddings.sh), looked for beside
- * the binary and in ./build/data. */
-static ah_embedder_t *open_embedder(const ah_config_t *cfg)
-{
-    const ah_cache_config_t *cc = &cfg->cache;
-    char err[512] = "", exe[4096], p1[4200], p2[4200];
-    if (cc->embedder && strcmp(cc->embedder, "model2vec") == 0) {
-        if (!cc->embedder_path) {
-            ah_error("cache: embedder model2vec needs embedder_path (a model directory)");
-            return NULL;
-        }
-        ah_embedder_t *e = ah_embed_open_model2vec(cc->embedder_path, err, sizeof err);
-        if (!e)
-            ah_error("cache: %s", err);
-        return e;
-    }
-    const char *cands[4];
-    int n = 0;
-    const char *env = getenv("AHORRO_EMBEDDINGS");
-    if (cc->embedder_path)
-        cands[n++] = cc->embedder_path;
-    else if (env && *env)
-        cands[n++] = env;
-    else {
-        ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        if (len > 0) {
-            exe[len] = '\0';
-            char *slash = strrchr(exe, '/');
-            if (slash)
-                *slash = '\0';
-            snprintf(p1, sizeof p1, "%s/data/sif-100d.bin", exe);
-            snprintf(p2, sizeof p2, "%s/../share/ahorro/sif-100d.bin", exe);
-            cands[n++] = p1;
-            cands[n++] = p2;
-        }
-        cands[n++] = "build/data/sif-100d.bin";
-    }
-    for (int i = 0; i < n; i++) {
-        if (access(cands[i], R_OK) != 0)
-            continue;
-        ah_embedder_t *e = ah_embed_open_sif(cands[i], err, sizeof err);
-        if (e) {
-            ah_info("cache: semantic embedder sif (%d dimensions) from %s", e->dim, cands[i]);
-            return e;
-        }
-        ah_error("cache: %s", err);
-        return NULL;
-    }
-    ah_error("cache: no word vectors for the semantic cache (run scripts/build-embeddings.sh, or "
-             "set ahorro.cache.embedder_path)");
-    return NULL;
-}
-
-static void cache_start(ah_config_t *cfg, ah_gateway_t *gw)
-{
-    if (!any_cache(cfg, 0))
-        return;
-    gw->cache = ah_cache_new(cfg->cache.max_entries, cfg->cache.max_bytes);
-    if (any_cache(cfg, 1) && !(gw->embedder = open_embedder(cfg)))
-        ah_warn("cache: the semantic cache is off; exact caching goes on");
-    sqlite3 *db;
-    if (cfg->cache.persist && ah_db_open(cfg->db_path, &db) == AH_E_OK) {
-        ah_cache_load(gw->cache, db, ah_wall_ms());
-        sqlite3_close(db);
-    }
-    ah_info("cache: on (at most %zu entries, %zu MB)", cfg->cache.max_entries,
-            cfg->cache.max_bytes >> 20);
-}
-
-static void cache_stop(ah_config_t *cfg, ah_gateway_t *gw)
-{
-    sqlite3 *db;
-    if (gw->cache && cfg->cache.persist && ah_db_open(cfg->db_path, &db) == AH_E_OK) {
-        ah_cache_save(gw->cache, db, ah_wall_ms());
-        sqlite3_close(db);
-    }
-    ah_cache_free(gw->cache);
-    ah_embed_free(gw->embedder);
-}
-
 static int serve(ah_config_t *cfg)
 {
     ah_gateway_t gw = {.cfg = cfg};
@@ -189,9 +95,9 @@ static int serve(ah_config_t *cfg)
     }
     if (cfg->ndeps == 0)
         ah_warn("no models: set OPENAI_API_KEY / ANTHROPIC_API_KEY or a config with model_list");
-    cache_start(cfg, &gw);
+    ah_cache_setup(cfg, &gw.cache, &gw.embedder);
     int rc = ah_server_run(&gw);
-    cache_stop(cfg, &gw);
+    ah_cache_teardown(cfg, gw.cache, gw.embedder);
     ah_ledger_close(gw.ledger); /* drains every queued row */
     ah_prices_free(gw.prices);
     return rc;
@@ -279,6 +185,8 @@ int main(int argc, char **argv)
         rc = ah_cli_keys(nrest - 1, rest + 1, cfg->db_path);
     else if (strcmp(rest[0], "report") == 0)
         rc = ah_cli_report(nrest - 1, rest + 1, cfg->db_path);
+    else if (strcmp(rest[0], "cache") == 0)
+        rc = ah_cli_cache(nrest - 1, rest + 1, cfg);
     else {
         fprintf(stderr, "ahorro: unknown command '%s'\n\n", rest[0]);
         usage(stderr);

@@ -130,7 +130,9 @@ ah_err_t ah_answer_key(const char *tenant, const char *ns, json_t *body, int ski
         return AH_E_NOMEM;
     EVP_DigestInit_ex(md, EVP_sha256(), NULL);
     const char *t = tenant ? tenant : "", *n = ns ? ns : "";
-    EVP_DigestUpdate(md, skip_last_user ? "ahorro-semantic-v1" : "ahorro-exact-v1", 17);
+    /* the two kinds of key never collide */
+    const char *kind = skip_last_user ? "ahorro-semantic-v1" : "ahorro-exact-v1";
+    EVP_DigestUpdate(md, kind, strlen(kind) + 1);
     EVP_DigestUpdate(md, t, strlen(t) + 1);
     EVP_DigestUpdate(md, n, strlen(n) + 1);
     ah_err_t rc = feed(md, body, 0, 1, skip_last_user ? last_user(body) : NULL);

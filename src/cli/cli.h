@@ -1,13 +1,20 @@
-/* cli.h - the offline commands: `ahorro keys` and `ahorro report`.
+/* cli.h - the commands besides serve: `ahorro keys`, `report` and `cache`.
  *
  * They open the same database the gateway writes (SQLite in WAL mode, so
  * they can run while it serves). Each returns a process exit status. */
 #ifndef AH_CLI_H
 #define AH_CLI_H
 
+#include "config/config.h"
+
 /* ahorro keys create|list|revoke ... */
 int ah_cli_keys(int argc, char **argv, const char *db_path);
 /* ahorro report [--by model|key|owner|user] [--since 30d] [--format table|csv|json] */
 int ah_cli_report(int argc, char **argv, const char *db_path);
+
+/* ahorro cache stats [--json] | purge [--tenant T] [--namespace N] [--model M]
+ * [--older-than SECONDS] [--url URL]: the cache lives in the running gateway,
+ * so these ask its admin API (with the master key of the configuration). */
+int ah_cli_cache(int argc, char **argv, const ah_config_t *cfg);
 
 #endif

@@ -104,7 +104,11 @@ void ah_feedback_handle(ah_worker_t *w, struct evhttp_request *req)
     }
     const char *cache = (const char *)sqlite3_column_text(st, 2);
     const char *ckey = (const char *)sqlite3_column_text(st, 3);
+    /* column text dies with the statement: keep what the answer needs */
+    char kind[16] = "";
     int removed = 0, was_hit = cache && (!strcmp(cache, "exact") || !strcmp(cache, "semantic"));
+    if (was_hit)
+        snprintf(kind, sizeof kind, "%s", cache);
     uint8_t key[AH_CACHE_KEY_BYTES];
     if (json_is_true(wrong) && was_hit && w->gw->cache && ckey &&
         strlen(ckey) == 2 * AH_CACHE_KEY_BYTES && unhex(ckey, key, AH_CACHE_KEY_BYTES) == 0)
@@ -130,7 +134,7 @@ void ah_feedback_handle(ah_worker_t *w, struct evhttp_request *req)
         }
     }
     json_t *o = json_pack("{s:s,s:b,s:s?,s:b}", "request_id", rid, "recorded", 1, "cache",
-                          was_hit ? cache : NULL, "cache_entry_removed", removed);
+                          was_hit ? kind : NULL, "cache_entry_removed", removed);
     ah_reply_json(req, 200, o);
     json_decref(o);
 out:

@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
-import { startFake, startGateway, testConfig, ledgerRow, MASTER_KEY } from './lib/harness.mjs';
+import { execFileSync } from 'node:child_process';
+import { startFake, startGateway, testConfig, ledgerRow, MASTER_KEY, AHORRO_BIN } from './lib/harness.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const VECTORS = process.env.AHORRO_EMBEDDINGS || join(ROOT, 'build/data/sif-100d.bin');
@@ -263,6 +264,15 @@ test('admin: stats per tenant and route, purge by tenant, namespace, model or ag
   assert.equal((await ask(q)).response.headers.get('x-ahorro-cache'), 'miss');
   const noAuth = await fetch(`${gw.url}/admin/cache`, { headers: { authorization: 'Bearer nope' } });
   assert.equal(noAuth.status, 401);
+  // the CLI asks the running gateway, with the configuration's master key
+  await ask(q);
+  const cli = (...args) => execFileSync(AHORRO_BIN, ['cache', ...args, '--url', gw.url, '--config', gw.cfgPath],
+    { encoding: 'utf8', env: { ...process.env, AHORRO_MASTER_KEY: '' } });
+  const js = JSON.parse(cli('stats', '--json'));
+  assert.ok(js.entries > 0);
+  assert.match(cli('stats'), /hits_exact/);
+  assert.match(cli('purge', '--tenant', 'master', '--model', 'gpt-4o-mini'), /purged [1-9]\d* entries/);
+  assert.equal((await ask(q)).response.headers.get('x-ahorro-cache'), 'miss');
 });
 
 test('semantic hit: a rephrased question gets the answer, within the tenant only', { skip: !HAVE_VECTORS && 'no word vectors built (scripts/build-embeddings.sh)' }, async () => {

@@ -1,0 +1,112 @@
+/* setup.c - the answer caches of a gateway, from its configuration.
+ *
+ * Creates the store when any route caches, opens the semantic cache's
+ * embedder when any route asks for it (a missing embedder leaves the exact
+ * cache on, and says so), loads the entries kept at the last clean stop, and
+ * keeps them again at the next. */
+#include "cache/setup.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "store/db.h"
+
+static int any_cache(const ah_config_t *cfg, int semantic)
+{
+    const ah_cache_policy_t *p = &cfg->cache.policy;
+    if (semantic ? p->semantic : (p->exact || p->semantic))
+        return 1;
+    for (size_t i = 0; i < cfg->cache.nroutes; i++) {
+        p = &cfg->cache.routes[i].policy;
+        if (semantic ? p->semantic : (p->exact || p->semantic))
+            return 1;
+    }
+    return 0;
+}
+
+/* The semantic cache's embedder: the configured one, else the built-in SIF
+ * vectors built at set-up (scripts/build-embeddings.sh), looked for beside
+ * the binary and in ./build/data. */
+static ah_embedder_t *open_embedder(const ah_config_t *cfg)
+{
+    const ah_cache_config_t *cc = &cfg->cache;
+    char err[512] = "", exe[4096], p1[4200], p2[4200];
+    if (cc->embedder && strcmp(cc->embedder, "model2vec") == 0) {
+        if (!cc->embedder_path) {
+            ah_error("cache: embedder model2vec needs embedder_path (a model directory)");
+            return NULL;
+        }
+        ah_embedder_t *e = ah_embed_open_model2vec(cc->embedder_path, err, sizeof err);
+        if (!e)
+            ah_error("cache: %s", err);
+        return e;
+    }
+    const char *cands[4];
+    int n = 0;
+    const char *env = getenv("AHORRO_EMBEDDINGS");
+    if (cc->embedder_path)
+        cands[n++] = cc->embedder_path;
+    else if (env && *env)
+        cands[n++] = env;
+    else {
+        ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (len > 0) {
+            exe[len] = '\0';
+            char *slash = strrchr(exe, '/');
+            if (slash)
+                *slash = '\0';
+            snprintf(p1, sizeof p1, "%s/data/sif-100d.bin", exe);
+            snprintf(p2, sizeof p2, "%s/../share/ahorro/sif-100d.bin", exe);
+            cands[n++] = p1;
+            cands[n++] = p2;
+        }
+        cands[n++] = "build/data/sif-100d.bin";
+    }
+    for (int i = 0; i < n; i++) {
+        if (access(cands[i], R_OK) != 0)
+            continue;
+        ah_embedder_t *e = ah_embed_open_sif(cands[i], err, sizeof err);
+        if (e) {
+            ah_info("cache: semantic embedder sif (%d dimensions) from %s", e->dim, cands[i]);
+            return e;
+        }
+        ah_error("cache: %s", err);
+        return NULL;
+    }
+    ah_error("cache: no word vectors for the semantic cache (run scripts/build-embeddings.sh, or "
+             "set ahorro.cache.embedder_path)");
+    return NULL;
+}
+
+void ah_cache_setup(const ah_config_t *cfg, ah_cache_t **cache, ah_embedder_t **embedder)
+{
+    *cache = NULL;
+    *embedder = NULL;
+    if (!any_cache(cfg, 0))
+        return;
+    *cache = ah_cache_new(cfg->cache.max_entries, cfg->cache.max_bytes);
+    if (any_cache(cfg, 1) && !(*embedder = open_embedder(cfg)))
+        ah_warn("cache: the semantic cache is off; exact caching goes on");
+    sqlite3 *db;
+    if (cfg->cache.persist && ah_db_open(cfg->db_path, &db) == AH_E_OK) {
+        ah_cache_load(*cache, db, ah_wall_ms());
+        sqlite3_close(db);
+    }
+    ah_info("cache: on (at most %zu entries, %zu MB)", cfg->cache.max_entries,
+            cfg->cache.max_bytes >> 20);
+}
+
+void ah_cache_teardown(const ah_config_t *cfg, ah_cache_t *cache, ah_embedder_t *embedder)
+{
+    sqlite3 *db;
+    if (cache && cfg->cache.persist && ah_db_open(cfg->db_path, &db) == AH_E_OK) {
+        ah_cache_save(cache, db, ah_wall_ms());
+        sqlite3_close(db);
+    }
+    ah_cache_free(cache);
+    ah_embed_free(embedder);
+}

@@ -1,0 +1,18 @@
+/* setup.h - the answer caches of a gateway, from its configuration. */
+#ifndef AH_CACHE_SETUP_H
+#define AH_CACHE_SETUP_H
+
+#include "cache/embed.h"
+#include "cache/store.h"
+#include "config/config.h"
+
+/* *cache: the store when any route caches, else NULL; *embedder: the
+ * semantic cache's embedder when any route needs one and it opens, else NULL.
+ * Entries kept at the last stop are loaded. Release both with
+ * ah_cache_teardown. */
+void ah_cache_setup(const ah_config_t *cfg, ah_cache_t **cache, ah_embedder_t **embedder);
+/* Keep the live entries (when configured to), then free the store and the
+ * embedder; either may be NULL. */
+void ah_cache_teardown(const ah_config_t *cfg, ah_cache_t *cache, ah_embedder_t *embedder);
+
+#endif
