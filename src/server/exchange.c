@@ -27,6 +27,7 @@
 #include "ingress/ingress.h"
 #include "metrics/metrics.h"
 #include "pipeline/upstream.h"
+#include "provider/provider.h"
 
 typedef struct exchange {
     ah_worker_t *w;
@@ -344,6 +345,19 @@ static void serve_cached(exchange_t *ex)
 {
     ah_request_t *r = ex->r;
     ah_cache_entry_t *e = r->cache_hit;
+    r->cost_usd = 0;
+    r->cost_known = 1;
+    r->t_first_token_us = ah_now_us();
+    if (!r->stream && r->api == AH_API_OPENAI) {
+        /* The stored text is already the client's answer: no parse, no render. */
+        static const char *const keys[] = {"model"};
+        ah_json_span_t model;
+        if (ah_json_skim(e->answer, e->answer_len, keys, 1, &model) == AH_E_OK)
+            r->served_model = ah_provider_span_string(r, model);
+        send_body(ex, 200, e->answer, e->answer_len);
+        finish(ex);
+        return;
+    }
     json_t *canon = json_loadb(e->answer, e->answer_len, 0, NULL);
     if (!canon) {
         ah_request_fail(r, 500, NULL, NULL, NULL, "a cached answer could not be read");
@@ -353,9 +367,6 @@ static void serve_cached(exchange_t *ex)
     }
     const char *model = json_string_value(json_object_get(canon, "model"));
     r->served_model = model ? ah_arena_strdup(&r->arena, model) : NULL;
-    r->cost_usd = 0;
-    r->cost_known = 1;
-    r->t_first_token_us = ah_now_us();
     if (!r->stream) {
         json_t *ans = ex->in->render_response(r, canon);
         char *s = json_dumps(ans, JSON_COMPACT);
