@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "core/alloc.h"
 #include "core/log.h"
+#include "core/path.h"
 #include "server/server.h"
 #include "store/ledger.h"
 #include "store/prices.h"
@@ -55,12 +56,7 @@ static ah_prices_t *load_prices(const char *configured)
         cands[n++] = configured;
     if (env && *env)
         cands[n++] = env;
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len > 0) {
-        exe[len] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash)
-            *slash = '\0';
+    if (ah_exe_dir(exe, sizeof exe) == 0) {
         snprintf(path, sizeof path, "%s/../data/prices.json", exe);
         cands[n++] = path;
     }

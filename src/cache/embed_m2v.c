@@ -35,6 +35,7 @@
 #include "cache/embed.h"
 #include "cache/tokenizer.h"
 #include "core/alloc.h"
+#include "core/error.h"
 
 /* Tokens averaged per text: model2vec's default max_length. */
 #define AH_M2V_MAX_TOKENS 512
@@ -82,19 +83,6 @@ typedef struct {
     size_t max_chars;
     bool normalize;
 } m2v_t;
-
-static void fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static float half_to_float(uint16_t h)
 {
@@ -189,8 +177,8 @@ static ah_err_t tensor_parse(const char *name, json_t *desc, const unsigned char
     json_t *shape = json_object_get(desc, "shape");
     json_t *offs = json_object_get(desc, "data_offsets");
     if (!json_is_object(desc) || !dt || !json_is_array(shape) || json_array_size(offs) != 2) {
-        fail(err, errlen, "model.safetensors: tensor \"%.64s\" lacks dtype, shape or offsets",
-             name);
+        ah_err_printf(err, errlen,
+                      "model.safetensors: tensor \"%.64s\" lacks dtype, shape or offsets", name);
         return AH_E_PARSE;
     }
     size_t k;
@@ -198,15 +186,16 @@ static ah_err_t tensor_parse(const char *name, json_t *desc, const unsigned char
         if (strcmp(DTYPES[k].name, dt) == 0)
             break;
     if (k == sizeof DTYPES / sizeof DTYPES[0]) {
-        fail(err, errlen, "model.safetensors: tensor \"%.64s\" has unsupported dtype %.16s", name,
-             dt);
+        ah_err_printf(err, errlen,
+                      "model.safetensors: tensor \"%.64s\" has unsupported dtype %.16s", name, dt);
         return AH_E_UNSUPPORTED;
     }
     t->dt = DTYPES[k].dt;
     t->esize = DTYPES[k].size;
     t->rank = json_array_size(shape);
     if (t->rank > AH_M2V_MAX_RANK) {
-        fail(err, errlen, "model.safetensors: tensor \"%.64s\" has rank %zu", name, t->rank);
+        ah_err_printf(err, errlen, "model.safetensors: tensor \"%.64s\" has rank %zu", name,
+                      t->rank);
         return AH_E_PARSE;
     }
     t->count = 1;
@@ -215,7 +204,7 @@ static ah_err_t tensor_parse(const char *name, json_t *desc, const unsigned char
         if (!json_is_integer(d) || json_integer_value(d) < 0 ||
             (uint64_t)json_integer_value(d) > SIZE_MAX ||
             ah_mul_overflows(t->count, (size_t)json_integer_value(d))) {
-            fail(err, errlen, "model.safetensors: tensor \"%.64s\" has a bad shape", name);
+            ah_err_printf(err, errlen, "model.safetensors: tensor \"%.64s\" has a bad shape", name);
             return AH_E_PARSE;
         }
         t->shape[i] = (size_t)json_integer_value(d);
@@ -225,18 +214,18 @@ static ah_err_t tensor_parse(const char *name, json_t *desc, const unsigned char
     if (!json_is_integer(b) || !json_is_integer(e) || json_integer_value(b) < 0 ||
         json_integer_value(e) < json_integer_value(b) ||
         (uint64_t)json_integer_value(e) > data_len) {
-        fail(err, errlen,
-             "model.safetensors: tensor \"%.64s\" offsets out of range (data is %zu "
-             "bytes)",
-             name, data_len);
+        ah_err_printf(err, errlen,
+                      "model.safetensors: tensor \"%.64s\" offsets out of range (data is %zu "
+                      "bytes)",
+                      name, data_len);
         return AH_E_PARSE;
     }
     size_t begin = (size_t)json_integer_value(b), end = (size_t)json_integer_value(e);
     if (ah_mul_overflows(t->count, t->esize) || t->count * t->esize != end - begin) {
-        fail(err, errlen,
-             "model.safetensors: tensor \"%.64s\" is %zu bytes, its shape and dtype "
-             "need another size",
-             name, end - begin);
+        ah_err_printf(err, errlen,
+                      "model.safetensors: tensor \"%.64s\" is %zu bytes, its shape and dtype "
+                      "need another size",
+                      name, end - begin);
         return AH_E_PARSE;
     }
     t->data = data + begin;
@@ -256,13 +245,13 @@ static ah_err_t load_safetensors(m2v_t *m, const char *path, size_t vocab, char 
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
-        fail(err, errlen, "%s: cannot open", path);
+        ah_err_printf(err, errlen, "%s: cannot open", path);
         rc = AH_E_IO;
         goto out;
     }
     if (st.st_size < SAFETENSORS_LEN_BYTES) {
-        fail(err, errlen, "model.safetensors: %lld bytes, too short for a header",
-             (long long)st.st_size);
+        ah_err_printf(err, errlen, "model.safetensors: %lld bytes, too short for a header",
+                      (long long)st.st_size);
         rc = AH_E_PARSE;
         goto out;
     }
@@ -270,7 +259,7 @@ static ah_err_t load_safetensors(m2v_t *m, const char *path, size_t vocab, char 
     m->map = mmap(NULL, m->map_len, PROT_READ, MAP_PRIVATE, fd, 0);
     if (m->map == MAP_FAILED) {
         m->map = NULL;
-        fail(err, errlen, "%s: mmap failed", path);
+        ah_err_printf(err, errlen, "%s: mmap failed", path);
         rc = AH_E_IO;
         goto out;
     }
@@ -279,16 +268,17 @@ static ah_err_t load_safetensors(m2v_t *m, const char *path, size_t vocab, char 
     for (int i = SAFETENSORS_LEN_BYTES - 1; i >= 0; i--)
         hlen = (hlen << 8) | base[i];
     if (hlen > AH_M2V_MAX_HEADER_BYTES || hlen > m->map_len - SAFETENSORS_LEN_BYTES) {
-        fail(err, errlen, "model.safetensors: header length %llu exceeds the file (%zu bytes)",
-             (unsigned long long)hlen, m->map_len);
+        ah_err_printf(err, errlen,
+                      "model.safetensors: header length %llu exceeds the file (%zu bytes)",
+                      (unsigned long long)hlen, m->map_len);
         rc = AH_E_PARSE;
         goto out;
     }
     json_error_t jerr;
     root = json_loadb((const char *)base + SAFETENSORS_LEN_BYTES, (size_t)hlen, 0, &jerr);
     if (!json_is_object(root)) {
-        fail(err, errlen, "model.safetensors: header is not a JSON object (%s)",
-             root ? "wrong type" : jerr.text);
+        ah_err_printf(err, errlen, "model.safetensors: header is not a JSON object (%s)",
+                      root ? "wrong type" : jerr.text);
         rc = AH_E_PARSE;
         goto out;
     }
@@ -318,16 +308,16 @@ static ah_err_t load_safetensors(m2v_t *m, const char *path, size_t vocab, char 
         }
     }
     if (!has_emb) {
-        fail(err, errlen, "model.safetensors: no \"embeddings\" tensor");
+        ah_err_printf(err, errlen, "model.safetensors: no \"embeddings\" tensor");
         rc = AH_E_PARSE;
         goto out;
     }
     if (emb.rank != 2 || emb.shape[0] == 0 || emb.shape[1] == 0 ||
         emb.shape[1] > AH_EMBED_MAX_DIM || !(is_float(emb.dt) || emb.dt == DT_I8)) {
-        fail(err, errlen,
-             "model.safetensors: embeddings must be [rows, 1..%d] of a float type or "
-             "I8",
-             AH_EMBED_MAX_DIM);
+        ah_err_printf(err, errlen,
+                      "model.safetensors: embeddings must be [rows, 1..%d] of a float type or "
+                      "I8",
+                      AH_EMBED_MAX_DIM);
         rc = AH_E_PARSE;
         goto out;
     }
@@ -337,7 +327,8 @@ static ah_err_t load_safetensors(m2v_t *m, const char *path, size_t vocab, char 
     m->nmap = vocab;
     if (has_map) {
         if (map.rank != 1 || (map.dt != DT_I32 && map.dt != DT_I64) || map.count < vocab) {
-            fail(err, errlen, "model.safetensors: mapping must be I32/I64 [>= %zu tokens]", vocab);
+            ah_err_printf(err, errlen, "model.safetensors: mapping must be I32/I64 [>= %zu tokens]",
+                          vocab);
             rc = AH_E_PARSE;
             goto out;
         }
@@ -345,22 +336,24 @@ static ah_err_t load_safetensors(m2v_t *m, const char *path, size_t vocab, char 
         for (size_t i = 0; i < vocab; i++) {
             int64_t row = tensor_get_int(&map, i);
             if (row < 0 || (uint64_t)row >= m->rows) {
-                fail(err, errlen, "model.safetensors: mapping[%zu] = %lld is not a row (of %zu)", i,
-                     (long long)row, m->rows);
+                ah_err_printf(err, errlen,
+                              "model.safetensors: mapping[%zu] = %lld is not a row (of %zu)", i,
+                              (long long)row, m->rows);
                 rc = AH_E_PARSE;
                 goto out;
             }
             m->mapping[i] = (uint32_t)row;
         }
     } else if (m->rows < vocab) {
-        fail(err, errlen, "model.safetensors: %zu rows for a vocabulary of %zu tokens", m->rows,
-             vocab);
+        ah_err_printf(err, errlen, "model.safetensors: %zu rows for a vocabulary of %zu tokens",
+                      m->rows, vocab);
         rc = AH_E_PARSE;
         goto out;
     }
     if (has_wts) {
         if (wts.rank != 1 || !is_float(wts.dt) || wts.count < vocab) {
-            fail(err, errlen, "model.safetensors: weights must be a float [>= %zu tokens]", vocab);
+            ah_err_printf(err, errlen, "model.safetensors: weights must be a float [>= %zu tokens]",
+                          vocab);
             rc = AH_E_PARSE;
             goto out;
         }
@@ -386,8 +379,8 @@ static ah_err_t load_config(m2v_t *m, const char *path, char *err, size_t errlen
     json_error_t jerr;
     json_t *root = json_load_file(path, 0, &jerr);
     if (!json_is_object(root)) {
-        fail(err, errlen, "config.json: line %d: %s", jerr.line,
-             root ? "not an object" : jerr.text);
+        ah_err_printf(err, errlen, "config.json: line %d: %s", jerr.line,
+                      root ? "not an object" : jerr.text);
         rc = AH_E_PARSE;
         goto out;
     }
@@ -524,7 +517,7 @@ ah_embedder_t *ah_embed_open_model2vec(const char *dir, char *err, size_t errlen
     ah_embedder_t *e = NULL;
     m2v_t *m = ah_calloc(1, sizeof *m);
     if (!model_path(path, sizeof path, dir, "tokenizer.json")) {
-        fail(err, errlen, "%s: path too long", dir);
+        ah_err_printf(err, errlen, "%s: path too long", dir);
         rc = AH_E_INVAL;
         goto out;
     }

@@ -13,6 +13,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/path.h"
 #include "store/db.h"
 
 static int any_cache(const ah_config_t *cfg, int semantic)
@@ -53,12 +54,7 @@ static ah_embedder_t *open_embedder(const ah_config_t *cfg)
     else if (env && *env)
         cands[n++] = env;
     else {
-        ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        if (len > 0) {
-            exe[len] = '\0';
-            char *slash = strrchr(exe, '/');
-            if (slash)
-                *slash = '\0';
+        if (ah_exe_dir(exe, sizeof exe) == 0) {
             snprintf(p1, sizeof p1, "%s/data/sif-100d.bin", exe);
             snprintf(p2, sizeof p2, "%s/../share/ahorro/sif-100d.bin", exe);
             cands[n++] = p1;

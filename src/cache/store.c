@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cache/vindex.h"
@@ -18,6 +19,17 @@
 #define SCOPE_BUCKETS 1024
 /* Bytes charged per entry beyond its strings and vector (struct, links). */
 #define ENTRY_OVERHEAD 256
+
+/* Lookups counted per tenant and route: a fixed open-addressed table, so a
+ * flood of tenants cannot grow it; past its size they share one row. */
+#define ROUTE_SLOTS 1024
+#define ROUTE_KEY_MAX 300
+
+typedef struct route_stats {
+    uint64_t hash; /* 0: empty */
+    char tenant[ROUTE_KEY_MAX], model[ROUTE_KEY_MAX];
+    uint64_t hits_exact, hits_semantic, misses, false_hits;
+} route_stats_t;
 
 typedef struct scope {
     uint8_t key[AH_CACHE_KEY_BYTES];
@@ -35,6 +47,7 @@ struct ah_cache {
     scope_t *scopes[SCOPE_BUCKETS];
     uint64_t next_id;
     ah_cache_stats_t st;
+    route_stats_t *routes; /* ROUTE_SLOTS + 1 (the last: every other route) */
 };
 
 static uint64_t key_hash(const uint8_t *k)
@@ -64,7 +77,39 @@ ah_cache_t *ah_cache_new(size_t max_entries, size_t max_bytes)
     c->by_key = ah_calloc(c->nbuckets, sizeof *c->by_key);
     c->by_id = ah_calloc(c->nbuckets, sizeof *c->by_id);
     c->next_id = 1;
+    c->routes = ah_calloc(ROUTE_SLOTS + 1, sizeof *c->routes);
+    snprintf(c->routes[ROUTE_SLOTS].tenant, ROUTE_KEY_MAX, "(other)");
+    snprintf(c->routes[ROUTE_SLOTS].model, ROUTE_KEY_MAX, "(other)");
     return c;
+}
+
+static uint64_t str_hash(uint64_t h, const char *s)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+    return (h ^ 0xff) * 0x100000001b3ULL;
+}
+
+/* The counters of (tenant, model), under the lock. */
+static route_stats_t *route_of(ah_cache_t *c, const char *tenant, const char *model)
+{
+    tenant = tenant ? tenant : "";
+    model = model ? model : "";
+    uint64_t h = str_hash(str_hash(0xcbf29ce484222325ULL, tenant), model) | 1;
+    for (size_t i = 0, j = h % ROUTE_SLOTS; i < ROUTE_SLOTS; i++, j = (j + 1) % ROUTE_SLOTS) {
+        route_stats_t *r = &c->routes[j];
+        if (r->hash == h && strcmp(r->tenant, tenant) == 0 && strcmp(r->model, model) == 0)
+            return r;
+        if (r->hash == 0) {
+            if (strlen(tenant) >= ROUTE_KEY_MAX || strlen(model) >= ROUTE_KEY_MAX)
+                break;
+            r->hash = h;
+            snprintf(r->tenant, ROUTE_KEY_MAX, "%s", tenant);
+            snprintf(r->model, ROUTE_KEY_MAX, "%s", model);
+            return r;
+        }
+    }
+    return &c->routes[ROUTE_SLOTS];
 }
 
 static void entry_free(ah_cache_entry_t *e)
@@ -203,8 +248,10 @@ ah_cache_entry_t *ah_cache_get(ah_cache_t *c, const uint8_t *key, int64_t now_ms
     ah_cache_entry_t *e = find_key(c, key);
     if (e)
         e = take(c, e, now_ms, max_age_ms);
-    if (e)
+    if (e) {
         c->st.hits_exact++;
+        route_of(c, e->tenant, e->model)->hits_exact++;
+    }
     pthread_mutex_unlock(&c->mu);
     return e;
 }
@@ -231,16 +278,19 @@ ah_cache_entry_t *ah_cache_get_similar(ah_cache_t *c, const uint8_t *scope, cons
         if (cand && (e = take(c, cand, now_ms, max_age_ms)))
             *sim = hits[i].sim;
     }
-    if (e)
+    if (e) {
         c->st.hits_semantic++;
+        route_of(c, e->tenant, e->model)->hits_semantic++;
+    }
     pthread_mutex_unlock(&c->mu);
     return e;
 }
 
-void ah_cache_count_miss(ah_cache_t *c)
+void ah_cache_count_miss(ah_cache_t *c, const char *tenant, const char *model)
 {
     pthread_mutex_lock(&c->mu);
     c->st.misses++;
+    route_of(c, tenant, model)->misses++;
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -318,8 +368,10 @@ int ah_cache_mark_wrong(ah_cache_t *c, const uint8_t *key)
 {
     pthread_mutex_lock(&c->mu);
     ah_cache_entry_t *e = find_key(c, key);
-    if (e)
+    if (e) {
+        route_of(c, e->tenant, e->model)->false_hits++;
         entry_remove(c, e);
+    }
     c->st.false_hits++;
     pthread_mutex_unlock(&c->mu);
     return e != NULL;
@@ -377,6 +429,24 @@ json_t *ah_cache_breakdown(ah_cache_t *c)
             row, "bytes",
             json_integer(json_integer_value(json_object_get(row, "bytes")) + (json_int_t)e->bytes));
     }
+    for (size_t i = 0; i <= ROUTE_SLOTS; i++) {
+        route_stats_t *r = &c->routes[i];
+        if (!r->hits_exact && !r->hits_semantic && !r->misses && !r->false_hits)
+            continue;
+        char k[1024];
+        snprintf(k, sizeof k, "%s\x1f%s", r->tenant, r->model);
+        json_t *row = json_object_get(by, k);
+        if (!row) {
+            row = json_pack("{s:s,s:s,s:I,s:I,s:I}", "tenant", r->tenant, "model", r->model,
+                            "entries", (json_int_t)0, "semantic_entries", (json_int_t)0, "bytes",
+                            (json_int_t)0);
+            json_object_set_new(by, k, row);
+        }
+        json_object_set_new(row, "hits_exact", json_integer((json_int_t)r->hits_exact));
+        json_object_set_new(row, "hits_semantic", json_integer((json_int_t)r->hits_semantic));
+        json_object_set_new(row, "misses", json_integer((json_int_t)r->misses));
+        json_object_set_new(row, "false_hits", json_integer((json_int_t)r->false_hits));
+    }
     pthread_mutex_unlock(&c->mu);
     json_t *arr = json_array();
     const char *k;
@@ -401,6 +471,7 @@ void ah_cache_free(ah_cache_t *c)
         }
     ah_free(c->by_key);
     ah_free(c->by_id);
+    ah_free(c->routes);
     pthread_mutex_destroy(&c->mu);
     ah_free(c);
 }

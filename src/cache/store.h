@@ -81,8 +81,9 @@ ah_cache_entry_t *ah_cache_get(ah_cache_t *c, const uint8_t *key, int64_t now_ms
 ah_cache_entry_t *ah_cache_get_similar(ah_cache_t *c, const uint8_t *scope, const float *vec,
                                        int dim, float min_sim, int64_t now_ms, int64_t max_age_ms,
                                        float *sim);
-/* Count a miss of a lookup that found nothing (exact and semantic both). */
-void ah_cache_count_miss(ah_cache_t *c);
+/* Count a miss of a lookup that found nothing (exact and semantic both),
+ * for a tenant and route. */
+void ah_cache_count_miss(ah_cache_t *c, const char *tenant, const char *model);
 /* Insert (or replace) an entry; evicts as needed. */
 void ah_cache_insert(ah_cache_t *c, const ah_cache_put_t *p);
 void ah_cache_entry_release(ah_cache_entry_t *e);
@@ -95,8 +96,10 @@ int ah_cache_mark_wrong(ah_cache_t *c, const uint8_t *key);
 size_t ah_cache_purge(ah_cache_t *c, const char *tenant, const char *ns, const char *model,
                       int64_t before_ms);
 void ah_cache_stats(ah_cache_t *c, ah_cache_stats_t *out);
-/* Per tenant and route: a JSON array of {tenant, model, entries, bytes}
- * (new reference). */
+/* Per tenant and route: a JSON array of {tenant, model, entries,
+ * semantic_entries, bytes, hits_exact, hits_semantic, misses, false_hits}
+ * (new reference). At most 1,024 tenant and route pairs are counted apart;
+ * the rest are counted under "(other)". */
 struct json_t;
 struct json_t *ah_cache_breakdown(ah_cache_t *c);
 

@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/error.h"
 #include "core/arena.h"
 
 /* Unigram's penalty for an unknown character, below the lowest piece score
@@ -956,19 +957,6 @@ struct ah_tok {
     size_t median;
 };
 
-static void fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static uint64_t fnv_step(uint64_t h, uint8_t b)
 {
     return (h ^ b) * FNV_PRIME;
@@ -1687,13 +1675,13 @@ static ah_err_t parse_normalizer(ah_tok_t *t, json_t *n, errbuf_t *e, int depth)
         return AH_E_OK;
     const char *type = json_string_value(json_object_get(n, "type"));
     if (!json_is_object(n) || !type || depth > AH_TOK_MAX_STEPS) {
-        fail(e->err, e->errlen, "tokenizer.json: normalizer without a type");
+        ah_err_printf(e->err, e->errlen, "tokenizer.json: normalizer without a type");
         return AH_E_PARSE;
     }
     if (strcmp(type, "Sequence") == 0) {
         json_t *list = json_object_get(n, "normalizers");
         if (!json_is_array(list)) {
-            fail(e->err, e->errlen, "tokenizer.json: Sequence normalizer without a list");
+            ah_err_printf(e->err, e->errlen, "tokenizer.json: Sequence normalizer without a list");
             return AH_E_PARSE;
         }
         size_t i;
@@ -1707,7 +1695,8 @@ static ah_err_t parse_normalizer(ah_tok_t *t, json_t *n, errbuf_t *e, int depth)
         return AH_E_OK;
     }
     if (t->nnorm == AH_TOK_MAX_STEPS) {
-        fail(e->err, e->errlen, "tokenizer.json: more than %d normalizers", AH_TOK_MAX_STEPS);
+        ah_err_printf(e->err, e->errlen, "tokenizer.json: more than %d normalizers",
+                      AH_TOK_MAX_STEPS);
         return AH_E_TOOBIG;
     }
     norm_step_t *st = &t->norm[t->nnorm];
@@ -1734,7 +1723,7 @@ static ah_err_t parse_normalizer(ah_tok_t *t, json_t *n, errbuf_t *e, int depth)
     } else if (strcmp(type, "Prepend") == 0) {
         const char *p = json_string_value(json_object_get(n, "prepend"));
         if (!p) {
-            fail(e->err, e->errlen, "tokenizer.json: Prepend normalizer without a string");
+            ah_err_printf(e->err, e->errlen, "tokenizer.json: Prepend normalizer without a string");
             return AH_E_PARSE;
         }
         st->kind = N_PREPEND;
@@ -1745,8 +1734,8 @@ static ah_err_t parse_normalizer(ah_tok_t *t, json_t *n, errbuf_t *e, int depth)
         const char *re = json_string_value(json_object_get(pat, "Regex"));
         const char *content = json_string_value(json_object_get(n, "content"));
         if (!content || (!str && !re) || (str && !*str)) {
-            fail(e->err, e->errlen,
-                 "tokenizer.json: Replace normalizer needs a pattern and content");
+            ah_err_printf(e->err, e->errlen,
+                          "tokenizer.json: Replace normalizer needs a pattern and content");
             return AH_E_PARSE;
         }
         st->content = arena_u32(t, content, &st->ncontent);
@@ -1758,11 +1747,12 @@ static ah_err_t parse_normalizer(ah_tok_t *t, json_t *n, errbuf_t *e, int depth)
             st->any_space = re[0] == '\\';
             st->min_run = st->any_space ? 1 : 2;
         } else {
-            fail(e->err, e->errlen, "tokenizer.json: Replace regex \"%.64s\" not supported", re);
+            ah_err_printf(e->err, e->errlen,
+                          "tokenizer.json: Replace regex \"%.64s\" not supported", re);
             return AH_E_UNSUPPORTED;
         }
     } else {
-        fail(e->err, e->errlen, "tokenizer.json: normalizer %.64s not supported", type);
+        ah_err_printf(e->err, e->errlen, "tokenizer.json: normalizer %.64s not supported", type);
         return AH_E_UNSUPPORTED;
     }
     t->nnorm++;
@@ -1822,13 +1812,14 @@ static ah_err_t parse_pretokenizer(ah_tok_t *t, json_t *p, errbuf_t *e, int dept
         return AH_E_OK;
     const char *type = json_string_value(json_object_get(p, "type"));
     if (!json_is_object(p) || !type || depth > AH_TOK_MAX_STEPS) {
-        fail(e->err, e->errlen, "tokenizer.json: pre_tokenizer without a type");
+        ah_err_printf(e->err, e->errlen, "tokenizer.json: pre_tokenizer without a type");
         return AH_E_PARSE;
     }
     if (strcmp(type, "Sequence") == 0) {
         json_t *list = json_object_get(p, "pretokenizers");
         if (!json_is_array(list)) {
-            fail(e->err, e->errlen, "tokenizer.json: Sequence pre_tokenizer without a list");
+            ah_err_printf(e->err, e->errlen,
+                          "tokenizer.json: Sequence pre_tokenizer without a list");
             return AH_E_PARSE;
         }
         size_t i;
@@ -1842,7 +1833,8 @@ static ah_err_t parse_pretokenizer(ah_tok_t *t, json_t *p, errbuf_t *e, int dept
         return AH_E_OK;
     }
     if (t->npre == AH_TOK_MAX_STEPS) {
-        fail(e->err, e->errlen, "tokenizer.json: more than %d pre_tokenizers", AH_TOK_MAX_STEPS);
+        ah_err_printf(e->err, e->errlen, "tokenizer.json: more than %d pre_tokenizers",
+                      AH_TOK_MAX_STEPS);
         return AH_E_TOOBIG;
     }
     pre_step_t *st = &t->pre[t->npre];
@@ -1854,7 +1846,8 @@ static ah_err_t parse_pretokenizer(ah_tok_t *t, json_t *p, errbuf_t *e, int dept
     } else if (strcmp(type, "Punctuation") == 0) {
         const char *b = json_string_value(json_object_get(p, "behavior"));
         if (b && strcmp(b, "Isolated") != 0) {
-            fail(e->err, e->errlen, "tokenizer.json: Punctuation behavior %.32s not supported", b);
+            ah_err_printf(e->err, e->errlen,
+                          "tokenizer.json: Punctuation behavior %.32s not supported", b);
             return AH_E_UNSUPPORTED;
         }
         st->kind = P_PUNCT;
@@ -1866,7 +1859,8 @@ static ah_err_t parse_pretokenizer(ah_tok_t *t, json_t *p, errbuf_t *e, int dept
             uint32_t cp;
             size_t n = strlen(r);
             if (n == 0 || utf8_decode((const uint8_t *)r, n, &cp) != n) {
-                fail(e->err, e->errlen, "tokenizer.json: Metaspace replacement is not one char");
+                ah_err_printf(e->err, e->errlen,
+                              "tokenizer.json: Metaspace replacement is not one char");
                 return AH_E_PARSE;
             }
             st->replacement = cp;
@@ -1880,7 +1874,7 @@ static ah_err_t parse_pretokenizer(ah_tok_t *t, json_t *p, errbuf_t *e, int dept
             st->prepend = get_bool(p, "add_prefix_space", true) ? PREPEND_ALWAYS : PREPEND_NEVER;
         st->split = get_bool(p, "split", true);
     } else {
-        fail(e->err, e->errlen, "tokenizer.json: pre_tokenizer %.64s not supported", type);
+        ah_err_printf(e->err, e->errlen, "tokenizer.json: pre_tokenizer %.64s not supported", type);
         return AH_E_UNSUPPORTED;
     }
     t->npre++;
@@ -1894,7 +1888,7 @@ static ah_err_t model_size(json_t *model, bool unigram, size_t *n, errbuf_t *e)
     *n = 0;
     if (unigram) {
         if (!json_is_array(vocab)) {
-            fail(e->err, e->errlen, "tokenizer.json: Unigram vocab is not a list");
+            ah_err_printf(e->err, e->errlen, "tokenizer.json: Unigram vocab is not a list");
             return AH_E_PARSE;
         }
         size_t i;
@@ -1903,17 +1897,17 @@ static ah_err_t model_size(json_t *model, bool unigram, size_t *n, errbuf_t *e)
         {
             if (json_array_size(v) != 2 || !json_is_string(json_array_get(v, 0)) ||
                 !json_is_number(json_array_get(v, 1))) {
-                fail(e->err, e->errlen,
-                     "tokenizer.json: Unigram vocab entry %zu is not "
-                     "[piece, score]",
-                     i);
+                ah_err_printf(e->err, e->errlen,
+                              "tokenizer.json: Unigram vocab entry %zu is not "
+                              "[piece, score]",
+                              i);
                 return AH_E_PARSE;
             }
         }
         *n = json_array_size(vocab);
     } else {
         if (!json_is_object(vocab)) {
-            fail(e->err, e->errlen, "tokenizer.json: WordPiece vocab is not an object");
+            ah_err_printf(e->err, e->errlen, "tokenizer.json: WordPiece vocab is not an object");
             return AH_E_PARSE;
         }
         const char *k;
@@ -1922,7 +1916,8 @@ static ah_err_t model_size(json_t *model, bool unigram, size_t *n, errbuf_t *e)
         {
             if (!json_is_integer(v) || json_integer_value(v) < 0 ||
                 json_integer_value(v) >= (json_int_t)AH_TOK_MAX_VOCAB) {
-                fail(e->err, e->errlen, "tokenizer.json: vocab id of \"%.64s\" is not an id", k);
+                ah_err_printf(e->err, e->errlen,
+                              "tokenizer.json: vocab id of \"%.64s\" is not an id", k);
                 return AH_E_PARSE;
             }
             if ((size_t)json_integer_value(v) + 1 > *n)
@@ -1930,7 +1925,7 @@ static ah_err_t model_size(json_t *model, bool unigram, size_t *n, errbuf_t *e)
         }
     }
     if (*n == 0 || *n > AH_TOK_MAX_VOCAB) {
-        fail(e->err, e->errlen, "tokenizer.json: vocabulary size %zu out of range", *n);
+        ah_err_printf(e->err, e->errlen, "tokenizer.json: vocabulary size %zu out of range", *n);
         return AH_E_PARSE;
     }
     return AH_E_OK;
@@ -1940,12 +1935,12 @@ static ah_err_t set_token(ah_tok_t *t, size_t id, const char *s, errbuf_t *e)
 {
     size_t len = strlen(s);
     if (len > AH_TOK_MAX_TOKEN_BYTES) {
-        fail(e->err, e->errlen, "tokenizer.json: token %zu is longer than %d bytes", id,
-             AH_TOK_MAX_TOKEN_BYTES);
+        ah_err_printf(e->err, e->errlen, "tokenizer.json: token %zu is longer than %d bytes", id,
+                      AH_TOK_MAX_TOKEN_BYTES);
         return AH_E_TOOBIG;
     }
     if (t->tok[id]) {
-        fail(e->err, e->errlen, "tokenizer.json: token id %zu is used twice", id);
+        ah_err_printf(e->err, e->errlen, "tokenizer.json: token id %zu is used twice", id);
         return AH_E_PARSE;
     }
     t->tok[id] = ah_arena_strndup(&t->arena, s, len);
@@ -1976,7 +1971,7 @@ static ah_err_t load_model(ah_tok_t *t, json_t *model, errbuf_t *e)
         t->ug_unk = -1;
         if (json_is_integer(unk)) {
             if (json_integer_value(unk) < 0 || (size_t)json_integer_value(unk) >= t->nmodel) {
-                fail(e->err, e->errlen, "tokenizer.json: Unigram unk_id out of range");
+                ah_err_printf(e->err, e->errlen, "tokenizer.json: Unigram unk_id out of range");
                 return AH_E_PARSE;
             }
             t->ug_unk = json_integer_value(unk);
@@ -2018,7 +2013,7 @@ static ah_err_t load_added(ah_tok_t *t, json_t *list, errbuf_t *e)
         if (!json_is_integer(id) || json_integer_value(id) < 0 ||
             (size_t)json_integer_value(id) >= t->ntok || !content || !*content ||
             strlen(content) > AH_TOK_MAX_TOKEN_BYTES) {
-            fail(e->err, e->errlen, "tokenizer.json: added token %zu is malformed", i);
+            ah_err_printf(e->err, e->errlen, "tokenizer.json: added token %zu is malformed", i);
             return AH_E_PARSE;
         }
         size_t tid = (size_t)json_integer_value(id);
@@ -2069,8 +2064,8 @@ ah_err_t ah_tok_load_json(const char *json, size_t len, ah_tok_t **out, char *er
     *out = NULL;
     json_t *root = json_loadb(json, len, 0, &jerr);
     if (!root || !json_is_object(root)) {
-        fail(err, errlen, "tokenizer.json: line %d: %s", jerr.line,
-             root ? "not an object" : jerr.text);
+        ah_err_printf(err, errlen, "tokenizer.json: line %d: %s", jerr.line,
+                      root ? "not an object" : jerr.text);
         rc = AH_E_PARSE;
         goto out;
     }
@@ -2081,7 +2076,7 @@ ah_err_t ah_tok_load_json(const char *json, size_t len, ah_tok_t **out, char *er
         type = json_is_array(json_object_get(model, "vocab")) ? "Unigram" : type;
     }
     if (!type) {
-        fail(err, errlen, "tokenizer.json: no model");
+        ah_err_printf(err, errlen, "tokenizer.json: no model");
         rc = AH_E_PARSE;
         goto out;
     }
@@ -2092,7 +2087,8 @@ ah_err_t ah_tok_load_json(const char *json, size_t len, ah_tok_t **out, char *er
     } else if (strcmp(type, "Unigram") == 0) {
         t->model = MODEL_UNIGRAM;
     } else {
-        fail(err, errlen, "tokenizer.json: model %.32s not supported (WordPiece, Unigram)", type);
+        ah_err_printf(err, errlen, "tokenizer.json: model %.32s not supported (WordPiece, Unigram)",
+                      type);
         rc = AH_E_UNSUPPORTED;
         goto out;
     }
@@ -2102,7 +2098,7 @@ ah_err_t ah_tok_load_json(const char *json, size_t len, ah_tok_t **out, char *er
     t->ntok = t->nmodel;
     json_t *added = json_object_get(root, "added_tokens");
     if (added && !json_is_array(added) && !json_is_null(added)) {
-        fail(err, errlen, "tokenizer.json: added_tokens is not a list");
+        ah_err_printf(err, errlen, "tokenizer.json: added_tokens is not a list");
         rc = AH_E_PARSE;
         goto out;
     }
@@ -2144,7 +2140,7 @@ ah_err_t ah_tok_load_json(const char *json, size_t len, ah_tok_t **out, char *er
         for (size_t j = k + 1; j < t->nnorm; j++)
             later_strip |= t->norm[j].kind == N_STRIP_ACCENTS;
         if (t->norm[k].kind == N_NFD && !later_strip) {
-            fail(err, errlen, "tokenizer.json: NFD is supported only before StripAccents");
+            ah_err_printf(err, errlen, "tokenizer.json: NFD is supported only before StripAccents");
             rc = AH_E_UNSUPPORTED;
             goto out;
         }
@@ -2153,8 +2149,9 @@ ah_err_t ah_tok_load_json(const char *json, size_t len, ah_tok_t **out, char *er
         const char *unk = json_string_value(json_object_get(model, "unk_token"));
         t->wp_unk = ah_tok_id(t, unk ? unk : "[UNK]");
         if (t->wp_unk < 0) {
-            fail(err, errlen, "tokenizer.json: WordPiece unk_token \"%.64s\" is not in the vocab",
-                 unk ? unk : "[UNK]");
+            ah_err_printf(err, errlen,
+                          "tokenizer.json: WordPiece unk_token \"%.64s\" is not in the vocab",
+                          unk ? unk : "[UNK]");
             rc = AH_E_PARSE;
             goto out;
         }
@@ -2187,26 +2184,26 @@ ah_err_t ah_tok_load_file(const char *path, ah_tok_t **out, char *err, size_t er
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) {
-        fail(err, errlen, "%s: cannot open", path);
+        ah_err_printf(err, errlen, "%s: cannot open", path);
         rc = AH_E_IO;
         goto out;
     }
     if (fseek(f, 0, SEEK_END) != 0) {
-        fail(err, errlen, "%s: cannot seek", path);
+        ah_err_printf(err, errlen, "%s: cannot seek", path);
         rc = AH_E_IO;
         goto out;
     }
     long size = ftell(f);
     if (size < 0 || (unsigned long)size > AH_TOK_MAX_FILE_BYTES) {
-        fail(err, errlen, "%s: size %ld out of range (limit %u bytes)", path, size,
-             AH_TOK_MAX_FILE_BYTES);
+        ah_err_printf(err, errlen, "%s: size %ld out of range (limit %u bytes)", path, size,
+                      AH_TOK_MAX_FILE_BYTES);
         rc = AH_E_TOOBIG;
         goto out;
     }
     rewind(f);
     data = ah_malloc((size_t)size + 1);
     if (fread(data, 1, (size_t)size, f) != (size_t)size) {
-        fail(err, errlen, "%s: read failed", path);
+        ah_err_printf(err, errlen, "%s: read failed", path);
         rc = AH_E_IO;
         goto out;
     }

@@ -6,6 +6,8 @@
 #ifndef AH_ERROR_H
 #define AH_ERROR_H
 
+#include <stddef.h>
+
 #define AH_ERR_MAP(X)                                                                              \
     X(OK, "success")                                                                               \
     X(NOMEM, "out of memory")                                                                      \
@@ -31,5 +33,11 @@ typedef enum {
 
 /* Returns a static string describing err; never NULL, never to be freed. */
 const char *ah_strerror(ah_err_t err);
+
+/* Write a printf-formatted message into a caller's error buffer (err may be
+ * NULL or errlen 0: nothing is written). For functions that report why they
+ * failed into `char *err, size_t errlen`. */
+void ah_err_printf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -183,7 +183,7 @@ int ah_stage_cache(ah_worker_t *w, ah_request_t *r)
         }
         ah_free(text);
     }
-    ah_cache_count_miss(cache);
+    ah_cache_count_miss(cache, tenant, r->model);
     r->cache_status = "miss";
     if (!c.no_store) {
         r->cache_store = 1;

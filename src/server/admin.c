@@ -84,6 +84,36 @@ static void keys_create(ah_worker_t *w, struct evhttp_request *req)
     json_decref(b);
 }
 
+/* The cache's counters in Prometheus text format. */
+static void cache_metrics(ah_cache_t *c, ah_buf_t *out)
+{
+    ah_cache_stats_t st;
+    ah_cache_stats(c, &st);
+    ah_buf_printf(out,
+                  "# HELP ahorro_cache_lookups_total Answer cache lookups by result.\n"
+                  "# TYPE ahorro_cache_lookups_total counter\n"
+                  "ahorro_cache_lookups_total{result=\"exact\"} %llu\n"
+                  "ahorro_cache_lookups_total{result=\"semantic\"} %llu\n"
+                  "ahorro_cache_lookups_total{result=\"miss\"} %llu\n"
+                  "# HELP ahorro_cache_false_hits_total Hits reported wrong by feedback.\n"
+                  "# TYPE ahorro_cache_false_hits_total counter\n"
+                  "ahorro_cache_false_hits_total %llu\n"
+                  "# HELP ahorro_cache_evictions_total Entries evicted for room or expired.\n"
+                  "# TYPE ahorro_cache_evictions_total counter\n"
+                  "ahorro_cache_evictions_total{reason=\"lru\"} %llu\n"
+                  "ahorro_cache_evictions_total{reason=\"ttl\"} %llu\n"
+                  "# HELP ahorro_cache_entries Answers in the cache.\n"
+                  "# TYPE ahorro_cache_entries gauge\n"
+                  "ahorro_cache_entries %llu\n"
+                  "# HELP ahorro_cache_bytes Memory charged to the cache's entries.\n"
+                  "# TYPE ahorro_cache_bytes gauge\n"
+                  "ahorro_cache_bytes %llu\n",
+                  (unsigned long long)st.hits_exact, (unsigned long long)st.hits_semantic,
+                  (unsigned long long)st.misses, (unsigned long long)st.false_hits,
+                  (unsigned long long)st.evictions, (unsigned long long)st.expirations,
+                  (unsigned long long)st.entries, (unsigned long long)st.bytes);
+}
+
 /* GET /admin/cache: counters and entries per tenant and route. */
 static void cache_stats(ah_worker_t *w, struct evhttp_request *req)
 {
@@ -172,6 +202,8 @@ void ah_admin_handle(ah_worker_t *w, struct evhttp_request *req, const char *pat
         ah_buf_t out;
         ah_buf_init(&out, 16u << 20);
         ah_metrics_render(&out);
+        if (w->gw->cache)
+            cache_metrics(w->gw->cache, &out);
         struct evbuffer *b = evbuffer_new();
         evbuffer_add(b, out.data, out.len);
         ah_buf_free(&out);

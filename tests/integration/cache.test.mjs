@@ -256,7 +256,11 @@ test('admin: stats per tenant and route, purge by tenant, namespace, model or ag
   const stats = await (await fetch(`${gw.url}/admin/cache`, { headers: auth })).json();
   assert.equal(stats.enabled, true);
   assert.ok(stats.entries > 0 && stats.bytes > 0 && stats.hits_exact > 0 && stats.misses > 0);
-  assert.ok(stats.by_route.some((r) => r.tenant === 'master' && r.model === 'gpt-4o-mini' && r.entries > 0));
+  assert.ok(stats.by_route.some((r) => r.tenant === 'master' && r.model === 'gpt-4o-mini' && r.entries > 0 &&
+    r.hits_exact > 0 && r.misses > 0 && r.false_hits >= 1), JSON.stringify(stats.by_route));
+  const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+  assert.match(metrics, /^ahorro_cache_lookups_total\{result="exact"\} [1-9]/m);
+  assert.match(metrics, /^ahorro_cache_entries [1-9]/m);
   const none = await (await fetch(`${gw.url}/admin/cache?tenant=nobody`, { method: 'DELETE', headers: auth })).json();
   assert.equal(none.purged, 0);
   const some = await (await fetch(`${gw.url}/admin/cache?model=gpt-4o-mini&tenant=master`, { method: 'DELETE', headers: auth })).json();
