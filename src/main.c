@@ -91,9 +91,9 @@ static int serve(ah_config_t *cfg)
     }
     if (cfg->ndeps == 0)
         ah_warn("no models: set OPENAI_API_KEY / ANTHROPIC_API_KEY or a config with model_list");
-    ah_cache_setup(cfg, &gw.cache, &gw.embedder);
+    ah_cache_setup(cfg, &gw.cache, &gw.embedder, &gw.remote_embed);
     int rc = ah_server_run(&gw);
-    ah_cache_teardown(cfg, gw.cache, gw.embedder);
+    ah_cache_teardown(cfg, gw.cache, gw.embedder, gw.remote_embed);
     ah_ledger_close(gw.ledger); /* drains every queued row */
     ah_prices_free(gw.prices);
     return rc;

@@ -78,14 +78,36 @@ static ah_embedder_t *open_embedder(const ah_config_t *cfg)
     return NULL;
 }
 
-void ah_cache_setup(const ah_config_t *cfg, ah_cache_t **cache, ah_embedder_t **embedder)
+/* The embeddings endpoint: a model_list entry named by embedder_model. */
+static ah_embed_remote_t *open_remote(const ah_config_t *cfg)
+{
+    const char *model = cfg->cache.embedder_model;
+    const ah_deployment_t *d = model ? ah_config_route(cfg, model, 0) : NULL;
+    if (!d) {
+        ah_error("cache: embedder endpoint needs embedder_model, the model_name of an "
+                 "embeddings model in model_list");
+        return NULL;
+    }
+    if (d->kind == AH_PROVIDER_ANTHROPIC) {
+        ah_error("cache: model '%s' is served by Anthropic, which has no embeddings API", model);
+        return NULL;
+    }
+    ah_info("cache: semantic embeddings from %s (%s/%s)", d->api_base, d->provider_name, d->model);
+    return ah_embed_remote_new(d);
+}
+
+void ah_cache_setup(const ah_config_t *cfg, ah_cache_t **cache, ah_embedder_t **embedder,
+                    ah_embed_remote_t **remote)
 {
     *cache = NULL;
     *embedder = NULL;
+    *remote = NULL;
     if (!any_cache(cfg, 0))
         return;
     *cache = ah_cache_new(cfg->cache.max_entries, cfg->cache.max_bytes);
-    if (any_cache(cfg, 1) && !(*embedder = open_embedder(cfg)))
+    int remote_wanted = cfg->cache.embedder && strcmp(cfg->cache.embedder, "endpoint") == 0;
+    if (any_cache(cfg, 1) && !(remote_wanted ? (void *)(*remote = open_remote(cfg))
+                                             : (void *)(*embedder = open_embedder(cfg))))
         ah_warn("cache: the semantic cache is off; exact caching goes on");
     sqlite3 *db;
     if (cfg->cache.persist && ah_db_open(cfg->db_path, &db) == AH_E_OK) {
@@ -96,7 +118,8 @@ void ah_cache_setup(const ah_config_t *cfg, ah_cache_t **cache, ah_embedder_t **
             cfg->cache.max_bytes >> 20);
 }
 
-void ah_cache_teardown(const ah_config_t *cfg, ah_cache_t *cache, ah_embedder_t *embedder)
+void ah_cache_teardown(const ah_config_t *cfg, ah_cache_t *cache, ah_embedder_t *embedder,
+                       ah_embed_remote_t *remote)
 {
     sqlite3 *db;
     if (cache && cfg->cache.persist && ah_db_open(cfg->db_path, &db) == AH_E_OK) {
@@ -105,4 +128,5 @@ void ah_cache_teardown(const ah_config_t *cfg, ah_cache_t *cache, ah_embedder_t 
     }
     ah_cache_free(cache);
     ah_embed_free(embedder);
+    ah_embed_remote_free(remote);
 }

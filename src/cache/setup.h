@@ -3,16 +3,19 @@
 #define AH_CACHE_SETUP_H
 
 #include "cache/embed.h"
+#include "cache/embed_remote.h"
 #include "cache/store.h"
 #include "config/config.h"
 
-/* *cache: the store when any route caches, else NULL; *embedder: the
- * semantic cache's embedder when any route needs one and it opens, else NULL.
- * Entries kept at the last stop are loaded. Release both with
- * ah_cache_teardown. */
-void ah_cache_setup(const ah_config_t *cfg, ah_cache_t **cache, ah_embedder_t **embedder);
+/* *cache: the store when any route caches, else NULL; *embedder (local) or
+ * *remote (an embeddings endpoint): the semantic cache's embedder when any
+ * route needs one and it opens, else NULL. Entries kept at the last stop are
+ * loaded. Release all with ah_cache_teardown. */
+void ah_cache_setup(const ah_config_t *cfg, ah_cache_t **cache, ah_embedder_t **embedder,
+                    ah_embed_remote_t **remote);
 /* Keep the live entries (when configured to), then free the store and the
- * embedder; either may be NULL. */
-void ah_cache_teardown(const ah_config_t *cfg, ah_cache_t *cache, ah_embedder_t *embedder);
+ * embedders; any may be NULL. */
+void ah_cache_teardown(const ah_config_t *cfg, ah_cache_t *cache, ah_embedder_t *embedder,
+                       ah_embed_remote_t *remote);
 
 #endif

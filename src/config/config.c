@@ -392,10 +392,21 @@ static ah_err_t load_policy(loader_t *L, yaml_node_t *m, ah_cache_policy_t *p)
 /* ahorro.cache: the answer caches. */
 static ah_err_t load_cache(loader_t *L, yaml_node_t *m, ah_cache_config_t *cc)
 {
-    static const char *const known[] = {
-        "exact",     "semantic",    "ttl",       "max_temperature", "similarity_threshold",
-        "namespace", "max_entries", "max_bytes", "embedder",        "embedder_path",
-        "persist",   "routes",      NULL};
+    static const char *const known[] = {"exact",
+                                        "semantic",
+                                        "ttl",
+                                        "max_temperature",
+                                        "similarity_threshold",
+                                        "namespace",
+                                        "max_entries",
+                                        "max_bytes",
+                                        "embedder",
+                                        "embedder_path",
+                                        "persist",
+                                        "routes",
+                                        "prompt_caching",
+                                        "embedder_model",
+                                        NULL};
     static const char *const route_known[] = {
         "exact", "semantic", "ttl", "max_temperature", "similarity_threshold", NULL};
     ah_err_t rc;
@@ -403,6 +414,7 @@ static ah_err_t load_cache(loader_t *L, yaml_node_t *m, ah_cache_config_t *cc)
         (rc = get_string(L, m, "namespace", &cc->ns)) ||
         (rc = get_string(L, m, "embedder", &cc->embedder)) ||
         (rc = get_string(L, m, "embedder_path", &cc->embedder_path)) ||
+        (rc = get_string(L, m, "embedder_model", &cc->embedder_model)) ||
         (rc = get_bool(L, m, "persist", &cc->persist)) ||
         (rc = get_bool(L, m, "prompt_caching", &cc->prompt_caching)))
         return rc;
@@ -414,8 +426,13 @@ static ah_err_t load_cache(loader_t *L, yaml_node_t *m, ah_cache_config_t *cc)
     if ((rc = get_number(L, m, "max_bytes", 1 << 16, 1e12, &v)))
         return rc;
     cc->max_bytes = (size_t)v;
-    if (cc->embedder && strcmp(cc->embedder, "sif") && strcmp(cc->embedder, "model2vec"))
-        return fail(L, get(L, m, "embedder"), "'embedder' must be sif or model2vec");
+    if (cc->embedder && strcmp(cc->embedder, "sif") && strcmp(cc->embedder, "model2vec") &&
+        strcmp(cc->embedder, "endpoint"))
+        return fail(L, get(L, m, "embedder"), "'embedder' must be sif, model2vec or endpoint");
+    if (cc->embedder && strcmp(cc->embedder, "endpoint") == 0 && !cc->embedder_model)
+        return fail(L, get(L, m, "embedder"),
+                    "embedder endpoint needs 'embedder_model': the model_name of an embeddings "
+                    "model in model_list");
     yaml_node_t *routes = get(L, m, "routes");
     if (!routes)
         return AH_E_OK;
@@ -694,6 +711,7 @@ void ah_config_free(ah_config_t *c)
     ah_free(c->cache.ns);
     ah_free(c->cache.embedder);
     ah_free(c->cache.embedder_path);
+    ah_free(c->cache.embedder_model);
     ah_free(c);
 }
 

@@ -54,13 +54,14 @@ typedef struct ah_cache_config {
     ah_cache_policy_t policy; /* the default */
     ah_cache_route_t *routes;
     size_t nroutes;
-    char *ns;           /* default namespace, or NULL */
-    size_t max_entries; /* bound on entries, */
-    size_t max_bytes;   /* and on their memory */
-    char *embedder;     /* "sif" or "model2vec" */
-    char *embedder_path;
-    int persist;        /* keep entries across restarts (in the database) */
-    int prompt_caching; /* place Anthropic prompt-cache breakpoints for clients */
+    char *ns;             /* default namespace, or NULL */
+    size_t max_entries;   /* bound on entries, */
+    size_t max_bytes;     /* and on their memory */
+    char *embedder;       /* "sif", "model2vec" or "endpoint" */
+    char *embedder_path;  /* sif: the vector file; model2vec: the model directory */
+    char *embedder_model; /* endpoint: the model_list entry that embeds */
+    int persist;          /* keep entries across restarts (in the database) */
+    int prompt_caching;   /* place Anthropic prompt-cache breakpoints for clients */
 } ah_cache_config_t;
 
 typedef struct ah_config {

@@ -24,6 +24,7 @@
 #include <strings.h>
 
 #include "cache/answer.h"
+#include "cache/embed_remote.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/limits.h"
@@ -156,6 +157,14 @@ int ah_stage_cache(ah_worker_t *w, ah_request_t *r)
         r->cache_status = "bypass";
         goto out;
     }
+    /* what the rest of the lookup needs, kept for an asynchronous embedding */
+    r->cache_tenant = ah_arena_strdup(&r->arena, tenant);
+    r->cache_ns = c.ns ? ah_arena_strdup(&r->arena, c.ns) : "";
+    r->cache_no_read = c.no_read;
+    r->cache_no_store = c.no_store;
+    r->cache_max_age_ms = c.max_age_ms;
+    r->cache_ttl_ms = c.ttl_ms;
+    r->cache_threshold = p->threshold;
     int64_t now = ah_wall_ms();
     ah_cache_entry_t *e = NULL;
     if (p->exact && !c.no_read && (e = ah_cache_get(cache, r->cache_key, now, c.max_age_ms))) {
@@ -163,37 +172,64 @@ int ah_stage_cache(ah_worker_t *w, ah_request_t *r)
         goto out;
     }
     ah_embedder_t *emb = w->gw->embedder;
-    if (p->semantic && emb) {
-        char *text = ah_answer_last_user_text(r->body);
-        if (text && *text && ah_answer_key(tenant, c.ns, r->body, 1, r->cache_scope) == AH_E_OK) {
-            r->cache_vec = ah_arena_alloc(&r->arena, (size_t)emb->dim * sizeof(float));
-            if (ah_embed(emb, text, strlen(text), r->cache_vec) == AH_E_OK) {
-                r->cache_semantic = 1;
-                r->cache_dim = emb->dim;
-                float sim = 0;
-                if (!c.no_read &&
-                    (e = ah_cache_get_similar(cache, r->cache_scope, r->cache_vec, emb->dim,
-                                              (float)p->threshold, now, c.max_age_ms, &sim))) {
-                    r->cache_similarity = sim;
-                    hit(w, r, e, "semantic", now);
-                    ah_free(text);
-                    goto out;
-                }
+    ah_embed_remote_t *remote = w->gw->remote_embed;
+    char *text = p->semantic && (emb || remote) ? ah_answer_last_user_text(r->body) : NULL;
+    if (text && *text && ah_answer_key(tenant, c.ns, r->body, 1, r->cache_scope) == AH_E_OK) {
+        if (emb) {
+            float *vec = ah_arena_alloc(&r->arena, (size_t)emb->dim * sizeof(float));
+            if (ah_embed(emb, text, strlen(text), vec) == AH_E_OK) {
+                ah_free(text);
+                ah_stage_cache_embedded(w, r, vec, emb->dim);
+                goto out;
             }
+        } else {
+            float *vec = ah_arena_alloc(&r->arena, AH_EMBED_MAX_DIM * sizeof(float));
+            int dim = ah_embed_remote_cached(remote, text, vec, AH_EMBED_MAX_DIM);
+            if (dim) {
+                ah_free(text);
+                ah_stage_cache_embedded(w, r, vec, dim);
+                goto out;
+            }
+            /* the exchange waits for the endpoint, then calls
+             * ah_stage_cache_embedded */
+            r->cache_embed_text = ah_arena_strdup(&r->arena, text);
+            r->cache_pending = 1;
+            ah_free(text);
+            goto out;
         }
-        ah_free(text);
     }
-    ah_cache_count_miss(cache, tenant, r->model);
-    r->cache_status = "miss";
-    if (!c.no_store) {
-        r->cache_store = 1;
-        r->cache_ttl_ms = c.ttl_ms;
-        r->cache_tenant = ah_arena_strdup(&r->arena, tenant);
-        r->cache_ns = c.ns ? ah_arena_strdup(&r->arena, c.ns) : "";
-    }
+    ah_free(text);
+    ah_stage_cache_embedded(w, r, NULL, 0);
 out:
     json_decref(ctl);
     return rc;
+}
+
+void ah_stage_cache_embedded(ah_worker_t *w, ah_request_t *r, const float *vec, int dim)
+{
+    ah_cache_t *cache = w->gw->cache;
+    int64_t now = ah_wall_ms();
+    r->cache_pending = 0;
+    if (vec && dim > 0) {
+        if (vec != r->cache_vec) {
+            r->cache_vec = ah_arena_alloc(&r->arena, (size_t)dim * sizeof(float));
+            memcpy(r->cache_vec, vec, (size_t)dim * sizeof(float));
+        }
+        r->cache_semantic = 1;
+        r->cache_dim = dim;
+        float sim = 0;
+        ah_cache_entry_t *e;
+        if (!r->cache_no_read &&
+            (e = ah_cache_get_similar(cache, r->cache_scope, r->cache_vec, dim,
+                                      (float)r->cache_threshold, now, r->cache_max_age_ms, &sim))) {
+            r->cache_similarity = sim;
+            hit(w, r, e, "semantic", now);
+            return;
+        }
+    }
+    ah_cache_count_miss(cache, r->cache_tenant, r->model);
+    r->cache_status = "miss";
+    r->cache_store = !r->cache_no_store;
 }
 
 void ah_stage_cache_fill(ah_worker_t *w, ah_request_t *r)

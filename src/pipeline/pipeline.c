@@ -12,8 +12,13 @@ int ah_pipeline_before(ah_worker_t *w, ah_request_t *r)
     if ((rc = ah_stage_attribute(w, r)) || (rc = ah_stage_guard(w, r)) ||
         (rc = ah_stage_shape(w, r)) || (rc = ah_stage_cache(w, r)))
         return rc;
-    if (r->cache_hit)
+    if (r->cache_hit || r->cache_pending)
         return 0;
+    return ah_stage_route(w, r);
+}
+
+int ah_pipeline_route(ah_worker_t *w, ah_request_t *r)
+{
     return ah_stage_route(w, r);
 }
 

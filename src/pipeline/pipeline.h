@@ -36,8 +36,9 @@ typedef struct ah_gateway {
     ah_config_t *cfg;
     ah_prices_t *prices; /* may be NULL: costs unknown */
     ah_ledger_t *ledger;
-    ah_cache_t *cache;       /* NULL: no cache configured */
-    ah_embedder_t *embedder; /* NULL: no semantic cache */
+    ah_cache_t *cache;                    /* NULL: no cache configured */
+    ah_embedder_t *embedder;              /* local embedder, or NULL */
+    struct ah_embed_remote *remote_embed; /* network embedder, or NULL */
 } ah_gateway_t;
 
 #define AH_KEY_CACHE_SLOTS 256
@@ -54,8 +55,9 @@ typedef struct ah_worker {
     ah_gateway_t *gw;
     struct event_base *base;
     ah_http_t *http;
-    sqlite3 *db; /* this thread's connection, for key lookups */
-    unsigned rr; /* round-robin counter for deployments */
+    sqlite3 *db;                            /* this thread's connection, for key lookups */
+    unsigned rr;                            /* round-robin counter for deployments */
+    struct ah_embed_batcher *embed_batcher; /* this loop's calls to remote_embed, or NULL */
     ah_key_cache_entry_t key_cache[AH_KEY_CACHE_SLOTS];
 } ah_worker_t;
 
@@ -65,6 +67,10 @@ int ah_stage_guard(ah_worker_t *w, ah_request_t *r);
 int ah_stage_shape(ah_worker_t *w, ah_request_t *r);
 int ah_stage_cache(ah_worker_t *w, ah_request_t *r);
 int ah_stage_route(ah_worker_t *w, ah_request_t *r);
+/* Stage 5's semantic lookup once the last user turn's embedding is known
+ * (vec NULL: none; the lookup is a miss). Called by the stage itself, or by
+ * the exchange when the stage left r->cache_pending for a network embedder. */
+void ah_stage_cache_embedded(ah_worker_t *w, ah_request_t *r, const float *vec, int dim);
 /* After the answer: keep it in the cache when stage 5 asked for it. */
 void ah_stage_cache_fill(ah_worker_t *w, ah_request_t *r);
 void ah_stage_record(ah_worker_t *w, ah_request_t *r);
@@ -78,8 +84,12 @@ void ah_stage_learn(ah_worker_t *w, ah_request_t *r);
  * nothing about what it sent. 0 when the caller may proceed. */
 int ah_pipeline_admit(ah_worker_t *w, ah_request_t *r);
 /* Stages 2-6 in order, on the parsed request; 0 when it should go upstream,
- * or, with r->cache_hit set, be answered from the cache. */
+ * or, with r->cache_hit set, be answered from the cache, or, with
+ * r->cache_pending set, wait for an embedding and then go on with
+ * ah_stage_cache_embedded and ah_pipeline_route. */
 int ah_pipeline_before(ah_worker_t *w, ah_request_t *r);
+/* Stage 6 alone, for a request that waited for its embedding. */
+int ah_pipeline_route(ah_worker_t *w, ah_request_t *r);
 /* Stages 8-9, after the answer (or error) reached the client. */
 void ah_pipeline_after(ah_worker_t *w, ah_request_t *r);
 

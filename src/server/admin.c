@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/embed_remote.h"
 #include "cache/store.h"
 #include "core/alloc.h"
 #include "core/clock.h"
@@ -121,16 +122,22 @@ static void cache_stats(ah_worker_t *w, struct evhttp_request *req)
     if (w->gw->cache)
         ah_cache_stats(w->gw->cache, &st);
     uint64_t lookups = st.hits_exact + st.hits_semantic + st.misses;
-    json_t *b =
-        json_pack("{s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:o}", "enabled",
-                  w->gw->cache != NULL, "semantic", w->gw->embedder != NULL, "entries",
-                  (json_int_t)st.entries, "bytes", (json_int_t)st.bytes, "hits_exact",
-                  (json_int_t)st.hits_exact, "hits_semantic", (json_int_t)st.hits_semantic,
-                  "misses", (json_int_t)st.misses, "stores", (json_int_t)st.stores, "evictions",
-                  (json_int_t)st.evictions, "expirations", (json_int_t)st.expirations, "false_hits",
-                  (json_int_t)st.false_hits, "purged", (json_int_t)st.purged, "hit_rate",
-                  lookups ? (double)(st.hits_exact + st.hits_semantic) / (double)lookups : 0.0,
-                  "by_route", w->gw->cache ? ah_cache_breakdown(w->gw->cache) : json_array());
+    json_t *b = json_pack(
+        "{s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:o}", "enabled",
+        w->gw->cache != NULL, "semantic", w->gw->embedder != NULL || w->gw->remote_embed != NULL,
+        "entries", (json_int_t)st.entries, "bytes", (json_int_t)st.bytes, "hits_exact",
+        (json_int_t)st.hits_exact, "hits_semantic", (json_int_t)st.hits_semantic, "misses",
+        (json_int_t)st.misses, "stores", (json_int_t)st.stores, "evictions",
+        (json_int_t)st.evictions, "expirations", (json_int_t)st.expirations, "false_hits",
+        (json_int_t)st.false_hits, "purged", (json_int_t)st.purged, "hit_rate",
+        lookups ? (double)(st.hits_exact + st.hits_semantic) / (double)lookups : 0.0, "by_route",
+        w->gw->cache ? ah_cache_breakdown(w->gw->cache) : json_array());
+    if (w->gw->remote_embed) {
+        unsigned long calls, texts;
+        ah_embed_remote_stats(w->gw->remote_embed, &calls, &texts);
+        json_object_set_new(b, "embedder_calls", json_integer((json_int_t)calls));
+        json_object_set_new(b, "embedder_texts", json_integer((json_int_t)texts));
+    }
     ah_reply_json(req, 200, b);
     json_decref(b);
 }

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cache/embed_remote.h"
 #include "cache/store.h"
 #include "core/alloc.h"
 #include "core/clock.h"
@@ -38,9 +39,10 @@ typedef struct exchange {
     ah_upstream_t *up;
     ah_stream_render_t st;
     int streaming;
-    struct event *close_watch; /* EV_CLOSED on the client socket until the reply starts */
-    struct evbuffer *pending;  /* stream bytes of one upstream read, sent as one chunk */
-    ah_buf_t scratch;          /* rendering space reused for every chunk */
+    struct event *close_watch;   /* EV_CLOSED on the client socket until the reply starts */
+    struct evbuffer *pending;    /* stream bytes of one upstream read, sent as one chunk */
+    ah_buf_t scratch;            /* rendering space reused for every chunk */
+    ah_embed_wait_t *embed_wait; /* the semantic cache's embedding in flight, or NULL */
 } exchange_t;
 
 const char *ah_peer_of(struct evhttp_request *req)
@@ -391,6 +393,8 @@ static void serve_cached(exchange_t *ex)
 static void client_gone(exchange_t *ex)
 {
     ah_request_t *r = ex->r;
+    ah_embed_wait_cancel(ex->embed_wait);
+    ex->embed_wait = NULL;
     ah_upstream_cancel(ex->up);
     ex->up = NULL;
     r->t_upstream_end_us = ah_now_us();
@@ -428,6 +432,50 @@ static void on_early_close(evutil_socket_t fd, short what, void *arg)
     evhttp_connection_set_closecb(conn, NULL, NULL);
     evhttp_connection_free(conn);
     client_gone(ex);
+}
+
+/* Until the reply starts, notice a client that leaves (idempotent). */
+static void watch_close(exchange_t *ex)
+{
+    if (ex->close_watch || !ex->conn)
+        return;
+    evhttp_connection_set_closecb(ex->conn, on_client_close, ex);
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(ex->conn);
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd >= 0) {
+        ex->close_watch = event_new(ex->w->base, fd, EV_CLOSED, on_early_close, ex);
+        event_add(ex->close_watch, NULL);
+    }
+}
+
+/* After stages 2-6: answer from the cache, or start the upstream call. */
+static void proceed(exchange_t *ex)
+{
+    if (ex->r->cache_hit) {
+        serve_cached(ex);
+        return;
+    }
+    if (ah_upstream_start(ex->w, ex->r, &sink, ex, &ex->up)) {
+        send_error(ex);
+        finish(ex);
+        return;
+    }
+    watch_close(ex);
+}
+
+/* The embedding of the last user turn arrived (vec NULL: the endpoint
+ * failed, and the request goes on as a miss). */
+static void on_embedded(void *ud, const float *vec, int dim)
+{
+    exchange_t *ex = ud;
+    ex->embed_wait = NULL;
+    ah_stage_cache_embedded(ex->w, ex->r, vec, dim);
+    if (!ex->r->cache_hit && ah_pipeline_route(ex->w, ex->r)) {
+        send_error(ex);
+        finish(ex);
+        return;
+    }
+    proceed(ex);
 }
 
 void ah_exchange_handle(ah_worker_t *w, struct evhttp_request *req, ah_api_t api, ah_op_t op)
@@ -481,19 +529,16 @@ void ah_exchange_handle(ah_worker_t *w, struct evhttp_request *req, ah_api_t api
         goto fail;
     if (ah_pipeline_before(w, r))
         goto fail;
-    if (r->cache_hit) {
-        serve_cached(ex);
+    if (r->cache_pending && w->embed_batcher) {
+        /* the semantic cache waits for the embeddings endpoint */
+        watch_close(ex);
+        ex->embed_wait =
+            ah_embed_batcher_submit(w->embed_batcher, r->cache_embed_text, on_embedded, ex);
         return;
     }
-    if (ah_upstream_start(w, r, &sink, ex, &ex->up))
-        goto fail;
-    evhttp_connection_set_closecb(ex->conn, on_client_close, ex);
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(ex->conn);
-    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-    if (fd >= 0) {
-        ex->close_watch = event_new(w->base, fd, EV_CLOSED, on_early_close, ex);
-        event_add(ex->close_watch, NULL);
-    }
+    if (r->cache_pending)
+        ah_stage_cache_embedded(w, r, NULL, 0);
+    proceed(ex);
     return;
 fail:
     send_error(ex);

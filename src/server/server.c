@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cache/embed_remote.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/limits.h"
@@ -139,6 +140,8 @@ static ah_err_t make_worker(ah_gateway_t *gw, thread_ctx_t *t, int index, const 
     if (!t->w.base)
         return AH_E_IO;
     t->w.http = ah_http_new(t->w.base);
+    if (gw->remote_embed)
+        t->w.embed_batcher = ah_embed_batcher_new(gw->remote_embed, t->w.base, t->w.http);
     if (ah_db_open(c->db_path, &t->w.db))
         return AH_E_DB;
     t->http = evhttp_new(t->w.base);
@@ -177,6 +180,7 @@ static void free_worker(thread_ctx_t *t)
         evhttp_free(t->http);
     else if (t->listener)
         evconnlistener_free(t->listener);
+    ah_embed_batcher_free(t->w.embed_batcher);
     ah_http_free(t->w.http);
     ah_worker_clear_key_cache(&t->w);
     if (t->w.db)

@@ -356,3 +356,46 @@ test('Anthropic prompt caching: breakpoints placed on long stable prefixes, none
   sent = (await fake.last()).body;
   assert.deepEqual(sent.system.at(-1).cache_control, { type: 'ephemeral' });
 });
+
+test('semantic cache over an embeddings endpoint: asynchronous, cached, batched; a dead endpoint means misses, not errors', async () => {
+  const o = `http://127.0.0.1:${fake.port}/v1`;
+  const conf = (d, embedModel) => testConfig(fake, d, `  cache:
+    exact: false
+    embedder: endpoint
+    embedder_model: ${embedModel}
+    routes:
+      sem-remote: { semantic: true, similarity_threshold: 0.99 }
+`).replace('model_list:\n', `model_list:
+  - model_name: sem-remote
+    litellm_params: { model: openai/gpt-4o-mini, api_base: "${o}", api_key: "sk-provider-secret-key-do-not-leak" }
+  - model_name: dead-embedder
+    litellm_params: { model: openai/text-embedding-3-small, api_base: "http://127.0.0.1:9/v1", api_key: x }
+`);
+  const g = await startGateway({ fake, config: (d) => conf(d, 'text-embedding-3-small') });
+  try {
+    const c = new OpenAI({ baseURL: `${g.url}/v1`, apiKey: MASTER_KEY, maxRetries: 0 });
+    const ask2 = (content) => c.chat.completions.create({ model: 'sem-remote', messages: [{ role: 'user', content }] }).withResponse();
+    const stats = async () => (await fetch(`${g.url}/admin/cache`, { headers: { authorization: `Bearer ${MASTER_KEY}` } })).json();
+    const q = `Where is my card? ${Date.now()}`;
+    assert.equal((await ask2(q)).response.headers.get('x-ahorro-cache'), 'miss');
+    const hit = await ask2(q);
+    assert.equal(hit.response.headers.get('x-ahorro-cache'), 'semantic');
+    assert.ok(Number(hit.response.headers.get('x-ahorro-cache-similarity')) > 0.999);
+    let s = await stats();
+    assert.equal(s.embedder_texts, 1, 'the second time the vector came from the embedder\'s cache');
+    // many at once: every text embedded once, in fewer calls than texts
+    const many = Array.from({ length: 24 }, (_, i) => ask2(`Question number ${i} at ${Date.now()}`));
+    for (const r of await Promise.all(many)) assert.equal(r.response.headers.get('x-ahorro-cache'), 'miss');
+    s = await stats();
+    assert.equal(s.embedder_texts, 25);
+    assert.ok(s.embedder_calls < s.embedder_texts, `batched: ${s.embedder_calls} calls for ${s.embedder_texts} texts`);
+  } finally { await g.stop(); g.cleanup(); }
+  // an endpoint that does not answer: the request is served, as a miss
+  const dead = await startGateway({ fake, config: (d) => conf(d, 'dead-embedder') });
+  try {
+    const c = new OpenAI({ baseURL: `${dead.url}/v1`, apiKey: MASTER_KEY, maxRetries: 0 });
+    const r = await c.chat.completions.create({ model: 'sem-remote', messages: [{ role: 'user', content: 'hello?' }] }).withResponse();
+    assert.equal(r.response.headers.get('x-ahorro-cache'), 'miss');
+    assert.match(r.data.choices[0].message.content, /simulated/);
+  } finally { await dead.stop(); dead.cleanup(); }
+});

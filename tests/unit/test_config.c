@@ -141,6 +141,8 @@ START_TEST(cache_settings)
                        "    type: redis-semantic\n    similarity_threshold: 0.8\n"
                        "    ttl: 600\n    namespace: team-a\n"
                        "ahorro:\n  cache:\n    max_entries: 1000\n    max_temperature: 0.5\n"
+                       "    prompt_caching: false\n    embedder: endpoint\n"
+                       "    embedder_model: text-embedding-3-small\n"
                        "    routes:\n      gpt-4o: {semantic: false, ttl: 60}\n",
                        &c, err, sizeof err);
     ck_assert_msg(rc == AH_E_OK, "%s", err);
@@ -151,6 +153,9 @@ START_TEST(cache_settings)
     ck_assert(c->cache.policy.max_temperature == 0.5);
     ck_assert_str_eq(c->cache.ns, "team-a");
     ck_assert_uint_eq(c->cache.max_entries, 1000);
+    ck_assert_int_eq(c->cache.prompt_caching, 0);
+    ck_assert_str_eq(c->cache.embedder, "endpoint");
+    ck_assert_str_eq(c->cache.embedder_model, "text-embedding-3-small");
     const ah_cache_policy_t *p = ah_config_cache_policy(c, "gpt-4o");
     ck_assert_int_eq(p->semantic, 0);
     ck_assert_int_eq(p->exact, 1);
@@ -162,6 +167,9 @@ START_TEST(cache_settings)
     rc = load("ahorro:\n  cache:\n    exact: maybe\n", &c, err, sizeof err);
     ck_assert_int_eq(rc, AH_E_CONFIG);
     ck_assert_msg(strstr(err, ":3: 'exact' must be true or false"), "%s", err);
+    rc = load("ahorro:\n  cache:\n    embedder: endpoint\n", &c, err, sizeof err);
+    ck_assert_int_eq(rc, AH_E_CONFIG);
+    ck_assert_msg(strstr(err, "needs 'embedder_model'"), "%s", err);
     rc = load("ahorro:\n  cache:\n    ttl_seconds: 5\n", &c, err, sizeof err);
     ck_assert_int_eq(rc, AH_E_CONFIG);
     ck_assert_msg(strstr(err, "unknown setting 'ahorro.cache.ttl_seconds'"), "%s", err);
