@@ -111,7 +111,9 @@ void ah_cache_setup(const ah_config_t *cfg, ah_cache_t **cache, ah_embedder_t **
         ah_warn("cache: the semantic cache is off; exact caching goes on");
     sqlite3 *db;
     if (cfg->cache.persist && ah_db_open(cfg->db_path, &db) == AH_E_OK) {
-        ah_cache_load(*cache, db, ah_wall_ms());
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%s-vindex", cfg->db_path);
+        ah_cache_load(*cache, db, ah_wall_ms(), dir);
         sqlite3_close(db);
     }
     ah_info("cache: on (at most %zu entries, %zu MB)", cfg->cache.max_entries,
@@ -123,7 +125,9 @@ void ah_cache_teardown(const ah_config_t *cfg, ah_cache_t *cache, ah_embedder_t 
 {
     sqlite3 *db;
     if (cache && cfg->cache.persist && ah_db_open(cfg->db_path, &db) == AH_E_OK) {
-        ah_cache_save(cache, db, ah_wall_ms());
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%s-vindex", cfg->db_path);
+        ah_cache_save(cache, db, ah_wall_ms(), dir);
         sqlite3_close(db);
     }
     ah_cache_free(cache);

@@ -6,8 +6,13 @@
  * tail when space is needed. */
 #include "cache/store.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,6 +22,7 @@
 
 #define BUCKETS_MIN 1024
 #define SCOPE_BUCKETS 1024
+#define INDEX_SUFFIX ".vix"
 /* Bytes charged per entry beyond its strings and vector (struct, links). */
 #define ENTRY_OVERHEAD 256
 
@@ -45,7 +51,6 @@ struct ah_cache {
     ah_cache_entry_t **by_key, **by_id;
     ah_cache_entry_t *lru_head, *lru_tail;
     scope_t *scopes[SCOPE_BUCKETS];
-    uint64_t next_id;
     ah_cache_stats_t st;
     route_stats_t *routes; /* ROUTE_SLOTS + 1 (the last: every other route) */
 };
@@ -76,7 +81,6 @@ ah_cache_t *ah_cache_new(size_t max_entries, size_t max_bytes)
         c->nbuckets <<= 1;
     c->by_key = ah_calloc(c->nbuckets, sizeof *c->by_key);
     c->by_id = ah_calloc(c->nbuckets, sizeof *c->by_id);
-    c->next_id = 1;
     c->routes = ah_calloc(ROUTE_SLOTS + 1, sizeof *c->routes);
     snprintf(c->routes[ROUTE_SLOTS].tenant, ROUTE_KEY_MAX, "(other)");
     snprintf(c->routes[ROUTE_SLOTS].model, ROUTE_KEY_MAX, "(other)");
@@ -205,6 +209,15 @@ static void entry_remove(ah_cache_t *c, ah_cache_entry_t *e)
     c->st.entries--;
     c->st.bytes -= e->bytes;
     ah_cache_entry_release(e);
+}
+
+/* An entry's id in its scope's index: from its key, so that an index saved
+ * to a file still names the same entries after a restart. */
+static uint64_t id_of_key(const uint8_t *key)
+{
+    uint64_t id;
+    memcpy(&id, key + 8, sizeof id);
+    return id ? id : 1;
 }
 
 static ah_cache_entry_t *find_key(ah_cache_t *c, const uint8_t *key)
@@ -342,21 +355,27 @@ void ah_cache_insert(ah_cache_t *c, const ah_cache_put_t *p)
     if (old)
         entry_remove(c, old);
     make_room(c, e->bytes, p->now_ms);
-    e->id = c->next_id++;
+    e->id = id_of_key(e->key);
     ah_cache_entry_t **b = &c->by_key[key_hash(e->key) % c->nbuckets];
     e->hnext = *b;
     *b = e;
-    b = &c->by_id[id_hash(e->id) % c->nbuckets];
-    e->inext = *b;
-    *b = e;
     lru_push(c, e);
+    if (e->semantic && find_id(c, e->id))
+        e->semantic = 0; /* two keys, one 64-bit id (never seen): exact only */
     if (e->semantic) {
         scope_t *s = scope_find(c, e->scope, 1, e->dim);
-        if (ah_vindex_dim(s->ix) == e->dim && ah_vindex_add(s->ix, e->id, e->vec) == AH_E_OK)
+        /* an index loaded from its file may hold the entry already */
+        if (ah_vindex_dim(s->ix) == e->dim &&
+            (ah_vindex_has(s->ix, e->id) || ah_vindex_add(s->ix, e->id, e->vec) == AH_E_OK))
             s->live++;
         else
             e->semantic = 0; /* another embedder's scope: exact only */
         scope_drop_if_empty(c, s);
+    }
+    if (e->semantic) {
+        b = &c->by_id[id_hash(e->id) % c->nbuckets];
+        e->inext = *b;
+        *b = e;
     }
     c->st.entries++;
     c->st.bytes += e->bytes;
@@ -482,7 +501,117 @@ static const char *const SAVE_SQL =
     "INSERT INTO cache(key, tenant, ns, model, answer, cost_usd, created_ms, expires_ms, scope, "
     "vec) VALUES (?,?,?,?,?,?,?,?,?,?)";
 
-ah_err_t ah_cache_save(ah_cache_t *c, sqlite3 *db, int64_t now_ms)
+static void hex_of(const uint8_t *k, char out[2 * AH_CACHE_KEY_BYTES + 1])
+{
+    for (int i = 0; i < AH_CACHE_KEY_BYTES; i++)
+        snprintf(out + 2 * i, 3, "%02x", k[i]);
+}
+
+static int unhex_key(const char *s, uint8_t *out)
+{
+    for (int i = 0; i < AH_CACHE_KEY_BYTES; i++) {
+        unsigned v;
+        if (sscanf(s + 2 * i, "%2x", &v) != 1)
+            return -1;
+        out[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+/* Remove the index files of an earlier save. */
+static void clear_index_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    char path[PATH_MAX];
+    while (d && (de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (n > 4 && strcmp(de->d_name + n - 4, INDEX_SUFFIX) == 0) {
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            unlink(path);
+        }
+    }
+    if (d)
+        closedir(d);
+}
+
+/* Each scope's vector index into dir/<scope>.vix, so that a restart need
+ * not rebuild them (minutes at a million entries). */
+static size_t save_indexes(ah_cache_t *c, const char *dir)
+{
+    size_t n = 0;
+    char hex[2 * AH_CACHE_KEY_BYTES + 1], path[PATH_MAX];
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        ah_warn("cache: cannot create %s: %s", dir, strerror(errno));
+        return 0;
+    }
+    clear_index_dir(dir);
+    for (int i = 0; i < SCOPE_BUCKETS; i++)
+        for (scope_t *sc = c->scopes[i]; sc; sc = sc->next) {
+            hex_of(sc->key, hex);
+            snprintf(path, sizeof path, "%s/%s%s", dir, hex, INDEX_SUFFIX);
+            if (ah_vindex_save(sc->ix, path) == AH_E_OK)
+                n++;
+        }
+    return n;
+}
+
+/* Index files saved by save_indexes, as empty scopes that entries attach to
+ * while they load. */
+static void load_indexes(ah_cache_t *c, const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    char path[PATH_MAX];
+    while (d && (de = readdir(d))) {
+        uint8_t key[AH_CACHE_KEY_BYTES];
+        size_t n = strlen(de->d_name);
+        if (n != 2 * AH_CACHE_KEY_BYTES + 4 || strcmp(de->d_name + n - 4, INDEX_SUFFIX) ||
+            unhex_key(de->d_name, key) || scope_find(c, key, 0, 0))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        ah_err_t err;
+        ah_vindex_t *ix = ah_vindex_load(path, &err);
+        if (!ix) {
+            ah_warn("cache: index %s unreadable (%s); rebuilt from the vectors", path,
+                    ah_strerror(err));
+            continue;
+        }
+        scope_t *sc = ah_calloc(1, sizeof *sc);
+        memcpy(sc->key, key, AH_CACHE_KEY_BYTES);
+        sc->ix = ix;
+        sc->next = c->scopes[key_hash(key) % SCOPE_BUCKETS];
+        c->scopes[key_hash(key) % SCOPE_BUCKETS] = sc;
+    }
+    if (d)
+        closedir(d);
+}
+
+/* After loading: a scope whose index holds ids no live entry has (rows that
+ * expired since, or were never written) is rebuilt from its entries' vectors;
+ * a scope no entry came back to is dropped. */
+static void settle_scopes(ah_cache_t *c)
+{
+    for (int i = 0; i < SCOPE_BUCKETS; i++) {
+        scope_t *sc = c->scopes[i];
+        while (sc) {
+            scope_t *next = sc->next;
+            if (sc->live == 0) {
+                scope_drop_if_empty(c, sc);
+            } else if (ah_vindex_count(sc->ix) != sc->live) {
+                ah_vindex_t *ix = ah_vindex_new(ah_vindex_dim(sc->ix));
+                for (ah_cache_entry_t *e = c->lru_tail; e; e = e->lru_prev)
+                    if (e->semantic && memcmp(e->scope, sc->key, AH_CACHE_KEY_BYTES) == 0)
+                        ah_vindex_add(ix, e->id, e->vec);
+                ah_vindex_free(sc->ix);
+                sc->ix = ix;
+            }
+            sc = next;
+        }
+    }
+}
+
+ah_err_t ah_cache_save(ah_cache_t *c, sqlite3 *db, int64_t now_ms, const char *index_dir)
 {
     sqlite3_stmt *st = NULL;
     ah_err_t rc = AH_E_DB;
@@ -525,14 +654,16 @@ out:
     sqlite3_finalize(st);
     if (sqlite3_exec(db, rc ? "ROLLBACK" : "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         rc = AH_E_DB;
-    if (rc)
+    if (rc) {
         ah_error("cache: saving failed: %s", sqlite3_errmsg(db));
-    else
-        ah_info("cache: %zu entries saved", n);
+        return rc;
+    }
+    size_t nix = index_dir ? save_indexes(c, index_dir) : 0;
+    ah_info("cache: %zu entries saved, %zu vector indexes", n, nix);
     return rc;
 }
 
-ah_err_t ah_cache_load(ah_cache_t *c, sqlite3 *db, int64_t now_ms)
+ah_err_t ah_cache_load(ah_cache_t *c, sqlite3 *db, int64_t now_ms, const char *index_dir)
 {
     sqlite3_stmt *st = NULL;
     size_t n = 0;
@@ -544,6 +675,10 @@ ah_err_t ah_cache_load(ah_cache_t *c, sqlite3 *db, int64_t now_ms)
         return AH_E_DB;
     }
     sqlite3_bind_int64(st, 1, now_ms);
+    pthread_mutex_lock(&c->mu);
+    if (index_dir)
+        load_indexes(c, index_dir);
+    pthread_mutex_unlock(&c->mu);
     while (sqlite3_step(st) == SQLITE_ROW) {
         if (sqlite3_column_bytes(st, 0) != AH_CACHE_KEY_BYTES)
             continue;
@@ -573,6 +708,7 @@ ah_err_t ah_cache_load(ah_cache_t *c, sqlite3 *db, int64_t now_ms)
     }
     sqlite3_finalize(st);
     pthread_mutex_lock(&c->mu);
+    settle_scopes(c);
     c->st.stores = 0;
     pthread_mutex_unlock(&c->mu);
     ah_info("cache: %zu entries loaded", n);

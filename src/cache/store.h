@@ -104,8 +104,10 @@ struct json_t;
 struct json_t *ah_cache_breakdown(ah_cache_t *c);
 
 /* Save every live entry into the database's cache table (replacing what was
- * there), and load them back at start. */
-ah_err_t ah_cache_save(ah_cache_t *c, sqlite3 *db, int64_t now_ms);
-ah_err_t ah_cache_load(ah_cache_t *c, sqlite3 *db, int64_t now_ms);
+ * there) and, when index_dir is not NULL, each scope's vector index into a
+ * file there; load them back at start (an index file that is missing or
+ * unreadable is rebuilt from the entries' vectors). */
+ah_err_t ah_cache_save(ah_cache_t *c, sqlite3 *db, int64_t now_ms, const char *index_dir);
+ah_err_t ah_cache_load(ah_cache_t *c, sqlite3 *db, int64_t now_ms, const char *index_dir);
 
 #endif

@@ -843,6 +843,17 @@ out:
     return n;
 }
 
+int ah_vindex_has(const ah_vindex_t *ix, uint64_t id)
+{
+    if (!ix)
+        return 0;
+    pthread_rwlock_t *lock = (pthread_rwlock_t *)&ix->lock;
+    pthread_rwlock_rdlock(lock);
+    int has = map_find(ix, id) != NONE;
+    pthread_rwlock_unlock(lock);
+    return has;
+}
+
 size_t ah_vindex_count(const ah_vindex_t *ix)
 {
     if (!ix)

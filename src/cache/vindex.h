@@ -39,6 +39,8 @@ ah_err_t ah_vindex_remove(ah_vindex_t *ix, uint64_t id);
  * how many were written (0 when empty). */
 int ah_vindex_search(ah_vindex_t *ix, const float *q, int k, ah_vindex_hit_t *out);
 
+/* 1 when id is in the index. */
+int ah_vindex_has(const ah_vindex_t *ix, uint64_t id);
 /* Live entries. */
 size_t ah_vindex_count(const ah_vindex_t *ix);
 /* Bytes the index holds (vectors, graph, id map), for stats and limits. */

@@ -323,10 +323,10 @@ START_TEST(store_persists)
     put(c, 1, "a", "m", 1000, 10000, NULL, NULL, 0);
     put(c, 2, "a", "m", 1000, 10, NULL, NULL, 0); /* expired by the time it is saved */
     put(c, 3, "a", "m", 1000, 10000, scope, v, 4);
-    ck_assert_int_eq(ah_cache_save(c, db, 2000), AH_E_OK);
+    ck_assert_int_eq(ah_cache_save(c, db, 2000, NULL), AH_E_OK);
     ah_cache_free(c);
     c = ah_cache_new(100, 0);
-    ck_assert_int_eq(ah_cache_load(c, db, 2000), AH_E_OK);
+    ck_assert_int_eq(ah_cache_load(c, db, 2000, NULL), AH_E_OK);
     ah_cache_entry_t *e = get(c, 1, 2001);
     ck_assert_ptr_nonnull(e);
     ck_assert_int_eq(e->created_ms, 1000);
@@ -339,6 +339,62 @@ START_TEST(store_persists)
     ah_cache_entry_release(e);
     ah_cache_free(c);
     sqlite3_close(db);
+    unlink(path);
+    char side[64];
+    snprintf(side, sizeof side, "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
+}
+END_TEST
+
+START_TEST(store_persists_indexes)
+{
+    char path[] = "/tmp/ahorro-test-cache-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    char dir[64];
+    snprintf(dir, sizeof dir, "%s-vindex", path);
+    sqlite3 *db;
+    ck_assert_int_eq(ah_db_open(path, &db), AH_E_OK);
+    ah_cache_t *c = ah_cache_new(100, 0);
+    uint8_t scope[32] = {9};
+    float v[4][4] = {{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}, {0, 0, 0, 1}};
+    for (int i = 0; i < 4; i++)
+        put(c, (uint8_t)(10 + i), "a", "m", 1000, i == 3 ? 500 : 10000, scope, v[i], 4);
+    ck_assert_int_eq(ah_cache_save(c, db, 1200, dir), AH_E_OK);
+    ah_cache_free(c);
+    /* the index file is there; entry 13 expires before the load */
+    char file[200], hex[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", scope[i]);
+    snprintf(file, sizeof file, "%s/%s.vix", dir, hex);
+    ck_assert_int_eq(access(file, R_OK), 0);
+    for (int round = 0; round < 2; round++) {
+        if (round == 1) { /* a damaged index file: rebuilt from the vectors */
+            FILE *f = fopen(file, "r+b");
+            ck_assert_ptr_nonnull(f);
+            fseek(f, 40, SEEK_SET);
+            fputc(0x5a, f);
+            fclose(f);
+        }
+        c = ah_cache_new(100, 0);
+        ck_assert_int_eq(ah_cache_load(c, db, 2000, dir), AH_E_OK);
+        float sim;
+        for (int i = 0; i < 3; i++) {
+            ah_cache_entry_t *e = ah_cache_get_similar(c, scope, v[i], 4, 0.99f, 2001, -1, &sim);
+            ck_assert_ptr_nonnull(e);
+            ck_assert_int_eq(e->key[0], 10 + i);
+            ah_cache_entry_release(e);
+        }
+        /* the expired entry neither comes back nor answers */
+        ck_assert_ptr_null(ah_cache_get_similar(c, scope, v[3], 4, 0.5f, 2001, -1, &sim));
+        ah_cache_free(c);
+    }
+    sqlite3_close(db);
+    unlink(file);
+    rmdir(dir);
     unlink(path);
     char side[64];
     snprintf(side, sizeof side, "%s-wal", path);
@@ -361,6 +417,7 @@ int main(void)
     tcase_add_test(tc, store_purge_and_feedback);
     tcase_add_test(tc, semantic_scopes_never_mix);
     tcase_add_test(tc, store_persists);
+    tcase_add_test(tc, store_persists_indexes);
     suite_add_tcase(s, tc);
     return ah_check_run(s);
 }
