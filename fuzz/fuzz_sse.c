@@ -1,9 +1,11 @@
-/* fuzz_sse.c - libFuzzer driver for the upstream SSE parser and the provider
- * stream adapters: provider bytes are untrusted too. The first byte picks
- * the provider format and how the input is split into network reads. */
+/* fuzz_sse.c - libFuzzer driver for the upstream SSE parser, the provider
+ * stream adapters, and the cache's gathering of a streamed answer and its
+ * replay: provider bytes are untrusted too. The first byte picks the
+ * provider format and how the input is split into network reads. */
 #include <stdint.h>
 #include <string.h>
 
+#include "cache/answer.h"
 #include "provider/provider.h"
 #include "upstream/sse.h"
 
@@ -13,6 +15,7 @@ typedef struct ctx {
     const ah_provider_ops_t *ops;
     ah_provider_stream_t ps;
     ah_request_t *r;
+    ah_answer_acc_t acc;
 } ctx_t;
 
 static int on_event(void *ud, const char *event, const char *data, size_t len, const char *raw,
@@ -25,6 +28,9 @@ static int on_event(void *ud, const char *event, const char *data, size_t len, c
     c->ops->stream_event(&c->ps, c->r, event, data, len, NULL, &is_token, &forward);
     json_t *chunks = json_array();
     c->ops->stream_event(&c->ps, c->r, event, data, len, chunks, &is_token, &forward);
+    size_t i;
+    json_t *chunk;
+    json_array_foreach(chunks, i, chunk) ah_answer_acc_add(&c->acc, chunk);
     json_decref(chunks);
     c->ops->parse_response(c->r, data, len, NULL);
     return 0;
@@ -46,6 +52,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
     }
     ah_sse_free(&s);
+    /* what the cache would keep, and the stream it would replay from it */
+    json_t *answer = ah_answer_acc_finish(&c.acc);
+    ah_answer_acc_free(&c.acc);
+    if (answer) {
+        json_t *replay = ah_answer_chunks(answer);
+        json_decref(replay);
+        json_decref(answer);
+    }
     ah_request_free(c.r);
     return 0;
 }

@@ -160,9 +160,14 @@ static void add_tool_delta(ah_answer_acc_t *a, int ci, json_t *tc)
     json_t *arr = a->choice[ci].tool_calls;
     if (!arr)
         arr = a->choice[ci].tool_calls = json_array();
-    while (json_array_size(arr) <= (size_t)idx)
+    while (json_array_size(arr) <= (size_t)idx) {
         json_array_append_new(arr, json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", "", "type", "function",
                                              "function", "name", "", "arguments", ""));
+        /* arguments grow in a buffer (amortised), set into the JSON at the end */
+        size_t n = json_array_size(arr);
+        a->choice[ci].args = ah_realloc(a->choice[ci].args, n * sizeof *a->choice[ci].args);
+        ah_buf_init(&a->choice[ci].args[n - 1], AH_ANSWER_MAX_BYTES);
+    }
     json_t *slot = json_array_get(arr, (size_t)idx);
     json_t *fn = json_object_get(slot, "function");
     const char *id = json_string_value(json_object_get(tc, "id"));
@@ -172,20 +177,11 @@ static void add_tool_delta(ah_answer_acc_t *a, int ci, json_t *tc)
     const char *name = json_string_value(json_object_get(dfn, "name"));
     if (name && *name)
         json_object_set_new(fn, "name", json_string(name));
-    const char *args = json_string_value(json_object_get(dfn, "arguments"));
-    if (args && *args) {
-        const char *old = json_string_value(json_object_get(fn, "arguments"));
-        size_t ol = strlen(old), al = strlen(args);
-        if (ol + al > AH_ANSWER_MAX_BYTES) {
-            a->overflow = 1;
-            return;
-        }
-        char *s = ah_malloc(ol + al + 1);
-        memcpy(s, old, ol);
-        memcpy(s + ol, args, al + 1);
-        json_object_set_new(fn, "arguments", json_string(s));
-        ah_free(s);
-    }
+    json_t *args = json_object_get(dfn, "arguments");
+    if (json_is_string(args) && ((a->bytes += json_string_length(args)) > AH_ANSWER_MAX_BYTES ||
+                                 ah_buf_append(&a->choice[ci].args[idx], json_string_value(args),
+                                               json_string_length(args))))
+        a->overflow = 1;
 }
 
 void ah_answer_acc_add(ah_answer_acc_t *a, json_t *chunk)
@@ -223,7 +219,8 @@ void ah_answer_acc_add(ah_answer_acc_t *a, json_t *chunk)
         }
         json_t *d = json_object_get(c, "delta");
         const char *text = json_string_value(json_object_get(d, "content"));
-        if (text && ah_buf_appends(&a->choice[ci].text, text)) {
+        if (text && ((a->bytes += strlen(text)) > AH_ANSWER_MAX_BYTES ||
+                     ah_buf_appends(&a->choice[ci].text, text))) {
             a->overflow = 1;
             return;
         }
@@ -254,8 +251,17 @@ json_t *ah_answer_acc_finish(ah_answer_acc_t *a)
                                              a->choice[i].text.len));
         else
             json_object_set_new(msg, "content", json_null());
-        if (tcs)
+        if (tcs) {
+            size_t j;
+            json_t *tc;
+            json_array_foreach(tcs, j, tc)
+            {
+                ah_buf_t *b = &a->choice[i].args[j];
+                json_object_set_new(json_object_get(tc, "function"), "arguments",
+                                    json_stringn(b->data ? b->data : "", b->len));
+            }
             json_object_set(msg, "tool_calls", tcs);
+        }
         json_array_append_new(choices,
                               json_pack("{s:i,s:o,s:n,s:s}", "index", i, "message", msg, "logprobs",
                                         "finish_reason",
@@ -274,6 +280,10 @@ void ah_answer_acc_free(ah_answer_acc_t *a)
     for (int i = 0; i < AH_ANSWER_MAX_CHOICES; i++) {
         if (a->choice[i].used)
             ah_buf_free(&a->choice[i].text);
+        for (size_t j = 0; j < json_array_size(a->choice[i].tool_calls); j++)
+            ah_buf_free(&a->choice[i].args[j]);
+        ah_free(a->choice[i].args);
+        a->choice[i].args = NULL;
         json_decref(a->choice[i].tool_calls);
         a->choice[i].tool_calls = NULL;
         a->choice[i].used = 0;

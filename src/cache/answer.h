@@ -47,9 +47,11 @@ typedef struct ah_answer_acc {
         int used;
         ah_buf_t text;
         json_t *tool_calls; /* array, by tool index */
+        ah_buf_t *args;     /* their arguments, one buffer each */
         char finish[32];
     } choice[AH_ANSWER_MAX_CHOICES];
     json_t *usage;
+    size_t bytes; /* text and arguments gathered, all choices */
     int overflow; /* too big or too many choices: not cacheable */
 } ah_answer_acc_t;
 
