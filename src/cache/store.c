@@ -288,7 +288,8 @@ ah_cache_entry_t *ah_cache_get_similar(ah_cache_t *c, const uint8_t *scope, cons
         if (hits[i].sim < min_sim)
             break;
         ah_cache_entry_t *cand = find_id(c, hits[i].id);
-        if (cand && (e = take(c, cand, now_ms, max_age_ms)))
+        /* an entry whose threshold feedback raised asks for more */
+        if (cand && hits[i].sim >= cand->min_sim && (e = take(c, cand, now_ms, max_age_ms)))
             *sim = hits[i].sim;
     }
     if (e) {
@@ -383,17 +384,26 @@ void ah_cache_insert(ah_cache_t *c, const ah_cache_put_t *p)
     pthread_mutex_unlock(&c->mu);
 }
 
-int ah_cache_mark_wrong(ah_cache_t *c, const uint8_t *key)
+ah_cache_verdict_t ah_cache_mark_wrong(ah_cache_t *c, const uint8_t *key, float sim)
 {
+    ah_cache_verdict_t v = AH_CACHE_GONE;
     pthread_mutex_lock(&c->mu);
     ah_cache_entry_t *e = find_key(c, key);
     if (e) {
         route_of(c, e->tenant, e->model)->false_hits++;
-        entry_remove(c, e);
+        if (sim > 0 && e->semantic && ++e->wrong_reports < AH_CACHE_WRONG_REPORTS_MAX) {
+            /* the answer fits its own question, not one this far from it */
+            float bar = sim + AH_CACHE_SIM_STEP;
+            e->min_sim = bar > 1.0f ? 1.0f : bar;
+            v = AH_CACHE_RAISED;
+        } else {
+            entry_remove(c, e);
+            v = AH_CACHE_REMOVED;
+        }
     }
     c->st.false_hits++;
     pthread_mutex_unlock(&c->mu);
-    return e != NULL;
+    return v;
 }
 
 size_t ah_cache_purge(ah_cache_t *c, const char *tenant, const char *ns, const char *model,

@@ -45,6 +45,9 @@ typedef struct ah_cache_entry {
     float *vec;
     int dim;
     size_t bytes; /* memory charged to the entry */
+    /* adapted by feedback, under the store's lock */
+    float min_sim;     /* least similarity of a semantic hit on this entry (0: the route's) */
+    int wrong_reports; /* semantic hits reported wrong */
     /* owned by the store, under its lock */
     struct ah_cache_entry *hnext, *inext, *lru_prev, *lru_next;
 } ah_cache_entry_t;
@@ -88,9 +91,18 @@ void ah_cache_count_miss(ah_cache_t *c, const char *tenant, const char *model);
 void ah_cache_insert(ah_cache_t *c, const ah_cache_put_t *p);
 void ah_cache_entry_release(ah_cache_entry_t *e);
 
-/* Remove the entry under key as a wrong answer (feedback); 1 if it was
- * there. */
-int ah_cache_mark_wrong(ah_cache_t *c, const uint8_t *key);
+/* A semantic hit reported wrong raises its entry's own threshold just above
+ * the hit's similarity (vCache's idea: the answer fits its own question,
+ * not one that far from it) until AH_CACHE_WRONG_REPORTS_MAX reports, then
+ * removes it; an exact hit reported wrong (sim 0) removes the entry. */
+#define AH_CACHE_WRONG_REPORTS_MAX 3
+#define AH_CACHE_SIM_STEP 0.0001f
+
+typedef enum { AH_CACHE_GONE, AH_CACHE_RAISED, AH_CACHE_REMOVED } ah_cache_verdict_t;
+
+/* Feedback: the hit on the entry under key, at similarity sim (0: exact),
+ * was wrong. Counts a false hit; says what became of the entry. */
+ah_cache_verdict_t ah_cache_mark_wrong(ah_cache_t *c, const uint8_t *key, float sim);
 /* Remove every entry matching all given filters (NULL / <= 0: any):
  * tenant, namespace, model, created before before_ms. Returns how many. */
 size_t ah_cache_purge(ah_cache_t *c, const char *tenant, const char *ns, const char *model,

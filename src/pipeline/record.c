@@ -97,6 +97,7 @@ void ah_stage_record(ah_worker_t *w, ah_request_t *r)
     row->cache = r->cache_status;
     row->saved_usd = r->cache_hit ? r->saved_usd : 0;
     row->prompt_cache_saved_usd = r->prompt_cache_saved_usd;
+    row->cache_similarity = r->cache_hit ? r->cache_similarity : 0;
     if (r->cache_hit || (r->cache_store && strcmp(r->cache_status, "stored") == 0)) {
         row->cache_key = ah_malloc(2 * AH_CACHE_KEY_BYTES + 1);
         for (int i = 0; i < AH_CACHE_KEY_BYTES; i++)

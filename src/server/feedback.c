@@ -3,8 +3,10 @@
  *   {"request_id": "req_...", "wrong": true, "score": 0.0, "comment": "..."}
  *
  * Feedback is kept in the database for the quality work. When it marks an
- * answer that came from the cache as wrong, the entry is removed at once
- * (a wrong hit is worse than a miss) and counted as a false hit. A caller
+ * answer that came from the cache as wrong, it counts as a false hit and
+ * the entry pays at once: an exact hit's entry is removed (its answer is
+ * wrong); a semantic hit's entry raises its own threshold above that hit's
+ * similarity, and is removed at the third such report (store.h). A caller
  * may only rate its own tenant's requests; the master key may rate any. */
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -74,10 +76,11 @@ void ah_feedback_handle(ah_worker_t *w, struct evhttp_request *req)
                        "\"comment\": \"...\"}");
         goto out;
     }
-    if (sqlite3_prepare_v2(w->db,
-                           "SELECT owner, key_id, cache, cache_key FROM ledger WHERE "
-                           "request_id = ?",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(
+            w->db,
+            "SELECT owner, key_id, cache, cache_key, cache_similarity FROM ledger WHERE "
+            "request_id = ?",
+            -1, &st, NULL) != SQLITE_OK) {
         ah_reply_error(req, AH_API_OPENAI, 500, NULL, NULL, "cannot read the ledger");
         goto out;
     }
@@ -106,13 +109,16 @@ void ah_feedback_handle(ah_worker_t *w, struct evhttp_request *req)
     const char *ckey = (const char *)sqlite3_column_text(st, 3);
     /* column text dies with the statement: keep what the answer needs */
     char kind[16] = "";
-    int removed = 0, was_hit = cache && (!strcmp(cache, "exact") || !strcmp(cache, "semantic"));
+    float sim = (float)sqlite3_column_double(st, 4);
+    ah_cache_verdict_t verdict = AH_CACHE_GONE;
+    int was_hit = cache && (!strcmp(cache, "exact") || !strcmp(cache, "semantic"));
     if (was_hit)
         snprintf(kind, sizeof kind, "%s", cache);
     uint8_t key[AH_CACHE_KEY_BYTES];
     if (json_is_true(wrong) && was_hit && w->gw->cache && ckey &&
         strlen(ckey) == 2 * AH_CACHE_KEY_BYTES && unhex(ckey, key, AH_CACHE_KEY_BYTES) == 0)
-        removed = ah_cache_mark_wrong(w->gw->cache, key);
+        verdict =
+            ah_cache_mark_wrong(w->gw->cache, key, cache && !strcmp(cache, "semantic") ? sim : 0);
     sqlite3_finalize(st);
     st = NULL;
     if (sqlite3_prepare_v2(w->db,
@@ -133,8 +139,9 @@ void ah_feedback_handle(ah_worker_t *w, struct evhttp_request *req)
             goto out;
         }
     }
-    json_t *o = json_pack("{s:s,s:b,s:s?,s:b}", "request_id", rid, "recorded", 1, "cache",
-                          was_hit ? kind : NULL, "cache_entry_removed", removed);
+    json_t *o = json_pack("{s:s,s:b,s:s?,s:b,s:b}", "request_id", rid, "recorded", 1, "cache",
+                          was_hit ? kind : NULL, "cache_entry_removed", verdict == AH_CACHE_REMOVED,
+                          "cache_threshold_raised", verdict == AH_CACHE_RAISED);
     ah_reply_json(req, 200, o);
     json_decref(o);
 out:

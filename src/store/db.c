@@ -45,6 +45,8 @@ static const char *const migrations[] = {
     " id INTEGER PRIMARY KEY, request_id TEXT NOT NULL, ts_ms INTEGER NOT NULL,"
     " key_id TEXT, owner TEXT, wrong INTEGER NOT NULL DEFAULT 0, score REAL, comment TEXT);"
     "CREATE INDEX IF NOT EXISTS feedback_request ON feedback(request_id);",
+    /* 3: how similar a semantic hit was (feedback adapts the entry's threshold) */
+    "ALTER TABLE ledger ADD COLUMN cache_similarity REAL;",
 };
 
 ah_err_t ah_db_exec(sqlite3 *db, const char *sql)

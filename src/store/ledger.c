@@ -115,6 +115,10 @@ static ah_err_t sqlite_write(void *ctx, ah_ledger_row_t **rows, int n)
         bind_text(st, i++, r->cache_key);
         sqlite3_bind_double(st, i++, r->saved_usd);
         sqlite3_bind_double(st, i++, r->prompt_cache_saved_usd);
+        if (r->cache_similarity > 0)
+            sqlite3_bind_double(st, i++, r->cache_similarity);
+        else
+            sqlite3_bind_null(st, i++);
         if (sqlite3_step(st) != SQLITE_DONE) {
             ah_error("ledger insert: %s", sqlite3_errmsg(s->db));
             sqlite3_reset(st);
@@ -209,8 +213,8 @@ ah_err_t ah_ledger_open_sqlite(const char *path, ah_ledger_t **out)
             "deployment, prompt_tokens, completion_tokens, cached_tokens, "
             "cache_write_tokens, reasoning_tokens, usage_source, cost_usd, "
             "latency_ms, ttft_ms, overhead_us, status, error, cache, cache_key, saved_usd, "
-            "prompt_cache_saved_usd) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "prompt_cache_saved_usd, cache_similarity) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             -1, &s->insert, NULL) != SQLITE_OK) {
         ah_error("ledger: %s", sqlite3_errmsg(db));
         sqlite_close(s);

@@ -34,6 +34,7 @@ typedef struct ah_ledger_row {
     char *cache_key;               /* hex key of the entry hit or stored, or NULL */
     double saved_usd;              /* what a cache hit saved */
     double prompt_cache_saved_usd; /* provider prompt cache: reads saved minus writes' premium */
+    double cache_similarity;       /* a semantic hit's similarity; <= 0: none */
 } ah_ledger_row_t;
 
 typedef struct ah_ledger_sink {

@@ -289,6 +289,23 @@ test('semantic hit: a rephrased question gets the answer, within the tenant only
   assert.equal(close.response.headers.get('x-ahorro-cache'), 'semantic');
   assert.ok(Number(close.response.headers.get('x-ahorro-cache-similarity')) >= 0.9);
   assert.equal(close.data.choices[0].message.content, first.data.choices[0].message.content);
+  // a rephrasing reported wrong: that entry now asks for more similarity than this one had
+  const near = await sem('how can i reset my online banking password quickly');
+  assert.equal(near.response.headers.get('x-ahorro-cache'), 'semantic');
+  const nearSim = Number(near.response.headers.get('x-ahorro-cache-similarity'));
+  assert.ok(nearSim < 0.999, `similarity ${nearSim}`);
+  await ledgerRow(gw.db, near.response.headers.get('x-ahorro-request-id'));
+  const fb = await (await fetch(`${gw.url}/v1/feedback`, {
+    method: 'POST', headers: { authorization: `Bearer ${MASTER_KEY}` },
+    body: JSON.stringify({ request_id: near.response.headers.get('x-ahorro-request-id'), wrong: true }),
+  })).json();
+  assert.equal(fb.cache, 'semantic');
+  assert.equal(fb.cache_threshold_raised, true, JSON.stringify(fb));
+  assert.equal(fb.cache_entry_removed, false);
+  const again = await sem('how can i reset my online banking password quickly');
+  assert.notEqual(again.response.headers.get('x-ahorro-cache'), 'semantic');
+  assert.equal((await sem('how do i reset my online banking password')).response.headers.get('x-ahorro-cache'), 'semantic',
+    'closer rephrasings still hit');
   const far = await sem('What are the opening hours of your branch in Madrid?');
   assert.equal(far.response.headers.get('x-ahorro-cache'), 'miss');
   // another tenant, the same near-identical prompt: never a hit

@@ -262,8 +262,8 @@ START_TEST(store_purge_and_feedback)
     ck_assert_int_eq(ah_cache_purge(c, NULL, NULL, "m1", 0), 1);
     uint8_t key[32] = {0};
     key[0] = key[9] = 2;
-    ck_assert_int_eq(ah_cache_mark_wrong(c, key), 1);
-    ck_assert_int_eq(ah_cache_mark_wrong(c, key), 0);
+    ck_assert_int_eq(ah_cache_mark_wrong(c, key, 0), AH_CACHE_REMOVED);
+    ck_assert_int_eq(ah_cache_mark_wrong(c, key, 0), AH_CACHE_GONE);
     ah_cache_stats_t st;
     ah_cache_stats(c, &st);
     ck_assert_uint_eq(st.entries, 0);
@@ -300,6 +300,26 @@ START_TEST(semantic_scopes_never_mix)
     /* below the threshold: no hit */
     unit(q, 8, 5);
     ck_assert_ptr_null(ah_cache_get_similar(c, sa, q, 8, 0.5f, 1001, -1, &sim));
+    /* a semantic hit reported wrong: that entry now asks for more similarity */
+    uint8_t key1[32] = {0};
+    key1[0] = key1[9] = 1;
+    float mid[8];
+    unit(mid, 8, 3);
+    mid[4] = 0.5f; /* cosine 0.894 to v */
+    float mn = sqrtf(1.25f);
+    mid[3] /= mn;
+    mid[4] /= mn;
+    e = ah_cache_get_similar(c, sa, mid, 8, 0.8f, 1001, -1, &sim);
+    ck_assert_ptr_nonnull(e);
+    ah_cache_entry_release(e);
+    ck_assert_int_eq(ah_cache_mark_wrong(c, key1, sim), AH_CACHE_RAISED);
+    ck_assert_ptr_null(ah_cache_get_similar(c, sa, mid, 8, 0.8f, 1001, -1, &sim));
+    e = ah_cache_get_similar(c, sa, v, 8, 0.8f, 1001, -1, &sim); /* closer: still a hit */
+    ck_assert_ptr_nonnull(e);
+    ah_cache_entry_release(e);
+    ck_assert_int_eq(ah_cache_mark_wrong(c, key1, 0.95f), AH_CACHE_RAISED);
+    ck_assert_int_eq(ah_cache_mark_wrong(c, key1, 0.999f), AH_CACHE_REMOVED); /* third report */
+    put(c, 1, "a", "m", 1000, 10000, sa, v, 8);
     /* expired: no hit, and the entry leaves the index */
     ck_assert_ptr_null(ah_cache_get_similar(c, sa, v, 8, 0.9f, 20000, -1, &sim));
     ah_cache_stats_t st;
