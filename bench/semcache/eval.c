@@ -16,6 +16,9 @@
  *    stored neighbours, a margin, weights or a projection learned on one half of the
  *    history and measured on the other.
  * 3. Embedding speed: median microseconds a query.
+ * 4. The re-ranking check (src/cache/rerank.c) on the best candidate: QQP and the
+ *    Banking77 replay again, per rule and option, and its cost a call.
+ *    SEMCACHE_RERANK_ONLY=1 in the environment runs this section alone.
  * Extra NAME=FILE arguments are other vector files (float32, a pruned vocabulary)
  * whose QQP and replay figures are compared with the shipped file's. */
 #include <math.h>
@@ -26,6 +29,7 @@
 #include <time.h>
 
 #include "cache/embed_sif.h"
+#include "cache/rerank.h"
 #include "core/alloc.h"
 
 #define MAX_FILE_BYTES (64u * 1024 * 1024)
@@ -880,6 +884,339 @@ static dense_t project(const dense_t *d, const double *proj, int r)
     return o;
 }
 
+/* ---- re-ranking check (src/cache/rerank.c) ------------------------------------------ */
+
+/* What the check found for one pair, as the decision rules below read it. */
+typedef struct rr_val {
+    float score, unmatched, align;
+    int hard; /* an unknown-token or negation mismatch (per the options) */
+} rr_val_t;
+
+typedef enum {
+    RR_PLAIN,   /* cosine >= t (no check) */
+    RR_FILTER,  /* cosine >= t and check score >= param */
+    RR_PENALTY, /* cosine - param x unmatched weight share >= t, hard mismatches rejected */
+    RR_ALIGN    /* cosine - param x (1 - alignment) >= t, hard mismatches rejected */
+} rr_kind_t;
+
+typedef struct rr_method {
+    const char *name;
+    const ah_rerank_opts_t *o;
+    rr_kind_t kind;
+    double param;
+} rr_method_t;
+
+static rr_val_t rr_eval(const ah_embedder_t *e, const ah_rerank_opts_t *o, const char *a,
+                        const char *b)
+{
+    ah_rerank_t r;
+    ah_rerank_compare(e, o, a, strlen(a), b, strlen(b), &r);
+    rr_val_t v = {.score = r.worst, .unmatched = r.unmatched, .align = r.align, .hard = r.reject};
+    return v;
+}
+
+static double rr_value(const rr_method_t *m, float cos, const rr_val_t *v)
+{
+    switch (m->kind) {
+    case RR_FILTER:
+        return !v->hard && v->score >= m->param ? cos : -1;
+    case RR_PENALTY:
+        return v->hard ? -1 : cos - m->param * v->unmatched;
+    case RR_ALIGN:
+        return v->hard ? -1 : cos - m->param * (1 - v->align);
+    default:
+        return cos;
+    }
+}
+
+/* Memo of the check on replay pairs (i, j), i > j, by replay position. */
+#define RR_MEMO_BITS 21
+
+typedef struct rr_memo {
+    const ah_embedder_t *e;
+    const ah_rerank_opts_t *o;
+    const char *const *text; /* by replay position */
+    uint64_t *key;           /* (i << 32 | j) + 1, 0 empty */
+    rr_val_t *val;
+    long calls;
+} rr_memo_t;
+
+static rr_val_t rr_get(rr_memo_t *mm, int i, int j)
+{
+    uint64_t k = ((uint64_t)i << 32 | (uint32_t)j) + 1;
+    size_t mask = ((size_t)1 << RR_MEMO_BITS) - 1;
+    size_t b = (size_t)((k * 0x9E3779B97F4A7C15ull) >> (64 - RR_MEMO_BITS));
+    while (mm->key[b] && mm->key[b] != k)
+        b = (b + 1) & mask;
+    if (!mm->key[b]) {
+        mm->key[b] = k;
+        mm->val[b] = rr_eval(mm->e, mm->o, mm->text[i], mm->text[j]);
+        mm->calls++;
+    }
+    return mm->val[b];
+}
+
+/* The replay of section 2, with the check applied to the best stored candidate. */
+static replay_t replay_rr(const simmat_t *m, rr_memo_t *mm, const rr_method_t *rm, double t)
+{
+    replay_t r = {0};
+    int *stored = ah_malloc(sizeof(int) * (size_t)m->n);
+    int ns = 0;
+    for (int i = 0; i < m->n; i++) {
+        const float *row = m->s + (size_t)i * m->n;
+        float best = -2;
+        int bj = -1;
+        for (int s = 0; s < ns; s++)
+            if (row[stored[s]] > best) {
+                best = row[stored[s]];
+                bj = stored[s];
+            }
+        int hit = bj >= 0 && best >= t;
+        if (hit && rm->kind != RR_PLAIN) {
+            rr_val_t v = rr_get(mm, i, bj);
+            hit = rr_value(rm, best, &v) >= t;
+        }
+        if (hit) {
+            r.hits++;
+            r.right += m->cat[bj] == m->cat[i];
+        } else {
+            stored[ns++] = i;
+        }
+    }
+    r.stored = ns;
+    r.hit_rate = (double)r.hits / m->n;
+    r.precision = r.hits ? (double)r.right / r.hits : 1.0;
+    ah_free(stored);
+    return r;
+}
+
+/* Thresholds 0.50 .. 0.99, step 0.01. */
+static replay_summary_t replay_rr_sweep(const simmat_t *m, rr_memo_t *mm, const rr_method_t *rm,
+                                        int print)
+{
+    replay_summary_t s = {{0}, {-1, -1, -1}};
+    for (int i = 100; i < N_THRESH; i += 2) {
+        replay_t r = replay_rr(m, mm, rm, thresh(i));
+        for (int g = 0; g < 3; g++)
+            if (r.precision >= replay_targets[g] && r.hit_rate > s.hr[g]) {
+                s.hr[g] = r.hit_rate;
+                s.t[g] = thresh(i);
+            }
+        if (print && (i % 10 == 0 || i >= 170))
+            printf("| %.2f | %.3f | %.3f | %d |\n", thresh(i), r.hit_rate, r.precision, r.stored);
+    }
+    return s;
+}
+
+/* One QQP row: best F1, best recall at precision 0.80 / 0.85 / 0.90 (with t), best
+ * precision at recall 0.1 / 0.2 / 0.3 / 0.4. */
+static void rr_qqp_row(const char *name, const float *v, const int *dup, const int *idx, int n)
+{
+    double bf = 0, bft = 0, rp[3] = {0}, tp[3] = {-1, -1, -1}, pr[4] = {0};
+    const double ptarget[3] = {0.80, 0.85, 0.90}, rtarget[4] = {0.1, 0.2, 0.3, 0.4};
+    for (int k = 0; k < N_THRESH; k++) {
+        prf_t x = score(v, dup, idx, n, thresh(k));
+        if (x.f > bf) {
+            bf = x.f;
+            bft = thresh(k);
+        }
+        for (int g = 0; g < 3; g++)
+            if (x.tp > 0 && x.p >= ptarget[g] && x.r > rp[g]) {
+                rp[g] = x.r;
+                tp[g] = thresh(k);
+            }
+        for (int g = 0; g < 4; g++)
+            if (x.r >= rtarget[g] && x.p > pr[g])
+                pr[g] = x.p;
+    }
+    printf("| %s | %.3f (t %.3f) |", name, bf, bft);
+    for (int g = 0; g < 3; g++) {
+        if (tp[g] >= 0)
+            printf(" %.3f (t %.3f) |", rp[g], tp[g]);
+        else
+            printf(" - |");
+    }
+    for (int g = 0; g < 4; g++)
+        printf(" %.3f |", pr[g]);
+    printf("\n");
+}
+
+static int cmp_float_asc(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Option sets and rules compared; "default" is ah_rerank_defaults. */
+enum { O_DEF, O_W05, O_W07, O_W09, O_QONLY, O_NOUNK, O_NONEG, O_COUNT };
+
+static const char *const rr_oname[O_COUNT] = {
+    "default", "content 0.5", "content 0.7", "content 0.9", "query side only",
+    "no unknown-token rule", "no negation rule"};
+
+static void rr_options(ah_rerank_opts_t *os)
+{
+    for (int k = 0; k < O_COUNT; k++)
+        os[k] = ah_rerank_defaults;
+    os[O_W05].content_weight = 0.5f;
+    os[O_W07].content_weight = 0.7f;
+    os[O_W09].content_weight = 0.9f;
+    os[O_QONLY].symmetric = 0;
+    os[O_NOUNK].exact_unknown = 0;
+    os[O_NONEG].negation = 0;
+}
+
+typedef struct rr_row {
+    int opts;
+    rr_kind_t kind;
+    double param;
+} rr_row_t;
+
+static const rr_row_t rr_rows[] = {
+    {O_DEF, RR_PLAIN, 0},
+    {O_DEF, RR_FILTER, 0.3},
+    {O_DEF, RR_FILTER, 0.4},
+    {O_DEF, RR_FILTER, 0.5},
+    {O_DEF, RR_FILTER, 0.6},
+    {O_DEF, RR_FILTER, 0.7},
+    {O_W05, RR_FILTER, 0.5},
+    {O_DEF, RR_PENALTY, 0.4},
+    {O_DEF, RR_PENALTY, 1.0},
+    {O_W05, RR_ALIGN, 0.3},
+    {O_W05, RR_ALIGN, 0.5},
+    {O_W05, RR_ALIGN, 1.0},
+    {O_W07, RR_ALIGN, 0.3},
+    {O_W07, RR_ALIGN, 0.5},
+    {O_W07, RR_ALIGN, 1.0},
+    {O_DEF, RR_ALIGN, 0.3},
+    {O_DEF, RR_ALIGN, 0.4},
+    {O_DEF, RR_ALIGN, 0.5},
+    {O_DEF, RR_ALIGN, 0.7},
+    {O_DEF, RR_ALIGN, 1.0},
+    {O_W09, RR_ALIGN, 0.3},
+    {O_W09, RR_ALIGN, 0.5},
+    {O_W09, RR_ALIGN, 1.0},
+    {O_QONLY, RR_ALIGN, 0.5},
+    {O_NOUNK, RR_ALIGN, 0.5},
+    {O_NONEG, RR_ALIGN, 0.5},
+};
+#define RR_NROWS (sizeof rr_rows / sizeof rr_rows[0])
+
+static void rr_row_name(const rr_row_t *r, char *buf, size_t n)
+{
+    const char *o = rr_oname[r->opts];
+    switch (r->kind) {
+    case RR_FILTER:
+        snprintf(buf, n, "%s: cosine >= t and worst word >= %.2f", o, r->param);
+        break;
+    case RR_PENALTY:
+        snprintf(buf, n, "%s: cosine - %.1f x unmatched >= t", o, r->param);
+        break;
+    case RR_ALIGN:
+        snprintf(buf, n, "%s: cosine - %.1f x (1 - align) >= t", o, r->param);
+        break;
+    default:
+        snprintf(buf, n, "cosine >= t, no check (current default)");
+    }
+}
+
+static void rerank_section(const ah_embedder_t *e, const qqp_t *q, const float *qcos,
+                           const bank_t *b, const simmat_t *m_def)
+{
+    ah_rerank_opts_t os[O_COUNT];
+    rr_options(os);
+    printf("## 4. Re-ranking check (src/cache/rerank.c)\n\n"
+           "The best candidate (highest cosine) goes through the word-level check. Rules: "
+           "\"worst word\" is the lowest cosine between a content word absent from the other "
+           "prompt and its nearest word there; \"unmatched\" the SIF-weighted share of content "
+           "words whose nearest word is below %.2f; \"align\" the SIF-weighted mean of the "
+           "nearest-word cosines (1 for a word present on both sides). Unless said otherwise, an "
+           "unknown token (number, name) on one side only or a negation on one side only "
+           "rejects. Default options: content words have SIF weight >= %.2f, both sides "
+           "checked.\n\n",
+           (double)ah_rerank_defaults.match_sim, (double)ah_rerank_defaults.content_weight);
+    /* QQP: the check on every pair, per option set. */
+    rr_val_t *qv[O_COUNT];
+    for (int k = 0; k < O_COUNT; k++) {
+        qv[k] = ah_malloc(sizeof(rr_val_t) * (size_t)q->n);
+        for (int i = 0; i < q->n; i++)
+            qv[k][i] = rr_eval(e, &os[k], q->q1[i], q->q2[i]);
+    }
+    float *v = ah_malloc(sizeof(float) * (size_t)q->n);
+    for (int pass = 0; pass < 2; pass++) {
+        const int *idx = pass ? q->balanced : NULL;
+        int n = pass ? q->nbalanced : q->n;
+        printf("### QQP, %s\n\n| rule | best F1 | best R at P >= 0.80 | at P >= 0.85 | at P >= "
+               "0.90 | best P at R >= 0.1 | R >= 0.2 | R >= 0.3 | R >= 0.4 |\n|---|---|---|---|"
+               "---|---|---|---|---|\n",
+               pass ? "balanced subsample" : "whole file");
+        for (size_t r = 0; r < RR_NROWS; r++) {
+            rr_method_t rm = {.o = &os[rr_rows[r].opts], .kind = rr_rows[r].kind,
+                              .param = rr_rows[r].param};
+            for (int i = 0; i < q->n; i++)
+                v[i] = (float)rr_value(&rm, qcos[i], &qv[rr_rows[r].opts][i]);
+            char name[160];
+            rr_row_name(&rr_rows[r], name, sizeof name);
+            rr_qqp_row(name, v, q->dup, idx, n);
+        }
+        printf("\n");
+    }
+    ah_free(v);
+
+    /* Banking77 replay with the check on the best stored candidate. */
+    const char **text = ah_malloc(sizeof(char *) * (size_t)b->n);
+    for (int i = 0; i < b->n; i++)
+        text[i] = b->text[b->order[i]];
+    printf("### Banking77 replay, the check on the best stored candidate\n\nBest hit rate at a "
+           "precision target (t from 0.50 to 0.99, step 0.01).\n\n| rule | P >= 0.85 | P >= "
+           "0.90 | P >= 0.95 |\n|---|---|---|---|\n");
+    rr_memo_t mm[O_COUNT];
+    for (int k = 0; k < O_COUNT; k++) {
+        mm[k] = (rr_memo_t){.e = e, .o = &os[k], .text = text};
+        mm[k].key = ah_calloc((size_t)1 << RR_MEMO_BITS, sizeof(uint64_t));
+        mm[k].val = ah_malloc(sizeof(rr_val_t) << RR_MEMO_BITS);
+    }
+    for (size_t r = 0; r < RR_NROWS; r++) {
+        rr_method_t rm = {.o = &os[rr_rows[r].opts], .kind = rr_rows[r].kind,
+                          .param = rr_rows[r].param};
+        char name[160];
+        rr_row_name(&rr_rows[r], name, sizeof name);
+        print_replay_row(name, replay_rr_sweep(m_def, &mm[rr_rows[r].opts], &rm, 0));
+    }
+    printf("\n");
+    {
+        rr_method_t rm = {.o = &os[O_DEF], .kind = RR_ALIGN, .param = AH_RERANK_DEFAULT_PENALTY};
+        printf("Recommended rule (default options, cosine - %.1f x (1 - align) >= t):\n\n| t | "
+               "hit rate | precision | stored |\n|---|---|---|---|\n",
+               (double)AH_RERANK_DEFAULT_PENALTY);
+        replay_rr_sweep(m_def, &mm[O_DEF], &rm, 1);
+        printf("\n");
+    }
+
+    /* Cost of one check (the default options), on the QQP pairs. */
+    int rounds = 3, nt = q->n * rounds, k = 0;
+    float *us = ah_malloc(sizeof(float) * (size_t)nt);
+    double sink = 0;
+    for (int r = 0; r < rounds; r++)
+        for (int i = 0; i < q->n; i++) {
+            double t0 = now_us();
+            sink += ah_rerank_similarity(e, qcos[i], q->q1[i], strlen(q->q1[i]), q->q2[i],
+                                         strlen(q->q2[i]));
+            us[k++] = (float)(now_us() - t0);
+        }
+    qsort(us, (size_t)nt, sizeof(float), cmp_float_asc);
+    printf("Check cost (ah_rerank_similarity, default options, on the %d QQP pairs x %d rounds, "
+           "one thread): median %.2f us, p99 %.2f us (checksum %.0f).\n\n",
+           q->n, rounds, us[nt / 2], us[(size_t)nt * 99 / 100], sink);
+    ah_free(us);
+    for (int i = 0; i < O_COUNT; i++) {
+        ah_free(mm[i].key);
+        ah_free(mm[i].val);
+        ah_free(qv[i]);
+    }
+    ah_free(text);
+}
+
 /* ---- main ------------------------------------------------------------------------- */
 
 typedef struct variant {
@@ -1004,6 +1341,20 @@ int main(int argc, char **argv)
     load_qqp(argv[1], &q);
     load_bank(argv[2], &b);
     const char *vec = argv[3];
+    if (getenv("SEMCACHE_RERANK_ONLY")) {
+        ah_embedder_t *e = open_or_die(vec, NULL);
+        float *qcos = qqp_dense(e, &q);
+        int *bc = cats_of(&b, b.order, b.n);
+        dense_t d = embed_all(e, b.text, b.n);
+        simmat_t m = simmat_dense(&d, b.order, b.n, bc);
+        rerank_section(e, &q, qcos, &b, &m);
+        ah_free(m.s);
+        ah_free(d.v);
+        ah_free(bc);
+        ah_free(qcos);
+        ah_embed_free(e);
+        return 0;
+    }
 
     const ah_embed_sif_opts_t o_mean = {.weighting = 0, .remove_component = 0};
     const ah_embed_sif_opts_t o_sif = {.weighting = 1, .remove_component = 0};
@@ -1245,6 +1596,15 @@ int main(int argc, char **argv)
     /* ---- 3. speed ---- */
     printf("## 3. Embedding speed (default embedder)\n\n");
     speed(e_def, &b, &q);
+
+    /* ---- 4. the re-ranking check ---- */
+    {
+        dense_t d = embed_all(e_def, b.text, b.n);
+        simmat_t m = simmat_dense(&d, b.order, b.n, bcat);
+        rerank_section(e_def, &q, sims[2], &b, &m);
+        ah_free(m.s);
+        ah_free(d.v);
+    }
 
     ah_embed_free(e_def);
     ah_embed_free(e_mean);

@@ -145,18 +145,27 @@ typedef void (*sif_word_fn)(void *ctx, uint32_t index);
 
 typedef struct sif_walk {
     const sif_t *m;
-    sif_word_fn fn;
+    sif_word_fn fn;            /* each vocabulary word; may be NULL */
+    ah_embed_sif_token_fn tok; /* each token, known or not; may be NULL */
     void *ctx;
     size_t found;
 } sif_walk_t;
 
-static void emit(sif_walk_t *w, const char *word, size_t n)
+/* The token word[0..n), at vocabulary index ix (-1: unknown). */
+static void emit_at(sif_walk_t *w, const char *word, size_t n, int64_t ix)
 {
-    int64_t ix = sif_find(w->m, word, n);
+    if (w->tok && n > 0)
+        w->tok(w->ctx, word, n, ix);
     if (ix >= 0) {
-        w->fn(w->ctx, (uint32_t)ix);
+        if (w->fn)
+            w->fn(w->ctx, (uint32_t)ix);
         w->found++;
     }
+}
+
+static void emit(sif_walk_t *w, const char *word, size_t n)
+{
+    emit_at(w, word, n, sif_find(w->m, word, n));
 }
 
 static int is_word_byte(uint8_t c)
@@ -200,10 +209,7 @@ static void walk_part(sif_walk_t *w, const char *p, size_t n)
     int64_t ix = sif_find(w->m, p, n);
     const char *apos = memchr(p, '\'', n);
     if (ix >= 0 || !apos) {
-        if (ix >= 0) {
-            w->fn(w->ctx, (uint32_t)ix);
-            w->found++;
-        }
+        emit_at(w, p, n, ix);
         return;
     }
     const char *last = p + n - 1;
@@ -254,8 +260,7 @@ static void walk_compound(sif_walk_t *w, const char *c, size_t n)
     }
     int64_t ix = sif_find(w->m, c, n);
     if (ix >= 0) {
-        w->fn(w->ctx, (uint32_t)ix);
-        w->found++;
+        emit_at(w, c, n, ix);
         return;
     }
     const char *s = c, *end = c + n;
@@ -268,9 +273,10 @@ static void walk_compound(sif_walk_t *w, const char *c, size_t n)
     }
 }
 
-static size_t sif_walk(const sif_t *m, const char *text, size_t len, sif_word_fn fn, void *ctx)
+static size_t sif_walk(const sif_t *m, const char *text, size_t len, sif_word_fn fn,
+                       ah_embed_sif_token_fn tok, void *ctx)
 {
-    sif_walk_t w = {.m = m, .fn = fn, .ctx = ctx, .found = 0};
+    sif_walk_t w = {.m = m, .fn = fn, .tok = tok, .ctx = ctx, .found = 0};
     const uint8_t *t = (const uint8_t *)text;
     char buf[AH_SIF_MAX_COMPOUND];
     size_t n = 0, i = 0;
@@ -346,7 +352,7 @@ static ah_err_t sif_embed(const ah_embedder_t *e, const char *text, size_t len, 
     const sif_t *m = e->impl;
     memset(out, 0, sizeof(float) * m->dim);
     sif_acc_t acc = {.m = m, .out = out};
-    size_t found = sif_walk(m, text, len, accumulate, &acc);
+    size_t found = sif_walk(m, text, len, accumulate, NULL, &acc);
     if (found > 0 && m->component) {
         double dot = 0;
         for (uint32_t d = 0; d < m->dim; d++)
@@ -573,7 +579,7 @@ size_t ah_embed_sif_words(const ah_embedder_t *e, const char *text, size_t len,
 {
     if (len > AH_EMBED_MAX_TEXT)
         len = AH_EMBED_MAX_TEXT;
-    return sif_walk(e->impl, text, len, fn, ctx);
+    return sif_walk(e->impl, text, len, fn, NULL, ctx);
 }
 
 ah_err_t ah_embed_sif_vector(const ah_embedder_t *e, uint32_t index, float *vec, float *weight)
@@ -597,4 +603,45 @@ uint32_t ah_embed_sif_count(const ah_embedder_t *e)
 {
     const sif_t *m = e->impl;
     return m->count;
+}
+
+size_t ah_embed_sif_tokens(const ah_embedder_t *e, const char *text, size_t len,
+                           ah_embed_sif_token_fn fn, void *ctx)
+{
+    if (len > AH_EMBED_MAX_TEXT)
+        len = AH_EMBED_MAX_TEXT;
+    return sif_walk(e->impl, text, len, NULL, fn, ctx);
+}
+
+/* Integer dot products: an int8 vector's scale cancels out of its cosine. */
+float ah_embed_sif_similarity(const ah_embedder_t *e, uint32_t a, uint32_t b)
+{
+    const sif_t *m = e->impl;
+    if (a >= m->count || b >= m->count)
+        return 0;
+    double dot = 0, na = 0, nb = 0;
+    if (m->vec_type == SIF_VEC_I8) {
+        const int8_t *va = (const int8_t *)m->vectors + (size_t)a * m->dim;
+        const int8_t *vb = (const int8_t *)m->vectors + (size_t)b * m->dim;
+        int32_t d = 0, x = 0, y = 0;
+        for (uint32_t k = 0; k < m->dim; k++) {
+            d += va[k] * vb[k];
+            x += va[k] * va[k];
+            y += vb[k] * vb[k];
+        }
+        dot = d;
+        na = x;
+        nb = y;
+    } else {
+        const float *va = (const float *)m->vectors + (size_t)a * m->dim;
+        const float *vb = (const float *)m->vectors + (size_t)b * m->dim;
+        for (uint32_t k = 0; k < m->dim; k++) {
+            dot += (double)va[k] * vb[k];
+            na += (double)va[k] * va[k];
+            nb += (double)vb[k] * vb[k];
+        }
+    }
+    if (!(na > 0) || !(nb > 0))
+        return 0;
+    return (float)(dot / sqrt(na * nb));
 }

@@ -42,4 +42,17 @@ ah_err_t ah_embed_sif_vector(const ah_embedder_t *e, uint32_t index, float *vec,
 /* Words in the vocabulary. */
 uint32_t ah_embed_sif_count(const ah_embedder_t *e);
 
+/* A token as the tokenizer cut it: word[0..n) (lowercase, not NUL-terminated,
+ * valid during the call only) and its vocabulary index, or -1 when the
+ * vocabulary lacks it (numbers, single letters, rare names, non-ASCII words). */
+typedef void (*ah_embed_sif_token_fn)(void *ctx, const char *word, size_t n, int64_t index);
+/* Calls fn(ctx, ...) for each token of text[0..len) in order, known or not: the
+ * same tokens ah_embed_sif_words walks, plus the unknown ones it skips. Returns
+ * how many were in the vocabulary. e must be a "sif" embedder. */
+size_t ah_embed_sif_tokens(const ah_embedder_t *e, const char *text, size_t len,
+                           ah_embed_sif_token_fn fn, void *ctx);
+/* Cosine of the vectors of the words at indices a and b (as stored: no weight,
+ * no common component removed); 0 when either is out of range or zero. */
+float ah_embed_sif_similarity(const ah_embedder_t *e, uint32_t a, uint32_t b);
+
 #endif

@@ -123,6 +123,7 @@ static void entry_free(ah_cache_entry_t *e)
     ah_free(e->model);
     ah_free(e->answer);
     ah_free(e->vec);
+    ah_free(e->prompt);
     ah_free(e);
 }
 
@@ -273,7 +274,8 @@ ah_cache_entry_t *ah_cache_get(ah_cache_t *c, const uint8_t *key, int64_t now_ms
 
 ah_cache_entry_t *ah_cache_get_similar(ah_cache_t *c, const uint8_t *scope, const float *vec,
                                        int dim, float min_sim, int64_t now_ms, int64_t max_age_ms,
-                                       float *sim)
+                                       ah_cache_rescore_fn rescore, void *rescore_ctx,
+                                       const char *query, float *sim)
 {
     ah_cache_entry_t *e = NULL;
     pthread_mutex_lock(&c->mu);
@@ -284,14 +286,31 @@ ah_cache_entry_t *ah_cache_get_similar(ah_cache_t *c, const uint8_t *scope, cons
     }
     ah_vindex_hit_t hits[SIMILAR_CANDIDATES];
     int n = ah_vindex_search(s->ix, vec, SIMILAR_CANDIDATES, hits);
-    for (int i = 0; i < n && !e; i++) {
+    /* the best candidate by (rescored) similarity that clears both bars */
+    ah_cache_entry_t *best = NULL;
+    float best_sim = -1;
+    for (int i = 0; i < n; i++) {
         if (hits[i].sim < min_sim)
             break;
         ah_cache_entry_t *cand = find_id(c, hits[i].id);
+        if (!cand)
+            continue;
+        if (cand->expires_ms <= now_ms) { /* met expired: dropped */
+            c->st.expirations++;
+            entry_remove(c, cand);
+            continue;
+        }
+        float score = hits[i].sim;
+        if (rescore && query && cand->prompt)
+            score = rescore(rescore_ctx, score, query, cand->prompt);
         /* an entry whose threshold feedback raised asks for more */
-        if (cand && hits[i].sim >= cand->min_sim && (e = take(c, cand, now_ms, max_age_ms)))
-            *sim = hits[i].sim;
+        if (score >= min_sim && score >= cand->min_sim && score > best_sim) {
+            best = cand;
+            best_sim = score;
+        }
     }
+    if (best && (e = take(c, best, now_ms, max_age_ms)))
+        *sim = best_sim;
     if (e) {
         c->st.hits_semantic++;
         route_of(c, e->tenant, e->model)->hits_semantic++;
@@ -346,6 +365,10 @@ void ah_cache_insert(ah_cache_t *c, const ah_cache_put_t *p)
         memcpy(e->vec, p->vec, (size_t)p->dim * sizeof *e->vec);
         /* the index keeps its own copy and a graph node */
         e->bytes += 2 * (size_t)p->dim * sizeof *e->vec + 128;
+        if (p->prompt) {
+            e->prompt = ah_strdup(p->prompt);
+            e->bytes += strlen(p->prompt) + 1;
+        }
     }
     if (c->max_bytes && e->bytes > c->max_bytes) {
         entry_free(e);
@@ -509,7 +532,7 @@ void ah_cache_free(ah_cache_t *c)
 
 static const char *const SAVE_SQL =
     "INSERT INTO cache(key, tenant, ns, model, answer, cost_usd, created_ms, expires_ms, scope, "
-    "vec) VALUES (?,?,?,?,?,?,?,?,?,?)";
+    "vec, prompt) VALUES (?,?,?,?,?,?,?,?,?,?,?)";
 
 static void hex_of(const uint8_t *k, char out[2 * AH_CACHE_KEY_BYTES + 1])
 {
@@ -650,6 +673,10 @@ ah_err_t ah_cache_save(ah_cache_t *c, sqlite3 *db, int64_t now_ms, const char *i
             sqlite3_bind_null(st, 9);
             sqlite3_bind_null(st, 10);
         }
+        if (e->prompt)
+            sqlite3_bind_text(st, 11, e->prompt, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 11);
         int s = sqlite3_step(st);
         sqlite3_reset(st);
         if (s != SQLITE_DONE) {
@@ -677,10 +704,11 @@ ah_err_t ah_cache_load(ah_cache_t *c, sqlite3 *db, int64_t now_ms, const char *i
 {
     sqlite3_stmt *st = NULL;
     size_t n = 0;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT key, tenant, ns, model, answer, cost_usd, created_ms, "
-                           "expires_ms, scope, vec FROM cache WHERE expires_ms > ? ORDER BY rowid",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(
+            db,
+            "SELECT key, tenant, ns, model, answer, cost_usd, created_ms, "
+            "expires_ms, scope, vec, prompt FROM cache WHERE expires_ms > ? ORDER BY rowid",
+            -1, &st, NULL) != SQLITE_OK) {
         ah_error("cache: %s", sqlite3_errmsg(db));
         return AH_E_DB;
     }
@@ -710,6 +738,7 @@ ah_err_t ah_cache_load(ah_cache_t *c, sqlite3 *db, int64_t now_ms, const char *i
             p.scope = sqlite3_column_blob(st, 8);
             p.vec = sqlite3_column_blob(st, 9);
             p.dim = vbytes / (int)sizeof(float);
+            p.prompt = (const char *)sqlite3_column_text(st, 10);
         }
         if (!p.answer)
             continue;

@@ -44,6 +44,7 @@ typedef struct ah_cache_entry {
     uint8_t scope[AH_CACHE_KEY_BYTES];
     float *vec;
     int dim;
+    char *prompt; /* the last user turn that was embedded (for the re-ranking check) */
     size_t bytes; /* memory charged to the entry */
     /* adapted by feedback, under the store's lock */
     float min_sim;     /* least similarity of a semantic hit on this entry (0: the route's) */
@@ -63,6 +64,7 @@ typedef struct ah_cache_put {
     const uint8_t *scope; /* NULL: exact only */
     const float *vec;
     int dim;
+    const char *prompt; /* the embedded text, or NULL */
 } ah_cache_put_t;
 
 typedef struct ah_cache_stats {
@@ -79,11 +81,19 @@ void ah_cache_free(ah_cache_t *c);
  * reference for the caller, or NULL. Counts the hit or the miss. */
 ah_cache_entry_t *ah_cache_get(ah_cache_t *c, const uint8_t *key, int64_t now_ms,
                                int64_t max_age_ms);
-/* The most similar live entry of scope at or above min_sim, with a
- * reference, or NULL; *sim gets its similarity. */
+/* A second look at a candidate: its similarity after comparing the query's
+ * text with the entry's prompt (at most cosine), or < 0 to refuse it. */
+typedef float (*ah_cache_rescore_fn)(void *ctx, float cosine, const char *query,
+                                     const char *prompt);
+
+/* The most similar live entry of scope at or above min_sim (and at or above
+ * the entry's own threshold), with a reference, or NULL; *sim gets its
+ * similarity. With rescore, the nearest candidates are compared by their
+ * rescored similarity instead of the cosine. */
 ah_cache_entry_t *ah_cache_get_similar(ah_cache_t *c, const uint8_t *scope, const float *vec,
                                        int dim, float min_sim, int64_t now_ms, int64_t max_age_ms,
-                                       float *sim);
+                                       ah_cache_rescore_fn rescore, void *rescore_ctx,
+                                       const char *query, float *sim);
 /* Count a miss of a lookup that found nothing (exact and semantic both),
  * for a tenant and route. */
 void ah_cache_count_miss(ah_cache_t *c, const char *tenant, const char *model);

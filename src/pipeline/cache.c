@@ -25,6 +25,7 @@
 
 #include "cache/answer.h"
 #include "cache/embed_remote.h"
+#include "cache/rerank.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/limits.h"
@@ -175,6 +176,7 @@ int ah_stage_cache(ah_worker_t *w, ah_request_t *r)
     ah_embed_remote_t *remote = w->gw->remote_embed;
     char *text = p->semantic && (emb || remote) ? ah_answer_last_user_text(r->body) : NULL;
     if (text && *text && ah_answer_key(tenant, c.ns, r->body, 1, r->cache_scope) == AH_E_OK) {
+        r->cache_embed_text = ah_arena_strdup(&r->arena, text);
         if (emb) {
             float *vec = ah_arena_alloc(&r->arena, (size_t)emb->dim * sizeof(float));
             if (ah_embed(emb, text, strlen(text), vec) == AH_E_OK) {
@@ -192,7 +194,6 @@ int ah_stage_cache(ah_worker_t *w, ah_request_t *r)
             }
             /* the exchange waits for the endpoint, then calls
              * ah_stage_cache_embedded */
-            r->cache_embed_text = ah_arena_strdup(&r->arena, text);
             r->cache_pending = 1;
             ah_free(text);
             goto out;
@@ -203,6 +204,12 @@ int ah_stage_cache(ah_worker_t *w, ah_request_t *r)
 out:
     json_decref(ctl);
     return rc;
+}
+
+/* The re-ranking check (rerank.h) as the store's rescore callback. */
+static float rescore(void *ctx, float cosine, const char *query, const char *prompt)
+{
+    return ah_rerank_similarity(ctx, cosine, query, strlen(query), prompt, strlen(prompt));
 }
 
 void ah_stage_cache_embedded(ah_worker_t *w, ah_request_t *r, const float *vec, int dim)
@@ -219,9 +226,13 @@ void ah_stage_cache_embedded(ah_worker_t *w, ah_request_t *r, const float *vec, 
         r->cache_dim = dim;
         float sim = 0;
         ah_cache_entry_t *e;
+        /* the built-in word vectors also check the words of the best candidates */
+        ah_embedder_t *emb = w->gw->embedder;
+        int check = emb && strcmp(emb->ops->name, "sif") == 0;
         if (!r->cache_no_read &&
             (e = ah_cache_get_similar(cache, r->cache_scope, r->cache_vec, dim,
-                                      (float)r->cache_threshold, now, r->cache_max_age_ms, &sim))) {
+                                      (float)r->cache_threshold, now, r->cache_max_age_ms,
+                                      check ? rescore : NULL, emb, r->cache_embed_text, &sim))) {
             r->cache_similarity = sim;
             hit(w, r, e, "semantic", now);
             return;
@@ -253,6 +264,7 @@ void ah_stage_cache_fill(ah_worker_t *w, ah_request_t *r)
         .scope = r->cache_semantic ? r->cache_scope : NULL,
         .vec = r->cache_semantic ? r->cache_vec : NULL,
         .dim = r->cache_dim,
+        .prompt = r->cache_semantic ? r->cache_embed_text : NULL,
     };
     if (p.answer_len <= AH_ANSWER_MAX_BYTES) {
         ah_cache_insert(w->gw->cache, &p);

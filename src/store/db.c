@@ -47,6 +47,8 @@ static const char *const migrations[] = {
     "CREATE INDEX IF NOT EXISTS feedback_request ON feedback(request_id);",
     /* 3: how similar a semantic hit was (feedback adapts the entry's threshold) */
     "ALTER TABLE ledger ADD COLUMN cache_similarity REAL;",
+    /* 4: the prompt of a semantic entry, for the re-ranking check */
+    "ALTER TABLE cache ADD COLUMN prompt TEXT;",
 };
 
 ah_err_t ah_db_exec(sqlite3 *db, const char *sql)

@@ -291,15 +291,15 @@ START_TEST(semantic_scopes_never_mix)
     q[3] /= n;
     q[4] /= n;
     float sim = 0;
-    ah_cache_entry_t *e = ah_cache_get_similar(c, sa, q, 8, 0.9f, 1001, -1, &sim);
+    ah_cache_entry_t *e = ah_cache_get_similar(c, sa, q, 8, 0.9f, 1001, -1, NULL, NULL, NULL, &sim);
     ck_assert_ptr_nonnull(e);
     ck_assert(sim > 0.99f && sim <= 1.0001f);
     ah_cache_entry_release(e);
     /* another scope (tenant) sees nothing, even with the identical vector */
-    ck_assert_ptr_null(ah_cache_get_similar(c, sb, v, 8, 0.0f, 1001, -1, &sim));
+    ck_assert_ptr_null(ah_cache_get_similar(c, sb, v, 8, 0.0f, 1001, -1, NULL, NULL, NULL, &sim));
     /* below the threshold: no hit */
     unit(q, 8, 5);
-    ck_assert_ptr_null(ah_cache_get_similar(c, sa, q, 8, 0.5f, 1001, -1, &sim));
+    ck_assert_ptr_null(ah_cache_get_similar(c, sa, q, 8, 0.5f, 1001, -1, NULL, NULL, NULL, &sim));
     /* a semantic hit reported wrong: that entry now asks for more similarity */
     uint8_t key1[32] = {0};
     key1[0] = key1[9] = 1;
@@ -309,19 +309,20 @@ START_TEST(semantic_scopes_never_mix)
     float mn = sqrtf(1.25f);
     mid[3] /= mn;
     mid[4] /= mn;
-    e = ah_cache_get_similar(c, sa, mid, 8, 0.8f, 1001, -1, &sim);
+    e = ah_cache_get_similar(c, sa, mid, 8, 0.8f, 1001, -1, NULL, NULL, NULL, &sim);
     ck_assert_ptr_nonnull(e);
     ah_cache_entry_release(e);
     ck_assert_int_eq(ah_cache_mark_wrong(c, key1, sim), AH_CACHE_RAISED);
-    ck_assert_ptr_null(ah_cache_get_similar(c, sa, mid, 8, 0.8f, 1001, -1, &sim));
-    e = ah_cache_get_similar(c, sa, v, 8, 0.8f, 1001, -1, &sim); /* closer: still a hit */
+    ck_assert_ptr_null(ah_cache_get_similar(c, sa, mid, 8, 0.8f, 1001, -1, NULL, NULL, NULL, &sim));
+    e = ah_cache_get_similar(c, sa, v, 8, 0.8f, 1001, -1, NULL, NULL, NULL,
+                             &sim); /* closer: still a hit */
     ck_assert_ptr_nonnull(e);
     ah_cache_entry_release(e);
     ck_assert_int_eq(ah_cache_mark_wrong(c, key1, 0.95f), AH_CACHE_RAISED);
     ck_assert_int_eq(ah_cache_mark_wrong(c, key1, 0.999f), AH_CACHE_REMOVED); /* third report */
     put(c, 1, "a", "m", 1000, 10000, sa, v, 8);
     /* expired: no hit, and the entry leaves the index */
-    ck_assert_ptr_null(ah_cache_get_similar(c, sa, v, 8, 0.9f, 20000, -1, &sim));
+    ck_assert_ptr_null(ah_cache_get_similar(c, sa, v, 8, 0.9f, 20000, -1, NULL, NULL, NULL, &sim));
     ah_cache_stats_t st;
     ah_cache_stats(c, &st);
     ck_assert_uint_eq(st.entries, 0);
@@ -354,7 +355,7 @@ START_TEST(store_persists)
     ah_cache_entry_release(e);
     ck_assert_ptr_null(get(c, 2, 2001));
     float sim;
-    e = ah_cache_get_similar(c, scope, v, 4, 0.99f, 2001, -1, &sim);
+    e = ah_cache_get_similar(c, scope, v, 4, 0.99f, 2001, -1, NULL, NULL, NULL, &sim);
     ck_assert_ptr_nonnull(e);
     ah_cache_entry_release(e);
     ah_cache_free(c);
@@ -403,13 +404,15 @@ START_TEST(store_persists_indexes)
         ck_assert_int_eq(ah_cache_load(c, db, 2000, dir), AH_E_OK);
         float sim;
         for (int i = 0; i < 3; i++) {
-            ah_cache_entry_t *e = ah_cache_get_similar(c, scope, v[i], 4, 0.99f, 2001, -1, &sim);
+            ah_cache_entry_t *e =
+                ah_cache_get_similar(c, scope, v[i], 4, 0.99f, 2001, -1, NULL, NULL, NULL, &sim);
             ck_assert_ptr_nonnull(e);
             ck_assert_int_eq(e->key[0], 10 + i);
             ah_cache_entry_release(e);
         }
         /* the expired entry neither comes back nor answers */
-        ck_assert_ptr_null(ah_cache_get_similar(c, scope, v[3], 4, 0.5f, 2001, -1, &sim));
+        ck_assert_ptr_null(
+            ah_cache_get_similar(c, scope, v[3], 4, 0.5f, 2001, -1, NULL, NULL, NULL, &sim));
         ah_cache_free(c);
     }
     sqlite3_close(db);
