@@ -11,19 +11,13 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 
-/* Request ids must be unique, not secret: a per-thread splitmix64 sequence
- * seeded once from the system's CSPRNG (RAND_bytes per request cost ~2% of
- * the gateway's CPU). 96 bits: 64 from the sequence, 32 from the seed. */
-static _Thread_local uint64_t id_state;
+/* Request ids must be unique, not secret: the wall-clock millisecond, a
+ * per-thread counter (distinct within a thread), and a 32-bit per-thread
+ * salt drawn once from the system's CSPRNG (distinct across threads and
+ * instances but for a 2^-32 chance; RAND_bytes per request cost ~2% of the
+ * gateway's CPU). */
+static _Thread_local uint32_t id_seq;
 static _Thread_local uint32_t id_salt;
-
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
 
 ah_request_t *ah_request_new(ah_api_t api, ah_op_t op)
 {
@@ -34,14 +28,18 @@ ah_request_t *ah_request_new(ah_api_t api, ah_op_t op)
     r->t_start_us = ah_now_us();
     r->wall_ms = ah_wall_ms();
     if (!id_salt) {
-        unsigned char seed[12];
+        unsigned char seed[8];
         if (RAND_bytes(seed, sizeof seed) != 1)
             memset(seed, 0x5a, sizeof seed);
-        memcpy(&id_state, seed, 8);
-        memcpy(&id_salt, seed + 8, 4);
+        memcpy(&id_seq, seed, 4);
+        memcpy(&id_salt, seed + 4, 4);
         id_salt |= 1;
     }
-    snprintf(r->id, sizeof r->id, "req_%016llx%08x", (unsigned long long)splitmix64(&id_state),
+    /* Time first: ids of one moment sort together, so the ledger's unique
+     * index on them grows at its end instead of writing a random page per
+     * row (measured in bench/ledger: ~10 us a row down to ~5 at 20k rows/s). */
+    snprintf(r->id, sizeof r->id, "req_%012llx%08x%08x",
+             (unsigned long long)r->wall_ms & 0xffffffffffffULL, (unsigned)id_seq++,
              (unsigned)id_salt);
     return r;
 }

@@ -21,7 +21,7 @@ test('non-streaming chat completion, with ahorro headers and a ledger row', asyn
   assert.equal(data.object, 'chat.completion');
   assert.ok(data.usage.prompt_tokens > 0 && data.usage.completion_tokens > 0);
   const id = response.headers.get('x-ahorro-request-id');
-  assert.match(id, /^req_[0-9a-f]{24}$/);
+  assert.match(id, /^req_[0-9a-f]{28}$/);
   assert.equal(response.headers.get('x-ahorro-model'), 'gpt-4o-mini');
   assert.ok(Number(response.headers.get('x-ahorro-cost')) > 0);
   assert.ok(Number(response.headers.get('x-ahorro-overhead-us')) >= 0);
