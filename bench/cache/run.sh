@@ -8,8 +8,8 @@
 #   static    nginx (2 workers), GET of a file holding the chat.completion JSON
 #   exact     ahorro (2 threads, ledger on), the same POST every time: exact hits
 #   stream    ahorro, the same streamed POST: exact hits replayed as SSE
-#   semantic  ahorro, a new wording every time: exact misses answered by the semantic cache
-#             (embedding + vector index lookup on every request)
+#   semantic  ahorro, a new spelling every time (letter case): exact misses answered by the
+#             semantic cache (embedding, vector index lookup and word check on every request)
 # Each under wrk -t1 -c1 and -t2 -c50. Writes bench/cache/RESULTS.md.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -88,7 +88,7 @@ AH=http://127.0.0.1:$AH_PORT/v1/chat/completions
 curl -sf "$AH" -H 'content-type: application/json' -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"how do I reset my online banking password"}]}' >/dev/null
 curl -sfN "$AH" -H 'content-type: application/json' -d '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"how do I reset my online banking password"}]}' >/dev/null
 sleep 0.2
-check=$(curl -s -D - -o /dev/null "$AH" -H 'content-type: application/json' -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"how do I reset my online banking password 7"}]}' | tr -d '\r' | awk -F': ' 'tolower($1)=="x-ahorro-cache"{print $2}')
+check=$(curl -s -D - -o /dev/null "$AH" -H 'content-type: application/json' -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"HOW do I reset my online banking password"}]}' | tr -d '\r' | awk -F': ' 'tolower($1)=="x-ahorro-cache"{print $2}')
 [ "$check" = semantic ] || { log "semantic path not hit (x-ahorro-cache: $check)"; exit 1; }
 
 to_us() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); print v} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v*1000} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1e6} else print v}'; }
@@ -133,8 +133,8 @@ stats=$(curl -s "http://127.0.0.1:$AH_PORT/admin/cache")
   done
   echo
   echo "- exact: the same request every time; stream: the same request streamed (replayed as SSE);"
-  echo "  semantic: a new wording every time, so an exact miss, then the embedding of the last user"
-  echo "  turn and a vector-index lookup."
+  echo "  semantic: a new spelling every time (the letters' case), so an exact miss, then the"
+  echo "  embedding of the last user turn, a vector-index lookup and the word-level check."
   echo "- Cache counters after the run: \`$stats\`"
 } >"$OUT"
 cat "$OUT"
