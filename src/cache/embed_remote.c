@@ -333,6 +333,9 @@ void ah_embed_batcher_free(ah_embed_batcher_t *b)
 {
     if (!b)
         return;
+    /* the loop is gone: nobody may be called back now */
+    for (ah_embed_wait_t *w = b->queue; w; w = w->next)
+        w->cb = NULL;
     finish_waits(b->queue, NULL, NULL);
     event_free(b->flush_ev);
     ah_free(b);

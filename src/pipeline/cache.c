@@ -185,7 +185,7 @@ int ah_stage_cache(ah_worker_t *w, ah_request_t *r)
                 goto out;
             }
         } else {
-            float *vec = ah_arena_alloc(&r->arena, AH_EMBED_MAX_DIM * sizeof(float));
+            float vec[AH_EMBED_MAX_DIM]; /* copied to the arena at its real size */
             int dim = ah_embed_remote_cached(remote, text, vec, AH_EMBED_MAX_DIM);
             if (dim) {
                 ah_free(text);
