@@ -457,20 +457,26 @@ void ah_cache_stats(ah_cache_t *c, ah_cache_stats_t *out)
     pthread_mutex_unlock(&c->mu);
 }
 
+/* The breakdown's row of (tenant, model), made on first use. */
+static json_t *row_of(json_t *by, const char *tenant, const char *model)
+{
+    char k[2 * ROUTE_KEY_MAX + 2];
+    snprintf(k, sizeof k, "%s\x1f%s", tenant, model);
+    json_t *row = json_object_get(by, k);
+    if (!row) {
+        row = json_pack("{s:s,s:s,s:I,s:I,s:I}", "tenant", tenant, "model", model, "entries",
+                        (json_int_t)0, "semantic_entries", (json_int_t)0, "bytes", (json_int_t)0);
+        json_object_set_new(by, k, row);
+    }
+    return row;
+}
+
 json_t *ah_cache_breakdown(ah_cache_t *c)
 {
     json_t *by = json_object();
     pthread_mutex_lock(&c->mu);
     for (ah_cache_entry_t *e = c->lru_head; e; e = e->lru_next) {
-        char k[1024];
-        snprintf(k, sizeof k, "%s\x1f%s", e->tenant, e->model);
-        json_t *row = json_object_get(by, k);
-        if (!row) {
-            row = json_pack("{s:s,s:s,s:I,s:I,s:I}", "tenant", e->tenant, "model", e->model,
-                            "entries", (json_int_t)0, "semantic_entries", (json_int_t)0, "bytes",
-                            (json_int_t)0);
-            json_object_set_new(by, k, row);
-        }
+        json_t *row = row_of(by, e->tenant, e->model);
         json_object_set_new(row, "entries",
                             json_integer(json_integer_value(json_object_get(row, "entries")) + 1));
         if (e->semantic)
@@ -485,15 +491,7 @@ json_t *ah_cache_breakdown(ah_cache_t *c)
         route_stats_t *r = &c->routes[i];
         if (!r->hits_exact && !r->hits_semantic && !r->misses && !r->false_hits)
             continue;
-        char k[1024];
-        snprintf(k, sizeof k, "%s\x1f%s", r->tenant, r->model);
-        json_t *row = json_object_get(by, k);
-        if (!row) {
-            row = json_pack("{s:s,s:s,s:I,s:I,s:I}", "tenant", r->tenant, "model", r->model,
-                            "entries", (json_int_t)0, "semantic_entries", (json_int_t)0, "bytes",
-                            (json_int_t)0);
-            json_object_set_new(by, k, row);
-        }
+        json_t *row = row_of(by, r->tenant, r->model);
         json_object_set_new(row, "hits_exact", json_integer((json_int_t)r->hits_exact));
         json_object_set_new(row, "hits_semantic", json_integer((json_int_t)r->hits_semantic));
         json_object_set_new(row, "misses", json_integer((json_int_t)r->misses));

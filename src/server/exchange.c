@@ -192,6 +192,16 @@ static void send_body(exchange_t *ex, int status, const char *body, size_t len)
     ex->req = NULL;
 }
 
+/* A canonical chat.completion, in the client's format, as a 200. */
+static void send_rendered(exchange_t *ex, json_t *canon)
+{
+    json_t *ans = ex->in->render_response(ex->r, canon);
+    char *s = json_dumps(ans, JSON_COMPACT);
+    send_body(ex, 200, s, strlen(s));
+    free(s);
+    json_decref(ans);
+}
+
 static void send_error(exchange_t *ex)
 {
     ah_buf_t out;
@@ -211,15 +221,10 @@ static void sink_answer(void *ctx, ah_request_t *r, const char *raw, size_t len,
     exchange_t *ex = ctx;
     ex->up = NULL;
     ah_request_price(ex->w, r);
-    if (same) {
+    if (same)
         send_body(ex, 200, raw, len);
-    } else {
-        json_t *ans = ex->in->render_response(r, canon);
-        char *s = json_dumps(ans, JSON_COMPACT);
-        send_body(ex, 200, s, strlen(s));
-        free(s);
-        json_decref(ans);
-    }
+    else
+        send_rendered(ex, canon);
     finish(ex);
 }
 
@@ -370,11 +375,7 @@ static void serve_cached(exchange_t *ex)
     const char *model = json_string_value(json_object_get(canon, "model"));
     r->served_model = model ? ah_arena_strdup(&r->arena, model) : NULL;
     if (!r->stream) {
-        json_t *ans = ex->in->render_response(r, canon);
-        char *s = json_dumps(ans, JSON_COMPACT);
-        send_body(ex, 200, s, strlen(s));
-        free(s);
-        json_decref(ans);
+        send_rendered(ex, canon);
         json_decref(canon);
         finish(ex);
         return;
