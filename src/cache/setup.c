@@ -44,6 +44,9 @@ static ah_embedder_t *open_embedder(const ah_config_t *cfg)
         ah_embedder_t *e = ah_embed_open_model2vec(cc->embedder_path, err, sizeof err);
         if (!e)
             ah_error("cache: %s", err);
+        else
+            ah_info("cache: semantic embedder model2vec (%d dimensions) from %s", e->dim,
+                    cc->embedder_path);
         return e;
     }
     const char *cands[4];

@@ -416,3 +416,30 @@ test('semantic cache over an embeddings endpoint: asynchronous, cached, batched;
     assert.match(r.data.choices[0].message.content, /simulated/);
   } finally { await dead.stop(); dead.cleanup(); }
 });
+
+test('semantic cache with a Model2Vec model directory as the embedder', async () => {
+  const o = `http://127.0.0.1:${fake.port}/v1`;
+  const model = join(ROOT, 'tests/data/model2vec/test-model-float32');
+  const g = await startGateway({
+    fake, config: (d) => testConfig(fake, d, `  cache:
+    exact: false
+    embedder: model2vec
+    embedder_path: ${model}
+    routes:
+      m2v-route: { semantic: true, similarity_threshold: 0.999 }
+`).replace('model_list:\n', `model_list:
+  - model_name: m2v-route
+    litellm_params: { model: openai/gpt-4o-mini, api_base: "${o}", api_key: "sk-provider-secret-key-do-not-leak" }
+`),
+  });
+  try {
+    const c = new OpenAI({ baseURL: `${g.url}/v1`, apiKey: MASTER_KEY, maxRetries: 0 });
+    const ask3 = (content) => c.chat.completions.create({ model: 'm2v-route', messages: [{ role: 'user', content }] }).withResponse();
+    const q = `hello world ${Date.now()}`;
+    assert.equal((await ask3(q)).response.headers.get('x-ahorro-cache'), 'miss');
+    const hit = await ask3(q);
+    assert.equal(hit.response.headers.get('x-ahorro-cache'), 'semantic');
+    assert.ok(Number(hit.response.headers.get('x-ahorro-cache-similarity')) > 0.999);
+    assert.match(g.logs(), /model2vec|semantic/i);
+  } finally { await g.stop(); g.cleanup(); }
+});
