@@ -28,6 +28,7 @@ typedef struct vec_entry {
 
 struct ah_embed_remote {
     const ah_deployment_t *dep;
+    char *model; /* sent as "model" */
     char *url;
     struct curl_slist *headers;
     pthread_mutex_t mu;
@@ -129,10 +130,11 @@ int ah_embed_remote_cached(ah_embed_remote_t *er, const char *text, float *out, 
     return dim;
 }
 
-ah_embed_remote_t *ah_embed_remote_new(const ah_deployment_t *dep)
+ah_embed_remote_t *ah_embed_remote_new(const ah_deployment_t *dep, const char *name)
 {
     ah_embed_remote_t *er = ah_calloc(1, sizeof *er);
     er->dep = dep;
+    er->model = ah_strdup(strcmp(dep->model, "*") == 0 ? name : dep->model);
     size_t n = strlen(dep->api_base) + 16;
     er->url = ah_malloc(n);
     snprintf(er->url, n, "%s/embeddings", dep->api_base);
@@ -157,6 +159,7 @@ void ah_embed_remote_free(ah_embed_remote_t *er)
         drop(er, er->head);
     curl_slist_free_all(er->headers);
     ah_free(er->url);
+    ah_free(er->model);
     pthread_mutex_destroy(&er->mu);
     ah_free(er);
 }
@@ -292,7 +295,7 @@ static void flush(evutil_socket_t fd, short what, void *arg)
             json_array_append_new(input, json_string(w->text));
             c->n++;
         }
-        json_t *req = json_pack("{s:s,s:o}", "model", b->er->dep->model, "input", input);
+        json_t *req = json_pack("{s:s,s:o}", "model", b->er->model, "input", input);
         c->body = json_dumps(req, JSON_COMPACT);
         json_decref(req);
         pthread_mutex_lock(&b->er->mu);

@@ -35,10 +35,10 @@ typedef struct ah_embed_wait ah_embed_wait_t;
  * failed. */
 typedef void (*ah_embed_cb)(void *ud, const float *vec, int dim);
 
-/* An embedder over deployment dep (its api_base, api_key and model).
- * Borrows dep (the configuration outlives it). Free with
- * ah_embed_remote_free. */
-ah_embed_remote_t *ah_embed_remote_new(const ah_deployment_t *dep);
+/* An embedder over deployment dep (its api_base, api_key and model; a
+ * wildcard deployment's model is `name`, the model asked for). Borrows dep
+ * (the configuration outlives it). Free with ah_embed_remote_free. */
+ah_embed_remote_t *ah_embed_remote_new(const ah_deployment_t *dep, const char *name);
 void ah_embed_remote_free(ah_embed_remote_t *er);
 /* The cached vector of text into out[max_dim]: its dimension, or 0. */
 int ah_embed_remote_cached(ah_embed_remote_t *er, const char *text, float *out, int max_dim);

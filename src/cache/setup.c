@@ -96,7 +96,7 @@ static ah_embed_remote_t *open_remote(const ah_config_t *cfg)
         return NULL;
     }
     ah_info("cache: semantic embeddings from %s (%s/%s)", d->api_base, d->provider_name, d->model);
-    return ah_embed_remote_new(d);
+    return ah_embed_remote_new(d, model);
 }
 
 void ah_cache_setup(const ah_config_t *cfg, ah_cache_t **cache, ah_embedder_t **embedder,
