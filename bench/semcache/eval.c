@@ -19,6 +19,10 @@
  * 4. The re-ranking check (src/cache/rerank.c) on the best candidate: QQP and the
  *    Banking77 replay again, per rule and option, and its cost a call.
  *    SEMCACHE_RERANK_ONLY=1 in the environment runs this section alone.
+ * 5. Aliases: the Banking77 replay where a hit served at a high score adds the query
+ *    as an alias of the entry, and agreement of the k best vectors (entries and
+ *    aliases pointing to the same entry) serves at a lower score; no labels.
+ *    SEMCACHE_ALIAS_ONLY=1 runs this section alone.
  * Extra NAME=FILE arguments are other vector files (float32, a pruned vocabulary)
  * whose QQP and replay figures are compared with the shipped file's. */
 #include <math.h>
@@ -1217,6 +1221,324 @@ static void rerank_section(const ah_embedder_t *e, const qqp_t *q, const float *
     ah_free(text);
 }
 
+/* ---- 5. aliases: evidence from the cache's own hits ------------------------------- */
+
+/* The Banking77 replay with aliases. The index holds vectors of two kinds: entries (a
+ * stored query with its own answer) and aliases (a query that was served an entry's
+ * answer, pointing to that entry, its root). For a query, the AL_CAND nearest vectors by
+ * cosine go through the re-ranking check (default options, cosine - 0.5 x (1 - align),
+ * i.e. ah_rerank_similarity; an alias is checked against its own prompt) and are sorted
+ * by the score after the check. The query is served root E when
+ *   direct:    the best vector scores >= t_high, or
+ *   agreement: the k best vectors all score >= t_low and all have root E (k 0: off).
+ * A direct hit adds the query as an alias of E (every hit, when alias_all); a served
+ * query adds nothing else; a miss is stored as a new entry. A hit is right when E's own
+ * query has the query's intent; an alias is wrong when its query's intent differs from
+ * E's. No label is read by the rule itself. */
+#define AL_CAND 8
+
+static int *cats_of(const bank_t *b, const int *pos, int n);
+
+typedef struct al_params {
+    double t_high, t_low;
+    int k;         /* agreement of the k best vectors; 0: direct hits only */
+    int aliases;   /* 0: no aliases (the check on the nearest candidates only) */
+    int alias_all; /* 1: agreement hits add aliases too */
+    int entry_direct; /* 1: a direct hit needs an entry (aliases only count in agreement) */
+} al_params_t;
+
+typedef struct al_result {
+    replay_t r;
+    int direct, agree, direct_alias; /* hits by kind; direct hits whose best was an alias */
+    int right_direct, right_agree;
+    int aliases, wrong_aliases;
+} al_result_t;
+
+static al_result_t replay_alias(const simmat_t *m, rr_memo_t *mm, const al_params_t *p)
+{
+    const rr_method_t rm = {.o = mm->o, .kind = RR_ALIGN, .param = AH_RERANK_DEFAULT_PENALTY};
+    al_result_t a = {0};
+    int *vq = ah_malloc(sizeof(int) * (size_t)m->n);   /* vector -> its query's position */
+    int *root = ah_malloc(sizeof(int) * (size_t)m->n); /* vector -> the entry it serves */
+    int nv = 0, ns = 0;
+    for (int i = 0; i < m->n; i++) {
+        const float *row = m->s + (size_t)i * m->n;
+        float top[AL_CAND];
+        int tv[AL_CAND], nt = 0;
+        for (int v = 0; v < nv; v++) {
+            float c = row[vq[v]];
+            if (nt < AL_CAND || c > top[nt - 1]) {
+                int q = nt < AL_CAND ? nt++ : nt - 1;
+                while (q > 0 && top[q - 1] < c) {
+                    top[q] = top[q - 1];
+                    tv[q] = tv[q - 1];
+                    q--;
+                }
+                top[q] = c;
+                tv[q] = v;
+            }
+        }
+        /* Score after the check, sorted descending. */
+        double adj[AL_CAND];
+        for (int c = 0; c < nt; c++) {
+            rr_val_t rv = rr_get(mm, i, vq[tv[c]]);
+            adj[c] = rr_value(&rm, top[c], &rv);
+        }
+        for (int c = 1; c < nt; c++)
+            for (int d = c; d > 0 && adj[d] > adj[d - 1]; d--) {
+                double x = adj[d];
+                adj[d] = adj[d - 1];
+                adj[d - 1] = x;
+                int y = tv[d];
+                tv[d] = tv[d - 1];
+                tv[d - 1] = y;
+            }
+        int kind = 0, e = -1, via = 0; /* 1 direct, 2 agreement */
+        for (int c = 0; c < nt && adj[c] >= p->t_high; c++)
+            if (!p->entry_direct || vq[tv[c]] == root[tv[c]]) {
+                kind = 1;
+                e = root[tv[c]];
+                via = vq[tv[c]] != e;
+                break;
+            }
+        if (!kind && p->k > 0 && nt >= p->k) {
+            int ok = 1;
+            for (int c = 0; ok && c < p->k; c++)
+                ok = adj[c] >= p->t_low && root[tv[c]] == root[tv[0]];
+            if (ok) {
+                kind = 2;
+                e = root[tv[0]];
+            }
+        }
+        if (kind) {
+            int right = m->cat[e] == m->cat[i];
+            a.r.hits++;
+            a.r.right += right;
+            if (kind == 1) {
+                a.direct++;
+                a.right_direct += right;
+                a.direct_alias += via;
+            } else {
+                a.agree++;
+                a.right_agree += right;
+            }
+            if (p->aliases && (kind == 1 || p->alias_all)) {
+                vq[nv] = i;
+                root[nv++] = e;
+                a.aliases++;
+                a.wrong_aliases += !right;
+            }
+        } else {
+            vq[nv] = i;
+            root[nv++] = i;
+            ns++;
+        }
+    }
+    a.r.stored = ns;
+    a.r.hit_rate = (double)a.r.hits / m->n;
+    a.r.precision = a.r.hits ? (double)a.r.right / a.r.hits : 1.0;
+    ah_free(vq);
+    ah_free(root);
+    return a;
+}
+
+static const double al_thigh[] = {0.88, 0.90, 0.93, 0.96};
+static const double al_tlow[] = {0.70, 0.75, 0.80, 0.85};
+static const int al_k[] = {0, 2, 3};
+#define AL_NHIGH (int)(sizeof al_thigh / sizeof al_thigh[0])
+#define AL_NLOW (int)(sizeof al_tlow / sizeof al_tlow[0])
+#define AL_NK (int)(sizeof al_k / sizeof al_k[0])
+#define AL_NSET (AL_NHIGH * (1 + (AL_NK - 1) * AL_NLOW))
+
+/* The settings of one mode, in a fixed order (k 0 once per t_high). */
+static int al_settings(al_params_t *out, int aliases, int alias_all, int entry_direct)
+{
+    int n = 0;
+    for (int h = 0; h < AL_NHIGH; h++)
+        for (int k = 0; k < AL_NK; k++)
+            for (int l = 0; l < (al_k[k] ? AL_NLOW : 1); l++)
+                out[n++] = (al_params_t){.t_high = al_thigh[h], .t_low = al_k[k] ? al_tlow[l] : 0,
+                                         .k = al_k[k], .aliases = aliases,
+                                         .alias_all = alias_all,
+                                         .entry_direct = entry_direct};
+    return n;
+}
+
+static void al_row(const al_params_t *p, const al_result_t *a)
+{
+    char lo[16] = "-";
+    if (p->k)
+        snprintf(lo, sizeof lo, "%.2f", p->t_low);
+    printf("| %.2f | %s | %d | %.3f | %.3f | %d (%.3f) | %d (%.3f) | %d | %d | %d (%.3f) |\n",
+           p->t_high, lo, p->k, a->r.hit_rate, a->r.precision, a->direct,
+           a->direct ? (double)a->right_direct / a->direct : 1.0, a->agree,
+           a->agree ? (double)a->right_agree / a->agree : 1.0, a->direct_alias, a->aliases,
+           a->wrong_aliases, a->aliases ? (double)a->wrong_aliases / a->aliases : 0.0);
+}
+
+static const char *const al_head =
+    "| t_high | t_low | k | hit rate | precision | direct hits (precision) | agreement hits "
+    "(precision) | direct via an alias | aliases | wrong aliases (share) |\n"
+    "|---|---|---|---|---|---|---|---|---|---|\n";
+
+/* Best hit rate at each precision target over n results; index of the setting or -1. */
+static void al_best(const al_result_t *a, int n, int best[3])
+{
+    for (int g = 0; g < 3; g++) {
+        best[g] = -1;
+        for (int i = 0; i < n; i++)
+            if (a[i].r.precision >= replay_targets[g] &&
+                (best[g] < 0 || a[i].r.hit_rate > a[best[g]].r.hit_rate))
+                best[g] = i;
+    }
+}
+
+static void al_setting_name(const al_params_t *p, char *buf, size_t n)
+{
+    if (!p->aliases)
+        snprintf(buf, n, "t %.2f", p->t_high);
+    else if (p->k)
+        snprintf(buf, n, "t_high %.2f, t_low %.2f, k %d", p->t_high, p->t_low, p->k);
+    else
+        snprintf(buf, n, "t_high %.2f, direct only", p->t_high);
+}
+
+static void al_best_row(const char *name, const al_params_t *p, const al_result_t *a, int n)
+{
+    int best[3];
+    al_best(a, n, best);
+    printf("| %s |", name);
+    for (int g = 0; g < 3; g++) {
+        char s[64];
+        if (best[g] < 0) {
+            printf(" - |");
+            continue;
+        }
+        al_setting_name(&p[best[g]], s, sizeof s);
+        printf(" %.3f (%s; %d aliases, %d wrong) |", a[best[g]].r.hit_rate, s,
+               a[best[g]].aliases, a[best[g]].wrong_aliases);
+    }
+    printf("\n");
+}
+
+#define AL_NBASE 23 /* no aliases: t 0.75 .. 0.97 */
+#define AL_NMODE 4 /* no aliases; aliases from direct hits; from every hit; agreement only */
+
+typedef struct al_run {
+    al_params_t p[AL_NMODE][AL_NSET > AL_NBASE ? AL_NSET : AL_NBASE];
+    al_result_t a[AL_NMODE][AL_NSET > AL_NBASE ? AL_NSET : AL_NBASE];
+    int n[AL_NMODE];
+    long checks;
+} al_run_t;
+
+/* Every setting of every mode on the replay of positions pos[0..n). */
+static void al_replay_all(const ah_embedder_t *e, const dense_t *d, const bank_t *b,
+                          const int *pos, int n, al_run_t *out)
+{
+    int *cat = cats_of(b, pos, n);
+    simmat_t m = simmat_dense(d, pos, n, cat);
+    const char **text = ah_malloc(sizeof(char *) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        text[i] = b->text[pos[i]];
+    rr_memo_t mm = {.e = e, .o = &ah_rerank_defaults, .text = text};
+    mm.key = ah_calloc((size_t)1 << RR_MEMO_BITS, sizeof(uint64_t));
+    mm.val = ah_malloc(sizeof(rr_val_t) << RR_MEMO_BITS);
+    out->n[0] = AL_NBASE;
+    for (int i = 0; i < AL_NBASE; i++)
+        out->p[0][i] = (al_params_t){.t_high = 0.75 + 0.01 * i};
+    out->n[1] = al_settings(out->p[1], 1, 0, 0);
+    out->n[2] = al_settings(out->p[2], 1, 1, 0);
+    out->n[3] = al_settings(out->p[3], 1, 0, 1);
+    for (int md = 0; md < AL_NMODE; md++)
+        for (int i = 0; i < out->n[md]; i++)
+            out->a[md][i] = replay_alias(&m, &mm, &out->p[md][i]);
+    out->checks = mm.calls;
+    ah_free(mm.key);
+    ah_free(mm.val);
+    ah_free(text);
+    ah_free(m.s);
+    ah_free(cat);
+}
+
+static const char *const al_mode_name[AL_NMODE] = {
+    "no aliases (the check on the 8 nearest, best served)", "aliases from direct hits",
+    "aliases from every hit (agreement hits too)",
+    "aliases from direct hits, counted in agreement only (a direct hit needs an entry)"};
+
+static void alias_section(const ah_embedder_t *e, const bank_t *b)
+{
+    dense_t d = embed_all(e, b->text, b->n);
+    al_run_t *run = ah_malloc(sizeof *run);
+    printf("## 5. Aliases: evidence from the cache's own hits (Banking77 replay)\n\n"
+           "The %d nearest vectors (entries and aliases) by cosine go through the re-ranking "
+           "check (cosine - %.1f x (1 - align), default options; an alias against its own "
+           "prompt) and are sorted by the score after it. Served: root E of the best when it "
+           "scores >= t_high (direct), or when the k best all score >= t_low and all have root "
+           "E (agreement; k - is off). A direct hit adds the query's vector as an alias of E "
+           "(\"every hit\": agreement hits too). Right: E's own query has the query's intent. "
+           "Wrong alias: the served query's intent differs from E's.\n\n",
+           AL_CAND, (double)AH_RERANK_DEFAULT_PENALTY);
+    double t0 = now_us();
+    al_replay_all(e, &d, b, b->order, b->n, run);
+    printf("### Whole file (%d queries, the replay order of section 2)\n\nBest hit rate at a "
+           "precision target (no aliases: t 0.75 .. 0.97 step 0.01; aliases: t_high in {0.88, "
+           "0.90, 0.93, 0.96}, t_low in {0.70, 0.75, 0.80, 0.85}, k in {-, 2, 3}):\n\n| method "
+           "| P >= 0.85 | P >= 0.90 | P >= 0.95 |\n|---|---|---|---|\n",
+           b->n);
+    for (int md = 0; md < AL_NMODE; md++)
+        al_best_row(al_mode_name[md], run->p[md], run->a[md], run->n[md]);
+    printf("\n");
+    for (int md = 0; md < AL_NMODE; md++) {
+        printf("%s:\n\n%s", al_mode_name[md], al_head);
+        for (int i = 0; i < run->n[md]; i++)
+            al_row(&run->p[md][i], &run->a[md][i]);
+        printf("\n");
+    }
+    printf("(%ld distinct checks, %.1f s for the whole-file settings.)\n\n", run->checks,
+           (now_us() - t0) / 1e6);
+
+    /* Halves: choose the setting on half A's replay, report it on half B's. */
+    int half = b->n / 2, nb = b->n - half;
+    al_run_t *ra = ah_malloc(sizeof *ra);
+    al_replay_all(e, &d, b, b->order, half, ra);
+    al_replay_all(e, &d, b, b->order + half, nb, run);
+    printf("### Halves: setting chosen on half A's replay, measured on half B's\n\nEach half "
+           "(%d / %d queries) replayed alone from an empty cache. Per target, the setting with "
+           "the best hit rate on A (at precision >= the target there) is run on B; \"B's own "
+           "best\" chooses on B itself (optimistic).\n\n| method | target | setting chosen "
+           "on A | A hit rate / precision | B hit rate / precision | B's own best |\n|---|---|"
+           "---|---|---|---|\n",
+           half, nb);
+    for (int md = 0; md < AL_NMODE; md++) {
+        int ba[3], bb[3];
+        al_best(ra->a[md], ra->n[md], ba);
+        al_best(run->a[md], run->n[md], bb);
+        for (int g = 0; g < 3; g++) {
+            char s[64] = "-";
+            printf("| %s | %.2f |", al_mode_name[md], replay_targets[g]);
+            if (ba[g] < 0) {
+                printf(" - | - | - |");
+            } else {
+                const al_result_t *x = &ra->a[md][ba[g]], *y = &run->a[md][ba[g]];
+                al_setting_name(&ra->p[md][ba[g]], s, sizeof s);
+                printf(" %s | %.3f / %.3f | %.3f / %.3f |", s, x->r.hit_rate, x->r.precision,
+                       y->r.hit_rate, y->r.precision);
+            }
+            if (bb[g] < 0)
+                printf(" - |\n");
+            else
+                printf(" %.3f |\n", run->a[md][bb[g]].r.hit_rate);
+        }
+    }
+    printf("\nHalf B, aliases from direct hits:\n\n%s", al_head);
+    for (int i = 0; i < run->n[1]; i++)
+        al_row(&run->p[1][i], &run->a[1][i]);
+    printf("\n");
+    ah_free(ra);
+    ah_free(run);
+    ah_free(d.v);
+}
+
 /* ---- main ------------------------------------------------------------------------- */
 
 typedef struct variant {
@@ -1341,6 +1663,12 @@ int main(int argc, char **argv)
     load_qqp(argv[1], &q);
     load_bank(argv[2], &b);
     const char *vec = argv[3];
+    if (getenv("SEMCACHE_ALIAS_ONLY")) {
+        ah_embedder_t *e = open_or_die(vec, NULL);
+        alias_section(e, &b);
+        ah_embed_free(e);
+        return 0;
+    }
     if (getenv("SEMCACHE_RERANK_ONLY")) {
         ah_embedder_t *e = open_or_die(vec, NULL);
         float *qcos = qqp_dense(e, &q);
@@ -1605,6 +1933,9 @@ int main(int argc, char **argv)
         ah_free(m.s);
         ah_free(d.v);
     }
+
+    /* ---- 5. aliases ---- */
+    alias_section(e_def, &b);
 
     ah_embed_free(e_def);
     ah_embed_free(e_mean);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/semcache/run.sh - semantic-cache hit quality of the built-in "sif" embedder:
 # QQP duplicate pairs, a Banking77 cache replay, embedding speed, the re-ranking check
-# (src/cache/rerank.c). Writes bench/semcache/RESULTS.md (about 5 minutes on 2 cores;
-# docs/semantic-cache-quality.md reads the figures).
+# (src/cache/rerank.c), aliases from the cache's own hits. Writes bench/semcache/RESULTS.md
+# (about 6 minutes on 2 cores; docs/semantic-cache-quality.md reads the figures).
 #
 # Environment (defaults in brackets):
 #   SEMCACHE_QQP      [/work/shared/data/semcache/qqp-val.csv]
@@ -11,6 +11,9 @@
 #   SEMCACHE_VARIANTS [1]  also build and compare float32 and pruned-vocabulary files
 #   SEMCACHE_OUT      [bench/semcache/RESULTS.md]
 #   SEMCACHE_RERANK_ONLY [unset]  set: only section 4, the re-ranking check (about 2 minutes)
+#   SEMCACHE_ALIAS_ONLY  [unset]  set: only section 5, aliases from the cache's own hits
+#                                 (about 1 minute; like RERANK_ONLY, SEMCACHE_OUT then holds
+#                                 that section alone)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
