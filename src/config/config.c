@@ -759,3 +759,28 @@ const ah_deployment_t *ah_config_route(const ah_config_t *c, const char *model, 
     }
     return best;
 }
+
+const ah_router_cfg_t *ah_config_router(const ah_config_t *c, const char *name)
+{
+    for (size_t i = 0; name && i < c->routing.nrouters; i++)
+        if (strcmp(c->routing.routers[i].name, name) == 0)
+            return &c->routing.routers[i];
+    return NULL;
+}
+
+const ah_router_tier_t *ah_router_pick(const ah_router_cfg_t *rt, double score, double criticality)
+{
+    if (rt->ntiers == 0)
+        return NULL;
+    if (criticality >= rt->critical_threshold)
+        return &rt->tiers[0];
+    for (size_t i = 0; i < rt->ntiers; i++)
+        if (score >= rt->tiers[i].min_score)
+            return &rt->tiers[i];
+    return &rt->tiers[rt->ntiers - 1];
+}
+
+int ah_config_has_alias(const ah_config_t *c, const char *alias)
+{
+    return ah_config_route(c, alias, 0) != NULL;
+}

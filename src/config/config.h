@@ -31,6 +31,9 @@ typedef struct ah_deployment {
     double stream_idle_timeout_s; /* silence allowed inside a stream */
     long rpm, tpm;                /* 0 = unlimited (enforced by later stages) */
     int prompt_cache;             /* Anthropic: place prompt-cache breakpoints */
+    double weight;                /* share of the alias's traffic (weighted strategy); > 0 */
+    long context_window;          /* prompt tokens it accepts; 0 = from the catalogue/unknown */
+    int index;                    /* position in ah_config_t.deps (state arrays use it) */
     int has_price;                /* price overrides from the config */
     ah_price_t price;
     int line; /* where it was defined, for messages */
@@ -64,6 +67,71 @@ typedef struct ah_cache_config {
     int prompt_caching;   /* place Anthropic prompt-cache breakpoints for clients */
 } ah_cache_config_t;
 
+/* How a model alias spreads its traffic over its deployments. */
+typedef enum {
+    AH_BALANCE_WEIGHTED,       /* random, in proportion to weight (LiteLLM simple-shuffle) */
+    AH_BALANCE_LEAST_LATENCY,  /* lowest EWMA of recent latency (TTFT for streams) */
+    AH_BALANCE_LEAST_BUSY,     /* fewest requests in flight */
+    AH_BALANCE_LOWEST_COST,    /* cheapest price per token, then weight */
+} ah_balance_t;
+
+/* An ordered chain of aliases to try when `from` fails. */
+typedef struct ah_fallback {
+    char *from;
+    char **to;
+    size_t nto;
+} ah_fallback_t;
+
+/* A rule: requests that match go to `model` (an alias, or a router name).
+ * Every condition set must hold; rules are tried in order, first match wins. */
+typedef struct ah_route_rule {
+    char *tag_key, *tag_value;  /* tag equals value (value "*" = tag present) */
+    char *key_id;               /* virtual key id, or owner (tenant) */
+    char *requested;            /* the model asked for (alias or router name) */
+    long min_prompt_chars;      /* request size: characters of message text */
+    long max_prompt_chars;      /* 0 = no bound */
+    char *model;                /* where matching requests go */
+    int line;
+} ah_route_rule_t;
+
+/* One tier of a router: requests scoring at least min_score (and below the
+ * tier above) go to model. Tiers are kept strongest first. */
+typedef struct ah_router_tier {
+    char *name;  /* "high", "medium", "low", ... */
+    char *model; /* an alias of the model_list */
+    double min_score;
+} ah_router_tier_t;
+
+typedef enum { AH_ROUTER_COMPLEXITY, AH_ROUTER_LEARNED } ah_router_kind_t;
+
+/* A router alias: clients ask for `name` ("auto") and get a tier's model. */
+typedef struct ah_router_cfg {
+    char *name;
+    ah_router_kind_t kind;
+    char *model_path;         /* learned: the trained model file */
+    ah_router_tier_t *tiers;  /* strongest first (min_score descending) */
+    size_t ntiers;
+    double critical_threshold; /* criticality at or above it goes to the strongest tier; > 1 = off */
+    int line;
+} ah_router_cfg_t;
+
+typedef struct ah_routing_config {
+    ah_balance_t strategy;
+    int retries;              /* further attempts after the first, per request (all aliases) */
+    double backoff_base_s;    /* first retry waits about this long (doubling, with jitter) */
+    double backoff_max_s;     /* cap of one wait, Retry-After included */
+    int allowed_fails;        /* consecutive failures that cool a deployment down */
+    double cooldown_s;        /* how long a cooled deployment is left out before a probe */
+    ah_fallback_t *fallbacks; /* on errors, timeouts, rate limits */
+    size_t nfallbacks;
+    ah_fallback_t *context_fallbacks; /* on context-window overflow */
+    size_t ncontext_fallbacks;
+    ah_route_rule_t *rules;
+    size_t nrules;
+    ah_router_cfg_t *routers;
+    size_t nrouters;
+} ah_routing_config_t;
+
 typedef struct ah_config {
     char *path; /* file it came from, or NULL */
     char *listen_host;
@@ -79,6 +147,7 @@ typedef struct ah_config {
     ah_deployment_t *deps;
     size_t ndeps;
     ah_cache_config_t cache;
+    ah_routing_config_t routing;
 } ah_config_t;
 
 /* Load path (NULL: defaults from the environment). On error returns
@@ -91,6 +160,16 @@ void ah_config_free(ah_config_t *c);
  * matching wildcard alias. `rr` picks among several deployments of one alias
  * (round-robin counter supplied by the caller). NULL when none. */
 const ah_deployment_t *ah_config_route(const ah_config_t *c, const char *model, unsigned rr);
+
+/* The router named `name` ("auto"), or NULL when it is not a router. */
+const ah_router_cfg_t *ah_config_router(const ah_config_t *c, const char *name);
+/* The tier a request scoring `score` (and `criticality`, both in [0, 1])
+ * goes to: criticality at or above the router's critical_threshold picks the
+ * strongest tier; otherwise the first tier (strongest first) whose min_score
+ * is at most score, else the last. Never NULL for a loaded router. */
+const ah_router_tier_t *ah_router_pick(const ah_router_cfg_t *rt, double score, double criticality);
+/* Whether some deployment serves `alias` (exactly or by wildcard). */
+int ah_config_has_alias(const ah_config_t *c, const char *alias);
 
 /* The cache policy of a requested model: its route's, else the default. */
 const ah_cache_policy_t *ah_config_cache_policy(const ah_config_t *c, const char *model);
