@@ -274,6 +274,15 @@ static ah_err_t load_deployment(loader_t *L, yaml_node_t *item, ah_deployment_t 
     if ((rc = get_number(L, lp, "tpm", 0, 1e15, &v)))
         return rc;
     d->tpm = (long)v;
+    d->weight = 1;
+    if ((rc = get_number(L, lp, "weight", 1e-6, 1e6, &d->weight)))
+        return rc;
+    v = 0;
+    yaml_node_t *mi = get(L, item, "model_info");
+    if ((rc = get_number(L, lp, "max_input_tokens", 0, 1e9, &v)) ||
+        (mi && (rc = get_number(L, mi, "max_input_tokens", 0, 1e9, &v))))
+        return rc;
+    d->context_window = (long)v;
     /* LiteLLM's cost overrides are per token; the catalogue is per million. */
     double in = -1, out = -1, cread = -1, cwrite = -1;
     if ((rc = get_number(L, lp, "input_cost_per_token", 0, 1, &in)) ||
@@ -495,10 +504,434 @@ static ah_err_t load_litellm_cache(loader_t *L, yaml_node_t *ls, ah_cache_config
     return AH_E_OK;
 }
 
+
+/* ---- routing: balancing, retries, fallbacks, rules, routers ---- */
+
+static void fallback_free(ah_fallback_t *f)
+{
+    ah_free(f->from);
+    for (size_t i = 0; i < f->nto; i++)
+        ah_free(f->to[i]);
+    ah_free(f->to);
+}
+
+static void router_free(ah_router_cfg_t *rt)
+{
+    ah_free(rt->name);
+    ah_free(rt->model_path);
+    for (size_t i = 0; i < rt->ntiers; i++) {
+        ah_free(rt->tiers[i].name);
+        ah_free(rt->tiers[i].model);
+    }
+    ah_free(rt->tiers);
+}
+
+static void rule_free(ah_route_rule_t *r)
+{
+    ah_free(r->tag_key);
+    ah_free(r->tag_value);
+    ah_free(r->key_id);
+    ah_free(r->requested);
+    ah_free(r->model);
+}
+
+static void routing_free(ah_routing_config_t *rc)
+{
+    for (size_t i = 0; i < rc->nfallbacks; i++)
+        fallback_free(&rc->fallbacks[i]);
+    ah_free(rc->fallbacks);
+    for (size_t i = 0; i < rc->ncontext_fallbacks; i++)
+        fallback_free(&rc->context_fallbacks[i]);
+    ah_free(rc->context_fallbacks);
+    for (size_t i = 0; i < rc->nrules; i++)
+        rule_free(&rc->rules[i]);
+    ah_free(rc->rules);
+    for (size_t i = 0; i < rc->nrouters; i++)
+        router_free(&rc->routers[i]);
+    ah_free(rc->routers);
+}
+
+/* One `from: [to, ...]` pair (the value may also be a single alias). */
+static ah_err_t load_fallback_pair(loader_t *L, yaml_node_t *k, yaml_node_t *v, ah_fallback_t **arr,
+                                   size_t *n)
+{
+    const char *from = scalar(k);
+    if (!from || !*from)
+        return fail(L, k, "a fallback's key must be a model name");
+    if (*n >= AH_MAX_DEPLOYMENTS)
+        return fail(L, k, "too many fallbacks");
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp((*arr)[i].from, from) == 0)
+            return fail(L, k, "fallbacks for '%s' are given twice", from);
+    ah_fallback_t f = {.from = ah_strdup(from), .line = (int)k->start_mark.line + 1};
+    if (scalar(v)) {
+        f.to = ah_calloc(1, sizeof *f.to);
+        f.to[f.nto++] = ah_strdup(scalar(v));
+    } else if (v && v->type == YAML_SEQUENCE_NODE) {
+        size_t cnt = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+        if (cnt > AH_ROUTE_MAX_CHAIN) {
+            fallback_free(&f);
+            return fail(L, v, "more than %d fallbacks for '%s'", AH_ROUTE_MAX_CHAIN, from);
+        }
+        f.to = ah_calloc(cnt ? cnt : 1, sizeof *f.to);
+        for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+             it++) {
+            const char *to = scalar(node(L, *it));
+            if (!to || !*to) {
+                fallback_free(&f);
+                return fail(L, node(L, *it), "fallbacks of '%s' must be model names", from);
+            }
+            f.to[f.nto++] = ah_strdup(to);
+        }
+    } else {
+        fallback_free(&f);
+        return fail(L, v, "fallbacks of '%s' must be a list of model names", from);
+    }
+    *arr = ah_realloc(*arr, (*n + 1) * sizeof **arr);
+    (*arr)[(*n)++] = f;
+    return AH_E_OK;
+}
+
+/* Fallbacks as a mapping {from: [to...]}, or LiteLLM's list of one-key
+ * mappings [{from: [to...]}, ...]. */
+static ah_err_t load_fallbacks(loader_t *L, yaml_node_t *m, ah_fallback_t **arr, size_t *n)
+{
+    ah_err_t rc;
+    if (m->type == YAML_MAPPING_NODE) {
+        for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++)
+            if ((rc = load_fallback_pair(L, node(L, p->key), node(L, p->value), arr, n)))
+                return rc;
+        return AH_E_OK;
+    }
+    if (m->type != YAML_SEQUENCE_NODE)
+        return fail(L, m, "fallbacks must be a mapping of model -> [models] or a list of them");
+    for (yaml_node_item_t *it = m->data.sequence.items.start; it < m->data.sequence.items.top;
+         it++) {
+        yaml_node_t *e = node(L, *it);
+        if (!e || e->type != YAML_MAPPING_NODE)
+            return fail(L, e ? e : m, "each fallback must be a mapping {model: [models]}");
+        for (yaml_node_pair_t *p = e->data.mapping.pairs.start; p < e->data.mapping.pairs.top; p++)
+            if ((rc = load_fallback_pair(L, node(L, p->key), node(L, p->value), arr, n)))
+                return rc;
+    }
+    return AH_E_OK;
+}
+
+static ah_err_t load_strategy(loader_t *L, yaml_node_t *m, const char *key, ah_balance_t *out)
+{
+    yaml_node_t *n = get(L, m, key);
+    if (!n)
+        return AH_E_OK;
+    static const struct {
+        const char *name;
+        ah_balance_t b;
+    } names[] = {
+        {"weighted", AH_BALANCE_WEIGHTED},
+        {"simple-shuffle", AH_BALANCE_WEIGHTED},
+        {"round-robin", AH_BALANCE_WEIGHTED},
+        {"least-latency", AH_BALANCE_LEAST_LATENCY},
+        {"latency-based-routing", AH_BALANCE_LEAST_LATENCY},
+        {"least-busy", AH_BALANCE_LEAST_BUSY},
+        {"lowest-cost", AH_BALANCE_LOWEST_COST},
+        {"cost-based-routing", AH_BALANCE_LOWEST_COST},
+        {"usage-based-routing", AH_BALANCE_LEAST_BUSY},
+        {"usage-based-routing-v2", AH_BALANCE_LEAST_BUSY},
+    };
+    const char *v = scalar(n);
+    for (size_t i = 0; v && i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(v, names[i].name) == 0) {
+            *out = names[i].b;
+            return AH_E_OK;
+        }
+    return fail(L, n,
+                "'%s' must be weighted, least-latency, least-busy or lowest-cost (or LiteLLM's "
+                "simple-shuffle, latency-based-routing, usage-based-routing, cost-based-routing)",
+                key);
+}
+
+/* Settings shared by ahorro.routing and LiteLLM's router_settings /
+ * litellm_settings (LiteLLM names second). */
+static ah_err_t load_resilience(loader_t *L, yaml_node_t *m, ah_routing_config_t *rc, int litellm)
+{
+    ah_err_t e;
+    double v = rc->retries;
+    if ((e = get_number(L, m, litellm ? "num_retries" : "retries", 0, AH_ROUTE_MAX_RETRIES, &v)))
+        return e;
+    rc->retries = (int)v;
+    v = rc->allowed_fails;
+    if ((e = get_number(L, m, "allowed_fails", 1, 1000, &v)))
+        return e;
+    rc->allowed_fails = (int)v;
+    if ((e = get_number(L, m, litellm ? "cooldown_time" : "cooldown", 0, 86400, &rc->cooldown_s)) ||
+        (e = get_number(L, m, litellm ? "retry_after" : "backoff", 0, 60, &rc->backoff_base_s)) ||
+        (!litellm && (e = get_number(L, m, "max_backoff", 0, 600, &rc->backoff_max_s))) ||
+        (e = load_strategy(L, m, litellm ? "routing_strategy" : "strategy", &rc->strategy)))
+        return e;
+    yaml_node_t *f = get(L, m, "fallbacks");
+    if (f && (e = load_fallbacks(L, f, &rc->fallbacks, &rc->nfallbacks)))
+        return e;
+    f = get(L, m, "context_window_fallbacks");
+    if (f && (e = load_fallbacks(L, f, &rc->context_fallbacks, &rc->ncontext_fallbacks)))
+        return e;
+    return AH_E_OK;
+}
+
+/* A rule's `when:` tag condition: "key=value", "key" (present), or a
+ * mapping {key: value}. */
+static ah_err_t load_rule_tag(loader_t *L, yaml_node_t *t, ah_route_rule_t *r)
+{
+    const char *s = scalar(t);
+    if (s) {
+        const char *eq = strchr(s, '=');
+        r->tag_key = eq ? ah_strndup(s, (size_t)(eq - s)) : ah_strdup(s);
+        r->tag_value = ah_strdup(eq ? eq + 1 : "*");
+    } else if (t->type == YAML_MAPPING_NODE &&
+               t->data.mapping.pairs.top - t->data.mapping.pairs.start == 1) {
+        yaml_node_pair_t *p = t->data.mapping.pairs.start;
+        const char *k = scalar(node(L, p->key)), *v = scalar(node(L, p->value));
+        if (!k || !v)
+            return fail(L, t, "'tag' must be key=value or {key: value}");
+        r->tag_key = ah_strdup(k);
+        r->tag_value = ah_strdup(v);
+    } else {
+        return fail(L, t, "'tag' must be key=value or {key: value}");
+    }
+    if (!*r->tag_key)
+        return fail(L, t, "'tag' needs a tag name");
+    return AH_E_OK;
+}
+
+static ah_err_t load_rule(loader_t *L, yaml_node_t *item, ah_route_rule_t *r)
+{
+    static const char *const known[] = {"when", "model", NULL};
+    static const char *const known_when[] = {"tag",       "key",       "model",
+                                             "min_chars", "max_chars", NULL};
+    ah_err_t rc;
+    r->line = (int)item->start_mark.line + 1;
+    if ((rc = check_keys(L, item, "rules[]", known)) || (rc = get_string(L, item, "model", &r->model)))
+        return rc;
+    if (!r->model || !*r->model)
+        return fail(L, item, "a routing rule needs 'model' (where matching requests go)");
+    yaml_node_t *w = get(L, item, "when");
+    if (!w)
+        return fail(L, item, "a routing rule needs 'when' (tag, key, model, min_chars, max_chars)");
+    if ((rc = check_keys(L, w, "rules[].when", known_when)))
+        return rc;
+    yaml_node_t *t = get(L, w, "tag");
+    if (t && (rc = load_rule_tag(L, t, r)))
+        return rc;
+    double lo = 0, hi = 0;
+    if ((rc = get_string(L, w, "key", &r->key_id)) ||
+        (rc = get_string(L, w, "model", &r->requested)) ||
+        (rc = get_number(L, w, "min_chars", 0, 1e12, &lo)) ||
+        (rc = get_number(L, w, "max_chars", 0, 1e12, &hi)))
+        return rc;
+    r->min_prompt_chars = (long)lo;
+    r->max_prompt_chars = (long)hi;
+    if (!t && !r->key_id && !r->requested && lo == 0 && hi == 0)
+        return fail(L, w, "a routing rule's 'when' needs at least one condition");
+    return AH_E_OK;
+}
+
+static int tier_cmp(const void *a, const void *b)
+{
+    double x = ((const ah_router_tier_t *)a)->min_score, y = ((const ah_router_tier_t *)b)->min_score;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static ah_err_t load_router(loader_t *L, yaml_node_t *item, ah_router_cfg_t *rt)
+{
+    static const char *const known[] = {"name", "kind", "model_path", "tiers", "critical_threshold",
+                                        NULL};
+    static const char *const known_tier[] = {"name", "model", "min_score", NULL};
+    ah_err_t rc;
+    rt->line = (int)item->start_mark.line + 1;
+    rt->critical_threshold = 2; /* off */
+    if ((rc = check_keys(L, item, "routers[]", known)) ||
+        (rc = get_string(L, item, "name", &rt->name)) ||
+        (rc = get_string(L, item, "model_path", &rt->model_path)) ||
+        (rc = get_number(L, item, "critical_threshold", 0, 1, &rt->critical_threshold)))
+        return rc;
+    if (!rt->name || !*rt->name)
+        return fail(L, item, "a router needs 'name' (the model clients ask for, e.g. auto)");
+    char *kind = NULL;
+    if ((rc = get_string(L, item, "kind", &kind)))
+        return rc;
+    if (!kind || strcmp(kind, "complexity") == 0)
+        rt->kind = AH_ROUTER_COMPLEXITY;
+    else if (strcmp(kind, "learned") == 0)
+        rt->kind = AH_ROUTER_LEARNED;
+    else
+        rc = fail(L, get(L, item, "kind"), "router '%s': 'kind' must be complexity or learned",
+                  rt->name);
+    ah_free(kind);
+    if (rc)
+        return rc;
+    if (rt->kind == AH_ROUTER_LEARNED && !rt->model_path)
+        return fail(L, item, "router '%s' is learned and needs 'model_path' (ahorro router train)",
+                    rt->name);
+    yaml_node_t *tiers = get(L, item, "tiers");
+    if (!tiers || tiers->type != YAML_SEQUENCE_NODE ||
+        tiers->data.sequence.items.top == tiers->data.sequence.items.start)
+        return fail(L, tiers ? tiers : item, "router '%s' needs 'tiers', a list of {name, model, "
+                    "min_score}", rt->name);
+    size_t cnt = (size_t)(tiers->data.sequence.items.top - tiers->data.sequence.items.start);
+    if (cnt > AH_ROUTE_MAX_TIERS)
+        return fail(L, tiers, "router '%s' has more than %d tiers", rt->name, AH_ROUTE_MAX_TIERS);
+    rt->tiers = ah_calloc(cnt, sizeof *rt->tiers);
+    for (yaml_node_item_t *it = tiers->data.sequence.items.start;
+         it < tiers->data.sequence.items.top; it++) {
+        yaml_node_t *tn = node(L, *it);
+        ah_router_tier_t *t = &rt->tiers[rt->ntiers++];
+        if ((rc = check_keys(L, tn, "tiers[]", known_tier)) ||
+            (rc = get_string(L, tn, "name", &t->name)) ||
+            (rc = get_string(L, tn, "model", &t->model)) ||
+            (rc = get_number(L, tn, "min_score", 0, 1, &t->min_score)))
+            return rc;
+        if (!t->model || !*t->model)
+            return fail(L, tn, "router '%s': a tier has no model", rt->name);
+        if (!t->name)
+            t->name = ah_strdup(t->model);
+    }
+    qsort(rt->tiers, rt->ntiers, sizeof *rt->tiers, tier_cmp);
+    return AH_E_OK;
+}
+
+/* ahorro.routing */
+static ah_err_t load_routing(loader_t *L, yaml_node_t *m, ah_routing_config_t *rc)
+{
+    static const char *const known[] = {"strategy",  "retries",   "backoff",
+                                        "max_backoff", "allowed_fails", "cooldown",
+                                        "fallbacks", "context_window_fallbacks",
+                                        "rules",     "routers",   NULL};
+    ah_err_t e;
+    if ((e = check_keys(L, m, "routing", known)) || (e = load_resilience(L, m, rc, 0)))
+        return e;
+    yaml_node_t *rules = get(L, m, "rules");
+    if (rules) {
+        if (rules->type != YAML_SEQUENCE_NODE)
+            return fail(L, rules, "'rules' must be a list");
+        for (yaml_node_item_t *it = rules->data.sequence.items.start;
+             it < rules->data.sequence.items.top; it++) {
+            if (rc->nrules >= AH_ROUTE_MAX_RULES)
+                return fail(L, node(L, *it), "more than %d routing rules", AH_ROUTE_MAX_RULES);
+            rc->rules = ah_realloc(rc->rules, (rc->nrules + 1) * sizeof *rc->rules);
+            ah_route_rule_t *r = &rc->rules[rc->nrules++];
+            memset(r, 0, sizeof *r);
+            if ((e = load_rule(L, node(L, *it), r)))
+                return e;
+        }
+    }
+    yaml_node_t *routers = get(L, m, "routers");
+    if (routers) {
+        if (routers->type != YAML_SEQUENCE_NODE)
+            return fail(L, routers, "'routers' must be a list");
+        for (yaml_node_item_t *it = routers->data.sequence.items.start;
+             it < routers->data.sequence.items.top; it++) {
+            if (rc->nrouters >= AH_ROUTE_MAX_RULES)
+                return fail(L, node(L, *it), "too many routers");
+            rc->routers = ah_realloc(rc->routers, (rc->nrouters + 1) * sizeof *rc->routers);
+            ah_router_cfg_t *rt = &rc->routers[rc->nrouters++];
+            memset(rt, 0, sizeof *rt);
+            if ((e = load_router(L, node(L, *it), rt)))
+                return e;
+            for (size_t i = 0; i + 1 < rc->nrouters; i++)
+                if (strcmp(rc->routers[i].name, rt->name) == 0)
+                    return fail(L, node(L, *it), "router '%s' is defined twice", rt->name);
+        }
+    }
+    return AH_E_OK;
+}
+
+static const ah_fallback_t *fallback_of(const ah_fallback_t *arr, size_t n, const char *from)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(arr[i].from, from) == 0)
+            return &arr[i];
+    return NULL;
+}
+
+/* Depth-first walk of the fallback graph from `at`; 1 when it returns to
+ * an alias on the current path (state: 0 new, 1 on path, 2 done). */
+static int fallback_cycle(const ah_fallback_t *arr, size_t n, size_t at, unsigned char *state,
+                          const char **where)
+{
+    state[at] = 1;
+    for (size_t j = 0; j < arr[at].nto; j++) {
+        const ah_fallback_t *next = fallback_of(arr, n, arr[at].to[j]);
+        if (!next)
+            continue;
+        size_t k = (size_t)(next - arr);
+        if (state[k] == 1 || (state[k] == 0 && fallback_cycle(arr, n, k, state, where))) {
+            if (!*where)
+                *where = arr[at].from;
+            return 1;
+        }
+    }
+    state[at] = 2;
+    return 0;
+}
+
+static ah_err_t check_fallbacks(loader_t *L, const ah_config_t *c, const ah_fallback_t *arr,
+                                size_t n, const char *what)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!ah_config_has_alias(c, arr[i].from) && !ah_config_router(c, arr[i].from))
+            return fail(L, NULL, "line %d: %s of '%s': no model_list entry or router serves '%s'",
+                        arr[i].line, what, arr[i].from, arr[i].from);
+        for (size_t j = 0; j < arr[i].nto; j++)
+            if (!ah_config_has_alias(c, arr[i].to[j]))
+                return fail(L, NULL, "line %d: %s of '%s' name '%s', which no model_list entry "
+                            "serves",
+                            arr[i].line, what, arr[i].from, arr[i].to[j]);
+    }
+    unsigned char *state = ah_calloc(n ? n : 1, 1);
+    const char *where = NULL;
+    int cyc = 0;
+    for (size_t i = 0; i < n && !cyc; i++)
+        if (state[i] == 0)
+            cyc = fallback_cycle(arr, n, i, state, &where);
+    ah_free(state);
+    if (cyc)
+        return fail(L, NULL, "%s form a cycle through '%s': a chain must end", what, where);
+    return AH_E_OK;
+}
+
+/* After everything is loaded: every name a routing setting uses must be
+ * served, and fallback chains must end. */
+static ah_err_t check_routing(loader_t *L, const ah_config_t *c)
+{
+    const ah_routing_config_t *rc = &c->routing;
+    ah_err_t e;
+    if ((e = check_fallbacks(L, c, rc->fallbacks, rc->nfallbacks, "fallbacks")) ||
+        (e = check_fallbacks(L, c, rc->context_fallbacks, rc->ncontext_fallbacks,
+                             "context_window_fallbacks")))
+        return e;
+    for (size_t i = 0; i < rc->nrouters; i++) {
+        const ah_router_cfg_t *rt = &rc->routers[i];
+        if (ah_config_has_alias(c, rt->name) && ah_config_route(c, rt->name, 0)->alias[0] != '*')
+            return fail(L, NULL, "line %d: router '%s' has the name of a model_list entry",
+                        rt->line, rt->name);
+        for (size_t j = 0; j < rt->ntiers; j++)
+            if (!ah_config_has_alias(c, rt->tiers[j].model))
+                return fail(L, NULL,
+                            "line %d: router '%s', tier '%s': no model_list entry serves '%s'",
+                            rt->line, rt->name, rt->tiers[j].name, rt->tiers[j].model);
+    }
+    for (size_t i = 0; i < rc->nrules; i++) {
+        const ah_route_rule_t *r = &rc->rules[i];
+        if (!ah_config_has_alias(c, r->model) && !ah_config_router(c, r->model))
+            return fail(L, NULL, "line %d: routing rule sends to '%s', which no model_list entry "
+                        "or router serves",
+                        r->line, r->model);
+    }
+    return AH_E_OK;
+}
+
 static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
 {
-    static const char *const known[] = {"listen", "threads", "db", "prices",
-                                        "limits", "cache",   NULL};
+    static const char *const known[] = {"listen", "threads", "db",      "prices",
+                                        "limits", "cache",   "routing", NULL};
     ah_err_t rc;
     if (m->type != YAML_MAPPING_NODE)
         return fail(L, m, "'ahorro' must be a mapping");
@@ -510,7 +943,7 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
         if (!ok)
             return fail(L, node(L, p->key),
                         "unknown setting 'ahorro.%s' (known: listen, threads, "
-                        "db, prices, limits, cache)",
+                        "db, prices, limits, cache, routing)",
                         k ? k : "?");
     }
     char *listen = NULL;
@@ -531,6 +964,9 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
         return rc;
     yaml_node_t *cache = get(L, m, "cache");
     if (cache && (rc = load_cache(L, cache, &c->cache)))
+        return rc;
+    yaml_node_t *routing = get(L, m, "routing");
+    if (routing && (rc = load_routing(L, routing, &c->routing)))
         return rc;
     yaml_node_t *lim = get(L, m, "limits");
     if (lim) {
@@ -611,7 +1047,12 @@ static ah_err_t load_file(loader_t *L, FILE *f, ah_config_t *c)
     if (gs && (rc = get_string(L, gs, "master_key", &c->master_key)))
         goto out;
     yaml_node_t *ls = get(L, root, "litellm_settings");
-    if (ls && ls->type == YAML_MAPPING_NODE && (rc = load_litellm_cache(L, ls, &c->cache)))
+    if (ls && ls->type == YAML_MAPPING_NODE &&
+        ((rc = load_litellm_cache(L, ls, &c->cache)) ||
+         (rc = load_resilience(L, ls, &c->routing, 1))))
+        goto out;
+    yaml_node_t *rs = get(L, root, "router_settings");
+    if (rs && rs->type == YAML_MAPPING_NODE && (rc = load_resilience(L, rs, &c->routing, 1)))
         goto out;
     yaml_node_t *ah = get(L, root, "ahorro");
     if (ah && (rc = load_ahorro(L, ah, c)))
@@ -659,6 +1100,11 @@ ah_err_t ah_config_load(const char *path, ah_config_t **out, char *err, size_t e
     c->cache.max_bytes = AH_CACHE_MAX_BYTES;
     c->cache.persist = 1;
     c->cache.prompt_caching = 1;
+    c->routing.retries = AH_ROUTE_RETRIES;
+    c->routing.backoff_base_s = AH_ROUTE_BACKOFF_S;
+    c->routing.backoff_max_s = AH_ROUTE_MAX_BACKOFF_S;
+    c->routing.allowed_fails = AH_ROUTE_ALLOWED_FAILS;
+    c->routing.cooldown_s = AH_ROUTE_COOLDOWN_S;
     if (path) {
         c->path = ah_strdup(path);
         FILE *f = fopen(path, "rb");
@@ -674,8 +1120,14 @@ ah_err_t ah_config_load(const char *path, ah_config_t **out, char *err, size_t e
     }
     if (c->ndeps == 0)
         env_deployments(c);
-    for (size_t i = 0; i < c->ndeps; i++)
+    if ((rc = check_routing(&L, c)))
+        goto out;
+    for (size_t i = 0; i < c->ndeps; i++) {
         c->deps[i].prompt_cache = c->cache.prompt_caching;
+        c->deps[i].index = (int)i;
+        if (c->deps[i].weight <= 0)
+            c->deps[i].weight = 1;
+    }
     const char *mk = getenv("AHORRO_MASTER_KEY");
     if (mk && *mk) {
         ah_free(c->master_key);
@@ -712,6 +1164,7 @@ void ah_config_free(ah_config_t *c)
     ah_free(c->cache.embedder);
     ah_free(c->cache.embedder_path);
     ah_free(c->cache.embedder_model);
+    routing_free(&c->routing);
     ah_free(c);
 }
 

@@ -80,6 +80,7 @@ typedef struct ah_fallback {
     char *from;
     char **to;
     size_t nto;
+    int line;
 } ah_fallback_t;
 
 /* A rule: requests that match go to `model` (an alias, or a router name).
