@@ -48,6 +48,7 @@ struct evconnlistener;
 #define FAKE_RESET_GRACE_MS 50        /* let sent chunks reach the peer before RST */
 #define FAKE_IDLE_TIMEOUT_S 3600      /* evhttp read/write timeout */
 #define FAKE_RETRY_AFTER_S 1          /* Retry-After on injected 429 */
+#define FAKE_MAX_FAULT_SPEC 128       /* --fault and POST /_fake/fault */
 #define FAKE_MAX_MODEL_BYTES 256      /* model names echoed in answers */
 
 /* Options from the command line; read-only once the loops run. */
@@ -61,6 +62,10 @@ typedef struct fake_opts {
 } fake_opts_t;
 
 extern fake_opts_t fake_opts;
+
+/* Set the standing fault that every request meets (a spec as in x-fake-fault;
+ * empty clears it). Thread-safe. */
+void fake_set_standing_fault(const char *spec, size_t n);
 
 /* Injected faults. The first three are plain error replies; the others change how the
  * reply is delivered. */

@@ -40,16 +40,19 @@ typedef struct loop {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: ahorro-fake [--listen HOST:PORT] [--threads N] [--ttft-ms N] [--itl-ms N]\n"
-               "                   [--require-key KEY]\n"
-               "A fake OpenAI/Anthropic provider for tests and benchmarks; see "
-               "docs/fake-provider.md.\n"
-               "  --listen HOST:PORT  address to listen on (default 127.0.0.1:9999; port 0 "
-               "picks one)\n"
-               "  --threads N         event loops sharing the port (default 1)\n"
-               "  --ttft-ms N         delay before the first token (default 0)\n"
-               "  --itl-ms N          delay between streamed tokens (default 0)\n"
-               "  --require-key KEY   demand this API key (Bearer/api-key, x-api-key)\n");
+    fprintf(f,
+            "usage: ahorro-fake [--listen HOST:PORT] [--threads N] [--ttft-ms N] [--itl-ms N]\n"
+            "                   [--require-key KEY] [--fault SPEC]\n"
+            "A fake OpenAI/Anthropic provider for tests and benchmarks; see "
+            "docs/fake-provider.md.\n"
+            "  --listen HOST:PORT  address to listen on (default 127.0.0.1:9999; port 0 "
+            "picks one)\n"
+            "  --threads N         event loops sharing the port (default 1)\n"
+            "  --ttft-ms N         delay before the first token (default 0)\n"
+            "  --itl-ms N          delay between streamed tokens (default 0)\n"
+            "  --require-key KEY   demand this API key (Bearer/api-key, x-api-key)\n"
+            "  --fault SPEC        fail every request as x-fake-fault SPEC says (e.g. 500,\n"
+            "                      429, timeout, reset, delay:MS); POST /_fake/fault changes it\n");
 }
 
 static int parse_long(const char *s, long min, long max, long *out)
@@ -135,6 +138,7 @@ static int parse_args(int argc, char **argv, char *host, size_t hostsize)
         {"ttft-ms", required_argument, NULL, 'f'},
         {"itl-ms", required_argument, NULL, 'i'},
         {"require-key", required_argument, NULL, 'k'},
+        {"fault", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -168,6 +172,14 @@ static int parse_args(int argc, char **argv, char *host, size_t hostsize)
             break;
         case 'k':
             fake_opts.require_key = optarg;
+            break;
+        case 'F':
+            if (strlen(optarg) >= FAKE_MAX_FAULT_SPEC) {
+                fprintf(stderr, "ahorro-fake: --fault is longer than %d bytes\n",
+                        FAKE_MAX_FAULT_SPEC - 1);
+                return -1;
+            }
+            fake_set_standing_fault(optarg, strlen(optarg));
             break;
         case 'h':
             usage(stdout);

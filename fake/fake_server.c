@@ -256,6 +256,19 @@ static void serve_control(fake_server_t *s, struct evhttp_request *req, const ch
                                 json_integer((json_int_t)atomic_load(&requests_by_endpoint[i])));
         json_object_set_new(v, "held", json_integer(fake_reply_held()));
         send_json_value(req, s->base, 200, v);
+    } else if (strcmp(path, "/_fake/fault") == 0 && cmd == EVHTTP_REQ_POST) {
+        struct evbuffer *in = evhttp_request_get_input_buffer(req);
+        char spec[FAKE_MAX_FAULT_SPEC];
+        size_t n = evbuffer_copyout(in, spec, sizeof spec - 1) > 0 ? evbuffer_get_length(in) : 0;
+        if (n >= sizeof spec) {
+            send_json_value(req, s->base, 400, json_pack("{s:s}", "error", "fault spec too long"));
+            return;
+        }
+        while (n && (spec[n - 1] == '\n' || spec[n - 1] == ' '))
+            n--;
+        fake_set_standing_fault(spec, n);
+        spec[n] = 0;
+        send_json_value(req, s->base, 200, json_pack("{s:s}", "fault", spec));
     } else if (strcmp(path, "/_fake/reset") == 0 && cmd == EVHTTP_REQ_POST) {
         capture_swap(NULL);
         atomic_store(&requests_total, 0);
@@ -366,11 +379,10 @@ static int authorized(struct evhttp_request *req, endpoint_t ep)
     return key_is(evhttp_find_header(h, "api-key"), key);
 }
 
-/* x-fake-fault: a comma-separated list of fault kinds ("429", "timeout", "fault:reset")
+/* A fault spec: a comma-separated list of fault kinds ("429", "timeout", "fault:reset")
  * and "delay:MS". */
-static void header_faults(struct evhttp_request *req, fake_fault_t *fault, long *delay_ms)
+static void parse_faults(const char *v, fake_fault_t *fault, long *delay_ms)
 {
-    const char *v = evhttp_find_header(evhttp_request_get_input_headers(req), "x-fake-fault");
     while (v && *v) {
         while (*v == ' ' || *v == ',')
             v++;
@@ -391,6 +403,33 @@ static void header_faults(struct evhttp_request *req, fake_fault_t *fault, long 
         }
         v += n;
     }
+}
+
+/* The standing fault (--fault, POST /_fake/fault): every request gets it
+ * unless its x-fake-fault header says otherwise. */
+static pthread_mutex_t standing_lock = PTHREAD_MUTEX_INITIALIZER;
+static char standing_fault[FAKE_MAX_FAULT_SPEC];
+
+void fake_set_standing_fault(const char *spec, size_t n)
+{
+    if (n >= sizeof standing_fault)
+        n = sizeof standing_fault - 1;
+    pthread_mutex_lock(&standing_lock);
+    memcpy(standing_fault, spec, n);
+    standing_fault[n] = 0;
+    pthread_mutex_unlock(&standing_lock);
+}
+
+/* The standing fault, then x-fake-fault over it. */
+static void header_faults(struct evhttp_request *req, fake_fault_t *fault, long *delay_ms)
+{
+    char spec[FAKE_MAX_FAULT_SPEC];
+    pthread_mutex_lock(&standing_lock);
+    memcpy(spec, standing_fault, sizeof spec);
+    pthread_mutex_unlock(&standing_lock);
+    parse_faults(spec, fault, delay_ms);
+    parse_faults(evhttp_find_header(evhttp_request_get_input_headers(req), "x-fake-fault"), fault,
+                 delay_ms);
 }
 
 static void reject(fake_reply_t *r, endpoint_t ep, int status, const char *type, const char *code,

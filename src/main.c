@@ -19,6 +19,8 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "core/path.h"
+#include "route/balance.h"
+#include "route/router_rt.h"
 #include "server/server.h"
 #include "store/ledger.h"
 #include "store/prices.h"
@@ -37,6 +39,7 @@ static void usage(FILE *f)
             "                [--format table|csv|json]\n"
             "  ahorro cache stats [--json] | ahorro cache purge [--tenant T] [--namespace N]\n"
             "                [--model M] [--older-than SECONDS]   (asks the running gateway)\n"
+            "  ahorro router score|train|eval ...   (offline; `ahorro router help`)\n"
             "  ahorro version\n\n"
             "Common options (before or after the command): --config FILE, --db PATH.\n"
             "Environment: OPENAI_API_KEY, OPENAI_BASE_URL, ANTHROPIC_API_KEY,\n"
@@ -91,9 +94,19 @@ static int serve(ah_config_t *cfg)
     }
     if (cfg->ndeps == 0)
         ah_warn("no models: set OPENAI_API_KEY / ANTHROPIC_API_KEY or a config with model_list");
+    char why[600];
+    if (ah_router_rt_load(cfg, &gw.routers, why, sizeof why)) {
+        ah_error("%s", why);
+        ah_ledger_close(gw.ledger);
+        ah_prices_free(gw.prices);
+        return 1;
+    }
+    gw.balancer = ah_balancer_new(cfg, gw.prices);
     ah_cache_setup(cfg, &gw.cache, &gw.embedder, &gw.remote_embed);
     int rc = ah_server_run(&gw);
     ah_cache_teardown(cfg, gw.cache, gw.embedder, gw.remote_embed);
+    ah_balancer_free(gw.balancer);
+    ah_router_rt_free(gw.routers);
     ah_ledger_close(gw.ledger); /* drains every queued row */
     ah_prices_free(gw.prices);
     return rc;
@@ -183,6 +196,8 @@ int main(int argc, char **argv)
         rc = ah_cli_report(nrest - 1, rest + 1, cfg->db_path);
     else if (strcmp(rest[0], "cache") == 0)
         rc = ah_cli_cache(nrest - 1, rest + 1, cfg);
+    else if (strcmp(rest[0], "router") == 0)
+        rc = ah_cli_router(nrest - 1, rest + 1, cfg);
     else {
         fprintf(stderr, "ahorro: unknown command '%s'\n\n", rest[0]);
         usage(stderr);

@@ -29,13 +29,30 @@ static int any_cache(const ah_config_t *cfg, int semantic)
     return 0;
 }
 
+const char *ah_sif_path(char *buf, size_t n)
+{
+    char exe[4096];
+    const char *env = getenv("AHORRO_EMBEDDINGS");
+    if (env && *env)
+        return access(env, R_OK) == 0 ? env : NULL;
+    if (ah_exe_dir(exe, sizeof exe) == 0) {
+        snprintf(buf, n, "%s/data/sif-100d.bin", exe);
+        if (access(buf, R_OK) == 0)
+            return buf;
+        snprintf(buf, n, "%s/../share/ahorro/sif-100d.bin", exe);
+        if (access(buf, R_OK) == 0)
+            return buf;
+    }
+    snprintf(buf, n, "build/data/sif-100d.bin");
+    return access(buf, R_OK) == 0 ? buf : NULL;
+}
+
 /* The semantic cache's embedder: the configured one, else the built-in SIF
- * vectors built at set-up (scripts/build-embeddings.sh), looked for beside
- * the binary and in ./build/data. */
+ * vectors built at set-up (scripts/build-embeddings.sh). */
 static ah_embedder_t *open_embedder(const ah_config_t *cfg)
 {
     const ah_cache_config_t *cc = &cfg->cache;
-    char err[512] = "", exe[4096], p1[4200], p2[4200];
+    char err[512] = "", p1[4200];
     if (cc->embedder && strcmp(cc->embedder, "model2vec") == 0) {
         if (!cc->embedder_path) {
             ah_error("cache: embedder model2vec needs embedder_path (a model directory)");
@@ -49,28 +66,15 @@ static ah_embedder_t *open_embedder(const ah_config_t *cfg)
                     cc->embedder_path);
         return e;
     }
-    const char *cands[4];
-    int n = 0;
-    const char *env = getenv("AHORRO_EMBEDDINGS");
-    if (cc->embedder_path)
-        cands[n++] = cc->embedder_path;
-    else if (env && *env)
-        cands[n++] = env;
-    else {
-        if (ah_exe_dir(exe, sizeof exe) == 0) {
-            snprintf(p1, sizeof p1, "%s/data/sif-100d.bin", exe);
-            snprintf(p2, sizeof p2, "%s/../share/ahorro/sif-100d.bin", exe);
-            cands[n++] = p1;
-            cands[n++] = p2;
-        }
-        cands[n++] = "build/data/sif-100d.bin";
+    if (cc->embedder_path && access(cc->embedder_path, R_OK) != 0) {
+        ah_error("cache: cannot read embedder_path %s", cc->embedder_path);
+        return NULL;
     }
-    for (int i = 0; i < n; i++) {
-        if (access(cands[i], R_OK) != 0)
-            continue;
-        ah_embedder_t *e = ah_embed_open_sif(cands[i], err, sizeof err);
+    const char *path = cc->embedder_path ? cc->embedder_path : ah_sif_path(p1, sizeof p1);
+    if (path) {
+        ah_embedder_t *e = ah_embed_open_sif(path, err, sizeof err);
         if (e) {
-            ah_info("cache: semantic embedder sif (%d dimensions) from %s", e->dim, cands[i]);
+            ah_info("cache: semantic embedder sif (%d dimensions) from %s", e->dim, path);
             return e;
         }
         ah_error("cache: %s", err);

@@ -7,6 +7,11 @@
 #include "cache/store.h"
 #include "config/config.h"
 
+/* The built-in SIF word-vector file (scripts/build-embeddings.sh):
+ * $AHORRO_EMBEDDINGS, else beside the binary (data/, ../share/ahorro/), else
+ * ./build/data. Written into buf; NULL when none is readable. */
+const char *ah_sif_path(char *buf, size_t n);
+
 /* *cache: the store when any route caches, else NULL; *embedder (local) or
  * *remote (an embeddings endpoint): the semantic cache's embedder when any
  * route needs one and it opens, else NULL. Entries kept at the last stop are

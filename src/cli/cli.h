@@ -17,4 +17,9 @@ int ah_cli_report(int argc, char **argv, const char *db_path);
  * so these ask its admin API (with the master key of the configuration). */
 int ah_cli_cache(int argc, char **argv, const ah_config_t *cfg);
 
+/* ahorro router score [--router NAME] | train --data FILE... -o MODEL | eval
+ * --data FILE... [--model MODEL]: the routers offline (src/cli/router.c). */
+int ah_cli_router(int argc, char **argv, const ah_config_t *cfg);
+
+
 #endif

@@ -504,7 +504,6 @@ static ah_err_t load_litellm_cache(loader_t *L, yaml_node_t *ls, ah_cache_config
     return AH_E_OK;
 }
 
-
 /* ---- routing: balancing, retries, fallbacks, rules, routers ---- */
 
 static void fallback_free(ah_fallback_t *f)
@@ -704,11 +703,11 @@ static ah_err_t load_rule_tag(loader_t *L, yaml_node_t *t, ah_route_rule_t *r)
 static ah_err_t load_rule(loader_t *L, yaml_node_t *item, ah_route_rule_t *r)
 {
     static const char *const known[] = {"when", "model", NULL};
-    static const char *const known_when[] = {"tag",       "key",       "model",
-                                             "min_chars", "max_chars", NULL};
+    static const char *const known_when[] = {"tag", "key", "model", "min_chars", "max_chars", NULL};
     ah_err_t rc;
     r->line = (int)item->start_mark.line + 1;
-    if ((rc = check_keys(L, item, "rules[]", known)) || (rc = get_string(L, item, "model", &r->model)))
+    if ((rc = check_keys(L, item, "rules[]", known)) ||
+        (rc = get_string(L, item, "model", &r->model)))
         return rc;
     if (!r->model || !*r->model)
         return fail(L, item, "a routing rule needs 'model' (where matching requests go)");
@@ -735,7 +734,8 @@ static ah_err_t load_rule(loader_t *L, yaml_node_t *item, ah_route_rule_t *r)
 
 static int tier_cmp(const void *a, const void *b)
 {
-    double x = ((const ah_router_tier_t *)a)->min_score, y = ((const ah_router_tier_t *)b)->min_score;
+    double x = ((const ah_router_tier_t *)a)->min_score,
+           y = ((const ah_router_tier_t *)b)->min_score;
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
@@ -773,8 +773,10 @@ static ah_err_t load_router(loader_t *L, yaml_node_t *item, ah_router_cfg_t *rt)
     yaml_node_t *tiers = get(L, item, "tiers");
     if (!tiers || tiers->type != YAML_SEQUENCE_NODE ||
         tiers->data.sequence.items.top == tiers->data.sequence.items.start)
-        return fail(L, tiers ? tiers : item, "router '%s' needs 'tiers', a list of {name, model, "
-                    "min_score}", rt->name);
+        return fail(L, tiers ? tiers : item,
+                    "router '%s' needs 'tiers', a list of {name, model, "
+                    "min_score}",
+                    rt->name);
     size_t cnt = (size_t)(tiers->data.sequence.items.top - tiers->data.sequence.items.start);
     if (cnt > AH_ROUTE_MAX_TIERS)
         return fail(L, tiers, "router '%s' has more than %d tiers", rt->name, AH_ROUTE_MAX_TIERS);
@@ -800,10 +802,10 @@ static ah_err_t load_router(loader_t *L, yaml_node_t *item, ah_router_cfg_t *rt)
 /* ahorro.routing */
 static ah_err_t load_routing(loader_t *L, yaml_node_t *m, ah_routing_config_t *rc)
 {
-    static const char *const known[] = {"strategy",  "retries",   "backoff",
-                                        "max_backoff", "allowed_fails", "cooldown",
-                                        "fallbacks", "context_window_fallbacks",
-                                        "rules",     "routers",   NULL};
+    static const char *const known[] = {
+        "strategy",      "retries",  "backoff",   "max_backoff",
+        "allowed_fails", "cooldown", "fallbacks", "context_window_fallbacks",
+        "rules",         "routers",  NULL};
     ah_err_t e;
     if ((e = check_keys(L, m, "routing", known)) || (e = load_resilience(L, m, rc, 0)))
         return e;
@@ -881,7 +883,8 @@ static ah_err_t check_fallbacks(loader_t *L, const ah_config_t *c, const ah_fall
                         arr[i].line, what, arr[i].from, arr[i].from);
         for (size_t j = 0; j < arr[i].nto; j++)
             if (!ah_config_has_alias(c, arr[i].to[j]))
-                return fail(L, NULL, "line %d: %s of '%s' name '%s', which no model_list entry "
+                return fail(L, NULL,
+                            "line %d: %s of '%s' name '%s', which no model_list entry "
                             "serves",
                             arr[i].line, what, arr[i].from, arr[i].to[j]);
     }
@@ -921,7 +924,8 @@ static ah_err_t check_routing(loader_t *L, const ah_config_t *c)
     for (size_t i = 0; i < rc->nrules; i++) {
         const ah_route_rule_t *r = &rc->rules[i];
         if (!ah_config_has_alias(c, r->model) && !ah_config_router(c, r->model))
-            return fail(L, NULL, "line %d: routing rule sends to '%s', which no model_list entry "
+            return fail(L, NULL,
+                        "line %d: routing rule sends to '%s', which no model_list entry "
                         "or router serves",
                         r->line, r->model);
     }

@@ -69,10 +69,10 @@ typedef struct ah_cache_config {
 
 /* How a model alias spreads its traffic over its deployments. */
 typedef enum {
-    AH_BALANCE_WEIGHTED,       /* random, in proportion to weight (LiteLLM simple-shuffle) */
-    AH_BALANCE_LEAST_LATENCY,  /* lowest EWMA of recent latency (TTFT for streams) */
-    AH_BALANCE_LEAST_BUSY,     /* fewest requests in flight */
-    AH_BALANCE_LOWEST_COST,    /* cheapest price per token, then weight */
+    AH_BALANCE_WEIGHTED,      /* random, in proportion to weight (LiteLLM simple-shuffle) */
+    AH_BALANCE_LEAST_LATENCY, /* lowest EWMA of recent latency (TTFT for streams) */
+    AH_BALANCE_LEAST_BUSY,    /* fewest requests in flight */
+    AH_BALANCE_LOWEST_COST,   /* cheapest price per token, then weight */
 } ah_balance_t;
 
 /* An ordered chain of aliases to try when `from` fails. */
@@ -86,12 +86,12 @@ typedef struct ah_fallback {
 /* A rule: requests that match go to `model` (an alias, or a router name).
  * Every condition set must hold; rules are tried in order, first match wins. */
 typedef struct ah_route_rule {
-    char *tag_key, *tag_value;  /* tag equals value (value "*" = tag present) */
-    char *key_id;               /* virtual key id, or owner (tenant) */
-    char *requested;            /* the model asked for (alias or router name) */
-    long min_prompt_chars;      /* request size: characters of message text */
-    long max_prompt_chars;      /* 0 = no bound */
-    char *model;                /* where matching requests go */
+    char *tag_key, *tag_value; /* tag equals value (value "*" = tag present) */
+    char *key_id;              /* virtual key id, or owner (tenant) */
+    char *requested;           /* the model asked for (alias or router name) */
+    long min_prompt_chars;     /* request size: characters of message text */
+    long max_prompt_chars;     /* 0 = no bound */
+    char *model;               /* where matching requests go */
     int line;
 } ah_route_rule_t;
 
@@ -109,10 +109,11 @@ typedef enum { AH_ROUTER_COMPLEXITY, AH_ROUTER_LEARNED } ah_router_kind_t;
 typedef struct ah_router_cfg {
     char *name;
     ah_router_kind_t kind;
-    char *model_path;         /* learned: the trained model file */
-    ah_router_tier_t *tiers;  /* strongest first (min_score descending) */
+    char *model_path;        /* learned: the trained model file */
+    ah_router_tier_t *tiers; /* strongest first (min_score descending) */
     size_t ntiers;
-    double critical_threshold; /* criticality at or above it goes to the strongest tier; > 1 = off */
+    double
+        critical_threshold; /* criticality at or above it goes to the strongest tier; > 1 = off */
     int line;
 } ah_router_cfg_t;
 

@@ -40,14 +40,14 @@
 /* Deployments in one configuration. */
 #define AH_MAX_DEPLOYMENTS 1024
 /* Routing: retries, fallbacks and circuit breaking (defaults and bounds). */
-#define AH_ROUTE_RETRIES 2             /* further attempts per alias after the first */
+#define AH_ROUTE_RETRIES 2 /* further attempts per alias after the first */
 #define AH_ROUTE_MAX_RETRIES 10
-#define AH_ROUTE_MAX_ATTEMPTS 16       /* all aliases of a fallback chain together */
-#define AH_ROUTE_BACKOFF_S 0.1         /* first wait before retrying the same deployment */
-#define AH_ROUTE_MAX_BACKOFF_S 10.0    /* longest wait; a longer Retry-After moves on instead */
-#define AH_ROUTE_ALLOWED_FAILS 3       /* consecutive failures before a cooldown */
+#define AH_ROUTE_MAX_ATTEMPTS 16    /* all aliases of a fallback chain together */
+#define AH_ROUTE_BACKOFF_S 0.1      /* first wait before retrying the same deployment */
+#define AH_ROUTE_MAX_BACKOFF_S 10.0 /* longest wait; a longer Retry-After moves on instead */
+#define AH_ROUTE_ALLOWED_FAILS 3    /* consecutive failures before a cooldown */
 #define AH_ROUTE_COOLDOWN_S 30.0
-#define AH_ROUTE_MAX_CHAIN 32          /* aliases in one expanded fallback chain */
+#define AH_ROUTE_MAX_CHAIN 32 /* aliases in one expanded fallback chain */
 #define AH_ROUTE_MAX_RULES 1024
 #define AH_ROUTE_MAX_TIERS 16
 /* Seconds to finish in-flight requests after SIGTERM. */

@@ -39,6 +39,8 @@ typedef struct ah_gateway {
     ah_cache_t *cache;                    /* NULL: no cache configured */
     ah_embedder_t *embedder;              /* local embedder, or NULL */
     struct ah_embed_remote *remote_embed; /* network embedder, or NULL */
+    struct ah_balancer *balancer;         /* deployment health and choice */
+    struct ah_router_rt *routers;         /* loaded router models, or NULL */
 } ah_gateway_t;
 
 #define AH_KEY_CACHE_SLOTS 256
@@ -57,6 +59,7 @@ typedef struct ah_worker {
     ah_http_t *http;
     sqlite3 *db;                            /* this thread's connection, for key lookups */
     unsigned rr;                            /* round-robin counter for deployments */
+    uint64_t rng;                           /* this loop's random state (balancing, jitter) */
     struct ah_embed_batcher *embed_batcher; /* this loop's calls to remote_embed, or NULL */
     ah_key_cache_entry_t key_cache[AH_KEY_CACHE_SLOTS];
 } ah_worker_t;
@@ -74,6 +77,11 @@ void ah_stage_cache_embedded(ah_worker_t *w, ah_request_t *r, const float *vec, 
 /* After the answer: keep it in the cache when stage 5 asked for it. */
 void ah_stage_cache_fill(ah_worker_t *w, ah_request_t *r);
 void ah_stage_record(ah_worker_t *w, ah_request_t *r);
+/* One failed upstream attempt of r (on r->dep, with r->fail) as a ledger row
+ * of its own, linked to r by attempt_of; upstream_status is what the
+ * provider answered (0: no answer). */
+void ah_stage_record_attempt(ah_worker_t *w, ah_request_t *r, int upstream_status,
+                             int64_t t_attempt_us);
 /* Price r from its usage (config override, else the catalogue) into
  * r->cost_usd / r->cost_known, once; leaves cost_known 0 when no price is
  * known. The answer's x-ahorro-cost and the ledger row use it. */

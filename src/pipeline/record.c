@@ -55,13 +55,10 @@ void ah_request_price(ah_worker_t *w, ah_request_t *r)
     }
 }
 
-void ah_stage_record(ah_worker_t *w, ah_request_t *r)
+/* The columns every row of r shares: who, what was asked, where it went. */
+static ah_ledger_row_t *row_new(ah_request_t *r)
 {
-    if (!r->t_end_us)
-        r->t_end_us = ah_now_us();
-    ah_request_price(w, r);
     ah_ledger_row_t *row = ah_calloc(1, sizeof *row);
-    row->request_id = ah_strdup(r->id);
     row->ts_ms = r->wall_ms;
     row->key_id = ah_strdup(r->key_id);
     row->owner = ah_strdup(r->owner);
@@ -81,6 +78,38 @@ void ah_stage_record(ah_worker_t *w, ah_request_t *r)
     row->served_model = ah_strdup(r->served_model ? r->served_model : r->upstream_model);
     row->provider = r->dep ? ah_strdup(r->dep->provider_name) : NULL;
     row->deployment = r->dep ? ah_strdup(r->dep->alias) : NULL;
+    row->route_reason = ah_strdup(r->route_reason);
+    return row;
+}
+
+void ah_stage_record_attempt(ah_worker_t *w, ah_request_t *r, int upstream_status,
+                             int64_t t_attempt_us)
+{
+    ah_ledger_row_t *row = row_new(r);
+    size_t n = strlen(r->id) + 16;
+    row->request_id = ah_malloc(n);
+    snprintf(row->request_id, n, "%s-%d", r->id, r->attempts);
+    row->attempt_of = ah_strdup(r->id);
+    row->attempts = r->attempts;
+    row->usage_source = "none";
+    row->latency_ms = (double)(ah_now_us() - t_attempt_us) / 1000.0;
+    row->ttft_ms = -1;
+    row->status = upstream_status ? upstream_status : r->fail.status;
+    row->error = ah_strdup(r->fail.message);
+    ah_metrics_observe(row->served_model ? row->served_model : "",
+                       row->provider ? row->provider : "", row->status, &r->usage, 0,
+                       row->latency_ms / 1000.0, -1);
+    ah_ledger_append(w->gw->ledger, row);
+}
+
+void ah_stage_record(ah_worker_t *w, ah_request_t *r)
+{
+    if (!r->t_end_us)
+        r->t_end_us = ah_now_us();
+    ah_request_price(w, r);
+    ah_ledger_row_t *row = row_new(r);
+    row->request_id = ah_strdup(r->id);
+    row->attempts = r->attempts > 0 ? r->attempts : 1;
     row->prompt_tokens = r->usage.input_tokens;
     row->completion_tokens = r->usage.output_tokens;
     row->cached_tokens = r->usage.cache_read_tokens;

@@ -68,7 +68,11 @@ typedef struct ah_request {
     /* 6 route */
     const ah_deployment_t *dep;
     const char *upstream_model; /* model name sent upstream (arena) */
-    const char *route_reason;
+    const char *route_reason;   /* why this deployment: rule, tier, fallback (arena or static) */
+    const char **chain; /* aliases to try in order: the routed one, then fallbacks (arena) */
+    int nchain;
+    long est_tokens;          /* estimated prompt tokens, for rpm/tpm limits */
+    int attempts;             /* upstream attempts made (each failed one is a ledger row) */
     const char *cache_status; /* "miss", "exact", "semantic", "bypass" (static) or NULL */
 
     /* 5 cache */

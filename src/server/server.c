@@ -135,6 +135,7 @@ static ah_err_t make_worker(ah_gateway_t *gw, thread_ctx_t *t, int index, const 
 {
     const ah_config_t *c = gw->cfg;
     t->w.index = index;
+    t->w.rng = ((uint64_t)ah_now_us() << 8) ^ (uint64_t)(index + 1) * 0x9E3779B97F4A7C15ull;
     t->w.gw = gw;
     t->w.base = event_base_new();
     if (!t->w.base)

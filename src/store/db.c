@@ -49,6 +49,14 @@ static const char *const migrations[] = {
     "ALTER TABLE ledger ADD COLUMN cache_similarity REAL;",
     /* 4: the prompt of a semantic entry, for the re-ranking check */
     "ALTER TABLE cache ADD COLUMN prompt TEXT;",
+    /* 5: routing: a failed upstream attempt is a row of its own, linked to
+     * its request; the request's row says how many attempts it took and why
+     * it went where it went */
+    "ALTER TABLE ledger ADD COLUMN attempt_of TEXT;"
+    "ALTER TABLE ledger ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE ledger ADD COLUMN route_reason TEXT;"
+    "CREATE INDEX IF NOT EXISTS ledger_attempt_of ON ledger(attempt_of)"
+    " WHERE attempt_of IS NOT NULL;",
 };
 
 ah_err_t ah_db_exec(sqlite3 *db, const char *sql)

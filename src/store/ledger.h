@@ -35,6 +35,9 @@ typedef struct ah_ledger_row {
     double saved_usd;              /* what a cache hit saved */
     double prompt_cache_saved_usd; /* provider prompt cache: reads saved minus writes' premium */
     double cache_similarity;       /* a semantic hit's similarity; <= 0: none */
+    char *attempt_of;              /* a failed attempt: the request it belongs to; else NULL */
+    int attempts;                  /* request: upstream attempts made; attempt: its number */
+    char *route_reason;            /* why this deployment (rule, tier, fallback), or NULL */
 } ah_ledger_row_t;
 
 typedef struct ah_ledger_sink {
