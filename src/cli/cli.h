@@ -21,5 +21,4 @@ int ah_cli_cache(int argc, char **argv, const ah_config_t *cfg);
  * --data FILE... [--model MODEL]: the routers offline (src/cli/router.c). */
 int ah_cli_router(int argc, char **argv, const ah_config_t *cfg);
 
-
 #endif

@@ -523,6 +523,9 @@ static void router_free(ah_router_cfg_t *rt)
         ah_free(rt->tiers[i].model);
     }
     ah_free(rt->tiers);
+    for (size_t i = 0; i < rt->ncascade; i++)
+        ah_free(rt->cascade[i]);
+    ah_free(rt->cascade);
 }
 
 static void rule_free(ah_route_rule_t *r)
@@ -741,8 +744,8 @@ static int tier_cmp(const void *a, const void *b)
 
 static ah_err_t load_router(loader_t *L, yaml_node_t *item, ah_router_cfg_t *rt)
 {
-    static const char *const known[] = {"name", "kind", "model_path", "tiers", "critical_threshold",
-                                        NULL};
+    static const char *const known[] = {
+        "name", "kind", "model_path", "tiers", "critical_threshold", "cascade", NULL};
     static const char *const known_tier[] = {"name", "model", "min_score", NULL};
     ah_err_t rc;
     rt->line = (int)item->start_mark.line + 1;
@@ -761,12 +764,39 @@ static ah_err_t load_router(loader_t *L, yaml_node_t *item, ah_router_cfg_t *rt)
         rt->kind = AH_ROUTER_COMPLEXITY;
     else if (strcmp(kind, "learned") == 0)
         rt->kind = AH_ROUTER_LEARNED;
+    else if (strcmp(kind, "cascade") == 0)
+        rt->kind = AH_ROUTER_CASCADE;
     else
-        rc = fail(L, get(L, item, "kind"), "router '%s': 'kind' must be complexity or learned",
-                  rt->name);
+        rc = fail(L, get(L, item, "kind"),
+                  "router '%s': 'kind' must be complexity, learned or cascade", rt->name);
     ah_free(kind);
     if (rc)
         return rc;
+    if (rt->kind == AH_ROUTER_CASCADE) {
+        /* A cascade: the cheapest model first; each next one only when the
+         * answer before fails its checks. */
+        yaml_node_t *cs = get(L, item, "cascade");
+        if (!cs || cs->type != YAML_SEQUENCE_NODE ||
+            cs->data.sequence.items.top - cs->data.sequence.items.start < 2)
+            return fail(L, cs ? cs : item,
+                        "router '%s' is a cascade and needs 'cascade', a list of at least two "
+                        "models, cheapest first",
+                        rt->name);
+        size_t cnt = (size_t)(cs->data.sequence.items.top - cs->data.sequence.items.start);
+        if (cnt > AH_ROUTE_MAX_TIERS)
+            return fail(L, cs, "router '%s' has more than %d cascade steps", rt->name,
+                        AH_ROUTE_MAX_TIERS);
+        rt->cascade = ah_calloc(cnt, sizeof *rt->cascade);
+        for (yaml_node_item_t *it = cs->data.sequence.items.start; it < cs->data.sequence.items.top;
+             it++) {
+            const char *m = scalar(node(L, *it));
+            if (!m || !*m)
+                return fail(L, node(L, *it), "router '%s': cascade steps are model names",
+                            rt->name);
+            rt->cascade[rt->ncascade++] = ah_strdup(m);
+        }
+        return AH_E_OK;
+    }
     if (rt->kind == AH_ROUTER_LEARNED && !rt->model_path)
         return fail(L, item, "router '%s' is learned and needs 'model_path' (ahorro router train)",
                     rt->name);
@@ -915,6 +945,10 @@ static ah_err_t check_routing(loader_t *L, const ah_config_t *c)
         if (ah_config_has_alias(c, rt->name) && ah_config_route(c, rt->name, 0)->alias[0] != '*')
             return fail(L, NULL, "line %d: router '%s' has the name of a model_list entry",
                         rt->line, rt->name);
+        for (size_t j = 0; j < rt->ncascade; j++)
+            if (!ah_config_has_alias(c, rt->cascade[j]))
+                return fail(L, NULL, "line %d: router '%s': no model_list entry serves '%s'",
+                            rt->line, rt->name, rt->cascade[j]);
         for (size_t j = 0; j < rt->ntiers; j++)
             if (!ah_config_has_alias(c, rt->tiers[j].model))
                 return fail(L, NULL,

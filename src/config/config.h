@@ -103,7 +103,7 @@ typedef struct ah_router_tier {
     double min_score;
 } ah_router_tier_t;
 
-typedef enum { AH_ROUTER_COMPLEXITY, AH_ROUTER_LEARNED } ah_router_kind_t;
+typedef enum { AH_ROUTER_COMPLEXITY, AH_ROUTER_LEARNED, AH_ROUTER_CASCADE } ah_router_kind_t;
 
 /* A router alias: clients ask for `name` ("auto") and get a tier's model. */
 typedef struct ah_router_cfg {
@@ -112,8 +112,10 @@ typedef struct ah_router_cfg {
     char *model_path;        /* learned: the trained model file */
     ah_router_tier_t *tiers; /* strongest first (min_score descending) */
     size_t ntiers;
-    double
-        critical_threshold; /* criticality at or above it goes to the strongest tier; > 1 = off */
+    /* criticality at or above it goes to the strongest tier; > 1 = off */
+    double critical_threshold;
+    char **cascade; /* cascade: aliases tried in order, cheapest first */
+    size_t ncascade;
     int line;
 } ah_router_cfg_t;
 
@@ -168,7 +170,7 @@ const ah_router_cfg_t *ah_config_router(const ah_config_t *c, const char *name);
 /* The tier a request scoring `score` (and `criticality`, both in [0, 1])
  * goes to: criticality at or above the router's critical_threshold picks the
  * strongest tier; otherwise the first tier (strongest first) whose min_score
- * is at most score, else the last. Never NULL for a loaded router. */
+ * is at most score, else the last. NULL for a cascade (it has no tiers). */
 const ah_router_tier_t *ah_router_pick(const ah_router_cfg_t *rt, double score, double criticality);
 /* Whether some deployment serves `alias` (exactly or by wildcard). */
 int ah_config_has_alias(const ah_config_t *c, const char *alias);

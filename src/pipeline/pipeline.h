@@ -77,10 +77,11 @@ void ah_stage_cache_embedded(ah_worker_t *w, ah_request_t *r, const float *vec, 
 /* After the answer: keep it in the cache when stage 5 asked for it. */
 void ah_stage_cache_fill(ah_worker_t *w, ah_request_t *r);
 void ah_stage_record(ah_worker_t *w, ah_request_t *r);
-/* One failed upstream attempt of r (on r->dep, with r->fail) as a ledger row
- * of its own, linked to r by attempt_of; upstream_status is what the
- * provider answered (0: no answer). */
-void ah_stage_record_attempt(ah_worker_t *w, ah_request_t *r, int upstream_status,
+/* One upstream attempt of r that did not give the answer (on r->dep) as a
+ * ledger row of its own, linked to r by attempt_of: status is what the
+ * provider answered (0: none; then r->fail's), error why it was not kept.
+ * An attempt with usage (a cascade's rejected answer) is priced. */
+void ah_stage_record_attempt(ah_worker_t *w, ah_request_t *r, int status, const char *error,
                              int64_t t_attempt_us);
 /* Price r from its usage (config override, else the catalogue) into
  * r->cost_usd / r->cost_known, once; leaves cost_known 0 when no price is

@@ -82,7 +82,7 @@ static ah_ledger_row_t *row_new(ah_request_t *r)
     return row;
 }
 
-void ah_stage_record_attempt(ah_worker_t *w, ah_request_t *r, int upstream_status,
+void ah_stage_record_attempt(ah_worker_t *w, ah_request_t *r, int status, const char *error,
                              int64_t t_attempt_us)
 {
     ah_ledger_row_t *row = row_new(r);
@@ -92,13 +92,23 @@ void ah_stage_record_attempt(ah_worker_t *w, ah_request_t *r, int upstream_statu
     row->attempt_of = ah_strdup(r->id);
     row->attempts = r->attempts;
     row->usage_source = "none";
+    if (r->usage_known) {
+        ah_request_price(w, r);
+        row->usage_source = "provider";
+        row->prompt_tokens = r->usage.input_tokens;
+        row->completion_tokens = r->usage.output_tokens;
+        row->cached_tokens = r->usage.cache_read_tokens;
+        row->cache_write_tokens = r->usage.cache_write_tokens;
+        row->reasoning_tokens = r->usage.reasoning_tokens;
+        row->cost_usd = r->cost_known ? r->cost_usd : -1;
+    }
     row->latency_ms = (double)(ah_now_us() - t_attempt_us) / 1000.0;
     row->ttft_ms = -1;
-    row->status = upstream_status ? upstream_status : r->fail.status;
-    row->error = ah_strdup(r->fail.message);
+    row->status = status ? status : r->fail.status;
+    row->error = ah_strdup(error);
     ah_metrics_observe(row->served_model ? row->served_model : "",
-                       row->provider ? row->provider : "", row->status, &r->usage, 0,
-                       row->latency_ms / 1000.0, -1);
+                       row->provider ? row->provider : "", row->status, &r->usage,
+                       row->cost_usd > 0 ? row->cost_usd : 0, row->latency_ms / 1000.0, -1);
     ah_ledger_append(w->gw->ledger, row);
 }
 

@@ -71,7 +71,10 @@ typedef struct ah_request {
     const char *route_reason;   /* why this deployment: rule, tier, fallback (arena or static) */
     const char **chain; /* aliases to try in order: the routed one, then fallbacks (arena) */
     int nchain;
-    long est_tokens;          /* estimated prompt tokens, for rpm/tpm limits */
+    long est_tokens; /* estimated prompt tokens, for rpm/tpm limits */
+    char **cascade;  /* a cascade router's steps, cheapest first (config's), or NULL */
+    int ncascade;
+    int cascade_pos;          /* the step answering now */
     int attempts;             /* upstream attempts made (each failed one is a ledger row) */
     const char *cache_status; /* "miss", "exact", "semantic", "bypass" (static) or NULL */
 

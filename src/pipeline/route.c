@@ -153,8 +153,21 @@ int ah_stage_route(ah_worker_t *w, ah_request_t *r)
             break;
         }
     const ah_router_cfg_t *rt = ah_config_router(cfg, target);
-    if (rt)
+    if (rt && rt->kind == AH_ROUTER_CASCADE) {
+        /* Answers are checked whole: a stream goes to the last step. */
+        if (r->stream || r->op != AH_OP_CHAT) {
+            target = rt->cascade[rt->ncascade - 1];
+            reason_add(reason, sizeof reason, "cascade %s: %s goes to its last step, %s", rt->name,
+                       r->stream ? "a stream" : "this request", target);
+        } else {
+            r->cascade = rt->cascade;
+            r->ncascade = (int)rt->ncascade;
+            target = rt->cascade[0];
+            reason_add(reason, sizeof reason, "cascade %s: step 1, %s", rt->name, target);
+        }
+    } else if (rt) {
         target = route_by_router(w, r, rt, reason, sizeof reason);
+    }
 
     const char **chain = ah_arena_alloc(&r->arena, AH_ROUTE_MAX_CHAIN * sizeof *chain);
     int n = 0;

@@ -34,6 +34,7 @@
 #include "core/log.h"
 #include "provider/provider.h"
 #include "route/balance.h"
+#include "route/cascade.h"
 #include "upstream/sse.h"
 
 #include <event2/event.h>
@@ -217,6 +218,42 @@ static void attempt_end(ah_upstream_t *u, int outcome)
     u->in_flight = 0;
 }
 
+static void schedule(ah_upstream_t *u, double wait);
+static void reset_for_next(ah_request_t *r, const ah_deployment_t *d, const char *alias);
+
+/* A cascade's answer that fails its checks: keep it on the ledger (priced)
+ * and ask the next step. 0 when there is no next step to ask. */
+static int cascade_escalate(ah_upstream_t *u, const char *why)
+{
+    ah_request_t *r = u->r;
+    ah_pick_t pw;
+    ah_pick_opts_t o = {.tokens = r->est_tokens, .rng = &u->w->rng};
+    const ah_deployment_t *d = NULL;
+    int pos = r->cascade_pos;
+    while (!d && ++pos < r->ncascade)
+        d = ah_balancer_pick(u->w->gw->balancer, r->cascade[pos], &o, &pw, NULL);
+    if (!d || r->attempts >= AH_ROUTE_MAX_ATTEMPTS)
+        return 0;
+    char error[160];
+    snprintf(error, sizeof error, "cascade: the answer failed the '%s' check", why);
+    ah_stage_record_attempt(u->w, r, (int)u->status, error, u->t_attempt_us);
+    char reason[320];
+    snprintf(reason, sizeof reason, "%s; cascade to %s after '%s'",
+             r->route_reason ? r->route_reason : "", r->cascade[pos], why);
+    r->route_reason = ah_arena_strdup(&r->arena, reason);
+    r->cascade_pos = pos;
+    const char **chain = ah_arena_alloc(&r->arena, sizeof *chain);
+    chain[0] = r->cascade[pos];
+    r->chain = chain;
+    r->nchain = 1;
+    u->chain_pos = 0;
+    u->alias_attempts = 0;
+    u->ntried = 0;
+    reset_for_next(r, d, r->cascade[pos]);
+    schedule(u, 0);
+    return 1;
+}
+
 static void on_done(void *ud, ah_err_t err, long status, const char *msg)
 {
     ah_upstream_t *u = ud;
@@ -263,6 +300,17 @@ static void on_done(void *ud, ah_err_t err, long status, const char *msg)
             next = NEXT_ANY;
         } else {
             attempt_end(u, 1);
+            if (r->cascade && r->cascade_pos + 1 < r->ncascade) {
+                json_t *ans = canon ? json_incref(canon) : NULL;
+                if (!ans)
+                    u->prov->parse_response(r, u->body.data ? u->body.data : "", u->body.len, &ans);
+                const char *why = ah_cascade_check(r->body, ans);
+                json_decref(ans);
+                if (why && cascade_escalate(u, why)) {
+                    json_decref(canon);
+                    return;
+                }
+            }
             if (r->cache_store && r->op == AH_OP_CHAT) {
                 if (canon)
                     r->answer = json_incref(canon);
@@ -370,30 +418,43 @@ static int attempt_next(ah_upstream_t *u, next_t next)
     }
     if (!d)
         return 0;
-    ah_stage_record_attempt(u->w, r, (int)u->status, u->t_attempt_us);
+    ah_stage_record_attempt(u->w, r, (int)u->status, r->fail.message, u->t_attempt_us);
     /* Why the request moved, for x-ahorro-route-reason and the ledger. */
     char reason[320];
     snprintf(reason, sizeof reason, "%s; %s to %s after %s%ld",
              r->route_reason ? r->route_reason : "", how, r->chain[u->chain_pos],
              u->status ? "" : "error ", u->status ? u->status : (long)r->fail.status);
     r->route_reason = ah_arena_strdup(&r->arena, reason[0] == ';' ? reason + 2 : reason);
-    /* The failed attempt leaves nothing behind. */
+    reset_for_next(r, d, r->chain[u->chain_pos]);
+    schedule(u, wait);
+    return 1;
+}
+
+/* The attempt that did not give the answer leaves nothing behind; the
+ * next goes to d, under alias. */
+static void reset_for_next(ah_request_t *r, const ah_deployment_t *d, const char *alias)
+{
     memset(&r->fail, 0, sizeof r->fail);
     memset(&r->usage, 0, sizeof r->usage);
     r->usage_known = 0;
     r->served_model = NULL;
     r->t_first_token_us = 0;
     r->cost_known = 0;
+    r->cost_usd = 0;
     r->prompt_cache_saved_usd = 0;
     json_decref(r->answer);
     r->answer = NULL;
     r->dep = d;
-    r->upstream_model = strcmp(d->model, "*") == 0 ? r->chain[u->chain_pos] : d->model;
+    r->upstream_model = strcmp(d->model, "*") == 0 ? alias : d->model;
+}
+
+/* Start the next attempt from the loop, after wait seconds. */
+static void schedule(ah_upstream_t *u, double wait)
+{
     if (!u->wait)
         u->wait = evtimer_new(u->w->base, on_wait, u);
     struct timeval tv = {(time_t)wait, (suseconds_t)((wait - (double)(time_t)wait) * 1e6)};
     evtimer_add(u->wait, &tv);
-    return 1;
 }
 
 /* Start one attempt on r->dep. On error r->fail is set. */

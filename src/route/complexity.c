@@ -659,10 +659,9 @@ void ah_cx_score(const json_t *body, const json_t *tags, ah_cx_t *out)
     if (json_is_array(tl))
         tools += (double)json_array_size(tl);
     if (json_is_array(msgs)) {
-        size_t i;
-        json_t *m;
-        json_array_foreach(msgs, i, m)
-        {
+        /* Newest first, so that the scan budget goes to the latest turns. */
+        for (size_t i = json_array_size(msgs); i-- > 0;) {
+            json_t *m = json_array_get(msgs, i);
             const char *role = json_string_value(json_object_get(m, "role"));
             if (!role)
                 continue;

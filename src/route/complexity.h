@@ -46,9 +46,10 @@ extern const char *const ah_cx_signal_names[AH_CX_NSIGNALS];
 
 /* Score a canonical (OpenAI-shaped) chat body {messages, tools, ...}; tags is
  * a JSON object of tag -> string value, or NULL. The text of user messages
- * (string or text parts) is scanned; system and assistant text is not (a long
- * system prompt says nothing about this request), but the number of turns and
- * of tools, tool calls and tool results count. Bad shapes (no messages,
+ * (string or text parts) is scanned, newest first, up to AH_CX_MAX_SCAN bytes;
+ * system and assistant text is not (a long system prompt says nothing about
+ * this request), but the number of turns and of tools, tool calls and tool
+ * results count. Bad shapes (no messages,
  * non-string content) score what they have, never fail. Pure, thread-safe, no
  * allocation. */
 void ah_cx_score(const json_t *body, const json_t *tags, ah_cx_t *out);

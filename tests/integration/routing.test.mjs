@@ -53,6 +53,9 @@ ahorro:
         tiers:
           - { name: high, model: strong, min_score: 0.5 }
           - { name: low, model: cheap }
+      - name: frugal
+        kind: cascade
+        cascade: [cheap, strong]
 `;
 }
 
@@ -267,6 +270,35 @@ Finally, compare the approach with a closed-form derivation and explain the trad
   assert.match(row.route_reason, /rule 1/);
   assert.equal(row.requested_model, 'auto');
   assert.equal(row.deployment, 'strong');
+});
+
+test('cascade: the cheap answer is kept when it passes its checks, escalated (both priced) when not', async () => {
+  const ok = await ask('frugal', 'what is two plus two');
+  assert.equal(ok.response.headers.get('x-ahorro-model'), 'gpt-4o-mini');
+  assert.equal(ok.response.headers.get('x-ahorro-route-reason'), 'cascade frugal: step 1, cheap');
+
+  for (const [prompt, check] of [["I'm not sure what a monad is", 'uncertain'], ['[[tokens:0]] say nothing', 'empty']]) {
+    const { data, response } = await ask('frugal', prompt);
+    assert.equal(response.headers.get('x-ahorro-model'), 'gpt-4o', prompt);
+    assert.match(data.choices[0].message.content ?? '', /answer from gpt-4o:|^$/);
+    assert.match(response.headers.get('x-ahorro-route-reason'), new RegExp(`cascade to strong after '${check}'`));
+    const id = response.headers.get('x-ahorro-request-id');
+    const [cheapTry] = await attempts(id, 1);
+    assert.equal(cheapTry.status, 200);
+    assert.equal(cheapTry.deployment, 'cheap');
+    assert.match(cheapTry.error, new RegExp(check));
+    if (check === 'uncertain') assert.ok(cheapTry.cost_usd > 0, 'the rejected answer is priced');
+    const row = await ledgerRow(gw.db, id);
+    assert.equal(row.deployment, 'strong');
+    assert.equal(row.attempts, 2);
+  }
+
+  const stream = await client.chat.completions.create({
+    model: 'frugal', stream: true, messages: [{ role: 'user', content: 'stream it' }],
+  });
+  let text = '';
+  for await (const c of stream) text += c.choices[0]?.delta?.content ?? '';
+  assert.match(text, /answer from gpt-4o: stream it/);
 });
 
 test('least-latency balancing sends most requests to the faster deployment', async () => {
