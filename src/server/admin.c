@@ -1,4 +1,4 @@
-/* admin.c - /health, /metrics, /admin/keys and /admin/cache.
+/* admin.c - /health, /metrics, /admin/keys, /admin/deployments and /admin/cache.
  *
  * /admin/... needs the master key; with no master key configured it is
  * served to loopback clients only (the same rule as keyless API calls).
@@ -18,6 +18,7 @@
 #include "core/buf.h"
 #include "core/limits.h"
 #include "metrics/metrics.h"
+#include "route/balance.h"
 #include "server/exchange.h"
 #include "store/keys.h"
 
@@ -115,6 +116,80 @@ static void cache_metrics(ah_cache_t *c, ah_buf_t *out)
                   (unsigned long long)st.entries, (unsigned long long)st.bytes);
 }
 
+/* Label value: JSON-free text without quotes or backslashes (config names). */
+static void label(ah_buf_t *out, const char *s)
+{
+    for (; *s; s++)
+        if (*s != '"' && *s != '\\' && *s != '\n')
+            ah_buf_append(out, s, 1);
+}
+
+/* Every deployment's health in Prometheus text format. */
+static void deployment_metrics(ah_worker_t *w, ah_buf_t *out)
+{
+    const ah_config_t *c = w->gw->cfg;
+    static const char *const names[] = {"ahorro_deployment_inflight", "ahorro_deployment_cooling",
+                                        "ahorro_deployment_latency_ewma_seconds",
+                                        "ahorro_deployment_attempts_total"};
+    static const char *const help[] = {
+        "gauge Upstream attempts in flight.",
+        "gauge 1 while the circuit breaker keeps the deployment out.",
+        "gauge EWMA of successful attempts' latency (time to first token for streams).",
+        "counter Upstream attempts by result (failed: counted toward the circuit breaker)."};
+    for (int k = 0; k < 4; k++) {
+        const char *sp = strchr(help[k], ' ');
+        ah_buf_printf(out, "# HELP %s %s\n# TYPE %s %.*s\n", names[k], sp + 1, names[k],
+                      (int)(sp - help[k]), help[k]);
+        for (size_t i = 0; i < c->ndeps; i++) {
+            ah_dep_health_t h;
+            ah_balancer_health(w->gw->balancer, &c->deps[i], &h);
+            for (int res = 0; res < (k == 3 ? 2 : 1); res++) {
+                ah_buf_printf(out, "%s{deployment=\"", names[k]);
+                label(out, c->deps[i].alias);
+                ah_buf_printf(out, "\",model=\"");
+                label(out, c->deps[i].model);
+                ah_buf_printf(out, "\",id=\"%zu\"%s} ", i,
+                              k == 3 ? (res ? ",result=\"failed\"" : ",result=\"ok\"") : "");
+                if (k == 0)
+                    ah_buf_printf(out, "%d\n", h.inflight);
+                else if (k == 1)
+                    ah_buf_printf(out, "%d\n", h.cooldown_left_s > 0);
+                else if (k == 2)
+                    ah_buf_printf(out, "%g\n", h.ewma_ms / 1000.0);
+                else
+                    ah_buf_printf(out, "%llu\n", (unsigned long long)(res ? h.failed : h.ok));
+            }
+        }
+    }
+}
+
+/* GET /admin/deployments: each deployment, its settings (never its key) and
+ * its health. */
+static void deployments(ah_worker_t *w, struct evhttp_request *req)
+{
+    const ah_config_t *c = w->gw->cfg;
+    json_t *list = json_array();
+    for (size_t i = 0; i < c->ndeps; i++) {
+        const ah_deployment_t *d = &c->deps[i];
+        ah_dep_health_t h;
+        ah_balancer_health(w->gw->balancer, d, &h);
+        json_array_append_new(
+            list, json_pack("{s:I,s:s,s:s,s:s,s:s,s:f,s:I,s:I,s:i,s:i,s:b,s:f,s:f,s:I,s:I}", "id",
+                            (json_int_t)i, "model_name", d->alias, "provider", d->provider_name,
+                            "model", d->model, "api_base", d->api_base, "weight", d->weight, "rpm",
+                            (json_int_t)d->rpm, "tpm", (json_int_t)d->tpm, "inflight", h.inflight,
+                            "consecutive_failures", h.fails, "cooling", h.cooldown_left_s > 0,
+                            "cooldown_left_s", h.cooldown_left_s, "latency_ewma_ms", h.ewma_ms,
+                            "ok", (json_int_t)h.ok, "failed", (json_int_t)h.failed));
+    }
+    static const char *const strategies[] = {"weighted", "least-latency", "least-busy",
+                                             "lowest-cost"};
+    json_t *b = json_pack("{s:s,s:s,s:o}", "object", "list", "strategy",
+                          strategies[c->routing.strategy], "data", list);
+    ah_reply_json(req, 200, b);
+    json_decref(b);
+}
+
 /* GET /admin/cache: counters and entries per tenant and route. */
 static void cache_stats(ah_worker_t *w, struct evhttp_request *req)
 {
@@ -209,6 +284,8 @@ void ah_admin_handle(ah_worker_t *w, struct evhttp_request *req, const char *pat
         ah_buf_t out;
         ah_buf_init(&out, 16u << 20);
         ah_metrics_render(&out);
+        if (w->gw->balancer)
+            deployment_metrics(w, &out);
         if (w->gw->cache)
             cache_metrics(w->gw->cache, &out);
         struct evbuffer *b = evbuffer_new();
@@ -244,6 +321,8 @@ void ah_admin_handle(ah_worker_t *w, struct evhttp_request *req, const char *pat
             ah_reply_json(req, 200, b);
             json_decref(b);
         }
+    } else if (strcmp(path, "/admin/deployments") == 0 && m == EVHTTP_REQ_GET) {
+        deployments(w, req);
     } else if (strcmp(path, "/admin/cache") == 0 && m == EVHTTP_REQ_GET) {
         cache_stats(w, req);
     } else if (strcmp(path, "/admin/cache") == 0 && m == EVHTTP_REQ_DELETE) {

@@ -8,9 +8,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
@@ -19,6 +20,8 @@ import {
 } from './lib/harness.mjs';
 
 let A, B, C, gw, client, anthropic;
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const VECTORS = process.env.AHORRO_EMBEDDINGS || join(ROOT, 'build/data/sif-100d.bin');
 
 const dep = (name, fake, model, extra = '') =>
   `  - model_name: ${name}
@@ -231,6 +234,20 @@ test('circuit breaker: a failing deployment is left out during its cooldown, the
   assert.equal(await calls(A), a0 + 1);
   const fourth = await ask('primary');
   assert.equal(fourth.response.headers.get('x-ahorro-model'), 'gpt-4o');
+
+  // Health is visible to operators, keys never are.
+  const res = await fetch(`${gw.url}/admin/deployments`, { headers: { authorization: `Bearer ${MASTER_KEY}` } });
+  const text = await res.text();
+  assert.ok(!text.includes(PROVIDER_KEY));
+  const deps = JSON.parse(text);
+  assert.equal(deps.strategy, 'weighted');
+  const primary = deps.data.find((d) => d.model_name === 'primary');
+  assert.equal(primary.cooling, false);
+  assert.ok(primary.failed >= 2 && primary.ok >= 2, JSON.stringify(primary));
+  assert.equal((await fetch(`${gw.url}/admin/deployments`)).status, 401);
+  const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+  assert.match(metrics, /ahorro_deployment_cooling\{deployment="primary",model="gpt-4o",id="\d+"\} 0/);
+  assert.match(metrics, /ahorro_deployment_attempts_total\{deployment="primary",model="gpt-4o",id="\d+",result="failed"\} [1-9]/);
 });
 
 test('rpm: a deployment at its limit for the minute answers 429 with Retry-After', async () => {
@@ -299,6 +316,57 @@ test('cascade: the cheap answer is kept when it passes its checks, escalated (bo
   let text = '';
   for await (const c of stream) text += c.choices[0]?.delta?.content ?? '';
   assert.match(text, /answer from gpt-4o: stream it/);
+});
+
+test('ahorro router train / eval / score, and a learned router serving in the gateway', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ahorro-learn-'));
+  try {
+    // Labelled outcomes: the cheap model fails the proofs, both answer the easy ones.
+    const rows = ['prompt,cheap,strong'];
+    for (let i = 0; i < 40; i++) {
+      rows.push(`"Prove by induction that the sum of the first ${i + 3} cubes is a square, then write Python code for it.",False,True`);
+      rows.push(`"What colour is a ripe banana, question ${i}?",True,True`);
+    }
+    writeFileSync(join(dir, 'train.csv'), rows.join('\n') + '\n');
+    const vec = existsSync(VECTORS) ? ['--vectors', VECTORS] : ['--no-embedding'];
+    const run = (args, input) => spawnSync(AHORRO_BIN, args, { encoding: 'utf8', input, timeout: 60000 });
+    const train = run(['router', 'train', '--data', join(dir, 'train.csv'), '--cheap', 'cheap',
+      '--strong', 'strong', '-o', join(dir, 'model.bin'), ...vec]);
+    assert.equal(train.status, 0, train.stderr);
+    const ev = run(['router', 'eval', '--data', join(dir, 'train.csv'), '--cheap', 'cheap', '--strong', 'strong',
+      '--model', join(dir, 'model.bin'), '--json', ...vec]);
+    assert.equal(ev.status, 0, ev.stderr);
+    const figures = JSON.parse(ev.stdout);
+    assert.equal(figures.prompts, 80);
+    assert.ok(figures.router_curve.apgr > 0.5, `apgr ${figures.router_curve.apgr}`);
+
+    const cfg = routingConfig(dir).replace('      - name: frugal', `      - name: learned
+        kind: learned
+        model_path: ${join(dir, 'model.bin')}
+        tiers:
+          - { name: high, model: strong, min_score: 0.5 }
+          - { name: low, model: cheap }
+      - name: frugal`);
+    writeFileSync(join(dir, 'ahorro.yaml'), cfg);
+    const score = run(['router', 'score', '--config', join(dir, 'ahorro.yaml'), '--router', 'learned', ...vec],
+      '{"prompt":"Prove by induction that the sum of the first 9 cubes is a square, then write Python code for it."}\n' +
+      '{"messages":[{"role":"user","content":"What colour is a ripe banana?"}]}\nnot json\n');
+    const lines = score.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    assert.equal(lines.length, 3);
+    assert.equal(lines[0].tier, 'high');
+    assert.equal(lines[0].model, 'strong');
+    assert.ok(lines[0].score > lines[1].score, score.stdout);
+    assert.ok(lines[2].error);
+
+    const g = await startGateway({ config: cfg, dir });
+    try {
+      const c = new OpenAI({ baseURL: `${g.url}/v1`, apiKey: MASTER_KEY, maxRetries: 0 });
+      const r = await c.chat.completions.create({ model: 'learned', messages: [{ role: 'user',
+        content: 'Prove by induction that the sum of the first 12 cubes is a square, then write Python code for it.' }] }).withResponse();
+      assert.equal(r.response.headers.get('x-ahorro-model'), 'gpt-4o');
+      assert.match(r.response.headers.get('x-ahorro-route-reason'), /^router learned: tier high \(learned score [01]\.\d\d/);
+    } finally { await g.stop(); }
+  } finally { rmSync(dir, { recursive: true, force: true }); }
 });
 
 test('least-latency balancing sends most requests to the faster deployment', async () => {
