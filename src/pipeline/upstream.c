@@ -418,12 +418,14 @@ static int attempt_next(ah_upstream_t *u, next_t next)
     }
     if (!d)
         return 0;
-    ah_stage_record_attempt(u->w, r, (int)u->status, r->fail.message, u->t_attempt_us);
+    /* The provider's error status, else (a 2xx cut short, no answer) the gateway's. */
+    int st = u->status >= 300 ? (int)u->status : 0;
+    ah_stage_record_attempt(u->w, r, st, r->fail.message, u->t_attempt_us);
     /* Why the request moved, for x-ahorro-route-reason and the ledger. */
     char reason[320];
-    snprintf(reason, sizeof reason, "%s; %s to %s after %s%ld",
+    snprintf(reason, sizeof reason, "%s; %s to %s after %s%d",
              r->route_reason ? r->route_reason : "", how, r->chain[u->chain_pos],
-             u->status ? "" : "error ", u->status ? u->status : (long)r->fail.status);
+             st ? "" : "error ", st ? st : r->fail.status);
     r->route_reason = ah_arena_strdup(&r->arena, reason[0] == ';' ? reason + 2 : reason);
     reset_for_next(r, d, r->chain[u->chain_pos]);
     schedule(u, wait);
