@@ -74,9 +74,10 @@ typedef enum {
     FAKE_FAULT_429,
     FAKE_FAULT_500,
     FAKE_FAULT_529,
-    FAKE_FAULT_TIMEOUT, /* never answer */
-    FAKE_FAULT_RESET,   /* RST: at once, or after FAKE_STREAM_FAULT_AFTER chunks of a stream */
-    FAKE_FAULT_STALL,   /* stream: go silent after FAKE_STREAM_FAULT_AFTER chunks */
+    FAKE_FAULT_TIMEOUT,     /* never answer */
+    FAKE_FAULT_RESET,       /* RST: at once, or after FAKE_STREAM_FAULT_AFTER chunks of a stream */
+    FAKE_FAULT_STALL,       /* stream: go silent after FAKE_STREAM_FAULT_AFTER chunks */
+    FAKE_FAULT_RESET_EARLY, /* RST at once, streams too: not even the headers */
 } fake_fault_t;
 
 /* Parses a fault kind ("429", "timeout", ...) of n bytes; FAKE_FAULT_NONE if unknown. */

@@ -284,7 +284,7 @@ static void call_step(fake_call_t *c)
     if (!c->r.stream) {
         if (c->r.fault == FAKE_FAULT_NONE)
             call_finish(c);
-        else if (c->r.fault == FAKE_FAULT_RESET)
+        else if (c->r.fault == FAKE_FAULT_RESET || c->r.fault == FAKE_FAULT_RESET_EARLY)
             call_reset(c);
         return; /* TIMEOUT, STALL: hold until the client gives up */
     }
@@ -300,6 +300,8 @@ static void call_step(fake_call_t *c)
     } else if (c->r.fault == FAKE_FAULT_RESET) {
         c->draining = 1;
         call_arm(c, FAKE_RESET_GRACE_MS);
+    } else if (c->r.fault == FAKE_FAULT_RESET_EARLY) {
+        call_reset(c); /* nothing was sent */
     }
 }
 
@@ -341,7 +343,7 @@ void fake_reply_send(struct evhttp_request *req, struct event_base *base, fake_r
     c->timer = evtimer_new(base, call_timer, c);
     if (!c->timer)
         abort(); /* libevent is out of memory: the policy of core/alloc.h */
-    if (!c->r.stream || c->r.fault == FAKE_FAULT_TIMEOUT)
+    if (!c->r.stream || c->r.fault == FAKE_FAULT_TIMEOUT || c->r.fault == FAKE_FAULT_RESET_EARLY)
         c->limit = 0;
     else if (c->r.fault == FAKE_FAULT_NONE)
         c->limit = c->r.nsegs;
@@ -357,7 +359,7 @@ void fake_reply_send(struct evhttp_request *req, struct event_base *base, fake_r
     }
 
     long wait = c->r.delay_ms + (c->limit > 0 ? c->r.segs[0].gap_ms : 0);
-    if (wait == 0 && c->r.fault != FAKE_FAULT_RESET)
+    if (wait == 0 && c->r.fault != FAKE_FAULT_RESET && c->r.fault != FAKE_FAULT_RESET_EARLY)
         call_step(c);
     else
         call_arm(c, wait); /* a reset always waits a turn of the loop */

@@ -54,8 +54,13 @@ fake_fault_t fake_fault_parse(const char *s, size_t n)
         const char *name;
         fake_fault_t fault;
     } kinds[] = {
-        {"429", FAKE_FAULT_429},         {"500", FAKE_FAULT_500},     {"529", FAKE_FAULT_529},
-        {"timeout", FAKE_FAULT_TIMEOUT}, {"reset", FAKE_FAULT_RESET}, {"stall", FAKE_FAULT_STALL},
+        {"429", FAKE_FAULT_429},
+        {"500", FAKE_FAULT_500},
+        {"529", FAKE_FAULT_529},
+        {"timeout", FAKE_FAULT_TIMEOUT},
+        {"reset", FAKE_FAULT_RESET},
+        {"stall", FAKE_FAULT_STALL},
+        {"reset-early", FAKE_FAULT_RESET_EARLY},
     };
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         if (span_is(s, n, kinds[i].name))

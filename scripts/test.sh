@@ -15,8 +15,13 @@ make -s lint
 make -s -j"$(nproc)" all
 echo "== word vectors of the semantic cache (set-up step, once)"
 bash scripts/build-embeddings.sh
+echo "== tokenizer rank files (set-up step, once)"
+bash scripts/build-tokenizers.sh
+(cd tests/tokenize && npm ci --no-audit --no-fund --silent)
 echo "== unit tests (gcc)"
 make -s unit
+echo "== tokenizer ids against tiktoken (npm WASM) on the mixed corpus"
+node tests/tokenize/compare.mjs --bin build/ahorro --data-dir build/data
 echo "== integration tests (gcc build)"
 make -s test-integration
 if [ "${AHORRO_QUICK:-0}" != "1" ]; then
@@ -25,6 +30,7 @@ if [ "${AHORRO_QUICK:-0}" != "1" ]; then
   make -s -j"$(nproc)" SAN=1 CC=clang all
   make -s SAN=1 CC=clang unit
   make -s SAN=1 CC=clang test-integration
+  node tests/tokenize/compare.mjs --bin build-san/ahorro --data-dir build/data --quick
   echo "== fuzzing the request parser and the upstream stream parser (20 s each)"
   make -s fuzz
   for f in request sse; do

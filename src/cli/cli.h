@@ -21,4 +21,8 @@ int ah_cli_cache(int argc, char **argv, const ah_config_t *cfg);
  * --data FILE... [--model MODEL]: the routers offline (src/cli/router.c). */
 int ah_cli_router(int argc, char **argv, const ah_config_t *cfg);
 
+/* ahorro tokens [--encoding E | --model M] [--json] [--chat] FILE|-: the
+ * prompt's tokens (exact for OpenAI's encodings) and its input price. */
+int ah_cli_tokens(int argc, char **argv, const ah_config_t *cfg);
+
 #endif

@@ -179,6 +179,17 @@ test('a stream that fails before its first byte is retried unseen; after it, the
     assert.match(text, /answer from gpt-4o-mini: stream me/);
   } finally { await heal(); }
 
+  // A connection reset before the stream's first byte: retried unseen too.
+  await setFault(A, 'reset-early');
+  try {
+    const stream = await client.chat.completions.create({
+      model: 'primary', stream: true, messages: [{ role: 'user', content: 'reset early' }],
+    });
+    let text = '';
+    for await (const c of stream) text += c.choices[0]?.delta?.content ?? '';
+    assert.match(text, /answer from gpt-4o-mini: reset early/);
+  } finally { await heal(); }
+
   // Anthropic's SDK, streaming, overloaded (529) primary: the fallback streams.
   await setFault(A, '529');
   try {
