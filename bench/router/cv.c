@@ -16,6 +16,7 @@
  * never seen by training or selection. Figures are over the pooled
  * out-of-fold scores of all prompts, with the spread over folds. */
 #include <dirent.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 #include "route/curve.h"
 #include "route/labels.h"
 #include "route/learned.h"
+#include "route/rank.h"
 
 #define MAX_FILES 256
 #define MAX_FOLDS 10
@@ -68,7 +70,8 @@ static size_t stride;
 static int dim;
 static unsigned char *cheap, *strong;
 static double *cost_c, *cost_s;
-static int *fold_of; /* per prompt */
+static double *extra_gw; /* extra USD on GPT-4 as the gateway estimates it (route/rank.h) */
+static int *fold_of;     /* per prompt */
 
 static unsigned long long rng_state;
 static unsigned rnd(void)
@@ -214,6 +217,19 @@ typedef struct result {
     char chosen[MAX_FOLDS][64];
 } result_t;
 
+/* Gain per extra dollar of each prompt's score, as rank: gain_per_dollar
+ * computes it (finite: +-DBL_MAX where GPT-4 would not be dearer). */
+static double *gain_values(const double *score)
+{
+    double *v = ah_malloc(L.n * sizeof *v);
+    for (size_t i = 0; i < L.n; i++) {
+        v[i] = ah_rank_gain_per_usd(score[i], extra_gw[i]);
+        if (isinf(v[i]))
+            v[i] = v[i] > 0 ? DBL_MAX : -DBL_MAX;
+    }
+    return v;
+}
+
 static void mean_sd(const double *x, int n, double *m, double *sd)
 {
     double s = 0, q = 0;
@@ -292,6 +308,7 @@ int main(int argc, char **argv)
     strong = ah_malloc(L.n);
     cost_c = ah_malloc(L.n * sizeof *cost_c);
     cost_s = ah_malloc(L.n * sizeof *cost_s);
+    extra_gw = ah_malloc(L.n * sizeof *extra_gw);
     double t0 = now();
     for (size_t i = 0; i < L.n; i++)
         ah_learned_row_text(L.rows[i].prompt, L.rows[i].len, emb, dim, rows + i * stride);
@@ -311,6 +328,10 @@ int main(int argc, char **argv)
         double in = ceil((double)L.rows[i].len / BYTES_PER_TOKEN);
         cost_c[i] = (in * PRICE_CHEAP_IN + OUT_TOKENS * PRICE_CHEAP_OUT) / 1e6;
         cost_s[i] = (in * PRICE_STRONG_IN + OUT_TOKENS * PRICE_STRONG_OUT) / 1e6;
+        const double pc[2] = {PRICE_CHEAP_IN, PRICE_CHEAP_OUT},
+                     ps[2] = {PRICE_STRONG_IN, PRICE_STRONG_OUT};
+        extra_gw[i] =
+            ah_rank_extra_usd((double)ah_rank_est_tokens((long)L.rows[i].len), OUT_TOKENS, pc, ps);
         bytes += (double)L.rows[i].len;
     }
     /* Subjects dealt into folds after a seeded shuffle. */
@@ -419,13 +440,16 @@ int main(int argc, char **argv)
     }
     t_cv = now() - t_cv;
 
-    /* Two rows for the discussion, not candidates: the selected logreg ordered
-     * by expected gain per extra dollar (2s - 1 is the expected accuracy gain
-     * of a "gain" score s), and the same logreg with a prompt-wise split, whose
-     * test subjects are also in training (what in-distribution data buys). */
-    double *per_dollar = ah_malloc(L.n * sizeof *per_dollar);
-    for (size_t i = 0; i < L.n; i++)
-        per_dollar[i] = (2 * res[1].score[i] - 1) / (cost_s[i] - cost_c[i]);
+    /* Rows for the discussion, not candidates: scores ordered by expected gain
+     * per extra dollar as a router with rank: gain_per_dollar orders them
+     * (route/rank.h: (2s - 1) / extra USD, 2s - 1 being the expected accuracy
+     * gain of a "gain" score s, with the gateway's token estimate), for the
+     * complexity router, the learned one as selected, and the gain logreg; and
+     * the gain logreg with a prompt-wise split, whose test subjects are also
+     * in training (what in-distribution data buys). */
+    double *per_dollar = gain_values(res[1].score);
+    double *per_dollar_sel = gain_values(res[NVAR].score);
+    double *per_dollar_cx = gain_values(cx);
     double *indist = ah_calloc(L.n, sizeof *indist);
     {
         int *rf = ah_malloc(L.n * sizeof *rf);
@@ -454,18 +478,21 @@ int main(int argc, char **argv)
         const double *score;
         const result_t *r;
     } row_t;
-    row_t table[NVAR + 6];
+    row_t table[NVAR + 8];
     int nt = 0;
     table[nt++] = (row_t){"random", zero, NULL};
     table[nt++] = (row_t){"complexity (hand-set, untrained)", cx, NULL};
+    table[nt++] = (row_t){"complexity, ranked by gain per extra dollar", per_dollar_cx, NULL};
     for (size_t v = 0; v < NVAR; v++)
         table[nt++] = (row_t){res[v].name, res[v].score, &res[v]};
     table[nt++] = (row_t){res[NVAR].name, res[NVAR].score, &res[NVAR]};
+    table[nt++] =
+        (row_t){"learned (selected), ranked by gain per extra dollar", per_dollar_sel, NULL};
     table[nt++] = (row_t){"logreg gain, ranked by gain per extra dollar", per_dollar, NULL};
     table[nt++] =
         (row_t){"logreg gain, prompt-wise split (test subjects seen in training)", indist, NULL};
     table[nt++] = (row_t){"oracle", oracle, NULL};
-    ah_curve_t cvs[NVAR + 6];
+    ah_curve_t cvs[NVAR + 8];
     for (int t = 0; t < nt; t++)
         curve_of(table[t].score, NULL, &cvs[t]);
     const ah_curve_t *c0 = &cvs[0];
@@ -579,6 +606,95 @@ int main(int argc, char **argv)
     }
     printf("\n(All-Mixtral costs %.1f%% of all-GPT-4, so no router can go below that.)\n\n",
            100 * c0->cost_cheap / c0->cost_strong);
+
+    /* Both rankings per fold, and thresholds carried to unseen subjects. */
+    {
+        const struct {
+            const char *name;
+            const double *v;
+            int gain;
+        } rk[] = {
+            {"complexity, by score", cx, 0},
+            {"complexity, by gain per extra dollar", per_dollar_cx, 1},
+            {"learned (selected), by score", res[NVAR].score, 0},
+            {"learned (selected), by gain per extra dollar", per_dollar_sel, 1},
+        };
+        size_t nrk = sizeof rk / sizeof rk[0];
+        printf("## Ranking by score against ranking by gain per extra dollar, fold by fold\n\n");
+        printf("Each held-out fold's own curve (its subjects only). The threshold is the "
+               "`min_score` or `min_gain_per_usd` that reaches 95%% of GPT-4's accuracy on that "
+               "fold.\n\n");
+        printf(
+            "| router, ranking | APGR mean ± sd | GPT-4 share at 95%% mean ± sd | cost saved at "
+            "95%% mean ± sd | threshold at 95%%: pooled; per fold |\n|---|---:|---:|---:|---|\n");
+        for (size_t r = 0; r < nrk; r++) {
+            double ap[MAX_FOLDS], sh[MAX_FOLDS], sv[MAX_FOLDS], th[MAX_FOLDS];
+            for (int f = 0; f < K; f++) {
+                for (size_t i = 0; i < L.n; i++)
+                    sel[i] = fold_of[i] == f;
+                ah_curve_t cv;
+                curve_of(rk[r].v, sel, &cv);
+                ap[f] = cv.apgr;
+                sh[f] = cv.share_at_target;
+                sv[f] = cv.share_at_target >= 0 ? 1 - cv.cost_at_target / cv.cost_strong : -1;
+                th[f] = cv.threshold_at_target;
+                ah_curve_free(&cv);
+            }
+            double am, as, sm, ss, vm, vs;
+            mean_sd(ap, K, &am, &as);
+            mean_sd(sh, K, &sm, &ss);
+            mean_sd(sv, K, &vm, &vs);
+            printf("| %s | %.3f ± %.3f | %.1f%% ± %.1f | %.1f%% ± %.1f | ", rk[r].name, am, as,
+                   100 * sm, 100 * ss, 100 * vm, 100 * vs);
+            ah_curve_t pooled;
+            curve_of(rk[r].v, NULL, &pooled);
+            printf(rk[r].gain ? "%.3g;" : "%.3f;", pooled.threshold_at_target);
+            ah_curve_free(&pooled);
+            for (int f = 0; f < K; f++)
+                printf(rk[r].gain ? "%s%.3g" : "%s%.3f", f ? "; " : " ", th[f]);
+            printf(" |\n");
+        }
+        printf("\n### A threshold carried to unseen subjects\n\n");
+        printf("What a deployment gets: for each fold, the threshold that reaches 95%% of GPT-4's "
+               "accuracy on the pooled out-of-fold scores of the *other* folds, applied as it is "
+               "to the held-out fold. Accuracy is relative to GPT-4's on the same prompts "
+               "(target 95%%).\n\n");
+        printf("| router, ranking | accuracy / GPT-4's (pooled) | GPT-4 share | cost saved | per "
+               "fold: accuracy / GPT-4's, cost saved |\n|---|---:|---:|---:|---|\n");
+        for (size_t r = 0; r < nrk; r++) {
+            double ok = 0, okg = 0, nstrong = 0, cost = 0, cost_all = 0;
+            char per[512] = "";
+            for (int f = 0; f < K; f++) {
+                for (size_t i = 0; i < L.n; i++)
+                    sel[i] = fold_of[i] != f;
+                ah_curve_t cv;
+                curve_of(rk[r].v, sel, &cv);
+                double t = cv.share_at_target >= 0 ? cv.threshold_at_target : INFINITY;
+                ah_curve_free(&cv);
+                double fok = 0, fokg = 0, fcost = 0, fall = 0;
+                for (size_t i = 0; i < L.n; i++) {
+                    if (fold_of[i] != f)
+                        continue;
+                    int st = rk[r].v[i] >= t;
+                    fok += st ? strong[i] : cheap[i];
+                    fokg += strong[i];
+                    fcost += st ? cost_s[i] : cost_c[i];
+                    fall += cost_s[i];
+                    nstrong += st;
+                }
+                ok += fok;
+                okg += fokg;
+                cost += fcost;
+                cost_all += fall;
+                size_t l = strlen(per);
+                snprintf(per + l, sizeof per - l, "%s%.1f%% / %.1f%%", f ? "; " : "",
+                         100 * fok / fokg, 100 * (1 - fcost / fall));
+            }
+            printf("| %s | %.1f%% | %.1f%% | %.1f%% | %s |\n", rk[r].name, 100 * ok / okg,
+                   100 * nstrong / (double)L.n, 100 * (1 - cost / cost_all), per);
+        }
+        printf("\n");
+    }
 
     /* Curves as CSV: 101 points of share each. */
     FILE *csv = fopen(csv_path, "w");

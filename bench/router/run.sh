@@ -2,7 +2,9 @@
 # bench/router/run.sh - the routers measured on RouteLLM's MMLU outcomes (GPT-4-1106-preview
 # vs Mixtral-8x7B): subject-wise cross-validation of the learned router with nested model
 # selection, the complexity router, random routing and the oracle; cost-quality curves,
-# APGR, GPT-4 call share and cost saved at 95% of GPT-4's accuracy; scorer speed.
+# APGR, GPT-4 call share and cost saved at 95% of GPT-4's accuracy; both rankings (by score, and
+# by expected gain per extra dollar as `rank: gain_per_dollar` does) for the complexity and
+# learned routers, per fold and with thresholds carried to unseen subjects; scorer speed.
 # Writes bench/router/RESULTS.md and bench/router/curves.csv (a few minutes on 2 cores;
 # docs/routing-quality.md reads the figures). Also checks that the `ahorro router` CLI
 # gives the same complexity figures as the benchmark.
@@ -38,10 +40,14 @@ cc -O2 -g -std=c17 -D_GNU_SOURCE -pthread -Wall -Wextra -Werror -Wshadow -Wno-un
 
 TMP=$(mktemp)
 CLI=$(mktemp)
-trap 'rm -f "$TMP" "$CLI"' EXIT
+CLIG=$(mktemp)
+trap 'rm -f "$TMP" "$CLI" "$CLIG"' EXIT
 "$B/bench/router-cv" "$DATA" "$VECTORS" "$HERE/curves.csv" "$FOLDS" "$SEED" >"$TMP"
 AHORRO_LOG=error "$B/ahorro" router eval --data "$DATA"/*.csv \
   --exclude "$DATA/contaminated_prompts.jsonl" --kind complexity 2>/dev/null >"$CLI"
+AHORRO_LOG=error "$B/ahorro" router eval --data "$DATA"/*.csv \
+  --exclude "$DATA/contaminated_prompts.jsonl" --kind complexity --rank gain_per_dollar \
+  2>/dev/null >"$CLIG"
 {
   echo "# Routers on MMLU: cost and quality"
   echo
@@ -56,6 +62,13 @@ AHORRO_LOG=error "$B/ahorro" router eval --data "$DATA"/*.csv \
   echo '```'
   echo "\$ ahorro router eval --data mmlu/*.csv --exclude mmlu/contaminated_prompts.jsonl --kind complexity"
   cat "$CLI"
+  echo '```'
+  echo
+  echo "Ranked by gain per extra dollar:"
+  echo
+  echo '```'
+  echo "\$ ahorro router eval --data mmlu/*.csv --exclude mmlu/contaminated_prompts.jsonl --kind complexity --rank gain_per_dollar"
+  cat "$CLIG"
   echo '```'
 } >"$OUT"
 echo "wrote $OUT"

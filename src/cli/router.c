@@ -9,6 +9,12 @@
  *   eval   prints a router's cost-quality figures on labelled outcomes
  *          (route/curve.h): strong-call share and cost at 95% of the strong
  *          model's accuracy, APGR, against random routing and the oracle.
+ *          With --rank gain_per_dollar, prompts are ordered as a router with
+ *          `rank: gain_per_dollar` orders them (route/rank.h): by (2s - 1)
+ *          over the extra USD of the prompt on the strong model, with input
+ *          tokens estimated as the gateway does (bytes / 4 + 8) and
+ *          --out-tokens output tokens; the threshold printed is the
+ *          min_gain_per_usd that reaches the --quality target.
  *
  * Costs in eval: per prompt, input tokens estimated as bytes / 4 (rounded up)
  * plus --out-tokens output tokens (default 5: MMLU answers are a letter),
@@ -16,6 +22,7 @@
  * output). The defaults are the list prices of the MMLU pair: Mixtral-8x7B at
  * Mistral's 0.7/0.7 and GPT-4-1106-preview at OpenAI's 10/30. */
 #include <errno.h>
+#include <float.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -30,6 +37,7 @@
 #include "route/curve.h"
 #include "route/labels.h"
 #include "route/learned.h"
+#include "route/rank.h"
 
 #define ROUTER_MAX_LINE (4u << 20)
 #define ROUTER_MAX_FILES 256
@@ -46,7 +54,7 @@
 
 typedef struct opts {
     const char *router, *kind, *model, *vectors, *out, *cheap, *strong, *exclude;
-    const char *learn_kind, *target_name;
+    const char *learn_kind, *target_name, *rank;
     const char *data[ROUTER_MAX_FILES];
     int ndata;
     double l2, target, out_tokens;
@@ -66,7 +74,7 @@ static void usage(FILE *f)
            "  ahorro router eval  --data FILE... [--model MODEL | --kind complexity]\n"
            "                      [--cheap COL --strong COL] [--exclude FILE] [--quality 0.95]\n"
            "                      [--price-cheap IN,OUT] [--price-strong IN,OUT] [--out-tokens N]\n"
-           "                      [--json]\n"
+           "                      [--rank score|gain_per_dollar] [--json]\n"
            "Data: CSV `prompt,<cheap>,<strong>` with True/False, or JSONL\n"
            "{\"prompt\", \"cheap_ok\", \"strong_ok\"}. Prices in USD per million tokens.\n");
 }
@@ -152,6 +160,8 @@ static int parse_opts(int argc, char **argv, opts_t *o)
             str = &o->exclude;
         else if (strcmp(a, "--target") == 0)
             str = &o->target_name;
+        else if (strcmp(a, "--rank") == 0)
+            str = &o->rank;
         if (str) {
             *str = v;
             continue;
@@ -442,14 +452,25 @@ static json_t *curve_json(const ah_curve_t *cv, double cost_all_strong)
                      "curve", pts);
 }
 
-static void print_row(const char *name, const ah_curve_t *cv)
+/* A threshold for printing: gains per USD are clamped to +-DBL_MAX for the
+ * curve (a prompt no dearer on the strong model). */
+static void fmt_threshold(char *b, size_t n, double t, int gain)
+{
+    if (!isfinite(t))
+        snprintf(b, n, "-");
+    else if (gain && fabs(t) >= DBL_MAX)
+        snprintf(b, n, "%s", t > 0 ? "inf" : "-inf");
+    else
+        snprintf(b, n, gain ? "%.4g" : "%.4f", t);
+}
+
+static void print_row(const char *name, const ah_curve_t *cv, int gain)
 {
     char share[32] = "never", saved[32] = "-", thr[32] = "-", cpt[32] = "never";
     if (cv->share_at_target >= 0) {
         snprintf(share, sizeof share, "%.1f%%", 100 * cv->share_at_target);
         snprintf(saved, sizeof saved, "%.1f%%", 100 * (1 - cv->cost_at_target / cv->cost_strong));
-        if (isfinite(cv->threshold_at_target))
-            snprintf(thr, sizeof thr, "%.4f", cv->threshold_at_target);
+        fmt_threshold(thr, sizeof thr, cv->threshold_at_target, gain);
     }
     if (cv->cpt50 >= 0)
         snprintf(cpt, sizeof cpt, "%.1f%%", 100 * cv->cpt50);
@@ -457,11 +478,45 @@ static void print_row(const char *name, const ah_curve_t *cv)
            100 * cv->acc_best);
 }
 
+/* The gain ranking's threshold at the target, as config to paste. */
+static void print_gain_config(const opts_t *o, const ah_curve_t *cg)
+{
+    double t = cg->threshold_at_target;
+    printf("\ngain/$: ranked by (2 score - 1) / extra USD on the strong model; input tokens "
+           "bytes/4 + 8 (the gateway's estimate), %.0f output\n",
+           o->out_tokens);
+    if (cg->share_at_target < 0 || !isfinite(t)) {
+        printf("the gain ranking never reaches %.0f%% of the strong model's accuracy\n",
+               100 * o->target);
+    } else if (!(t > 0) || t >= DBL_MAX) {
+        char b[32];
+        fmt_threshold(b, sizeof b, t, 1);
+        printf("reaching %.0f%% of the strong model's accuracy needs a threshold of %s, which "
+               "min_gain_per_usd (a positive number) cannot express: use rank: score here\n",
+               100 * o->target, b);
+    } else {
+        printf("\nconfig for %.0f%% of the strong model's accuracy (%.1f%% strong calls, %.1f%% "
+               "of the cost saved):\n",
+               100 * o->target, 100 * cg->share_at_target,
+               100 * (1 - cg->cost_at_target / cg->cost_strong));
+        printf("        rank: gain_per_dollar\n");
+        printf("        expected_output_tokens: %.0f\n", o->out_tokens);
+        printf("        tiers:\n");
+        printf("          - { name: strong, model: STRONG, min_gain_per_usd: %.6g }\n", t);
+        printf("          - { name: cheap, model: CHEAP }\n");
+    }
+}
+
 static int cmd_eval(const opts_t *o)
 {
     int learned = o->model != NULL;
     if (!learned && o->kind && strcmp(o->kind, "complexity") != 0) {
         fprintf(stderr, "ahorro router eval: --model MODEL or --kind complexity\n");
+        return 2;
+    }
+    int gain = o->rank && strcmp(o->rank, "gain_per_dollar") == 0;
+    if (o->rank && !gain && strcmp(o->rank, "score") != 0) {
+        fprintf(stderr, "ahorro router eval: --rank is score or gain_per_dollar\n");
         return 2;
     }
     ah_learned_t *m = NULL;
@@ -481,7 +536,7 @@ static int cmd_eval(const opts_t *o)
     ah_embedder_t *emb = m && ah_learned_dim(m) > 0 ? open_vectors(o->vectors) : NULL;
     double *score = ah_malloc(l.n * sizeof *score), *oracle = ah_malloc(l.n * sizeof *oracle);
     double *cc = ah_malloc(l.n * sizeof *cc), *cs = ah_malloc(l.n * sizeof *cs);
-    double *zero = ah_calloc(l.n, sizeof *zero);
+    double *zero = ah_calloc(l.n, sizeof *zero), *value = ah_malloc(l.n * sizeof *value);
     unsigned char *c, *s;
     outcomes(&l, &c, &s);
     for (size_t i = 0; i < l.n; i++) {
@@ -496,10 +551,18 @@ static int cmd_eval(const opts_t *o)
         double in = ceil((double)r->len / ROUTER_BYTES_PER_TOKEN);
         cc[i] = (in * o->price_cheap[0] + o->out_tokens * o->price_cheap[1]) / 1e6;
         cs[i] = (in * o->price_strong[0] + o->out_tokens * o->price_strong[1]) / 1e6;
+        /* The gateway's view: its own token estimate, the router's expected output. */
+        double extra = ah_rank_extra_usd((double)ah_rank_est_tokens((long)r->len), o->out_tokens,
+                                         o->price_cheap, o->price_strong);
+        value[i] = ah_rank_gain_per_usd(score[i], extra);
+        if (isinf(value[i])) /* not dearer on the strong model: first or last */
+            value[i] = value[i] > 0 ? DBL_MAX : -DBL_MAX;
     }
     ah_curve_oracle(c, s, l.n, oracle);
-    ah_curve_t cv, co, cr;
+    ah_curve_t cv, co, cr, cg = {0};
     ah_curve_compute(score, c, s, cc, cs, l.n, o->target, &cv);
+    if (gain)
+        ah_curve_compute(value, c, s, cc, cs, l.n, o->target, &cg);
     ah_curve_compute(oracle, c, s, cc, cs, l.n, o->target, &co);
     ah_curve_compute(zero, c, s, cc, cs, l.n, o->target, &cr); /* all ties: random */
     char desc[256] = "complexity";
@@ -512,6 +575,17 @@ static int cmd_eval(const opts_t *o)
                       cv.acc_strong, "cost_all_cheap_usd", cv.cost_cheap, "cost_all_strong_usd",
                       cv.cost_strong, "router_curve", curve_json(&cv, cv.cost_strong), "random",
                       curve_json(&cr, cv.cost_strong), "oracle", curve_json(&co, cv.cost_strong));
+        json_object_set_new(out, "rank", json_string(gain ? "gain_per_dollar" : "score"));
+        if (gain) {
+            /* The figures of the gain ranking; its threshold is min_gain_per_usd. */
+            json_object_set_new(out, "gain_per_dollar_curve", curve_json(&cg, cv.cost_strong));
+            json_object_set_new(out, "min_gain_per_usd_at_target",
+                                cg.share_at_target >= 0 && isfinite(cg.threshold_at_target) &&
+                                        fabs(cg.threshold_at_target) < DBL_MAX
+                                    ? json_real(cg.threshold_at_target)
+                                    : json_null());
+            json_object_set_new(out, "expected_output_tokens", json_real(o->out_tokens));
+        }
         char *txt = json_dumps(out, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
         puts(txt ? txt : "{}");
         free(txt);
@@ -529,16 +603,24 @@ static int cmd_eval(const opts_t *o)
                100 * o->target * cv.acc_strong);
         printf("%-8s %7s %9s %9s %9s %10s %10s\n", "", "APGR", "CPT(50%)", "strong@", "saved@",
                "threshold", "best acc");
-        print_row("router", &cv);
-        print_row("random", &cr);
-        print_row("oracle", &co);
-        printf("\nshare  accuracy  cost($)   (router)\n");
+        print_row(gain ? "score" : "router", &cv, 0);
+        if (gain)
+            print_row("gain/$", &cg, 1);
+        print_row("random", &cr, 0);
+        print_row("oracle", &co, 0);
+        const ah_curve_t *shown = gain ? &cg : &cv;
+        printf("\nshare  accuracy  cost($)   (router%s)\n",
+               gain ? ", ranked by gain per dollar" : "");
         for (int i = 0; i <= 10; i++) {
-            ah_curve_point_t p = ah_curve_at_share(&cv, i / 10.0);
+            ah_curve_point_t p = ah_curve_at_share(shown, i / 10.0);
             printf("%4.0f%%  %7.2f%%  %.4f\n", 100 * p.share, 100 * p.acc, p.cost);
         }
+        if (gain)
+            print_gain_config(o, &cg);
     }
     ah_curve_free(&cv);
+    ah_curve_free(&cg);
+    ah_free(value);
     ah_curve_free(&co);
     ah_curve_free(&cr);
     ah_free(score);

@@ -744,19 +744,51 @@ static int tier_cmp(const void *a, const void *b)
 
 static ah_err_t load_router(loader_t *L, yaml_node_t *item, ah_router_cfg_t *rt)
 {
-    static const char *const known[] = {
-        "name", "kind", "model_path", "tiers", "critical_threshold", "cascade", NULL};
-    static const char *const known_tier[] = {"name", "model", "min_score", NULL};
+    static const char *const known[] = {"name",
+                                        "kind",
+                                        "model_path",
+                                        "tiers",
+                                        "critical_threshold",
+                                        "cascade",
+                                        "rank",
+                                        "expected_output_tokens",
+                                        NULL};
+    static const char *const known_tier[] = {"name", "model", "min_score", "min_gain_per_usd",
+                                             NULL};
     ah_err_t rc;
     rt->line = (int)item->start_mark.line + 1;
     rt->critical_threshold = 2; /* off */
+    rt->expected_output_tokens = AH_ROUTE_EXPECTED_OUTPUT_TOKENS;
+    double out_tokens = -1;
     if ((rc = check_keys(L, item, "routers[]", known)) ||
         (rc = get_string(L, item, "name", &rt->name)) ||
         (rc = get_string(L, item, "model_path", &rt->model_path)) ||
-        (rc = get_number(L, item, "critical_threshold", 0, 1, &rt->critical_threshold)))
+        (rc = get_number(L, item, "critical_threshold", 0, 1, &rt->critical_threshold)) ||
+        (rc = get_number(L, item, "expected_output_tokens", 0, AH_ROUTE_MAX_OUTPUT_TOKENS,
+                         &out_tokens)))
         return rc;
     if (!rt->name || !*rt->name)
         return fail(L, item, "a router needs 'name' (the model clients ask for, e.g. auto)");
+    if (out_tokens >= 0) {
+        if (out_tokens != floor(out_tokens))
+            return fail(L, get(L, item, "expected_output_tokens"),
+                        "router '%s': 'expected_output_tokens' must be a whole number of tokens",
+                        rt->name);
+        rt->expected_output_tokens = (long)out_tokens;
+    }
+    char *rank = NULL;
+    if ((rc = get_string(L, item, "rank", &rank)))
+        return rc;
+    if (!rank || strcmp(rank, "score") == 0)
+        rt->rank = AH_RANK_SCORE;
+    else if (strcmp(rank, "gain_per_dollar") == 0)
+        rt->rank = AH_RANK_GAIN_PER_DOLLAR;
+    else
+        rc = fail(L, get(L, item, "rank"), "router '%s': 'rank' must be score or gain_per_dollar",
+                  rt->name);
+    ah_free(rank);
+    if (rc)
+        return rc;
     char *kind = NULL;
     if ((rc = get_string(L, item, "kind", &kind)))
         return rc;
@@ -772,6 +804,14 @@ static ah_err_t load_router(loader_t *L, yaml_node_t *item, ah_router_cfg_t *rt)
     ah_free(kind);
     if (rc)
         return rc;
+    if (rt->kind == AH_ROUTER_CASCADE && get(L, item, "rank"))
+        return fail(L, get(L, item, "rank"),
+                    "router '%s': 'rank' applies to complexity and learned routers, not a cascade",
+                    rt->name);
+    if (rt->rank != AH_RANK_GAIN_PER_DOLLAR && get(L, item, "expected_output_tokens"))
+        return fail(L, get(L, item, "expected_output_tokens"),
+                    "router '%s': 'expected_output_tokens' is used only with rank: gain_per_dollar",
+                    rt->name);
     if (rt->kind == AH_ROUTER_CASCADE) {
         /* A cascade: the cheapest model first; each next one only when the
          * answer before fails its checks. */
@@ -810,6 +850,12 @@ static ah_err_t load_router(loader_t *L, yaml_node_t *item, ah_router_cfg_t *rt)
     size_t cnt = (size_t)(tiers->data.sequence.items.top - tiers->data.sequence.items.start);
     if (cnt > AH_ROUTE_MAX_TIERS)
         return fail(L, tiers, "router '%s' has more than %d tiers", rt->name, AH_ROUTE_MAX_TIERS);
+    int gain = rt->rank == AH_RANK_GAIN_PER_DOLLAR;
+    if (gain && cnt != 2)
+        return fail(L, tiers,
+                    "router '%s' has rank: gain_per_dollar and needs exactly two tiers, the strong "
+                    "one first with 'min_gain_per_usd', then the cheap one (it has %zu)",
+                    rt->name, cnt);
     rt->tiers = ah_calloc(cnt, sizeof *rt->tiers);
     for (yaml_node_item_t *it = tiers->data.sequence.items.start;
          it < tiers->data.sequence.items.top; it++) {
@@ -818,14 +864,43 @@ static ah_err_t load_router(loader_t *L, yaml_node_t *item, ah_router_cfg_t *rt)
         if ((rc = check_keys(L, tn, "tiers[]", known_tier)) ||
             (rc = get_string(L, tn, "name", &t->name)) ||
             (rc = get_string(L, tn, "model", &t->model)) ||
-            (rc = get_number(L, tn, "min_score", 0, 1, &t->min_score)))
+            (rc = get_number(L, tn, "min_score", 0, 1, &t->min_score)) ||
+            (rc = get_number(L, tn, "min_gain_per_usd", -HUGE_VAL, HUGE_VAL, &t->min_gain_per_usd)))
             return rc;
         if (!t->model || !*t->model)
             return fail(L, tn, "router '%s': a tier has no model", rt->name);
         if (!t->name)
             t->name = ah_strdup(t->model);
+        yaml_node_t *ms = get(L, tn, "min_score"), *mg = get(L, tn, "min_gain_per_usd");
+        if (!gain && mg)
+            return fail(L, mg,
+                        "router '%s', tier '%s': 'min_gain_per_usd' needs rank: gain_per_dollar "
+                        "on the router",
+                        rt->name, t->name);
+        if (gain && ms)
+            return fail(L, ms,
+                        "router '%s', tier '%s': with rank: gain_per_dollar the strong tier's "
+                        "threshold is 'min_gain_per_usd', not 'min_score'",
+                        rt->name, t->name);
+        if (gain && rt->ntiers == 1 && !mg)
+            return fail(L, tn,
+                        "router '%s', tier '%s': the strong tier (the first) of a gain_per_dollar "
+                        "router needs 'min_gain_per_usd', the expected accuracy gain per extra USD "
+                        "(e.g. 1000: at most $0.001 per extra request answered well)",
+                        rt->name, t->name);
+        if (gain && rt->ntiers == 1 && !(t->min_gain_per_usd > 0))
+            return fail(L, mg,
+                        "router '%s', tier '%s': 'min_gain_per_usd' must be a positive number "
+                        "(expected accuracy gain per extra USD)",
+                        rt->name, t->name);
+        if (gain && rt->ntiers == 2 && mg)
+            return fail(L, mg,
+                        "router '%s', tier '%s': only the strong tier (the first) has "
+                        "'min_gain_per_usd'; the second is the cheap tier, taken otherwise",
+                        rt->name, t->name);
     }
-    qsort(rt->tiers, rt->ntiers, sizeof *rt->tiers, tier_cmp);
+    if (!gain) /* gain_per_dollar: strong first, as written */
+        qsort(rt->tiers, rt->ntiers, sizeof *rt->tiers, tier_cmp);
     return AH_E_OK;
 }
 
@@ -1265,6 +1340,8 @@ const ah_router_tier_t *ah_router_pick(const ah_router_cfg_t *rt, double score, 
         return NULL;
     if (criticality >= rt->critical_threshold)
         return &rt->tiers[0];
+    if (rt->rank == AH_RANK_GAIN_PER_DOLLAR) /* no cost known here */
+        return &rt->tiers[score >= 0.5 ? 0 : rt->ntiers - 1];
     for (size_t i = 0; i < rt->ntiers; i++)
         if (score >= rt->tiers[i].min_score)
             return &rt->tiers[i];

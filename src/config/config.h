@@ -101,17 +101,33 @@ typedef struct ah_router_tier {
     char *name;  /* "high", "medium", "low", ... */
     char *model; /* an alias of the model_list */
     double min_score;
+    /* rank gain_per_dollar, strong tier: expected accuracy gain (a share of
+     * requests answered well, 0 to 1 per request) per extra USD; > 0 */
+    double min_gain_per_usd;
 } ah_router_tier_t;
 
 typedef enum { AH_ROUTER_COMPLEXITY, AH_ROUTER_LEARNED, AH_ROUTER_CASCADE } ah_router_kind_t;
+
+/* How a complexity or learned router orders requests (`rank:`).
+ *   score            the first tier whose min_score the score reaches (default)
+ *   gain_per_dollar  two tiers, strong first: the strong one when the
+ *                    expected accuracy gain of the strong model, 2 * score - 1,
+ *                    per extra USD the request costs on it (route/rank.h) is at
+ *                    least the strong tier's min_gain_per_usd */
+typedef enum { AH_RANK_SCORE, AH_RANK_GAIN_PER_DOLLAR } ah_router_rank_t;
 
 /* A router alias: clients ask for `name` ("auto") and get a tier's model. */
 typedef struct ah_router_cfg {
     char *name;
     ah_router_kind_t kind;
     char *model_path;        /* learned: the trained model file */
-    ah_router_tier_t *tiers; /* strongest first (min_score descending) */
+    ah_router_tier_t *tiers; /* strongest first (min_score descending; as written for
+                                gain_per_dollar) */
     size_t ntiers;
+    ah_router_rank_t rank;
+    /* gain_per_dollar: output tokens a request is expected to produce (its own
+     * max_tokens / max_completion_tokens when smaller); default 256 */
+    long expected_output_tokens;
     /* criticality at or above it goes to the strongest tier; > 1 = off */
     double critical_threshold;
     char **cascade; /* cascade: aliases tried in order, cheapest first */
@@ -170,7 +186,9 @@ const ah_router_cfg_t *ah_config_router(const ah_config_t *c, const char *name);
 /* The tier a request scoring `score` (and `criticality`, both in [0, 1])
  * goes to: criticality at or above the router's critical_threshold picks the
  * strongest tier; otherwise the first tier (strongest first) whose min_score
- * is at most score, else the last. NULL for a cascade (it has no tiers). */
+ * is at most score, else the last. NULL for a cascade (it has no tiers).
+ * A gain_per_dollar router, without a cost to weigh (route/rank.h has the
+ * choice with one), takes the strong tier when score >= 0.5. */
 const ah_router_tier_t *ah_router_pick(const ah_router_cfg_t *rt, double score, double criticality);
 /* Whether some deployment serves `alias` (exactly or by wildcard). */
 int ah_config_has_alias(const ah_config_t *c, const char *alias);

@@ -50,6 +50,10 @@
 #define AH_ROUTE_MAX_CHAIN 32 /* aliases in one expanded fallback chain */
 #define AH_ROUTE_MAX_RULES 1024
 #define AH_ROUTE_MAX_TIERS 16
+/* Routers ranked by gain per dollar: output tokens a request is expected to
+ * produce when it sets no smaller max_tokens, and the bound on the setting. */
+#define AH_ROUTE_EXPECTED_OUTPUT_TOKENS 256
+#define AH_ROUTE_MAX_OUTPUT_TOKENS 10000000
 /* Seconds to finish in-flight requests after SIGTERM. */
 #define AH_DRAIN_GRACE_S 15
 

@@ -11,6 +11,7 @@
  * The reason of each step goes into x-ahorro-route-reason and the ledger. */
 #include "pipeline/pipeline.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include "route/balance.h"
 #include "route/complexity.h"
 #include "route/learned.h"
+#include "route/rank.h"
 #include "route/router_rt.h"
 
 /* Characters of message text (strings and text parts): the request size of
@@ -89,6 +91,57 @@ static void reason_add(char *buf, size_t n, const char *fmt, ...)
     va_end(ap);
 }
 
+/* v in short scientific notation: 4.2e3, -1.5e-2. */
+static void fmt_sci(char *buf, size_t n, double v)
+{
+    if (!isfinite(v) || v == 0) {
+        snprintf(buf, n, "%s", v == 0 ? "0" : v > 0 ? "inf" : "-inf");
+        return;
+    }
+    int e = (int)floor(log10(fabs(v)));
+    double m = v / pow(10, e);
+    if (fabs(round(m * 10) / 10) >= 10) { /* 9.96 rounds to 10.0 */
+        e++;
+        m /= 10;
+    }
+    snprintf(buf, n, "%.1fe%d", m, e);
+}
+
+/* rank gain_per_dollar: the strong tier when the expected accuracy gain per
+ * extra USD of this request reaches the threshold (route/rank.h). */
+static const char *route_by_gain(ah_worker_t *w, ah_request_t *r, const ah_router_cfg_t *rt,
+                                 const char *kind, double score, char *reason, size_t rn)
+{
+    const ah_router_tier_t *strong = &rt->tiers[0], *cheap = &rt->tiers[rt->ntiers - 1];
+    double ps[2], pc[2], extra = NAN;
+    const char *unpriced = NULL;
+    if (ah_balancer_price(w->gw->balancer, strong->model, &ps[0], &ps[1]))
+        unpriced = strong->model;
+    else if (ah_balancer_price(w->gw->balancer, cheap->model, &pc[0], &pc[1]))
+        unpriced = cheap->model;
+    else
+        extra = ah_rank_extra_usd((double)r->est_tokens, (double)ah_rank_output_tokens(rt, r->body),
+                                  pc, ps);
+    double gain;
+    const ah_router_tier_t *t = ah_rank_pick(rt, score, 0, extra, &gain);
+    if (unpriced) {
+        reason_add(reason, rn,
+                   "router %s: tier %s (%s score %.2f %s 0.5: no price known for '%s', ranked by "
+                   "score)",
+                   rt->name, t->name, kind, score, score >= 0.5 ? ">=" : "<", unpriced);
+    } else if (extra <= 0) {
+        reason_add(reason, rn, "router %s: tier %s (%s score %.2f %s 0.5: '%s' is not dearer)",
+                   rt->name, t->name, kind, score, score >= 0.5 ? ">=" : "<", strong->model);
+    } else {
+        char g[32], m[32];
+        fmt_sci(g, sizeof g, gain);
+        fmt_sci(m, sizeof m, strong->min_gain_per_usd);
+        reason_add(reason, rn, "router %s: tier %s (%s score %.2f, gain %s/USD %s %s)", rt->name,
+                   t->name, kind, score, g, t == strong ? ">=" : "<", m);
+    }
+    return t->model;
+}
+
 /* Score r for router rt and return the tier's model. */
 static const char *route_by_router(ah_worker_t *w, ah_request_t *r, const ah_router_cfg_t *rt,
                                    char *reason, size_t rn)
@@ -102,18 +155,22 @@ static const char *route_by_router(ah_worker_t *w, ah_request_t *r, const ah_rou
         score = ah_learned_score(lm, r->body, ah_router_rt_embedder(w->gw->routers));
         kind = "learned";
     }
+    if (cx.criticality >= rt->critical_threshold) {
+        const ah_router_tier_t *t = ah_router_pick(rt, score, cx.criticality);
+        reason_add(reason, rn, "router %s: tier %s (critical %.2f: %s)", rt->name, t->name,
+                   cx.criticality, cx.critical_cue ? cx.critical_cue : "cues");
+        return t->model;
+    }
+    if (rt->rank == AH_RANK_GAIN_PER_DOLLAR)
+        return route_by_gain(w, r, rt, kind, score, reason, rn);
     const ah_router_tier_t *t = ah_router_pick(rt, score, cx.criticality);
     char sig[128] = "";
     for (int k = 0; k < cx.ntop; k++) {
         size_t l = strlen(sig);
         snprintf(sig + l, sizeof sig - l, "%s%s", k ? ", " : "", cx.top[k]);
     }
-    if (cx.criticality >= rt->critical_threshold)
-        reason_add(reason, rn, "router %s: tier %s (critical %.2f: %s)", rt->name, t->name,
-                   cx.criticality, cx.critical_cue ? cx.critical_cue : "cues");
-    else
-        reason_add(reason, rn, "router %s: tier %s (%s score %.2f%s%s)", rt->name, t->name, kind,
-                   score, sig[0] ? ": " : "", sig);
+    reason_add(reason, rn, "router %s: tier %s (%s score %.2f%s%s)", rt->name, t->name, kind, score,
+               sig[0] ? ": " : "", sig);
     return t->model;
 }
 
@@ -140,7 +197,7 @@ int ah_stage_route(ah_worker_t *w, ah_request_t *r)
     char reason[384] = "";
     const char *target = r->model;
     long chars = prompt_chars(r->body);
-    r->est_tokens = chars / 4 + 8;
+    r->est_tokens = ah_rank_est_tokens(chars);
     for (size_t i = 0; i < rc->nrules; i++)
         if (rule_matches(&rc->rules[i], r, target, chars)) {
             const ah_route_rule_t *ru = &rc->rules[i];

@@ -29,7 +29,8 @@ typedef struct dep_state {
 struct ah_balancer {
     const ah_config_t *cfg;
     dep_state_t *st;
-    double *cost; /* per deployment: input + output USD per million tokens; INFINITY unknown */
+    double *cost;     /* per deployment: input + output USD per million tokens; INFINITY unknown */
+    double *in, *out; /* per deployment: input and output USD per million tokens (cost known) */
 };
 
 double ah_rand01(uint64_t *s)
@@ -61,6 +62,8 @@ ah_balancer_t *ah_balancer_new(const ah_config_t *cfg, const ah_prices_t *prices
     b->cfg = cfg;
     b->st = ah_calloc(n, sizeof *b->st);
     b->cost = ah_calloc(n, sizeof *b->cost);
+    b->in = ah_calloc(n, sizeof *b->in);
+    b->out = ah_calloc(n, sizeof *b->out);
     for (size_t i = 0; i < cfg->ndeps; i++) {
         const ah_deployment_t *d = &cfg->deps[i];
         ah_price_t p;
@@ -70,8 +73,11 @@ ah_balancer_t *ah_balancer_new(const ah_config_t *cfg, const ah_prices_t *prices
         else if (!prices || strcmp(d->model, "*") == 0 ||
                  ah_prices_find(prices, catalogue_provider(d), d->model, time(NULL), &p))
             continue;
-        if (p.input.base >= 0 && p.output.base >= 0)
+        if (p.input.base >= 0 && p.output.base >= 0) {
             b->cost[i] = p.input.base + p.output.base;
+            b->in[i] = p.input.base;
+            b->out[i] = p.output.base;
+        }
     }
     return b;
 }
@@ -82,6 +88,8 @@ void ah_balancer_free(ah_balancer_t *b)
         return;
     ah_free(b->st);
     ah_free(b->cost);
+    ah_free(b->in);
+    ah_free(b->out);
     ah_free(b);
 }
 
@@ -116,6 +124,21 @@ static int serving(const ah_config_t *c, const char *alias, int *idx, int max)
         if (strcmp(c->deps[i].alias, best_alias) == 0)
             idx[n++] = (int)i;
     return n;
+}
+
+int ah_balancer_price(const ah_balancer_t *b, const char *alias, double *in_per_mtok,
+                      double *out_per_mtok)
+{
+    int idx[AH_MAX_DEPLOYMENTS];
+    int n = serving(b->cfg, alias, idx, AH_MAX_DEPLOYMENTS), best = -1;
+    for (int k = 0; k < n; k++)
+        if (isfinite(b->cost[idx[k]]) && (best < 0 || b->cost[idx[k]] < b->cost[best]))
+            best = idx[k];
+    if (best < 0)
+        return -1;
+    *in_per_mtok = b->in[best];
+    *out_per_mtok = b->out[best];
+    return 0;
 }
 
 static int was_tried(const ah_pick_opts_t *o, int i)

@@ -56,6 +56,13 @@ void ah_balancer_free(ah_balancer_t *b);
 const ah_deployment_t *ah_balancer_pick(ah_balancer_t *b, const char *alias,
                                         const ah_pick_opts_t *o, ah_pick_t *why,
                                         double *retry_in_s);
+/* The price of `alias` (exact alias, else its best wildcard): that of its
+ * cheapest deployment by input + output price, among those whose prices are
+ * known (config override, else the catalogue given to ah_balancer_new), in USD
+ * per million tokens. Base rates: prompt-size tiers and cache rates are not
+ * considered. 0, or -1 when no deployment's price is known. */
+int ah_balancer_price(const ah_balancer_t *b, const char *alias, double *in_per_mtok,
+                      double *out_per_mtok);
 /* An attempt on d starts: counts it in flight and in the minute's window. */
 void ah_balancer_begin(ah_balancer_t *b, const ah_deployment_t *d, long tokens);
 /* The attempt on d ended. outcome: 1 success, 0 a failure of the deployment
