@@ -2,7 +2,8 @@
  *
  *   ahorro serve [--config FILE] [--listen HOST:PORT] [--db PATH] [--threads N]
  *   ahorro keys create --owner O [--tags k=v,...] | list | revoke ID
- *   ahorro report [--by model,key] [--since 30d] [--format table|csv|json]
+ *   ahorro report [--by feature,department]... [--since 30d] [--until T] [--forecast]
+ *                 [--format table|csv|json]
  *   ahorro cache stats | purge [--tenant T] [--namespace N] [--model M] [--older-than S]
  *
  * Every command reads the same configuration (for the database path) so
@@ -19,6 +20,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "core/path.h"
+#include "guard/guard.h"
 #include "route/balance.h"
 #include "route/router_rt.h"
 #include "server/server.h"
@@ -35,8 +37,9 @@ static void usage(FILE *f)
             "  ahorro serve [--config FILE] [--listen HOST:PORT] [--db PATH] [--threads N]\n"
             "  ahorro keys create --owner OWNER [--tags k=v,...] [--json]\n"
             "  ahorro keys list | ahorro keys revoke KEY_ID\n"
-            "  ahorro report [--by model,key,owner,user,provider,status] [--since 30d]\n"
-            "                [--format table|csv|json]\n"
+            "  ahorro report [--by model|key|owner|user|provider|status|TAG[,...]]...\n"
+            "                [--since 30d] [--until T] [--top N] [--limit N]\n"
+            "                [--forecast [--period month|week]] [--format table|csv|json]\n"
             "  ahorro cache stats [--json] | ahorro cache purge [--tenant T] [--namespace N]\n"
             "                [--model M] [--older-than SECONDS]   (asks the running gateway)\n"
             "  ahorro router score|train|eval ...   (offline; `ahorro router help`)\n"
@@ -103,9 +106,21 @@ static int serve(ah_config_t *cfg)
         return 1;
     }
     gw.balancer = ah_balancer_new(cfg, gw.prices);
+    if (ah_guard_new(cfg, gw.prices, cfg->db_path, &gw.guard, why, sizeof why)) {
+        ah_error("%s", why);
+        ah_balancer_free(gw.balancer);
+        ah_router_rt_free(gw.routers);
+        ah_ledger_close(gw.ledger);
+        ah_prices_free(gw.prices);
+        return 1;
+    }
+    if (gw.guard)
+        ah_info("guard: %zu budget(s), %zu rate limit(s)", cfg->guard.nbudgets,
+                cfg->guard.nrate_limits);
     ah_cache_setup(cfg, &gw.cache, &gw.embedder, &gw.remote_embed);
     int rc = ah_server_run(&gw);
     ah_cache_teardown(cfg, gw.cache, gw.embedder, gw.remote_embed);
+    ah_guard_free(gw.guard);
     ah_balancer_free(gw.balancer);
     ah_router_rt_free(gw.routers);
     ah_ledger_close(gw.ledger); /* drains every queued row */

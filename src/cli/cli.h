@@ -9,7 +9,8 @@
 
 /* ahorro keys create|list|revoke ... */
 int ah_cli_keys(int argc, char **argv, const char *db_path);
-/* ahorro report [--by model|key|owner|user] [--since 30d] [--format table|csv|json] */
+/* ahorro report [--by DIMS]... [--since T] [--until T] [--forecast] [--format
+ * table|csv|json]: spend grouped by columns and tags, or projected (report.c) */
 int ah_cli_report(int argc, char **argv, const char *db_path);
 
 /* ahorro cache stats [--json] | purge [--tenant T] [--namespace N] [--model M]

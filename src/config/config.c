@@ -44,6 +44,21 @@ static ah_err_t fail(loader_t *L, const yaml_node_t *n, const char *fmt, ...)
     return AH_E_CONFIG;
 }
 
+/* An error at a line known after the document is gone: "file:line: msg". */
+static ah_err_t fail_line(loader_t *L, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static ah_err_t fail_line(loader_t *L, int line, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(L->err, L->errlen, "%s:%d: %s", L->path ? L->path : "(config)", line, msg);
+    return AH_E_CONFIG;
+}
+
 static yaml_node_t *node(loader_t *L, int id)
 {
     return yaml_document_get_node(&L->doc, id);
@@ -984,14 +999,15 @@ static ah_err_t check_fallbacks(loader_t *L, const ah_config_t *c, const ah_fall
 {
     for (size_t i = 0; i < n; i++) {
         if (!ah_config_has_alias(c, arr[i].from) && !ah_config_router(c, arr[i].from))
-            return fail(L, NULL, "line %d: %s of '%s': no model_list entry or router serves '%s'",
-                        arr[i].line, what, arr[i].from, arr[i].from);
+            return fail_line(L, arr[i].line,
+                             "%s of '%s': no model_list entry or router serves '%s'", what,
+                             arr[i].from, arr[i].from);
         for (size_t j = 0; j < arr[i].nto; j++)
             if (!ah_config_has_alias(c, arr[i].to[j]))
-                return fail(L, NULL,
-                            "line %d: %s of '%s' name '%s', which no model_list entry "
-                            "serves",
-                            arr[i].line, what, arr[i].from, arr[i].to[j]);
+                return fail_line(L, arr[i].line,
+                                 "%s of '%s' name '%s', which no model_list entry "
+                                 "serves",
+                                 what, arr[i].from, arr[i].to[j]);
     }
     unsigned char *state = ah_calloc(n ? n : 1, 1);
     const char *where = NULL;
@@ -1018,33 +1034,279 @@ static ah_err_t check_routing(loader_t *L, const ah_config_t *c)
     for (size_t i = 0; i < rc->nrouters; i++) {
         const ah_router_cfg_t *rt = &rc->routers[i];
         if (ah_config_has_alias(c, rt->name) && ah_config_route(c, rt->name, 0)->alias[0] != '*')
-            return fail(L, NULL, "line %d: router '%s' has the name of a model_list entry",
-                        rt->line, rt->name);
+            return fail_line(L, rt->line, "router '%s' has the name of a model_list entry",
+                             rt->name);
         for (size_t j = 0; j < rt->ncascade; j++)
             if (!ah_config_has_alias(c, rt->cascade[j]))
-                return fail(L, NULL, "line %d: router '%s': no model_list entry serves '%s'",
-                            rt->line, rt->name, rt->cascade[j]);
+                return fail_line(L, rt->line, "router '%s': no model_list entry serves '%s'",
+                                 rt->name, rt->cascade[j]);
         for (size_t j = 0; j < rt->ntiers; j++)
             if (!ah_config_has_alias(c, rt->tiers[j].model))
-                return fail(L, NULL,
-                            "line %d: router '%s', tier '%s': no model_list entry serves '%s'",
-                            rt->line, rt->name, rt->tiers[j].name, rt->tiers[j].model);
+                return fail_line(L, rt->line,
+                                 "router '%s', tier '%s': no model_list entry serves '%s'",
+                                 rt->name, rt->tiers[j].name, rt->tiers[j].model);
+    }
+    for (size_t i = 0; i < c->guard.nbudgets; i++) {
+        const ah_budget_cfg_t *b = &c->guard.budgets[i];
+        if (b->downgrade_to && !ah_config_has_alias(c, b->downgrade_to) &&
+            !ah_config_router(c, b->downgrade_to))
+            return fail_line(L, b->line,
+                             "budget '%s' downgrades to '%s', which no model_list "
+                             "entry or router serves",
+                             b->name, b->downgrade_to);
     }
     for (size_t i = 0; i < rc->nrules; i++) {
         const ah_route_rule_t *r = &rc->rules[i];
         if (!ah_config_has_alias(c, r->model) && !ah_config_router(c, r->model))
-            return fail(L, NULL,
-                        "line %d: routing rule sends to '%s', which no model_list entry "
-                        "or router serves",
-                        r->line, r->model);
+            return fail_line(L, r->line,
+                             "routing rule sends to '%s', which no model_list entry "
+                             "or router serves",
+                             r->model);
+    }
+    return AH_E_OK;
+}
+
+/* ---- guard: budgets and rate limits ---- */
+
+static void scope_free(ah_scope_t *s)
+{
+    ah_free(s->tag);
+    ah_free(s->value);
+}
+
+static void guard_free(ah_guard_config_t *g)
+{
+    for (size_t i = 0; i < g->nbudgets; i++) {
+        ah_budget_cfg_t *b = &g->budgets[i];
+        ah_free(b->name);
+        scope_free(&b->scope);
+        ah_free(b->timezone);
+        ah_free(b->webhook);
+        ah_free(b->downgrade_to);
+    }
+    ah_free(g->budgets);
+    for (size_t i = 0; i < g->nrate_limits; i++)
+        scope_free(&g->rate_limits[i].scope);
+    ah_free(g->rate_limits);
+}
+
+static int name_chars_ok(const char *s)
+{
+    if (!*s || strlen(s) > AH_MAX_TAG_BYTES)
+        return 0;
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x21 || *s == '"' || *s == '\\' || *s == ':' || *s == '=' ||
+            *s == ',')
+            return 0;
+    return 1;
+}
+
+/* "global", "key:ID", "user:ID", "owner:NAME", "tag:K=V"; ":*" (or "tag:K")
+ * counts each value separately. */
+static ah_err_t load_scope(loader_t *L, yaml_node_t *m, ah_scope_t *sc)
+{
+    yaml_node_t *n = get(L, m, "scope");
+    const char *v = scalar(n);
+    static const char *const msg =
+        "'scope' must be global, key:ID, user:ID, owner:NAME or tag:NAME=VALUE (':*' or "
+        "'tag:NAME' for each value separately)";
+    if (!v)
+        return fail(L, n ? n : m, "%s", msg);
+    memset(sc, 0, sizeof *sc);
+    if (strcmp(v, "global") == 0) {
+        sc->kind = AH_SCOPE_GLOBAL;
+        return AH_E_OK;
+    }
+    const char *colon = strchr(v, ':');
+    if (!colon)
+        return fail(L, n, "%s", msg);
+    size_t kl = (size_t)(colon - v);
+    const char *rest = colon + 1;
+    if (kl == 3 && strncmp(v, "key", 3) == 0)
+        sc->kind = AH_SCOPE_KEY;
+    else if (kl == 4 && strncmp(v, "user", 4) == 0)
+        sc->kind = AH_SCOPE_USER;
+    else if (kl == 5 && strncmp(v, "owner", 5) == 0)
+        sc->kind = AH_SCOPE_OWNER;
+    else if (kl == 3 && strncmp(v, "tag", 3) == 0)
+        sc->kind = AH_SCOPE_TAG;
+    else
+        return fail(L, n, "%s", msg);
+    if (sc->kind == AH_SCOPE_TAG) {
+        const char *eq = strchr(rest, '=');
+        sc->tag = eq ? ah_strndup(rest, (size_t)(eq - rest)) : ah_strdup(rest);
+        if (!name_chars_ok(sc->tag))
+            return fail(L, n,
+                        "scope '%s': a tag name of printable characters without quotes, "
+                        "':', '=' or ','",
+                        v);
+        rest = eq ? eq + 1 : "*";
+    }
+    if (strcmp(rest, "*") != 0) {
+        if (!name_chars_ok(rest))
+            return fail(L, n, "scope '%s': the value must be printable, without ':', '=' or ','",
+                        v);
+        sc->value = ah_strdup(rest);
+    }
+    return AH_E_OK;
+}
+
+static ah_err_t load_budget(loader_t *L, yaml_node_t *m, ah_budget_cfg_t *b)
+{
+    static const char *const known[] = {"name",         "scope",        "period",  "timezone",
+                                        "limit_usd",    "alerts",       "webhook", "action",
+                                        "downgrade_to", "throttle_rpm", NULL};
+    ah_err_t rc;
+    b->line = (int)m->start_mark.line + 1;
+    b->limit_usd = -1;
+    if ((rc = check_keys(L, m, "budgets[]", known)) || (rc = get_string(L, m, "name", &b->name)) ||
+        (rc = load_scope(L, m, &b->scope)) || (rc = get_string(L, m, "timezone", &b->timezone)) ||
+        (rc = get_string(L, m, "webhook", &b->webhook)) ||
+        (rc = get_string(L, m, "downgrade_to", &b->downgrade_to)) ||
+        (rc = get_number(L, m, "limit_usd", 0, 1e12, &b->limit_usd)))
+        return rc;
+    if (!b->name || !*b->name)
+        return fail(L, m, "a budget needs 'name'");
+    if (b->limit_usd < 0)
+        return fail(L, m, "budget '%s' needs 'limit_usd', a number of dollars at least 0", b->name);
+    char *period = NULL;
+    if ((rc = get_string(L, m, "period", &period)))
+        return rc;
+    if (!period)
+        b->period = AH_PERIOD_MONTH;
+    else if (ah_period_parse(period, &b->period))
+        rc = fail(L, get(L, m, "period"), "budget '%s': 'period' must be day, week or month",
+                  b->name);
+    ah_free(period);
+    if (rc)
+        return rc;
+    if (b->timezone && !ah_period_zone_known(b->timezone))
+        return fail(L, get(L, m, "timezone"),
+                    "budget '%s': unknown time zone '%s' (an IANA name such as Europe/Madrid)",
+                    b->name, b->timezone);
+    if (b->webhook && strncmp(b->webhook, "http://", 7) && strncmp(b->webhook, "https://", 8))
+        return fail(L, get(L, m, "webhook"), "budget '%s': 'webhook' must be an http(s) URL",
+                    b->name);
+    char *action = NULL;
+    if ((rc = get_string(L, m, "action", &action)))
+        return rc;
+    if (!action || strcmp(action, "reject") == 0)
+        b->action = AH_BUDGET_REJECT;
+    else if (strcmp(action, "downgrade") == 0)
+        b->action = AH_BUDGET_DOWNGRADE;
+    else if (strcmp(action, "throttle") == 0)
+        b->action = AH_BUDGET_THROTTLE;
+    else
+        rc = fail(L, get(L, m, "action"),
+                  "budget '%s': 'action' must be reject, downgrade or throttle", b->name);
+    ah_free(action);
+    if (rc)
+        return rc;
+    if (b->action == AH_BUDGET_DOWNGRADE && !b->downgrade_to)
+        return fail(L, m, "budget '%s' downgrades and needs 'downgrade_to' (a model)", b->name);
+    double rpm = 0;
+    if ((rc = get_number(L, m, "throttle_rpm", 1, 1e9, &rpm)))
+        return rc;
+    b->throttle_rpm = (long)rpm;
+    if (b->action == AH_BUDGET_THROTTLE && !b->throttle_rpm)
+        return fail(L, m, "budget '%s' throttles and needs 'throttle_rpm'", b->name);
+    yaml_node_t *al = get(L, m, "alerts");
+    if (!al) {
+        static const double def[] = {0.5, 0.8, 1.0};
+        memcpy(b->alerts, def, sizeof def);
+        b->nalerts = 3;
+    } else {
+        if (al->type != YAML_SEQUENCE_NODE)
+            return fail(L, al,
+                        "budget '%s': 'alerts' must be a list of fractions, e.g. [0.5, 0.8, 1.0]",
+                        b->name);
+        for (yaml_node_item_t *it = al->data.sequence.items.start; it < al->data.sequence.items.top;
+             it++) {
+            const char *v = scalar(node(L, *it));
+            char *end = NULL;
+            double d = v ? strtod(v, &end) : -1;
+            if (!v || end == v || *end || !(d > 0 && d <= 10))
+                return fail(L, node(L, *it),
+                            "budget '%s': an alert is a fraction of the limit "
+                            "above 0 (0.8 = 80%%)",
+                            b->name);
+            if (b->nalerts >= AH_BUDGET_MAX_ALERTS)
+                return fail(L, al, "budget '%s': at most %d alerts", b->name, AH_BUDGET_MAX_ALERTS);
+            if (b->nalerts && d <= b->alerts[b->nalerts - 1])
+                return fail(L, node(L, *it), "budget '%s': alerts must ascend", b->name);
+            b->alerts[b->nalerts++] = d;
+        }
+    }
+    return AH_E_OK;
+}
+
+static ah_err_t load_rate_limit(loader_t *L, yaml_node_t *m, ah_rate_limit_cfg_t *rl)
+{
+    static const char *const known[] = {"scope", "rpm", "tpm", NULL};
+    ah_err_t rc;
+    double rpm = 0, tpm = 0;
+    rl->line = (int)m->start_mark.line + 1;
+    if ((rc = check_keys(L, m, "rate_limits[]", known)) || (rc = load_scope(L, m, &rl->scope)) ||
+        (rc = get_number(L, m, "rpm", 1, 1e9, &rpm)) ||
+        (rc = get_number(L, m, "tpm", 1, 1e12, &tpm)))
+        return rc;
+    rl->rpm = (long)rpm;
+    rl->tpm = (long)tpm;
+    if (!rl->rpm && !rl->tpm)
+        return fail(L, m, "a rate limit needs 'rpm' or 'tpm'");
+    return AH_E_OK;
+}
+
+static ah_err_t load_guard_lists(loader_t *L, yaml_node_t *m, ah_guard_config_t *g)
+{
+    ah_err_t rc;
+    yaml_node_t *b = get(L, m, "budgets");
+    if (b) {
+        if (b->type != YAML_SEQUENCE_NODE)
+            return fail(L, b, "'budgets' must be a list");
+        for (yaml_node_item_t *it = b->data.sequence.items.start; it < b->data.sequence.items.top;
+             it++) {
+            if (g->nbudgets >= AH_ROUTE_MAX_RULES)
+                return fail(L, node(L, *it), "too many budgets");
+            g->budgets = ah_realloc(g->budgets, (g->nbudgets + 1) * sizeof *g->budgets);
+            ah_budget_cfg_t *bc = &g->budgets[g->nbudgets++];
+            memset(bc, 0, sizeof *bc);
+            yaml_node_t *bn = node(L, *it);
+            if (bn->type != YAML_MAPPING_NODE)
+                return fail(L, bn, "each budget must be a mapping");
+            if ((rc = load_budget(L, bn, bc)))
+                return rc;
+            for (size_t k = 0; k + 1 < g->nbudgets; k++)
+                if (strcmp(g->budgets[k].name, bc->name) == 0)
+                    return fail(L, bn, "budget '%s' is defined twice", bc->name);
+        }
+    }
+    yaml_node_t *r = get(L, m, "rate_limits");
+    if (r) {
+        if (r->type != YAML_SEQUENCE_NODE)
+            return fail(L, r, "'rate_limits' must be a list");
+        for (yaml_node_item_t *it = r->data.sequence.items.start; it < r->data.sequence.items.top;
+             it++) {
+            if (g->nrate_limits >= AH_ROUTE_MAX_RULES)
+                return fail(L, node(L, *it), "too many rate limits");
+            g->rate_limits =
+                ah_realloc(g->rate_limits, (g->nrate_limits + 1) * sizeof *g->rate_limits);
+            ah_rate_limit_cfg_t *rl = &g->rate_limits[g->nrate_limits++];
+            memset(rl, 0, sizeof *rl);
+            yaml_node_t *rn = node(L, *it);
+            if (rn->type != YAML_MAPPING_NODE)
+                return fail(L, rn, "each rate limit must be a mapping");
+            if ((rc = load_rate_limit(L, rn, rl)))
+                return rc;
+        }
     }
     return AH_E_OK;
 }
 
 static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
 {
-    static const char *const known[] = {"listen", "threads", "db",      "prices",
-                                        "limits", "cache",   "routing", NULL};
+    static const char *const known[] = {"listen", "threads", "db",      "prices",      "limits",
+                                        "cache",  "routing", "budgets", "rate_limits", NULL};
     ah_err_t rc;
     if (m->type != YAML_MAPPING_NODE)
         return fail(L, m, "'ahorro' must be a mapping");
@@ -1056,7 +1318,7 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
         if (!ok)
             return fail(L, node(L, p->key),
                         "unknown setting 'ahorro.%s' (known: listen, threads, "
-                        "db, prices, limits, cache, routing)",
+                        "db, prices, limits, cache, routing, budgets, rate_limits)",
                         k ? k : "?");
     }
     char *listen = NULL;
@@ -1081,6 +1343,8 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
     yaml_node_t *routing = get(L, m, "routing");
     if (routing && (rc = load_routing(L, routing, &c->routing)))
         return rc;
+    if ((rc = load_guard_lists(L, m, &c->guard)))
+        return rc;
     yaml_node_t *lim = get(L, m, "limits");
     if (lim) {
         v = (double)c->max_body_bytes;
@@ -1095,6 +1359,10 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
         if ((rc = get_number(L, lim, "client_timeout_s", 1, 3600, &v)))
             return rc;
         c->client_timeout_s = (int)v;
+        v = (double)c->guard.default_max_tokens;
+        if ((rc = get_number(L, lim, "default_max_tokens", 1, 1e7, &v)))
+            return rc;
+        c->guard.default_max_tokens = (long)v;
     }
     return AH_E_OK;
 }
@@ -1213,6 +1481,7 @@ ah_err_t ah_config_load(const char *path, ah_config_t **out, char *err, size_t e
     c->cache.max_bytes = AH_CACHE_MAX_BYTES;
     c->cache.persist = 1;
     c->cache.prompt_caching = 1;
+    c->guard.default_max_tokens = AH_GUARD_DEFAULT_MAX_TOKENS;
     c->routing.retries = AH_ROUTE_RETRIES;
     c->routing.backoff_base_s = AH_ROUTE_BACKOFF_S;
     c->routing.backoff_max_s = AH_ROUTE_MAX_BACKOFF_S;
@@ -1278,6 +1547,7 @@ void ah_config_free(ah_config_t *c)
     ah_free(c->cache.embedder_path);
     ah_free(c->cache.embedder_model);
     routing_free(&c->routing);
+    guard_free(&c->guard);
     ah_free(c);
 }
 

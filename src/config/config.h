@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 
+#include "config/guard_config.h"
 #include "core/error.h"
 #include "store/prices.h"
 
@@ -168,6 +169,7 @@ typedef struct ah_config {
     size_t ndeps;
     ah_cache_config_t cache;
     ah_routing_config_t routing;
+    ah_guard_config_t guard; /* budgets and rate limits */
 } ah_config_t;
 
 /* Load path (NULL: defaults from the environment). On error returns

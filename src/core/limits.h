@@ -40,6 +40,8 @@
 /* Deployments in one configuration. */
 #define AH_MAX_DEPLOYMENTS 1024
 /* Routing: retries, fallbacks and circuit breaking (defaults and bounds). */
+/* Budgets: the output bound of a request that sets none (sent upstream). */
+#define AH_GUARD_DEFAULT_MAX_TOKENS 4096
 #define AH_ROUTE_RETRIES 2 /* further attempts per alias after the first */
 #define AH_ROUTE_MAX_RETRIES 10
 #define AH_ROUTE_MAX_ATTEMPTS 16    /* all aliases of a fallback chain together */

@@ -14,12 +14,13 @@ int ah_pipeline_before(ah_worker_t *w, ah_request_t *r)
         return rc;
     if (r->cache_hit || r->cache_pending)
         return 0;
-    return ah_stage_route(w, r);
+    return ah_pipeline_route(w, r);
 }
 
 int ah_pipeline_route(ah_worker_t *w, ah_request_t *r)
 {
-    return ah_stage_route(w, r);
+    int rc = ah_stage_route(w, r);
+    return rc ? rc : ah_stage_guard_reserve(w, r);
 }
 
 void ah_pipeline_after(ah_worker_t *w, ah_request_t *r)

@@ -41,6 +41,7 @@ typedef struct ah_gateway {
     struct ah_embed_remote *remote_embed; /* network embedder, or NULL */
     struct ah_balancer *balancer;         /* deployment health and choice */
     struct ah_router_rt *routers;         /* loaded router models, or NULL */
+    struct ah_guard *guard;               /* budgets and rate limits, or NULL */
 } ah_gateway_t;
 
 #define AH_KEY_CACHE_SLOTS 256
@@ -70,6 +71,13 @@ int ah_stage_guard(ah_worker_t *w, ah_request_t *r);
 int ah_stage_shape(ah_worker_t *w, ah_request_t *r);
 int ah_stage_cache(ah_worker_t *w, ah_request_t *r);
 int ah_stage_route(ah_worker_t *w, ah_request_t *r);
+/* After stage 6, on a cache miss: reserve the request's worst-case cost in
+ * every budget it falls in; nonzero (r->fail set: 429) when one cannot
+ * cover it. */
+int ah_stage_guard_reserve(ah_worker_t *w, ah_request_t *r);
+/* Replace the request's reservations by its real cost and tokens, and send
+ * the budget alerts this crossed. Called by stage 8; safe to call twice. */
+void ah_stage_guard_settle(ah_worker_t *w, ah_request_t *r);
 /* Stage 5's semantic lookup once the last user turn's embedding is known
  * (vec NULL: none; the lookup is a miss). Called by the stage itself, or by
  * the exchange when the stage left r->cache_pending for a network embedder. */

@@ -101,6 +101,8 @@ void ah_stage_record_attempt(ah_worker_t *w, ah_request_t *r, int status, const 
         row->cache_write_tokens = r->usage.cache_write_tokens;
         row->reasoning_tokens = r->usage.reasoning_tokens;
         row->cost_usd = r->cost_known ? r->cost_usd : -1;
+        if (r->cost_known)
+            r->attempts_cost_usd += r->cost_usd; /* budgets count it too */
     }
     row->latency_ms = (double)(ah_now_us() - t_attempt_us) / 1000.0;
     row->ttft_ms = -1;
@@ -117,6 +119,7 @@ void ah_stage_record(ah_worker_t *w, ah_request_t *r)
     if (!r->t_end_us)
         r->t_end_us = ah_now_us();
     ah_request_price(w, r);
+    ah_stage_guard_settle(w, r);
     ah_ledger_row_t *row = row_new(r);
     row->request_id = ah_strdup(r->id);
     row->attempts = r->attempts > 0 ? r->attempts : 1;

@@ -27,6 +27,7 @@ ah_request_t *ah_request_new(ah_api_t api, ah_op_t op)
     r->op = op;
     r->t_start_us = ah_now_us();
     r->wall_ms = ah_wall_ms();
+    r->rl_limit_req = r->rl_limit_tok = -1;
     if (!id_salt) {
         unsigned char seed[8];
         if (RAND_bytes(seed, sizeof seed) != 1)

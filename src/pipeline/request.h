@@ -78,6 +78,15 @@ typedef struct ah_request {
     int attempts;             /* upstream attempts made (each failed one is a ledger row) */
     const char *cache_status; /* "miss", "exact", "semantic", "bypass" (static) or NULL */
 
+    /* 3 guard: what was reserved, to settle once the cost is known */
+    struct ah_guard_hold *holds; /* arena; budget and token reservations */
+    int nholds;
+    const char *downgrade_to;     /* a spent budget's cheaper model, or NULL */
+    const char *downgrade_reason; /* arena */
+    double attempts_cost_usd;     /* priced attempts that did not give the answer */
+    long rl_limit_req, rl_remaining_req, rl_limit_tok, rl_remaining_tok; /* -1: none */
+    int rl_reset_s;
+
     /* 5 cache */
     struct ah_cache_entry *cache_hit; /* entry served (a reference), or NULL */
     double cache_similarity;          /* semantic hit */

@@ -196,9 +196,13 @@ int ah_stage_route(ah_worker_t *w, ah_request_t *r)
     const ah_routing_config_t *rc = &cfg->routing;
     char reason[384] = "";
     const char *target = r->model;
+    if (r->downgrade_to) { /* a spent budget (stage 3) */
+        target = r->downgrade_to;
+        reason_add(reason, sizeof reason, "%s", r->downgrade_reason);
+    }
     long chars = prompt_chars(r->body);
     r->est_tokens = ah_rank_est_tokens(chars);
-    for (size_t i = 0; i < rc->nrules; i++)
+    for (size_t i = 0; !r->downgrade_to && i < rc->nrules; i++) /* enforcement wins */
         if (rule_matches(&rc->rules[i], r, target, chars)) {
             const ah_route_rule_t *ru = &rc->rules[i];
             if (ru->tag_key)
@@ -229,7 +233,7 @@ int ah_stage_route(ah_worker_t *w, ah_request_t *r)
     const char **chain = ah_arena_alloc(&r->arena, AH_ROUTE_MAX_CHAIN * sizeof *chain);
     int n = 0;
     chain_add(rc, target, chain, &n);
-    if (strcmp(target, r->model) != 0) /* fallbacks named for the model asked for */
+    if (strcmp(target, r->model) != 0 && !r->downgrade_to) /* the asked model's fallbacks */
         for (size_t i = 0; i < rc->nfallbacks; i++)
             if (strcmp(rc->fallbacks[i].from, r->model) == 0)
                 for (size_t j = 0; j < rc->fallbacks[i].nto; j++)

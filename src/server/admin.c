@@ -1,4 +1,5 @@
-/* admin.c - /health, /metrics, /admin/keys, /admin/deployments and /admin/cache.
+/* admin.c - /health, /metrics, /admin/keys, /admin/deployments, /admin/cache
+ * and /admin/spend.
  *
  * /admin/... needs the master key; with no master key configured it is
  * served to loopback clients only (the same rule as keyless API calls).
@@ -21,6 +22,7 @@
 #include "route/balance.h"
 #include "server/exchange.h"
 #include "store/keys.h"
+#include "store/spend.h"
 
 static int admin_allowed(ah_worker_t *w, struct evhttp_request *req)
 {
@@ -268,6 +270,91 @@ out:
     json_decref(b);
 }
 
+/* GET /admin/spend?group_by=feature,model&since=30d&until=...&limit=&top=
+ * &forecast=1&period=month|week: the ledger grouped (src/store/spend.c, the
+ * queries of `ahorro report`). Runs on this event loop over the worker's
+ * read connection, so it is bounded: at most AH_SPEND_MAX_GROUPS groups and
+ * ADMIN_SPEND_MAX_MS of query time (past it, 503: narrow the range). */
+#define ADMIN_SPEND_MAX_MS 2000
+static void spend(ah_worker_t *w, struct evhttp_request *req)
+{
+    struct evkeyvalq q;
+    TAILQ_INIT(&q);
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    if (query && evhttp_parse_query_str(query, &q) != 0) {
+        ah_reply_error(req, AH_API_OPENAI, 400, "invalid_request_error", "invalid_parameter",
+                       "malformed query string");
+        return;
+    }
+    const char *by = evhttp_find_header(&q, "group_by"), *since = evhttp_find_header(&q, "since");
+    const char *until = evhttp_find_header(&q, "until"), *fc = evhttp_find_header(&q, "forecast");
+    const char *period = evhttp_find_header(&q, "period");
+    const char *limit = evhttp_find_header(&q, "limit"), *top = evhttp_find_header(&q, "top");
+    ah_spend_query_t sq;
+    ah_spend_query_init(&sq);
+    sq.max_ms = ADMIN_SPEND_MAX_MS;
+    char err[512] = "";
+    int64_t now = ah_wall_ms();
+    long v;
+    char *end;
+    json_t *res = NULL, *f = NULL;
+    if (ah_spend_parse_dims(&sq, by ? by : "model", err, sizeof err))
+        goto bad;
+    if (ah_spend_parse_time(since ? since : "30d", now, &sq.since_ms) ||
+        (until && ah_spend_parse_time(until, now, &sq.until_ms))) {
+        snprintf(err, sizeof err,
+                 "since and until take 30d, 12h, 90m (ago), YYYY-MM-DD or "
+                 "YYYY-MM-DDTHH:MM[:SS]Z (UTC)");
+        goto bad;
+    }
+    if (sq.until_ms && sq.since_ms >= sq.until_ms) {
+        snprintf(err, sizeof err, "since must be before until");
+        goto bad;
+    }
+    if (limit) {
+        v = strtol(limit, &end, 10);
+        if (end == limit || *end || v < 1 || v > AH_SPEND_MAX_GROUPS) {
+            snprintf(err, sizeof err, "limit must be 1 to %d", AH_SPEND_MAX_GROUPS);
+            goto bad;
+        }
+        sq.limit = (int)v;
+    }
+    if (top) {
+        v = strtol(top, &end, 10);
+        if (end == top || *end || v < 0 || v > AH_SPEND_MAX_TOP) {
+            snprintf(err, sizeof err, "top must be 0 to %d", AH_SPEND_MAX_TOP);
+            goto bad;
+        }
+        sq.top = (int)v;
+    }
+    if ((fc && strcmp(fc, "0") && strcmp(fc, "1") && strcmp(fc, "true") && strcmp(fc, "false")) ||
+        (period && strcmp(period, "month") && strcmp(period, "week"))) {
+        snprintf(err, sizeof err, "forecast must be 0 or 1, period month or week");
+        goto bad;
+    }
+    sq.period =
+        period && strcmp(period, "week") == 0 ? AH_SPEND_PERIOD_WEEK : AH_SPEND_PERIOD_MONTH;
+    ah_err_t rc = ah_spend_run(w->db, &sq, &res, err, sizeof err);
+    if (!rc && fc && (strcmp(fc, "1") == 0 || strcmp(fc, "true") == 0)) {
+        ah_spend_query_t fq = sq;
+        fq.since_ms = 0; /* a forecast reads its own history (since: the report's range) */
+        if (!(rc = ah_spend_forecast(w->db, &fq, sq.until_ms ? sq.until_ms : now, &f, err,
+                                     sizeof err)))
+            json_object_set_new(res, "forecast", f);
+    }
+    if (rc) {
+        ah_reply_error(req, AH_API_OPENAI, rc == AH_E_TIMEOUT ? 503 : 500, NULL, NULL, err);
+        goto out;
+    }
+    ah_reply_json(req, 200, res);
+    goto out;
+bad:
+    ah_reply_error(req, AH_API_OPENAI, 400, "invalid_request_error", "invalid_parameter", err);
+out:
+    json_decref(res);
+    evhttp_clear_headers(&q);
+}
+
 void ah_admin_handle(ah_worker_t *w, struct evhttp_request *req, const char *path)
 {
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
@@ -329,6 +416,8 @@ void ah_admin_handle(ah_worker_t *w, struct evhttp_request *req, const char *pat
         cache_purge(w, req, 0);
     } else if (strcmp(path, "/admin/cache/purge") == 0 && m == EVHTTP_REQ_POST) {
         cache_purge(w, req, 1);
+    } else if (strcmp(path, "/admin/spend") == 0 && m == EVHTTP_REQ_GET) {
+        spend(w, req);
     } else {
         ah_reply_error(req, AH_API_OPENAI, 404, NULL, NULL, "no such admin endpoint");
     }

@@ -144,6 +144,25 @@ static void add_ahorro_headers(exchange_t *ex, struct evkeyvalq *h, int with_cos
                           r->served_model ? r->served_model : r->upstream_model);
     if (r->route_reason)
         evhttp_add_header(h, "x-ahorro-route-reason", r->route_reason);
+    /* OpenAI's rate-limit headers, for the tightest window the request is in. */
+    if (r->rl_limit_req >= 0 || r->rl_limit_tok >= 0) {
+        char reset[32];
+        snprintf(reset, sizeof reset, "%ds", r->rl_reset_s);
+        if (r->rl_limit_req >= 0) {
+            snprintf(v, sizeof v, "%ld", r->rl_limit_req);
+            evhttp_add_header(h, "x-ratelimit-limit-requests", v);
+            snprintf(v, sizeof v, "%ld", r->rl_remaining_req);
+            evhttp_add_header(h, "x-ratelimit-remaining-requests", v);
+            evhttp_add_header(h, "x-ratelimit-reset-requests", reset);
+        }
+        if (r->rl_limit_tok >= 0) {
+            snprintf(v, sizeof v, "%ld", r->rl_limit_tok);
+            evhttp_add_header(h, "x-ratelimit-limit-tokens", v);
+            snprintf(v, sizeof v, "%ld", r->rl_remaining_tok);
+            evhttp_add_header(h, "x-ratelimit-remaining-tokens", v);
+            evhttp_add_header(h, "x-ratelimit-reset-tokens", reset);
+        }
+    }
     if (r->cache_status)
         evhttp_add_header(h, "x-ahorro-cache", r->cache_status);
     if (r->cache_hit) {

@@ -50,7 +50,7 @@ test('virtual keys: CLI and admin API, hashed at rest, tags on the ledger, revoc
     }, 8000);
     assert.ok(refused, 'a revoked key is refused');
     // ahorro report reads the same ledger.
-    const rep = JSON.parse(execFileSync(AHORRO_BIN, ['report', '--by', 'model,key', '--format', 'json', '--config', gw.cfgPath], { encoding: 'utf8' }));
+    const rep = JSON.parse(execFileSync(AHORRO_BIN, ['report', '--by', 'model', '--by', 'key', '--format', 'json', '--config', gw.cfgPath], { encoding: 'utf8' }));
     assert.ok(rep.model.find((r) => r.model === 'gpt-4o-mini').requests >= 2);
     assert.ok(rep.key.find((r) => r.key === created.id));
     const table = execFileSync(AHORRO_BIN, ['report', '--config', gw.cfgPath], { encoding: 'utf8' });

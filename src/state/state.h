@@ -1,0 +1,63 @@
+/* state.h - counters every event loop shares, behind one interface.
+ *
+ * Budgets, rate limits and alerts keep their running totals here as named
+ * int64 counters that expire. The one operation that matters is a
+ * conditional add: add delta only if the total stays at or under a limit,
+ * atomically, so that a budget or a limit cannot be overrun by requests
+ * racing each other. The in-process backend (local.c) is a striped hash
+ * table; a Redis backend (issue 9) implements the same table with a script,
+ * so that several gateway instances share one truth. */
+#ifndef AH_STATE_H
+#define AH_STATE_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+
+/* No limit for ah_state_add_if. */
+#define AH_STATE_NO_LIMIT INT64_MAX
+
+typedef struct ah_state ah_state_t;
+
+typedef struct ah_state_ops {
+    const char *name;
+    /* Add delta to counter key (created at 0; it and its value are dropped
+     * after expires_ms, wall clock) if the result is at most limit; a
+     * negative delta is always added. Returns 1 when added, 0 when refused;
+     * *value (may be NULL) is the counter afterwards, or as it stands when
+     * refused. Thread-safe and atomic per key. AH_E_NOMEM-like failures
+     * (too many keys) refuse with *value -1. */
+    int (*add_if)(ah_state_t *s, const char *key, int64_t delta, int64_t limit, int64_t expires_ms,
+                  int64_t *value);
+    void (*free)(ah_state_t *s);
+} ah_state_ops_t;
+
+struct ah_state {
+    const ah_state_ops_t *ops;
+};
+
+/* The in-process backend, holding at most max_keys live counters. Free with
+ * ah_state_free. */
+ah_state_t *ah_state_local_new(size_t max_keys);
+
+static inline int ah_state_add_if(ah_state_t *s, const char *key, int64_t delta, int64_t limit,
+                                  int64_t expires_ms, int64_t *value)
+{
+    return s->ops->add_if(s, key, delta, limit, expires_ms, value);
+}
+
+/* The counter's value (0 when absent). */
+static inline int64_t ah_state_get(ah_state_t *s, const char *key)
+{
+    int64_t v = 0;
+    s->ops->add_if(s, key, 0, AH_STATE_NO_LIMIT, 0, &v);
+    return v < 0 ? 0 : v;
+}
+
+static inline void ah_state_free(ah_state_t *s)
+{
+    if (s)
+        s->ops->free(s);
+}
+
+#endif
