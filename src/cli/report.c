@@ -140,13 +140,17 @@ static void print_report(json_t *res, const char *by_text, const char *format)
                "", "", num(total, "cost_usd"), "", integer(total, "errors"),
                num(total, "cost_per_request_usd"), num(total, "saved_usd"),
                integer(total, "failed_attempts"), num(total, "failed_attempts_cost_usd"));
+        printf("Savings by mechanism: caching $%.6f, routing $%.6f, provider prompt caching "
+               "$%.6f (baseline $%.6f)\n",
+               num(total, "saved_usd"), num(total, "saved_routing_usd"),
+               num(total, "prompt_cache_saved_usd"), num(total, "baseline_usd"));
         return;
     }
     /* csv: the columns of earlier versions first, new ones after */
     json_array_foreach(by, i, g) printf("%s%s", i ? "," : "", json_string_value(g));
     printf(",requests,prompt_tokens,completion_tokens,cached_tokens,cost_usd,avg_latency_ms,"
            "errors,cost_per_request_usd,saved_usd,prompt_cache_saved_usd,failed_attempts,"
-           "failed_attempts_cost_usd,top_users,top_prompts\n");
+           "failed_attempts_cost_usd,top_users,top_prompts,saved_routing_usd,baseline_usd\n");
     json_array_foreach(groups, i, g)
     {
         size_t j;
@@ -168,7 +172,7 @@ static void print_report(json_t *res, const char *by_text, const char *format)
         putchar(',');
         top_list(json_object_get(g, "top_prompts"), 1, list, sizeof list);
         csv_field(list);
-        putchar('\n');
+        printf(",%.8f,%.8f\n", num(g, "saved_routing_usd"), num(g, "baseline_usd"));
     }
 }
 

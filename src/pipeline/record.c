@@ -7,6 +7,7 @@
  * exactly one ledger row. */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/alloc.h"
 #include "core/clock.h"
@@ -23,6 +24,23 @@ static const char *catalogue_provider(const ah_deployment_t *d)
     default:
         return d->provider_name;
     }
+}
+
+/* The price of the deployment that serves alias (config override, else the
+ * catalogue); AH_E_NOTFOUND when unknown. */
+static ah_err_t alias_price(ah_worker_t *w, const char *alias, time_t at, ah_price_t *p)
+{
+    const ah_deployment_t *d = ah_config_route(w->gw->cfg, alias, 0);
+    if (!d)
+        return AH_E_NOTFOUND;
+    if (d->has_price) {
+        *p = d->price;
+        return AH_E_OK;
+    }
+    const char *model = strcmp(d->model, "*") == 0 ? alias : d->model;
+    if (!w->gw->prices)
+        return AH_E_NOTFOUND;
+    return ah_prices_find(w->gw->prices, catalogue_provider(d), model, at, p);
 }
 
 void ah_request_price(ah_worker_t *w, ah_request_t *r)
@@ -90,6 +108,7 @@ void ah_stage_record_attempt(ah_worker_t *w, ah_request_t *r, int status, const 
     row->request_id = ah_malloc(n);
     snprintf(row->request_id, n, "%s-%d", r->id, r->attempts);
     row->attempt_of = ah_strdup(r->id);
+    row->baseline_usd = -1;
     row->attempts = r->attempts;
     row->usage_source = "none";
     if (r->usage_known) {
@@ -140,6 +159,19 @@ void ah_stage_record(ah_worker_t *w, ah_request_t *r)
     row->saved_usd = r->cache_hit ? r->saved_usd : 0;
     row->prompt_cache_saved_usd = r->prompt_cache_saved_usd;
     row->cache_similarity = r->cache_hit ? r->cache_similarity : 0;
+    /* Savings by mechanism: a cache hit saved what the answer first cost;
+     * routing saved the same usage's price on the baseline model less what
+     * was paid (rejected cascade answers included; negative when a rule or
+     * tier chose a dearer model). Same tokens on both: an approximation. */
+    row->baseline_usd = -1;
+    ah_price_t bp;
+    if (r->cache_hit) {
+        row->baseline_usd = r->saved_usd;
+    } else if (r->baseline_alias && r->usage_known && r->cost_known &&
+               alias_price(w, r->baseline_alias, (time_t)(r->wall_ms / 1000), &bp) == AH_E_OK) {
+        row->baseline_usd = ah_price_cost(&bp, &r->usage);
+        row->saved_routing_usd = row->baseline_usd - r->cost_usd - r->attempts_cost_usd;
+    }
     if (r->cache_hit || (r->cache_store && strcmp(r->cache_status, "stored") == 0)) {
         row->cache_key = ah_malloc(2 * AH_CACHE_KEY_BYTES + 1);
         for (int i = 0; i < AH_CACHE_KEY_BYTES; i++)

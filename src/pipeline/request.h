@@ -69,6 +69,7 @@ typedef struct ah_request {
     const ah_deployment_t *dep;
     const char *upstream_model; /* model name sent upstream (arena) */
     const char *route_reason;   /* why this deployment: rule, tier, fallback (arena or static) */
+    const char *baseline_alias; /* what savings are measured against (config's), or NULL */
     const char **chain; /* aliases to try in order: the routed one, then fallbacks (arena) */
     int nchain;
     long est_tokens; /* estimated prompt tokens, for rpm/tpm limits */

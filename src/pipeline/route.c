@@ -196,6 +196,15 @@ int ah_stage_route(ah_worker_t *w, ah_request_t *r)
     const ah_routing_config_t *rc = &cfg->routing;
     char reason[384] = "";
     const char *target = r->model;
+    /* Savings are measured against the model asked for; for a router, its
+     * strongest model (what the client would use without it). */
+    const ah_router_cfg_t *asked = ah_config_router(cfg, r->model);
+    if (!asked)
+        r->baseline_alias = r->model;
+    else if (asked->kind == AH_ROUTER_CASCADE)
+        r->baseline_alias = asked->cascade[asked->ncascade - 1];
+    else if (asked->ntiers)
+        r->baseline_alias = asked->tiers[0].model;
     if (r->downgrade_to) { /* a spent budget (stage 3) */
         target = r->downgrade_to;
         reason_add(reason, sizeof reason, "%s", r->downgrade_reason);

@@ -62,7 +62,7 @@ void ah_ledger_row_free(ah_ledger_row_t *r)
  * largest first: one sqlite3_step per chunk instead of one per row, about a
  * tenth less CPU per row (bench/ledger/RESULTS.md). The columns and their
  * order are bind_row's. */
-#define LEDGER_COLUMNS 33
+#define LEDGER_COLUMNS 35
 #ifndef LEDGER_INSERT_LEVELS
 #define LEDGER_INSERT_LEVELS 6 /* chunks of 32, 16, ..., 1 rows */
 #endif
@@ -77,7 +77,8 @@ static const char insert_head[] =
     "deployment, prompt_tokens, completion_tokens, cached_tokens, "
     "cache_write_tokens, reasoning_tokens, usage_source, cost_usd, "
     "latency_ms, ttft_ms, overhead_us, status, error, cache, cache_key, saved_usd, "
-    "prompt_cache_saved_usd, cache_similarity, attempt_of, attempts, route_reason) VALUES ";
+    "prompt_cache_saved_usd, cache_similarity, attempt_of, attempts, route_reason, baseline_usd, "
+    "saved_routing_usd) VALUES ";
 
 typedef struct sqlite_sink {
     sqlite3 *db;
@@ -137,6 +138,11 @@ static void bind_row(sqlite3_stmt *st, int i, const ah_ledger_row_t *r)
     bind_text(st, i++, r->attempt_of);
     sqlite3_bind_int(st, i++, r->attempts > 0 ? r->attempts : 1);
     bind_text(st, i++, r->route_reason);
+    if (r->baseline_usd >= 0)
+        sqlite3_bind_double(st, i++, r->baseline_usd);
+    else
+        sqlite3_bind_null(st, i++);
+    sqlite3_bind_double(st, i++, r->saved_routing_usd);
 }
 
 static ah_err_t sqlite_write(void *ctx, ah_ledger_row_t **rows, int n)
@@ -170,7 +176,8 @@ static ah_err_t sqlite_write(void *ctx, ah_ledger_row_t **rows, int n)
 /* Prepare the INSERT of `rows` rows. */
 static ah_err_t prepare_insert(sqlite3 *db, int rows, sqlite3_stmt **out)
 {
-    static const char one[] = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+    static const char one[] =
+        "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
     _Static_assert(sizeof one - 1 == 2 * LEDGER_COLUMNS + 1, "one parameter per column");
     size_t len = sizeof insert_head - 1, cap = len + (size_t)rows * sizeof one;
     char *sql = ah_malloc(cap);

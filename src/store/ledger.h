@@ -38,6 +38,8 @@ typedef struct ah_ledger_row {
     char *attempt_of;              /* a failed attempt: the request it belongs to; else NULL */
     int attempts;                  /* request: upstream attempts made; attempt: its number */
     char *route_reason;            /* why this deployment (rule, tier, fallback), or NULL */
+    double baseline_usd;           /* the same usage on the baseline model; < 0: unknown */
+    double saved_routing_usd;      /* baseline_usd - cost_usd when routed elsewhere */
 } ah_ledger_row_t;
 
 typedef struct ah_ledger_sink {

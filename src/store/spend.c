@@ -65,6 +65,8 @@ static const char *const figures[] = {
     "failed_attempts",
     "failed_attempts_cost_usd",
     "unpriced",
+    "saved_routing_usd",
+    "baseline_usd",
     "total_tokens",
     "cost_per_request_usd",
     "group",
@@ -86,6 +88,8 @@ enum {
     F_ATT,
     F_ATTCOST,
     F_UNPRICED,
+    F_RSAVED,
+    F_BASE,
     F_NCOLS
 };
 
@@ -258,7 +262,7 @@ static void sql_join_g(ah_buf_t *b, int ndims)
 #define BASE_COLUMNS                                                                               \
     "ts_ms, attempt_of, status, prompt_tokens, completion_tokens, cached_tokens, "                 \
     "reasoning_tokens, cost_usd, latency_ms, saved_usd, prompt_cache_saved_usd, cache, "           \
-    "user, requested_model, tags"
+    "user, requested_model, tags, saved_routing_usd, baseline_usd"
 
 static void sql_groups(ah_buf_t *b, const ah_spend_query_t *q)
 {
@@ -272,7 +276,9 @@ static void sql_groups(ah_buf_t *b, const ah_spend_query_t *q)
                       "SUM(prompt_cache_saved_usd), SUM(cache IN ('exact', 'semantic')), "
                       "SUM(attempt_of IS NOT NULL), "
                       "COALESCE(SUM(CASE WHEN attempt_of IS NOT NULL THEN cost_usd END), 0), "
-                      "SUM(cost_usd IS NULL AND status < 400) FROM base GROUP BY ");
+                      "SUM(cost_usd IS NULL AND status < 400), "
+                      "COALESCE(SUM(saved_routing_usd), 0), COALESCE(SUM(baseline_usd), 0) "
+                      "FROM base GROUP BY ");
     dim_list(b, q->ndims, "");
     /* 1-based: cost is the sixth figure, requests the first */
     ah_buf_printf(b, " ORDER BY %d DESC, %d DESC", q->ndims + 1 + F_COST, q->ndims + 1 + F_REQ);
@@ -403,7 +409,8 @@ static json_t *group_figures(sqlite3_stmt *st, int from)
     json_t *g = json_object();
     for (int f = 0; f < F_NCOLS; f++) {
         int c = from + f;
-        if (f == F_COST || f == F_LAT || f == F_SAVED || f == F_PSAVED || f == F_ATTCOST)
+        if (f == F_COST || f == F_LAT || f == F_SAVED || f == F_PSAVED || f == F_ATTCOST ||
+            f == F_RSAVED || f == F_BASE)
             json_object_set_new(g, figures[f], json_real(sqlite3_column_double(st, c)));
         else
             json_object_set_new(g, figures[f], json_integer(sqlite3_column_int64(st, c)));

@@ -300,6 +300,25 @@ Finally, compare the approach with a closed-form derivation and explain the trad
   assert.equal(row.deployment, 'strong');
 });
 
+test('savings by mechanism: a routed request records its baseline (the router\'s strongest model) and what routing saved', async () => {
+  const { response } = await ask('auto', 'hi there');
+  assert.equal(response.headers.get('x-ahorro-model'), 'gpt-4o-mini');
+  const row = await ledgerRow(gw.db, response.headers.get('x-ahorro-request-id'));
+  // gpt-4o costs about 16x gpt-4o-mini in the catalogue: the same tokens there.
+  assert.ok(row.baseline_usd > row.cost_usd * 10, JSON.stringify(row));
+  assert.ok(Math.abs(row.saved_routing_usd - (row.baseline_usd - row.cost_usd)) < 1e-12);
+  // An alias asked for directly is its own baseline: nothing saved, nothing lost.
+  const direct = await ask('cheap', 'hi there');
+  const d = await ledgerRow(gw.db, direct.response.headers.get('x-ahorro-request-id'));
+  assert.ok(Math.abs(d.baseline_usd - d.cost_usd) < 1e-12);
+  assert.equal(d.saved_routing_usd, 0);
+  const rep = spawnSync(AHORRO_BIN, ['report', '--db', gw.db, '--by', 'requested_model', '--format', 'json'],
+    { encoding: 'utf8' });
+  assert.equal(rep.status, 0, rep.stderr);
+  const auto = JSON.parse(rep.stdout).requested_model.find((g) => g.requested_model === 'auto');
+  assert.ok(auto && auto.saved_routing_usd > 0, rep.stdout.slice(0, 600));
+});
+
 test('cascade: the cheap answer is kept when it passes its checks, escalated (both priced) when not', async () => {
   const ok = await ask('frugal', 'what is two plus two');
   assert.equal(ok.response.headers.get('x-ahorro-model'), 'gpt-4o-mini');
