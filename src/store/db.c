@@ -60,8 +60,8 @@ static const char *const migrations[] = {
     /* 6: savings by mechanism: what the request would have cost on its
      * baseline model, and what routing saved against it (caches: saved_usd,
      * provider prompt caches: prompt_cache_saved_usd) */
-    "ALTER TABLE ledger ADD COLUMN baseline_usd REAL;"
-    "ALTER TABLE ledger ADD COLUMN saved_routing_usd REAL NOT NULL DEFAULT 0;",
+    ("ALTER TABLE ledger ADD COLUMN baseline_usd REAL;"
+     "ALTER TABLE ledger ADD COLUMN saved_routing_usd REAL NOT NULL DEFAULT 0;"),
 };
 
 ah_err_t ah_db_exec(sqlite3 *db, const char *sql)
