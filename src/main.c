@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "core/path.h"
 #include "guard/guard.h"
+#include "guard/watch.h"
 #include "route/balance.h"
 #include "route/router_rt.h"
 #include "server/server.h"
@@ -117,9 +118,12 @@ static int serve(ah_config_t *cfg)
     if (gw.guard)
         ah_info("guard: %zu budget(s), %zu rate limit(s)", cfg->guard.nbudgets,
                 cfg->guard.nrate_limits);
+    ah_guard_watch_t *watch =
+        ah_guard_watch_start(cfg, gw.guard, cfg->db_path, cfg->guard.forecast_interval_s);
     ah_cache_setup(cfg, &gw.cache, &gw.embedder, &gw.remote_embed);
     int rc = ah_server_run(&gw);
     ah_cache_teardown(cfg, gw.cache, gw.embedder, gw.remote_embed);
+    ah_guard_watch_stop(watch);
     ah_guard_free(gw.guard);
     ah_balancer_free(gw.balancer);
     ah_router_rt_free(gw.routers);

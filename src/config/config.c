@@ -1363,6 +1363,9 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
         if ((rc = get_number(L, lim, "default_max_tokens", 1, 1e7, &v)))
             return rc;
         c->guard.default_max_tokens = (long)v;
+        if ((rc = get_number(L, lim, "budget_forecast_interval_s", 0, 86400,
+                             &c->guard.forecast_interval_s)))
+            return rc;
     }
     return AH_E_OK;
 }
@@ -1482,6 +1485,7 @@ ah_err_t ah_config_load(const char *path, ah_config_t **out, char *err, size_t e
     c->cache.persist = 1;
     c->cache.prompt_caching = 1;
     c->guard.default_max_tokens = AH_GUARD_DEFAULT_MAX_TOKENS;
+    c->guard.forecast_interval_s = AH_GUARD_FORECAST_INTERVAL_S;
     c->routing.retries = AH_ROUTE_RETRIES;
     c->routing.backoff_base_s = AH_ROUTE_BACKOFF_S;
     c->routing.backoff_max_s = AH_ROUTE_MAX_BACKOFF_S;

@@ -1,7 +1,7 @@
 /* guard_config.h - the configuration of budgets and rate limits (stage 3).
  *
  *   ahorro:
- *     limits: { default_max_tokens: 4096 }
+ *     limits: { default_max_tokens: 4096, budget_forecast_interval_s: 600 }
  *     budgets:
  *       - name: support-monthly
  *         scope: tag:feature=support   # global | key:ID | user:ID | owner:NAME | tag:K=V
@@ -69,6 +69,7 @@ typedef struct ah_guard_config {
     ah_rate_limit_cfg_t *rate_limits;
     size_t nrate_limits;
     long default_max_tokens; /* a request's output bound when it sets none and a budget applies */
+    double forecast_interval_s; /* how often budgets are projected to their period's end; 0 off */
 } ah_guard_config_t;
 
 #endif

@@ -42,6 +42,8 @@
 /* Routing: retries, fallbacks and circuit breaking (defaults and bounds). */
 /* Budgets: the output bound of a request that sets none (sent upstream). */
 #define AH_GUARD_DEFAULT_MAX_TOKENS 4096
+/* Budgets: how often each is projected to its period's end (seconds). */
+#define AH_GUARD_FORECAST_INTERVAL_S 600
 #define AH_ROUTE_RETRIES 2 /* further attempts per alias after the first */
 #define AH_ROUTE_MAX_RETRIES 10
 #define AH_ROUTE_MAX_ATTEMPTS 16    /* all aliases of a fallback chain together */

@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -150,6 +150,42 @@ test('alerts reach the webhook once per threshold; spend survives a restart', as
   try {
     await assert.rejects(ask(clientOf(gw)), (e) => e.status === 429 && e.code === 'budget_exceeded');
     assert.equal(received.length, 2);
+  } finally { await gw.stop(); gw.cleanup(); }
+});
+
+test('a budget projected to pass its limit before the period ends alerts once, ahead of the spend', async () => {
+  received = [];
+  const dir = mkdtempSync(join(tmpdir(), 'ahorro-proj-'));
+  const extra = (limit) => `  limits: { budget_forecast_interval_s: 1 }
+  budgets:
+    - { name: growth, scope: "tag:team=beta", period: month, limit_usd: ${limit}, webhook: "http://127.0.0.1:${hookPort}/hook" }
+`;
+  // A first start creates the ledger; then 56 days of history at $0.01 a day.
+  let gw = await startGateway({ config: config(dir, extra(1000)), dir });
+  await gw.stop();
+  const DAY = 86400000, now = Date.now(), today = Math.floor(now / DAY);
+  const rows = [];
+  for (let d = today - 56; d < today; d++)
+    rows.push(`('hist-${d}', ${d * DAY + 3600000}, '{"team":"beta"}', 'openai', 'chat', 0, 'dear', 0.01, 10, 200)`);
+  execFileSync('sqlite3', [join(dir, 'ahorro.db'), `INSERT INTO ledger(request_id, ts_ms, tags, api, endpoint, stream, requested_model, cost_usd, latency_ms, status) VALUES ${rows.join(',')}`]);
+  // This month so far, and what is left of it (today's rest included).
+  const d0 = new Date(now), monthStart = Date.UTC(d0.getUTCFullYear(), d0.getUTCMonth(), 1);
+  const monthEnd = Date.UTC(d0.getUTCFullYear(), d0.getUTCMonth() + 1, 1);
+  const spent = 0.01 * Math.round((today * DAY - monthStart) / DAY);
+  const ahead = 0.01 * (monthEnd - now) / DAY;
+  const limit = +(spent + ahead / 2).toFixed(6); // above the spend, below the projection
+  gw = await startGateway({ config: config(dir, extra(limit)), dir });
+  try {
+    await waitFor(() => received.some((a) => a.kind === 'projection'), 8000);
+    const p = received.filter((a) => a.kind === 'projection');
+    assert.equal(p.length, 1, JSON.stringify(received));
+    assert.equal(p[0].budget, 'growth');
+    assert.ok(Math.abs(p[0].spent_usd - spent) < 1e-9, `${p[0].spent_usd} vs ${spent}`);
+    assert.ok(p[0].projected_usd >= limit && p[0].projected_usd < spent + ahead * 1.5, JSON.stringify(p[0]));
+    assert.match(p[0].text, /is projected to reach \$/);
+    // Checked every second, sent once per period.
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.equal(received.filter((a) => a.kind === 'projection').length, 1);
   } finally { await gw.stop(); gw.cleanup(); }
 });
 
