@@ -13,6 +13,7 @@
 #include "core/clock.h"
 #include "metrics/metrics.h"
 #include "pipeline/pipeline.h"
+#include "route/balance.h"
 
 static const char *catalogue_provider(const ah_deployment_t *d)
 {
@@ -26,21 +27,19 @@ static const char *catalogue_provider(const ah_deployment_t *d)
     }
 }
 
-/* The price of the deployment that serves alias (config override, else the
- * catalogue); AH_E_NOTFOUND when unknown. */
+/* The price of the deployment that serves alias: loaded at start (config
+ * override, else the catalogue), or for a "*" model looked up now;
+ * AH_E_NOTFOUND when unknown. */
 static ah_err_t alias_price(ah_worker_t *w, const char *alias, time_t at, ah_price_t *p)
 {
     const ah_deployment_t *d = ah_config_route(w->gw->cfg, alias, 0);
     if (!d)
         return AH_E_NOTFOUND;
-    if (d->has_price) {
-        *p = d->price;
+    if (ah_balancer_dep_price(w->gw->balancer, d, p) == 0)
         return AH_E_OK;
-    }
-    const char *model = strcmp(d->model, "*") == 0 ? alias : d->model;
-    if (!w->gw->prices)
+    if (!w->gw->prices || strcmp(d->model, "*") != 0)
         return AH_E_NOTFOUND;
-    return ah_prices_find(w->gw->prices, catalogue_provider(d), model, at, p);
+    return ah_prices_find(w->gw->prices, catalogue_provider(d), alias, at, p);
 }
 
 void ah_request_price(ah_worker_t *w, ah_request_t *r)
@@ -167,6 +166,10 @@ void ah_stage_record(ah_worker_t *w, ah_request_t *r)
     ah_price_t bp;
     if (r->cache_hit) {
         row->baseline_usd = r->saved_usd;
+    } else if (r->baseline_alias && r->cost_known && r->dep &&
+               strcmp(r->dep->alias, r->baseline_alias) == 0) {
+        row->baseline_usd = r->cost_usd; /* served as asked: nothing saved, nothing lost */
+        row->saved_routing_usd = -r->attempts_cost_usd;
     } else if (r->baseline_alias && r->usage_known && r->cost_known &&
                alias_price(w, r->baseline_alias, (time_t)(r->wall_ms / 1000), &bp) == AH_E_OK) {
         row->baseline_usd = ah_price_cost(&bp, &r->usage);

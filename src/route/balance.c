@@ -29,8 +29,10 @@ typedef struct dep_state {
 struct ah_balancer {
     const ah_config_t *cfg;
     dep_state_t *st;
-    double *cost;     /* per deployment: input + output USD per million tokens; INFINITY unknown */
-    double *in, *out; /* per deployment: input and output USD per million tokens (cost known) */
+    double *cost;      /* per deployment: input + output USD per million tokens; INFINITY unknown */
+    double *in, *out;  /* per deployment: input and output USD per million tokens (cost known) */
+    ah_price_t *price; /* per deployment, when known */
+    unsigned char *known;
 };
 
 double ah_rand01(uint64_t *s)
@@ -64,6 +66,8 @@ ah_balancer_t *ah_balancer_new(const ah_config_t *cfg, const ah_prices_t *prices
     b->cost = ah_calloc(n, sizeof *b->cost);
     b->in = ah_calloc(n, sizeof *b->in);
     b->out = ah_calloc(n, sizeof *b->out);
+    b->price = ah_calloc(n, sizeof *b->price);
+    b->known = ah_calloc(n, 1);
     for (size_t i = 0; i < cfg->ndeps; i++) {
         const ah_deployment_t *d = &cfg->deps[i];
         ah_price_t p;
@@ -73,6 +77,8 @@ ah_balancer_t *ah_balancer_new(const ah_config_t *cfg, const ah_prices_t *prices
         else if (!prices || strcmp(d->model, "*") == 0 ||
                  ah_prices_find(prices, catalogue_provider(d), d->model, time(NULL), &p))
             continue;
+        b->price[i] = p;
+        b->known[i] = 1;
         if (p.input.base >= 0 && p.output.base >= 0) {
             b->cost[i] = p.input.base + p.output.base;
             b->in[i] = p.input.base;
@@ -90,6 +96,8 @@ void ah_balancer_free(ah_balancer_t *b)
     ah_free(b->cost);
     ah_free(b->in);
     ah_free(b->out);
+    ah_free(b->price);
+    ah_free(b->known);
     ah_free(b);
 }
 
@@ -124,6 +132,14 @@ static int serving(const ah_config_t *c, const char *alias, int *idx, int max)
         if (strcmp(c->deps[i].alias, best_alias) == 0)
             idx[n++] = (int)i;
     return n;
+}
+
+int ah_balancer_dep_price(const ah_balancer_t *b, const ah_deployment_t *d, ah_price_t *out)
+{
+    if (!b->known[d->index])
+        return -1;
+    *out = b->price[d->index];
+    return 0;
 }
 
 int ah_balancer_price(const ah_balancer_t *b, const char *alias, double *in_per_mtok,

@@ -63,6 +63,10 @@ const ah_deployment_t *ah_balancer_pick(ah_balancer_t *b, const char *alias,
  * considered. 0, or -1 when no deployment's price is known. */
 int ah_balancer_price(const ah_balancer_t *b, const char *alias, double *in_per_mtok,
                       double *out_per_mtok);
+/* The price of deployment d as loaded at start (config override, else the
+ * catalogue at start time): 0, or -1 when unknown (a "*" model, or not in
+ * the catalogue). */
+int ah_balancer_dep_price(const ah_balancer_t *b, const ah_deployment_t *d, ah_price_t *out);
 /* An attempt on d starts: counts it in flight and in the minute's window. */
 void ah_balancer_begin(ah_balancer_t *b, const ah_deployment_t *d, long tokens);
 /* The attempt on d ended. outcome: 1 success, 0 a failure of the deployment
