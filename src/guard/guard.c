@@ -10,6 +10,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "route/balance.h"
 #include "store/db.h"
 
 /* Live counters of the in-process state: budgets x scope values x periods,
@@ -73,18 +74,6 @@ void ah_guard_price(ah_guard_t *g, int d, double *in, double *out)
 {
     *in = g->in[d];
     *out = g->out[d];
-}
-
-static const char *catalogue_provider(const ah_deployment_t *d)
-{
-    switch (d->kind) {
-    case AH_PROVIDER_ANTHROPIC:
-        return "anthropic";
-    case AH_PROVIDER_AZURE:
-        return "azure";
-    default:
-        return d->provider_name;
-    }
 }
 
 /* The current period's spend of budget i, from the ledger, into the state. */
@@ -154,7 +143,7 @@ ah_err_t ah_guard_new(const ah_config_t *cfg, const ah_prices_t *prices, const c
         if (dep->has_price)
             p = dep->price;
         else if (!prices || strcmp(dep->model, "*") == 0 ||
-                 ah_prices_find(prices, catalogue_provider(dep), dep->model, time(NULL), &p))
+                 ah_prices_find(prices, ah_catalogue_provider(dep), dep->model, time(NULL), &p))
             continue;
         /* The dearest tier of each price: a worst case must not be low. */
         double in = p.input.base, o = p.output.base;

@@ -15,18 +15,6 @@
 #include "pipeline/pipeline.h"
 #include "route/balance.h"
 
-static const char *catalogue_provider(const ah_deployment_t *d)
-{
-    switch (d->kind) {
-    case AH_PROVIDER_ANTHROPIC:
-        return "anthropic";
-    case AH_PROVIDER_AZURE:
-        return "azure";
-    default:
-        return d->provider_name;
-    }
-}
-
 /* The price of the deployment that serves alias: loaded at start (config
  * override, else the catalogue), or for a "*" model looked up now;
  * AH_E_NOTFOUND when unknown. */
@@ -39,7 +27,7 @@ static ah_err_t alias_price(ah_worker_t *w, const char *alias, time_t at, ah_pri
         return AH_E_OK;
     if (!w->gw->prices || strcmp(d->model, "*") != 0)
         return AH_E_NOTFOUND;
-    return ah_prices_find(w->gw->prices, catalogue_provider(d), alias, at, p);
+    return ah_prices_find(w->gw->prices, ah_catalogue_provider(d), alias, at, p);
 }
 
 void ah_request_price(ah_worker_t *w, ah_request_t *r)
@@ -51,9 +39,9 @@ void ah_request_price(ah_worker_t *w, ah_request_t *r)
         p = r->dep->price;
     } else {
         const char *model = r->served_model ? r->served_model : r->upstream_model;
-        if (!w->gw->prices || (ah_prices_find(w->gw->prices, catalogue_provider(r->dep), model,
+        if (!w->gw->prices || (ah_prices_find(w->gw->prices, ah_catalogue_provider(r->dep), model,
                                               (time_t)(r->wall_ms / 1000), &p) &&
-                               ah_prices_find(w->gw->prices, catalogue_provider(r->dep),
+                               ah_prices_find(w->gw->prices, ah_catalogue_provider(r->dep),
                                               r->upstream_model, (time_t)(r->wall_ms / 1000), &p)))
             return;
     }

@@ -45,7 +45,7 @@ double ah_rand01(uint64_t *s)
     return (double)((x * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0;
 }
 
-static const char *catalogue_provider(const ah_deployment_t *d)
+const char *ah_catalogue_provider(const ah_deployment_t *d)
 {
     switch (d->kind) {
     case AH_PROVIDER_ANTHROPIC:
@@ -75,7 +75,7 @@ ah_balancer_t *ah_balancer_new(const ah_config_t *cfg, const ah_prices_t *prices
         if (d->has_price)
             p = d->price;
         else if (!prices || strcmp(d->model, "*") == 0 ||
-                 ah_prices_find(prices, catalogue_provider(d), d->model, time(NULL), &p))
+                 ah_prices_find(prices, ah_catalogue_provider(d), d->model, time(NULL), &p))
             continue;
         b->price[i] = p;
         b->known[i] = 1;

@@ -84,6 +84,10 @@ typedef struct ah_dep_health {
 } ah_dep_health_t;
 void ah_balancer_health(ah_balancer_t *b, const ah_deployment_t *d, ah_dep_health_t *out);
 
+/* The provider name a deployment's prices are filed under in the catalogue
+ * (anthropic, azure, or the provider as written). */
+const char *ah_catalogue_provider(const ah_deployment_t *d);
+
 /* Uniform random number in [0, 1) from *state (xorshift64*). */
 double ah_rand01(uint64_t *state);
 
