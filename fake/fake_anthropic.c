@@ -34,7 +34,8 @@ typedef struct msg {
     const fake_ctx_t *ctx;
     const char *model;
     fake_prompt_t prompt;
-    long cached;
+    long cached;      /* cache_read_input_tokens */
+    long cache_write; /* cache_creation_input_tokens */
     const char *text;
     size_t text_len;
     fake_finish_t finish;
@@ -96,9 +97,10 @@ static const json_t *choose_tool(const json_t *body, const fake_prompt_t *p)
 static void print_usage(fake_out_t *o, const msg_t *m, long output_tokens)
 {
     fake_out_printf(o,
-                    "{\"input_tokens\":%ld,\"cache_creation_input_tokens\":0,"
+                    "{\"input_tokens\":%ld,\"cache_creation_input_tokens\":%ld,"
                     "\"cache_read_input_tokens\":%ld,\"output_tokens\":%ld}",
-                    m->prompt.tokens - m->cached, m->cached, output_tokens);
+                    m->prompt.tokens - m->cached - m->cache_write, m->cache_write, m->cached,
+                    output_tokens);
 }
 
 static void print_tool_id(fake_out_t *o, const msg_t *m)
@@ -302,6 +304,10 @@ void fake_anthropic_messages(const fake_ctx_t *ctx, fake_reply_t *r)
     }
     r->fault = fault;
     m.cached = m.prompt.dir.cached < m.prompt.tokens ? m.prompt.dir.cached : m.prompt.tokens;
+    /* Writes are what is left of the prompt after the reads, at most. */
+    m.cache_write = m.prompt.dir.cache_write < m.prompt.tokens - m.cached
+                        ? m.prompt.dir.cache_write
+                        : m.prompt.tokens - m.cached;
 
     m.tool = choose_tool(b, &m.prompt);
     if (m.tool) {

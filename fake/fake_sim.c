@@ -78,6 +78,9 @@ static void apply_directive(fake_directives_t *d, const char *name, size_t nlen,
     } else if (span_is(name, nlen, "cached")) {
         if (arg && (v = parse_count(arg, alen, FAKE_MAX_COMPLETION_TOKENS * 1000)) >= 0)
             d->cached = v;
+    } else if (span_is(name, nlen, "cache_write")) {
+        if (arg && (v = parse_count(arg, alen, FAKE_MAX_COMPLETION_TOKENS * 1000)) >= 0)
+            d->cache_write = v;
     } else if (only_global) {
         return;
     } else if (span_is(name, nlen, "tool")) {

@@ -2,8 +2,8 @@
  *
  * Everything a test may want to predict lives here, so that the OpenAI and Anthropic
  * handlers only translate: the token counting rule (a token is a whitespace-separated
- * word), the directives a prompt may carry ([[tokens:N]], [[cached:N]], [[tool]],
- * [[fault:KIND]], [[delay:MS]]), each model's context window, the deterministic answer
+ * word), the directives a prompt may carry ([[tokens:N]], [[cached:N]], [[cache_write:N]],
+ * [[tool]], [[fault:KIND]], [[delay:MS]]), each model's context window, the deterministic answer
  * text, how max_tokens and stop sequences cut it, and tool-call arguments made up from a
  * JSON schema. All pointers handed out point into the caller's json_t tree. */
 #ifndef FAKE_SIM_H
@@ -15,12 +15,13 @@
 
 #include "fake.h"
 
-/* Directives found in a prompt. tokens and cached may appear in any message (the last
+/* Directives found in a prompt. tokens, cached and cache_write may appear in any message (the last
  * one wins); the others only count in the last user message, so that a conversation
  * replayed with its history does not repeat a fault. */
 typedef struct fake_directives {
     long tokens;           /* [[tokens:N]]: exact answer length; -1 when absent */
     long cached;           /* [[cached:N]]: cached prompt tokens; 0 when absent */
+    long cache_write;      /* [[cache_write:N]]: prompt tokens written to the cache; 0 */
     fake_fault_t fault;    /* [[fault:KIND]] */
     long delay_ms;         /* [[delay:MS]]; 0 when absent */
     int tool;              /* [[tool]] or [[tool:NAME]] seen */
@@ -39,7 +40,8 @@ typedef struct fake_prompt {
  * {role, content}): counts tokens and reads directives into p. */
 void fake_sim_prompt(fake_prompt_t *p, const json_t *system, const json_t *messages);
 
-/* Scans the n bytes at s for directives; only_global limits it to tokens and cached. */
+/* Scans the n bytes at s for directives; only_global limits it to tokens, cached and
+ * cache_write. */
 void fake_sim_directives(fake_directives_t *d, const char *s, size_t n, int only_global);
 
 /* Calls fn for every piece of text in content: a string, or an array of parts/blocks

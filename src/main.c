@@ -45,6 +45,7 @@ static void usage(FILE *f)
             "                [--model M] [--older-than SECONDS]   (asks the running gateway)\n"
             "  ahorro router score|train|eval ...   (offline; `ahorro router help`)\n"
             "  ahorro tokens [--encoding o200k_base|cl100k_base | --model M] [--json] FILE|-\n"
+            "  ahorro prices [QUERY] [--provider P] [--model M] [--at YYYY-MM-DD] [--json]\n"
             "  ahorro version\n\n"
             "Common options (before or after the command): --config FILE, --db PATH.\n"
             "Environment: OPENAI_API_KEY, OPENAI_BASE_URL, ANTHROPIC_API_KEY,\n"
@@ -220,6 +221,8 @@ int main(int argc, char **argv)
         rc = ah_cli_router(nrest - 1, rest + 1, cfg);
     else if (strcmp(rest[0], "tokens") == 0)
         rc = ah_cli_tokens(nrest, rest, cfg);
+    else if (strcmp(rest[0], "prices") == 0)
+        rc = ah_cli_prices(nrest, rest, cfg);
     else {
         fprintf(stderr, "ahorro: unknown command '%s'\n\n", rest[0]);
         usage(stderr);

@@ -26,4 +26,9 @@ int ah_cli_router(int argc, char **argv, const ah_config_t *cfg);
  * prompt's tokens (exact for OpenAI's encodings) and its input price. */
 int ah_cli_tokens(int argc, char **argv, const ah_config_t *cfg);
 
+/* ahorro prices [QUERY] [--provider P] [--model M] [--at YYYY-MM-DD] [--json]:
+ * the price catalogue listed and searched, or the price of one model name as
+ * the gateway would charge it (src/cli/prices.c). */
+int ah_cli_prices(int argc, char **argv, const ah_config_t *cfg);
+
 #endif

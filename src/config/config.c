@@ -223,6 +223,52 @@ static void price_unknown(ah_price_t *p)
     p->input.base = p->output.base = p->cache_read.base = p->cache_write.base = -1;
 }
 
+/* Self-hosted cost: a server that costs gpu_cost_per_hour USD and makes
+ * throughput_tokens_per_s tokens a second (measured, all concurrent requests
+ * together) costs gpu_cost_per_hour / 3600 / throughput_tokens_per_s USD a
+ * token, input and output alike, cache reads included (docs/pricing.md).
+ * Both or neither; not with the per-token costs (has_token_costs). */
+static ah_err_t load_gpu_price(loader_t *L, yaml_node_t *lp, ah_deployment_t *d,
+                               int has_token_costs)
+{
+    ah_err_t rc;
+    yaml_node_t *gnode = get(L, lp, "gpu_cost_per_hour");
+    yaml_node_t *tnode = get(L, lp, "throughput_tokens_per_s");
+    if (!gnode && !tnode)
+        return AH_E_OK;
+    double gpu = 0, tps = 0;
+    if ((rc = get_number(L, lp, "gpu_cost_per_hour", 0, AH_MAX_GPU_COST_PER_HOUR, &gpu)) ||
+        (rc =
+             get_number(L, lp, "throughput_tokens_per_s", 0, AH_MAX_THROUGHPUT_TOKENS_PER_S, &tps)))
+        return rc;
+    if (gnode && gpu <= 0)
+        return fail(L, gnode, "'gpu_cost_per_hour' must be positive (USD per hour)");
+    if (tnode && tps <= 0)
+        return fail(L, tnode, "'throughput_tokens_per_s' must be positive (tokens per second)");
+    if (!tnode)
+        return fail(L, gnode,
+                    "model '%s': 'gpu_cost_per_hour' needs 'throughput_tokens_per_s' (the "
+                    "server's measured tokens per second)",
+                    d->alias);
+    if (!gnode)
+        return fail(L, tnode,
+                    "model '%s': 'throughput_tokens_per_s' needs 'gpu_cost_per_hour' (USD)",
+                    d->alias);
+    if (has_token_costs)
+        return fail(L, gnode,
+                    "model '%s': set either 'gpu_cost_per_hour' with 'throughput_tokens_per_s' "
+                    "or the per-token costs (input_cost_per_token, ...), not both",
+                    d->alias);
+    /* USD per million tokens, the catalogue's unit. */
+    double mtok = gpu / 3600.0 / tps * 1e6;
+    d->has_price = 1;
+    d->price.input.base = mtok;
+    d->price.output.base = mtok;
+    d->price.cache_read.base = mtok;
+    d->price.cache_write.base = mtok;
+    return AH_E_OK;
+}
+
 static ah_err_t load_deployment(loader_t *L, yaml_node_t *item, ah_deployment_t *d)
 {
     ah_err_t rc;
@@ -312,6 +358,8 @@ static ah_err_t load_deployment(loader_t *L, yaml_node_t *item, ah_deployment_t 
         d->price.cache_read.base = cread >= 0 ? cread * 1e6 : -1;
         d->price.cache_write.base = cwrite >= 0 ? cwrite * 1e6 : -1;
     }
+    if ((rc = load_gpu_price(L, lp, d, in >= 0 || out >= 0 || cread >= 0 || cwrite >= 0)))
+        return rc;
     if (!d->api_base) {
         const char *base = default_base(d->provider_name);
         if (d->kind == AH_PROVIDER_AZURE)

@@ -39,6 +39,10 @@
 #define AH_MAX_THREADS 64
 /* Deployments in one configuration. */
 #define AH_MAX_DEPLOYMENTS 1024
+/* Self-hosted pricing: bounds of litellm_params.gpu_cost_per_hour (USD) and
+ * throughput_tokens_per_s, against typos (docs/pricing.md). */
+#define AH_MAX_GPU_COST_PER_HOUR 1e6
+#define AH_MAX_THROUGHPUT_TOKENS_PER_S 1e9
 /* Routing: retries, fallbacks and circuit breaking (defaults and bounds). */
 /* Budgets: the output bound of a request that sets none (sent upstream). */
 #define AH_GUARD_DEFAULT_MAX_TOKENS 4096

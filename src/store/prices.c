@@ -1098,18 +1098,10 @@ static bool entry_active(const price_entry_t *e, time_t when)
     return true;
 }
 
-ah_err_t ah_prices_find_match(const ah_prices_t *p, const char *provider, const char *model,
-                              time_t when, ah_price_t *out, ah_price_match_t *match)
+/* The price of model mi at `when` and, when match is not NULL, its ids. */
+static void model_price(const ah_prices_t *p, size_t mi, time_t when, ah_price_t *out,
+                        ah_price_match_t *match)
 {
-    if (!p || !model || !out)
-        return AH_E_INVAL;
-    size_t len = strnlen(model, AH_MAX_MODEL_NAME);
-    if (len == 0 || len == AH_MAX_MODEL_NAME)
-        return AH_E_NOTFOUND;
-    long mi = model_lookup(p, provider, model, len);
-    if (mi < 0)
-        return AH_E_NOTFOUND;
-
     /* The last active price wins; when none is active, the first. */
     const model_t *m = &p->models[mi];
     const price_entry_t *e = &p->entries[m->first_entry];
@@ -1125,6 +1117,31 @@ ah_err_t ah_prices_find_match(const ah_prices_t *p, const char *provider, const 
         match->provider = p->pool.data + p->providers[m->provider].id;
         match->model = p->pool.data + m->id;
     }
+}
+
+ah_err_t ah_prices_find_match(const ah_prices_t *p, const char *provider, const char *model,
+                              time_t when, ah_price_t *out, ah_price_match_t *match)
+{
+    if (!p || !model || !out)
+        return AH_E_INVAL;
+    size_t len = strnlen(model, AH_MAX_MODEL_NAME);
+    if (len == 0 || len == AH_MAX_MODEL_NAME)
+        return AH_E_NOTFOUND;
+    long mi = model_lookup(p, provider, model, len);
+    if (mi < 0)
+        return AH_E_NOTFOUND;
+    model_price(p, (size_t)mi, when, out, match);
+    return AH_E_OK;
+}
+
+ah_err_t ah_prices_entry(const ah_prices_t *p, int i, time_t when, ah_price_t *out,
+                         ah_price_match_t *match)
+{
+    if (!p || !out)
+        return AH_E_INVAL;
+    if (i < 0 || (size_t)i >= p->nmodels)
+        return AH_E_NOTFOUND;
+    model_price(p, (size_t)i, when, out, match);
     return AH_E_OK;
 }
 

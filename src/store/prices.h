@@ -125,6 +125,14 @@ double ah_price_cost(const ah_price_t *price, const ah_usage_t *u);
 /* Number of models in the catalogue, for logs and `ahorro prices`. */
 int ah_prices_count(const ah_prices_t *p);
 
+/* The i-th model of the catalogue (0 <= i < ah_prices_count, in catalogue
+ * order: providers, then their models) and its prices at `when`, for
+ * listing it (`ahorro prices`). match may be NULL; its strings belong to the
+ * catalogue. AH_E_NOTFOUND when i is out of range, AH_E_INVAL for NULL p or
+ * out. Nothing to free. */
+ah_err_t ah_prices_entry(const ah_prices_t *p, int i, time_t when, ah_price_t *out,
+                         ah_price_match_t *match);
+
 /* What load made of the catalogue, for logs and tests. */
 typedef struct ah_prices_stats {
     int providers;

@@ -10,8 +10,9 @@
  * images without a size), is in docs/tokenizer.md.
  *
  * Models without a public tokenizer (Anthropic's) get an estimate: the
- * o200k_base count times a factor (AH_CHAT_ANTHROPIC_FACTOR), whose error is
- * not measured (docs/tokenizer.md says why). */
+ * o200k_base count times a factor (AH_CHAT_ANTHROPIC_FACTOR). Its error is
+ * measured only against Anthropic's legacy tokenizer, a stand-in for Claude 3+
+ * (docs/tokenizer.md, "Claude: the estimate and its measured error"). */
 #ifndef AH_CHAT_H
 #define AH_CHAT_H
 
@@ -22,7 +23,8 @@
 #include "core/error.h"
 #include "tokenize/bpe.h"
 
-/* Claude's tokens per o200k_base token, assumed (not measured). */
+/* Claude's tokens per o200k_base token: errs high on English and code, low on
+ * other scripts, against the legacy tokenizer (docs/tokenizer.md). */
 #define AH_CHAT_ANTHROPIC_FACTOR 1.2
 /* Image tokens when a part gives no size and the data is not a PNG, GIF or
  * JPEG we can read: a 1024x1024 image at high detail (765 on gpt-4o). */

@@ -41,7 +41,7 @@ function repoTexts() {
       if (st.isDirectory()) walk(p);
       else if (TEXT_EXT.has(path.extname(name)) && st.size <= MAX_FILE_BYTES) {
         const t = fs.readFileSync(p, 'utf8');
-        if (!t.includes('\ufffd')) out.push(t);
+        if (!t.includes('\ufffd')) out.push({ file: path.relative(ROOT, p), text: t });
       }
     }
   };
@@ -51,7 +51,7 @@ function repoTexts() {
   }
   for (const f of ['README.md', 'Makefile']) {
     const p = path.join(ROOT, f);
-    if (fs.existsSync(p)) out.push(fs.readFileSync(p, 'utf8'));
+    if (fs.existsSync(p)) out.push({ file: f, text: fs.readFileSync(p, 'utf8') });
   }
   return out;
 }
@@ -220,11 +220,11 @@ function localeTexts(maxBytes) {
   return out;
 }
 
-// The corpus: [{source, text}].
+// The corpus: [{source, text}] (repository texts also carry `file`, relative).
 export function buildCorpus({ seed = 20240611, synthetic: nSyn = 3000, localeBytes = 2_000_000 } = {}) {
   const rnd = mulberry32(seed);
   const corpus = [];
-  for (const text of repoTexts()) corpus.push({ source: 'repo', text });
+  for (const { file, text } of repoTexts()) corpus.push({ source: 'repo', file, text });
   for (const text of PROSE) corpus.push({ source: 'prose', text });
   corpus.push({ source: 'prose', text: PROSE.join('\n\n') });
   for (const text of synthetic(rnd, nSyn)) corpus.push({ source: 'synthetic', text });

@@ -77,6 +77,26 @@ START_TEST(litellm_model_list)
 }
 END_TEST
 
+/* GPU cost per hour and throughput make one price per token (USD per million). */
+START_TEST(self_hosted_gpu_price)
+{
+    ah_config_t *c = NULL;
+    char err[512] = "";
+    ck_assert_int_eq(load("model_list:\n  - model_name: a\n    litellm_params: {model: "
+                          "hosted_vllm/x, api_base: 'http://h/v1', gpu_cost_per_hour: 3.6, "
+                          "throughput_tokens_per_s: 500}\n",
+                          &c, err, sizeof err),
+                     AH_E_OK);
+    ck_assert_int_eq(c->ndeps, 1);
+    ck_assert(c->deps[0].has_price);
+    double mtok = 3.6 / 3600.0 / 500.0 * 1e6; /* 2 USD per million tokens */
+    ck_assert_double_eq_tol(c->deps[0].price.input.base, mtok, 1e-12);
+    ck_assert_double_eq_tol(c->deps[0].price.output.base, mtok, 1e-12);
+    ck_assert_double_eq_tol(c->deps[0].price.cache_read.base, mtok, 1e-12);
+    ah_config_free(c);
+}
+END_TEST
+
 START_TEST(errors_name_the_line)
 {
     static const struct {
@@ -98,6 +118,16 @@ START_TEST(errors_name_the_line)
         {"ahorro:\n  bogus: 1\n", ":2: unknown setting 'ahorro.bogus'"},
         {"a: [1, 2\n", "YAML error"},
         {"- 1\n- 2\n", ":1: the top level must be a mapping"},
+        {"model_list:\n  - model_name: a\n    litellm_params: {model: hosted_vllm/x, api_base: "
+         "'http://h/v1', gpu_cost_per_hour: 2}\n",
+         ":3: model 'a': 'gpu_cost_per_hour' needs 'throughput_tokens_per_s'"},
+        {"model_list:\n  - model_name: a\n    litellm_params: {model: hosted_vllm/x, api_base: "
+         "'http://h/v1', gpu_cost_per_hour: 2, throughput_tokens_per_s: 0}\n",
+         ":3: 'throughput_tokens_per_s' must be positive"},
+        {"model_list:\n  - model_name: a\n    litellm_params: {model: hosted_vllm/x, api_base: "
+         "'http://h/v1', gpu_cost_per_hour: 2, throughput_tokens_per_s: 9, "
+         "output_cost_per_token: 0.001}\n",
+         "not both"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ah_config_t *c = (ah_config_t *)1;
@@ -186,6 +216,7 @@ int main(void)
     TCase *tc = tcase_create("config");
     tcase_add_test(tc, litellm_model_list);
     tcase_add_test(tc, errors_name_the_line);
+    tcase_add_test(tc, self_hosted_gpu_price);
     tcase_add_test(tc, environment_only);
     tcase_add_test(tc, cache_settings);
     suite_add_tcase(s, tc);

@@ -102,6 +102,33 @@ START_TEST(test_load_counts)
 }
 END_TEST
 
+/* ah_prices_entry walks every model, and agrees with a lookup of its id. */
+START_TEST(test_entry_iterates)
+{
+    int n = ah_prices_count(cat), found_haiku = 0;
+    for (int i = 0; i < n; i++) {
+        ah_price_t p, q;
+        ah_price_match_t m, mq;
+        ck_assert_int_eq(ah_prices_entry(cat, i, 1750000000, &p, &m), AH_E_OK);
+        ck_assert_ptr_nonnull(m.provider);
+        ck_assert_ptr_nonnull(m.model);
+        if (strcmp(m.provider, "anthropic") == 0 &&
+            strcmp(m.model, "claude-3-5-haiku-latest") == 0) {
+            found_haiku = 1;
+            ck_assert_int_eq(ah_prices_find_match(cat, "anthropic", m.model, 1750000000, &q, &mq),
+                             AH_E_OK);
+            ck_assert_str_eq(mq.model, m.model);
+            ck_assert(p.input.base == q.input.base && p.cache_write.base == q.cache_write.base);
+        }
+    }
+    ck_assert(found_haiku);
+    ah_price_t p;
+    ck_assert_int_eq(ah_prices_entry(cat, n, 0, &p, NULL), AH_E_NOTFOUND);
+    ck_assert_int_eq(ah_prices_entry(cat, -1, 0, &p, NULL), AH_E_NOTFOUND);
+    ck_assert_int_eq(ah_prices_entry(NULL, 0, 0, &p, NULL), AH_E_INVAL);
+}
+END_TEST
+
 START_TEST(test_gpt_4o)
 {
     ah_price_match_t m;
@@ -592,6 +619,7 @@ static Suite *prices_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_load_counts);
+    tcase_add_test(tc, test_entry_iterates);
     tcase_add_test(tc, test_gpt_4o);
     tcase_add_test(tc, test_gpt_4o_mini);
     tcase_add_test(tc, test_provider_prefix);
