@@ -9,6 +9,8 @@
  * Every command reads the same configuration (for the database path) so
  * that offline commands see what the gateway wrote. */
 #include <curl/curl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +89,15 @@ static ah_prices_t *load_prices(const char *configured)
 static int serve(ah_config_t *cfg)
 {
     ah_gateway_t gw = {.cfg = cfg};
+    /* Every thread started from here on (ledger writer, budget watcher,
+     * event loops) inherits a mask without the termination signals: only
+     * the main thread takes them, with sigwait (server.c). A thread that
+     * did not block them would be killed by SIGTERM, undrained. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     gw.prices = load_prices(cfg->prices_path);
     if (ah_ledger_open_sqlite(cfg->db_path, &gw.ledger)) {
         ah_error("cannot open the ledger at %s", cfg->db_path);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
@@ -219,7 +220,16 @@ ah_guard_watch_t *ah_guard_watch_start(const ah_config_t *cfg, ah_guard_t *g, co
     w->interval_s = interval_s;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
-    if (pthread_create(&w->tid, NULL, watch_main, w)) {
+    /* The thread must never take SIGTERM/SIGINT (the main thread waits for
+     * them with sigwait): it starts with them blocked. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    int rc = pthread_create(&w->tid, NULL, watch_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) {
         ah_warn("budget forecasts: cannot start the watcher thread");
         pthread_mutex_destroy(&w->lock);
         pthread_cond_destroy(&w->cond);
