@@ -59,31 +59,13 @@ static void usage(FILE *f)
  * (../data or ../share/ahorro), then ./data. */
 static ah_prices_t *load_prices(const char *configured)
 {
-    char exe[4096], path[4200];
-    const char *env = getenv("AHORRO_PRICES");
-    const char *cands[4];
-    int n = 0;
-    if (configured)
-        cands[n++] = configured;
-    if (env && *env)
-        cands[n++] = env;
-    if (ah_exe_dir(exe, sizeof exe) == 0) {
-        snprintf(path, sizeof path, "%s/../data/prices.json", exe);
-        cands[n++] = path;
-    }
-    cands[n++] = "data/prices.json";
-    for (int i = 0; i < n; i++) {
-        if (access(cands[i], R_OK) != 0)
-            continue;
-        ah_prices_t *p = NULL;
-        if (ah_prices_load(cands[i], &p) == AH_E_OK) {
-            ah_info("prices: %d models from %s", ah_prices_count(p), cands[i]);
-            return p;
-        }
-        ah_warn("prices: cannot load %s", cands[i]);
-    }
-    ah_warn("prices: no catalogue found; costs will be unknown unless set in the config");
-    return NULL;
+    const char *used = NULL;
+    ah_prices_t *p = ah_prices_open_default(configured, &used);
+    if (p)
+        ah_info("prices: %d models from %s", ah_prices_count(p), used);
+    else
+        ah_warn("prices: no catalogue found; costs will be unknown unless set in the config");
+    return p;
 }
 
 static int serve(ah_config_t *cfg)

@@ -24,7 +24,6 @@
 #include "core/path.h"
 #include "store/prices.h"
 
-#define PRICES_PATH_BYTES 4200
 #define PRICES_SECONDS_PER_DAY 86400
 #define PRICES_ID_BYTES 600 /* "provider/model" of one catalogue entry */
 
@@ -42,25 +41,7 @@ static void usage(void)
 /* The catalogue: config, $AHORRO_PRICES, beside the binary, ./data. */
 static ah_prices_t *load_catalogue(const ah_config_t *cfg)
 {
-    char exe[4096], path[PRICES_PATH_BYTES];
-    const char *cands[4];
-    int n = 0;
-    const char *env = getenv("AHORRO_PRICES");
-    if (cfg && cfg->prices_path)
-        cands[n++] = cfg->prices_path;
-    if (env && *env)
-        cands[n++] = env;
-    if (ah_exe_dir(exe, sizeof exe) == 0) {
-        snprintf(path, sizeof path, "%s/../data/prices.json", exe);
-        cands[n++] = path;
-    }
-    cands[n++] = "data/prices.json";
-    for (int i = 0; i < n; i++) {
-        ah_prices_t *p = NULL;
-        if (access(cands[i], R_OK) == 0 && ah_prices_load(cands[i], &p) == AH_E_OK)
-            return p;
-    }
-    return NULL;
+    return ah_prices_open_default(cfg ? cfg->prices_path : NULL, NULL);
 }
 
 /* YYYY-MM-DD as 00:00 UTC that day (the catalogue's start_date rule). */

@@ -123,25 +123,7 @@ static ah_bpe_t *load_encoding(const char *dir, const char *name)
 /* The price catalogue, looked up as `ahorro serve` does. */
 static ah_prices_t *load_prices(const ah_config_t *cfg)
 {
-    char exe[4096], path[PATH_BYTES];
-    const char *cands[4];
-    int n = 0;
-    const char *env = getenv("AHORRO_PRICES");
-    if (cfg && cfg->prices_path)
-        cands[n++] = cfg->prices_path;
-    if (env && *env)
-        cands[n++] = env;
-    if (ah_exe_dir(exe, sizeof exe) == 0) {
-        snprintf(path, sizeof path, "%s/../data/prices.json", exe);
-        cands[n++] = path;
-    }
-    cands[n++] = "data/prices.json";
-    for (int i = 0; i < n; i++) {
-        ah_prices_t *p = NULL;
-        if (access(cands[i], R_OK) == 0 && ah_prices_load(cands[i], &p) == AH_E_OK)
-            return p;
-    }
-    return NULL;
+    return ah_prices_open_default(cfg ? cfg->prices_path : NULL, NULL);
 }
 
 /* One price line: model, its token count (scaled for estimates), cost. */

@@ -17,6 +17,8 @@
  * in prices.h. */
 #include "store/prices.h"
 
+#include "core/path.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -25,7 +27,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/buf.h"
@@ -1214,4 +1218,31 @@ void ah_prices_stats(const ah_prices_t *p, ah_prices_stats_t *out)
     if (!out)
         return;
     *out = p ? p->stats : (ah_prices_stats_t){0};
+}
+
+ah_prices_t *ah_prices_open_default(const char *configured, const char **used)
+{
+    static _Thread_local char path[4200];
+    char exe[4096];
+    const char *env = getenv("AHORRO_PRICES");
+    const char *cands[4];
+    int n = 0;
+    if (configured)
+        cands[n++] = configured;
+    if (env && *env)
+        cands[n++] = env;
+    if (ah_exe_dir(exe, sizeof exe) == 0) {
+        snprintf(path, sizeof path, "%s/../data/prices.json", exe);
+        cands[n++] = path;
+    }
+    cands[n++] = "data/prices.json";
+    for (int i = 0; i < n; i++) {
+        ah_prices_t *p = NULL;
+        if (access(cands[i], R_OK) == 0 && ah_prices_load(cands[i], &p) == AH_E_OK) {
+            if (used)
+                *used = cands[i];
+            return p;
+        }
+    }
+    return NULL;
 }

@@ -82,6 +82,12 @@ typedef struct ah_prices ah_prices_t;
  * Regexes are compiled here, so lookups allocate nothing. Thread-safe to
  * read once loaded. */
 ah_err_t ah_prices_load(const char *path, ah_prices_t **out);
+/* The shipped catalogue, looked for where `ahorro serve` looks: configured
+ * (may be NULL), $AHORRO_PRICES, beside the binary (../data/prices.json),
+ * then ./data/prices.json; the first that loads wins. NULL when none does.
+ * *used (may be NULL) points at the path that loaded (static storage of this
+ * call's thread until the next call). Free with ah_prices_free. */
+ah_prices_t *ah_prices_open_default(const char *configured, const char **used);
 /* Free a catalogue from ah_prices_load; p may be NULL. Every string that
  * ah_prices_find_match handed out dies with it. */
 void ah_prices_free(ah_prices_t *p);
