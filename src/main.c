@@ -29,6 +29,7 @@
 #include "server/server.h"
 #include "store/ledger.h"
 #include "store/prices.h"
+#include "tokenize/bpe.h"
 
 #define AHORRO_VERSION "0.1.0"
 
@@ -48,6 +49,8 @@ static void usage(FILE *f)
             "  ahorro router score|train|eval ...   (offline; `ahorro router help`)\n"
             "  ahorro tokens [--encoding o200k_base|cl100k_base | --model M] [--json] FILE|-\n"
             "  ahorro prices [QUERY] [--provider P] [--model M] [--at YYYY-MM-DD] [--json]\n"
+            "  ahorro templates add NAME FILE [--note TEXT] | list | show NAME[@VERSION]\n"
+            "  ahorro prompts audit [--since DAYS] [--min-requests N] [--json]\n"
             "  ahorro version\n\n"
             "Common options (before or after the command): --config FILE, --db PATH.\n"
             "Environment: OPENAI_API_KEY, OPENAI_BASE_URL, ANTHROPIC_API_KEY,\n"
@@ -114,8 +117,28 @@ static int serve(ah_config_t *cfg)
                 cfg->guard.nrate_limits);
     ah_guard_watch_t *watch =
         ah_guard_watch_start(cfg, gw.guard, cfg->db_path, cfg->guard.forecast_interval_s);
+    if (cfg->shape.enabled) {
+        /* shaping counts prompt tokens as providers bill them */
+        char err[600];
+        if (!(gw.bpe_o200k = ah_bpe_open_default(NULL, "o200k_base", err, sizeof err))) {
+            ah_error("shaping: %s", err);
+            ah_guard_watch_stop(watch);
+            ah_guard_free(gw.guard);
+            ah_balancer_free(gw.balancer);
+            ah_router_rt_free(gw.routers);
+            ah_ledger_close(gw.ledger);
+            ah_prices_free(gw.prices);
+            return 1;
+        }
+        gw.bpe_cl100k = ah_bpe_open_default(NULL, "cl100k_base", err, sizeof err);
+        ah_info("shaping: on (%zu route and %zu feature policies)", cfg->shape.nroutes,
+                cfg->shape.nfeatures);
+    }
     ah_cache_setup(cfg, &gw.cache, &gw.embedder, &gw.remote_embed);
     int rc = ah_server_run(&gw);
+    ah_bpe_free(gw.bpe_o200k);
+    ah_bpe_free(gw.bpe_cl100k);
+    ah_summary_cache_clear();
     ah_cache_teardown(cfg, gw.cache, gw.embedder, gw.remote_embed);
     ah_guard_watch_stop(watch);
     ah_guard_free(gw.guard);
@@ -216,6 +239,10 @@ int main(int argc, char **argv)
         rc = ah_cli_tokens(nrest, rest, cfg);
     else if (strcmp(rest[0], "prices") == 0)
         rc = ah_cli_prices(nrest, rest, cfg);
+    else if (strcmp(rest[0], "templates") == 0)
+        rc = ah_cli_templates(nrest - 1, rest + 1, cfg->db_path);
+    else if (strcmp(rest[0], "prompts") == 0)
+        rc = ah_cli_prompts(nrest - 1, rest + 1, cfg);
     else {
         fprintf(stderr, "ahorro: unknown command '%s'\n\n", rest[0]);
         usage(stderr);

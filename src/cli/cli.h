@@ -31,4 +31,13 @@ int ah_cli_tokens(int argc, char **argv, const ah_config_t *cfg);
  * the gateway would charge it (src/cli/prices.c). */
 int ah_cli_prices(int argc, char **argv, const ah_config_t *cfg);
 
+/* ahorro templates add NAME FILE [--note T] | list | show NAME[@V]: the prompt
+ * templates requests name with prompt_id (src/cli/templates.c). */
+int ah_cli_templates(int argc, char **argv, const char *db_path);
+
+/* ahorro prompts audit [--since DAYS] [--min-requests N] [--json]: routes
+ * whose prompts a provider's prompt cache could serve cheaper, with the
+ * amount (src/cli/prompts.c). */
+int ah_cli_prompts(int argc, char **argv, const ah_config_t *cfg);
+
 #endif

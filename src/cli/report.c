@@ -140,9 +140,10 @@ static void print_report(json_t *res, const char *by_text, const char *format)
                "", "", num(total, "cost_usd"), "", integer(total, "errors"),
                num(total, "cost_per_request_usd"), num(total, "saved_usd"),
                integer(total, "failed_attempts"), num(total, "failed_attempts_cost_usd"));
-        printf("Savings by mechanism: caching $%.6f, routing $%.6f, provider prompt caching "
-               "$%.6f (baseline $%.6f)\n",
+        printf("Savings by mechanism: caching $%.6f, routing $%.6f, shaping $%.6f (%lld prompt "
+               "tokens), provider prompt caching $%.6f (baseline $%.6f)\n",
                num(total, "saved_usd"), num(total, "saved_routing_usd"),
+               num(total, "saved_shaping_usd"), integer(total, "shape_tokens_saved"),
                num(total, "prompt_cache_saved_usd"), num(total, "baseline_usd"));
         return;
     }
@@ -150,7 +151,8 @@ static void print_report(json_t *res, const char *by_text, const char *format)
     json_array_foreach(by, i, g) printf("%s%s", i ? "," : "", json_string_value(g));
     printf(",requests,prompt_tokens,completion_tokens,cached_tokens,cost_usd,avg_latency_ms,"
            "errors,cost_per_request_usd,saved_usd,prompt_cache_saved_usd,failed_attempts,"
-           "failed_attempts_cost_usd,top_users,top_prompts,saved_routing_usd,baseline_usd\n");
+           "failed_attempts_cost_usd,top_users,top_prompts,saved_routing_usd,baseline_usd,"
+           "saved_shaping_usd,shape_tokens_saved\n");
     json_array_foreach(groups, i, g)
     {
         size_t j;
@@ -172,7 +174,8 @@ static void print_report(json_t *res, const char *by_text, const char *format)
         putchar(',');
         top_list(json_object_get(g, "top_prompts"), 1, list, sizeof list);
         csv_field(list);
-        printf(",%.8f,%.8f\n", num(g, "saved_routing_usd"), num(g, "baseline_usd"));
+        printf(",%.8f,%.8f,%.8f,%lld\n", num(g, "saved_routing_usd"), num(g, "baseline_usd"),
+               num(g, "saved_shaping_usd"), integer(g, "shape_tokens_saved"));
     }
 }
 

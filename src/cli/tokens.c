@@ -84,40 +84,11 @@ static int read_input(const char *file, ah_buf_t *out)
 
 static ah_bpe_t *load_encoding(const char *dir, const char *name)
 {
-    char exe[4096], paths[4][PATH_BYTES], err[512] = "";
-    const char *cands[8];
-    int n = 0;
-    const char *env = getenv("AHORRO_TOKENIZERS_DIR");
-    if (dir)
-        cands[n++] = dir;
-    else {
-        if (env && *env)
-            cands[n++] = env;
-        if (ah_exe_dir(exe, sizeof exe) == 0) {
-            snprintf(paths[0], PATH_BYTES, "%s/data", exe);
-            snprintf(paths[1], PATH_BYTES, "%s/../data", exe);
-            snprintf(paths[2], PATH_BYTES, "%s/../share/ahorro", exe);
-            for (int i = 0; i < 3; i++)
-                cands[n++] = paths[i];
-        }
-        cands[n++] = "build/data";
-    }
-    for (int i = 0; i < n; i++) {
-        char file[PATH_BYTES];
-        snprintf(file, sizeof file, "%s/%s.tiktoken", cands[i], name);
-        if (access(file, R_OK) != 0)
-            continue;
-        ah_bpe_t *e = NULL;
-        if (ah_bpe_load(cands[i], name, &e, err, sizeof err) == AH_E_OK)
-            return e;
-        fprintf(stderr, "ahorro tokens: %s\n", err);
-        return NULL;
-    }
-    fprintf(stderr,
-            "ahorro tokens: no %s.tiktoken found (run scripts/build-tokenizers.sh, or give "
-            "--data-dir)\n",
-            name);
-    return NULL;
+    char err[512] = "";
+    ah_bpe_t *e = ah_bpe_open_default(dir, name, err, sizeof err);
+    if (!e)
+        fprintf(stderr, "ahorro tokens: %s%s\n", err, dir ? "" : " (or give --data-dir)");
+    return e;
 }
 
 /* The price catalogue, looked up as `ahorro serve` does. */

@@ -1351,10 +1351,288 @@ static ah_err_t load_guard_lists(loader_t *L, yaml_node_t *m, ah_guard_config_t 
     return AH_E_OK;
 }
 
+/* ---- ahorro.shaping (shape_config.h) ---- */
+
+void ah_shape_policy_unset(ah_shape_policy_t *p)
+{
+    *p = (ah_shape_policy_t){.strategy = AH_CTX_UNSET,
+                             .max_turns = -1,
+                             .max_tokens = -1,
+                             .reserve_output = -1,
+                             .trim_to = -1,
+                             .top_k = -1,
+                             .dense_weight = -1,
+                             .lossless = -1,
+                             .lossy_ratio = -1,
+                             .lossy_system = -1,
+                             .default_max_tokens = -1,
+                             .cap_max_tokens = -1,
+                             .summary_tokens = -1};
+}
+
+void ah_shape_policy_overlay(ah_shape_policy_t *base, const ah_shape_policy_t *top)
+{
+#define OVER(f)                                                                                    \
+    if (top->f >= 0)                                                                               \
+    base->f = top->f
+    if (top->strategy != AH_CTX_UNSET)
+        base->strategy = top->strategy;
+    OVER(max_turns);
+    OVER(max_tokens);
+    OVER(reserve_output);
+    OVER(trim_to);
+    OVER(top_k);
+    OVER(dense_weight);
+    OVER(lossless);
+    OVER(lossy_ratio);
+    OVER(lossy_system);
+    OVER(default_max_tokens);
+    OVER(cap_max_tokens);
+    OVER(summary_tokens);
+#undef OVER
+    if (top->preset)
+        base->preset = top->preset;
+    if (top->summarizer)
+        base->summarizer = top->summarizer;
+}
+
+const ah_shape_preset_t *ah_shape_preset_find(const ah_shape_config_t *sc, const char *name)
+{
+    for (size_t i = 0; name && i < sc->npresets; i++)
+        if (strcmp(sc->presets[i].name, name) == 0)
+            return &sc->presets[i];
+    return NULL;
+}
+
+static ah_err_t get_long(loader_t *L, yaml_node_t *m, const char *key, double lo, double hi,
+                         long *out)
+{
+    double v = -1;
+    ah_err_t rc = get_number(L, m, key, lo, hi, &v);
+    if (rc)
+        return rc;
+    if (get(L, m, key)) {
+        if (v != (double)(long)v)
+            return fail(L, get(L, m, key), "'%s' must be a whole number", key);
+        *out = (long)v;
+    }
+    return AH_E_OK;
+}
+
+static ah_err_t load_shape_policy(loader_t *L, yaml_node_t *m, const char *what,
+                                  ah_shape_policy_t *p, int top)
+{
+    static const char *const known_top[] = {"lossless", "context", "retrieval", "lossy", "output",
+                                            "presets",  "routes",  "features",  NULL};
+    static const char *const known_layer[] = {"lossless", "context", "retrieval",
+                                              "lossy",    "output",  NULL};
+    static const char *const ctx_known[] = {"strategy",       "max_turns", "max_tokens",
+                                            "reserve_output", "trim_to",   "summarizer",
+                                            "summary_tokens", NULL};
+    static const char *const ret_known[] = {"top_k", "dense_weight", NULL};
+    static const char *const lossy_known[] = {"ratio", "system", NULL};
+    static const char *const out_known[] = {"default_max_tokens", "max_tokens", "preset", NULL};
+    ah_err_t rc;
+    if ((rc = check_keys(L, m, what, top ? known_top : known_layer)) ||
+        (rc = get_bool(L, m, "lossless", &p->lossless)))
+        return rc;
+    yaml_node_t *ctx = get(L, m, "context");
+    if (ctx) {
+        char *strategy = NULL;
+        if ((rc = check_keys(L, ctx, "shaping.context", ctx_known)) ||
+            (rc = get_string(L, ctx, "strategy", &strategy)))
+            return rc;
+        if (strategy) {
+            if (strcmp(strategy, "none") == 0)
+                p->strategy = AH_CTX_NONE;
+            else if (strcmp(strategy, "sliding_window") == 0)
+                p->strategy = AH_CTX_SLIDING;
+            else if (strcmp(strategy, "token_budget") == 0)
+                p->strategy = AH_CTX_BUDGET;
+            else if (strcmp(strategy, "summarize") == 0)
+                p->strategy = AH_CTX_SUMMARIZE;
+            else {
+                ah_free(strategy);
+                return fail(L, get(L, ctx, "strategy"),
+                            "unknown context strategy (known: none, sliding_window, "
+                            "token_budget, summarize)");
+            }
+            ah_free(strategy);
+        }
+        if ((rc = get_long(L, ctx, "max_turns", 0, 1e6, &p->max_turns)) ||
+            (rc = get_long(L, ctx, "max_tokens", 0, 1e8, &p->max_tokens)) ||
+            (rc = get_long(L, ctx, "reserve_output", 0, 1e7, &p->reserve_output)) ||
+            (rc = get_number(L, ctx, "trim_to", 0.05, 1, &p->trim_to)) ||
+            (rc = get_long(L, ctx, "summary_tokens", 16, 1e5, &p->summary_tokens)) ||
+            (rc = get_string(L, ctx, "summarizer", &p->summarizer)))
+            return rc;
+    }
+    yaml_node_t *ret = get(L, m, "retrieval");
+    if (ret && ((rc = check_keys(L, ret, "shaping.retrieval", ret_known)) ||
+                (rc = get_long(L, ret, "top_k", 0, 4096, &p->top_k)) ||
+                (rc = get_number(L, ret, "dense_weight", 0, 1, &p->dense_weight))))
+        return rc;
+    yaml_node_t *lossy = get(L, m, "lossy");
+    if (lossy && ((rc = check_keys(L, lossy, "shaping.lossy", lossy_known)) ||
+                  (rc = get_number(L, lossy, "ratio", 0.05, 1, &p->lossy_ratio)) ||
+                  (rc = get_bool(L, lossy, "system", &p->lossy_system))))
+        return rc;
+    yaml_node_t *out = get(L, m, "output");
+    if (out && ((rc = check_keys(L, out, "shaping.output", out_known)) ||
+                (rc = get_long(L, out, "default_max_tokens", 1, 1e7, &p->default_max_tokens)) ||
+                (rc = get_long(L, out, "max_tokens", 1, 1e7, &p->cap_max_tokens)) ||
+                (rc = get_string(L, out, "preset", &p->preset))))
+        return rc;
+    return AH_E_OK;
+}
+
+static void shape_policy_free(ah_shape_policy_t *p)
+{
+    ah_free(p->preset);
+    ah_free(p->summarizer);
+    p->preset = p->summarizer = NULL;
+}
+
+static void shape_free(ah_shape_config_t *sc)
+{
+    shape_policy_free(&sc->policy);
+    for (size_t i = 0; i < sc->nroutes; i++) {
+        ah_free(sc->routes[i].name);
+        shape_policy_free(&sc->routes[i].policy);
+    }
+    for (size_t i = 0; i < sc->nfeatures; i++) {
+        ah_free(sc->features[i].name);
+        shape_policy_free(&sc->features[i].policy);
+    }
+    for (size_t i = 0; i < sc->npresets; i++)
+        ah_free(sc->presets[i].name);
+    ah_free(sc->routes);
+    ah_free(sc->features);
+    ah_free(sc->presets);
+    memset(sc, 0, sizeof *sc);
+}
+
+static void add_preset(ah_shape_config_t *sc, const char *name, double t, double top_p)
+{
+    sc->presets = ah_realloc(sc->presets, (sc->npresets + 1) * sizeof *sc->presets);
+    sc->presets[sc->npresets++] =
+        (ah_shape_preset_t){.name = ah_strdup(name), .temperature = t, .top_p = top_p};
+}
+
+static ah_err_t load_shape_layers(loader_t *L, yaml_node_t *m, const char *key,
+                                  ah_shape_layer_t **arr, size_t *n)
+{
+    yaml_node_t *map = get(L, m, key);
+    if (!map)
+        return AH_E_OK;
+    if (map->type != YAML_MAPPING_NODE)
+        return fail(L, map, "'shaping.%s' must map a name to its shaping settings", key);
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        const char *name = scalar(node(L, p->key));
+        if (!name || !*name)
+            return fail(L, node(L, p->key), "'shaping.%s' keys must be names", key);
+        *arr = ah_realloc(*arr, (*n + 1) * sizeof **arr);
+        ah_shape_layer_t *layer = &(*arr)[(*n)++];
+        layer->name = ah_strdup(name);
+        layer->line = (int)node(L, p->key)->start_mark.line + 1;
+        ah_shape_policy_unset(&layer->policy);
+        char what[64];
+        snprintf(what, sizeof what, "shaping.%s.%s", key, name);
+        ah_err_t rc = load_shape_policy(L, node(L, p->value), what, &layer->policy, 0);
+        if (rc)
+            return rc;
+    }
+    return AH_E_OK;
+}
+
+static ah_err_t check_shape_preset(loader_t *L, ah_shape_config_t *sc, const ah_shape_policy_t *p,
+                                   int line)
+{
+    if (p->preset && !ah_shape_preset_find(sc, p->preset))
+        return fail_line(L, line, "unknown sampling preset '%s' (define it under shaping.presets)",
+                         p->preset);
+    if (p->strategy == AH_CTX_SUMMARIZE && !p->summarizer && !sc->policy.summarizer)
+        return fail_line(L, line,
+                         "context strategy summarize needs 'summarizer': the model alias that "
+                         "writes the summaries");
+    return AH_E_OK;
+}
+
+/* Every summarizer names a model of model_list (checked once deployments are known). */
+static ah_err_t check_shaping(loader_t *L, const ah_config_t *c)
+{
+    const ah_shape_config_t *sc = &c->shape;
+    const ah_shape_policy_t *ps[1 + 64];
+    int lines[1 + 64], n = 0;
+    ps[n] = &sc->policy;
+    lines[n++] = 0;
+    for (size_t i = 0; i < sc->nroutes && n < 65; i++) {
+        ps[n] = &sc->routes[i].policy;
+        lines[n++] = sc->routes[i].line;
+    }
+    for (size_t i = 0; i < sc->nfeatures && n < 65; i++) {
+        ps[n] = &sc->features[i].policy;
+        lines[n++] = sc->features[i].line;
+    }
+    for (int i = 0; i < n; i++)
+        if (ps[i]->summarizer && !ah_config_has_alias(c, ps[i]->summarizer))
+            return fail_line(L, lines[i], "summarizer '%s' is not a model_name of model_list",
+                             ps[i]->summarizer);
+    return AH_E_OK;
+}
+
+/* ahorro.shaping: context windows, compression, output caps. */
+static ah_err_t load_shaping(loader_t *L, yaml_node_t *m, ah_shape_config_t *sc)
+{
+    ah_err_t rc;
+    sc->enabled = 1;
+    if ((rc = load_shape_policy(L, m, "ahorro.shaping", &sc->policy, 1)))
+        return rc;
+    yaml_node_t *presets = get(L, m, "presets");
+    if (presets) {
+        if (presets->type != YAML_MAPPING_NODE)
+            return fail(L, presets, "'shaping.presets' must map a name to its sampling settings");
+        static const char *const pk[] = {"temperature", "top_p", NULL};
+        for (yaml_node_pair_t *p = presets->data.mapping.pairs.start;
+             p < presets->data.mapping.pairs.top; p++) {
+            const char *name = scalar(node(L, p->key));
+            yaml_node_t *v = node(L, p->value);
+            double t = -1, tp = -1;
+            if (!name || !*name)
+                return fail(L, node(L, p->key), "preset names must be strings");
+            if ((rc = check_keys(L, v, "shaping.presets", pk)) ||
+                (rc = get_number(L, v, "temperature", 0, 2, &t)) ||
+                (rc = get_number(L, v, "top_p", 0, 1, &tp)))
+                return rc;
+            add_preset(sc, name, t, tp);
+        }
+    }
+    /* built-in presets; configured ones of the same name come first and win */
+    add_preset(sc, "factual", 0.1, -1);
+    add_preset(sc, "code", 0.2, -1);
+    add_preset(sc, "balanced", 0.5, -1);
+    add_preset(sc, "creative", 0.8, -1);
+    if ((rc = load_shape_layers(L, m, "routes", &sc->routes, &sc->nroutes)) ||
+        (rc = load_shape_layers(L, m, "features", &sc->features, &sc->nfeatures)))
+        return rc;
+    int line = (int)m->start_mark.line + 1;
+    if ((rc = check_shape_preset(L, sc, &sc->policy, line)))
+        return rc;
+    for (size_t i = 0; i < sc->nroutes; i++)
+        if ((rc = check_shape_preset(L, sc, &sc->routes[i].policy, sc->routes[i].line)))
+            return rc;
+    for (size_t i = 0; i < sc->nfeatures; i++)
+        if ((rc = check_shape_preset(L, sc, &sc->features[i].policy, sc->features[i].line)))
+            return rc;
+    return AH_E_OK;
+}
+
 static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
 {
-    static const char *const known[] = {"listen", "threads", "db",      "prices",      "limits",
-                                        "cache",  "routing", "budgets", "rate_limits", NULL};
+    static const char *const known[] = {"listen",  "threads",     "db",      "prices",
+                                        "limits",  "cache",       "routing", "budgets",
+                                        "shaping", "rate_limits", NULL};
     ah_err_t rc;
     if (m->type != YAML_MAPPING_NODE)
         return fail(L, m, "'ahorro' must be a mapping");
@@ -1366,7 +1644,7 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
         if (!ok)
             return fail(L, node(L, p->key),
                         "unknown setting 'ahorro.%s' (known: listen, threads, "
-                        "db, prices, limits, cache, routing, budgets, rate_limits)",
+                        "db, prices, limits, cache, routing, budgets, rate_limits, shaping)",
                         k ? k : "?");
     }
     char *listen = NULL;
@@ -1392,6 +1670,9 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
     if (routing && (rc = load_routing(L, routing, &c->routing)))
         return rc;
     if ((rc = load_guard_lists(L, m, &c->guard)))
+        return rc;
+    yaml_node_t *shaping = get(L, m, "shaping");
+    if (shaping && (rc = load_shaping(L, shaping, &c->shape)))
         return rc;
     yaml_node_t *lim = get(L, m, "limits");
     if (lim) {
@@ -1539,6 +1820,7 @@ ah_err_t ah_config_load(const char *path, ah_config_t **out, char *err, size_t e
     c->routing.backoff_max_s = AH_ROUTE_MAX_BACKOFF_S;
     c->routing.allowed_fails = AH_ROUTE_ALLOWED_FAILS;
     c->routing.cooldown_s = AH_ROUTE_COOLDOWN_S;
+    ah_shape_policy_unset(&c->shape.policy);
     if (path) {
         c->path = ah_strdup(path);
         FILE *f = fopen(path, "rb");
@@ -1554,7 +1836,7 @@ ah_err_t ah_config_load(const char *path, ah_config_t **out, char *err, size_t e
     }
     if (c->ndeps == 0)
         env_deployments(c);
-    if ((rc = check_routing(&L, c)))
+    if ((rc = check_routing(&L, c)) || (rc = check_shaping(&L, c)))
         goto out;
     for (size_t i = 0; i < c->ndeps; i++) {
         c->deps[i].prompt_cache = c->cache.prompt_caching;
@@ -1600,6 +1882,7 @@ void ah_config_free(ah_config_t *c)
     ah_free(c->cache.embedder_model);
     routing_free(&c->routing);
     guard_free(&c->guard);
+    shape_free(&c->shape);
     ah_free(c);
 }
 

@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "config/guard_config.h"
+#include "config/shape_config.h"
 #include "core/error.h"
 #include "store/prices.h"
 
@@ -170,6 +171,7 @@ typedef struct ah_config {
     ah_cache_config_t cache;
     ah_routing_config_t routing;
     ah_guard_config_t guard; /* budgets and rate limits */
+    ah_shape_config_t shape; /* prompt and context shaping */
 } ah_config_t;
 
 /* Load path (NULL: defaults from the environment). On error returns

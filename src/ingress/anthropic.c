@@ -274,6 +274,15 @@ static ah_err_t parse_chat(ah_request_t *r, json_t *body)
         json_object_set_new(canon, "user", json_string(user));
         r->user = ah_arena_strdup(&r->arena, user);
     }
+    /* the gateway's own controls travel with the canonical body (stages
+     * 4 and 5 read and remove them) */
+    static const char *const gateway_fields[] = {"cache", "shape", "context", "prompt_id",
+                                                 "prompt_variables"};
+    for (size_t g = 0; g < sizeof gateway_fields / sizeof *gateway_fields; g++) {
+        json_t *v = json_object_get(body, gateway_fields[g]);
+        if (v)
+            json_object_set(canon, gateway_fields[g], v);
+    }
     r->client_wants_usage = 1; /* Anthropic streams always carry usage */
     r->model = ah_arena_strdup(&r->arena, json_string_value(model));
     r->raw = json_incref(body);

@@ -10,7 +10,17 @@ int ah_pipeline_before(ah_worker_t *w, ah_request_t *r)
 {
     int rc;
     if ((rc = ah_stage_attribute(w, r)) || (rc = ah_stage_guard(w, r)) ||
-        (rc = ah_stage_shape(w, r)) || (rc = ah_stage_cache(w, r)))
+        (rc = ah_stage_shape(w, r)))
+        return rc;
+    if (r->shape_pending)
+        return 0;
+    return ah_pipeline_after_shape(w, r);
+}
+
+int ah_pipeline_after_shape(ah_worker_t *w, ah_request_t *r)
+{
+    int rc = ah_stage_cache(w, r);
+    if (rc)
         return rc;
     if (r->cache_hit || r->cache_pending)
         return 0;

@@ -2,8 +2,8 @@
  *
  *   1 auth       virtual key -> key id, owner, tags            auth.c
  *   2 attribute  tags from the key, headers, body, user        attribute.c
- *   3 guard      budgets and rate limits (not yet enforced)    guard.c
- *   4 shape      context window, compression (pass-through)    shape.c
+ *   3 guard      budgets and rate limits                       guard.c
+ *   4 shape      context window, retrieval, compression, caps  shape.c, summary.c
  *   5 cache      exact / semantic answer cache                 cache.c
  *   6 route      model alias -> deployment                     route.c
  *   7 upstream   provider adapter over the pooled HTTP client  upstream.c
@@ -36,12 +36,13 @@ typedef struct ah_gateway {
     ah_config_t *cfg;
     ah_prices_t *prices; /* may be NULL: costs unknown */
     ah_ledger_t *ledger;
-    ah_cache_t *cache;                    /* NULL: no cache configured */
-    ah_embedder_t *embedder;              /* local embedder, or NULL */
-    struct ah_embed_remote *remote_embed; /* network embedder, or NULL */
-    struct ah_balancer *balancer;         /* deployment health and choice */
-    struct ah_router_rt *routers;         /* loaded router models, or NULL */
-    struct ah_guard *guard;               /* budgets and rate limits, or NULL */
+    ah_cache_t *cache;                     /* NULL: no cache configured */
+    ah_embedder_t *embedder;               /* local embedder, or NULL */
+    struct ah_embed_remote *remote_embed;  /* network embedder, or NULL */
+    struct ah_balancer *balancer;          /* deployment health and choice */
+    struct ah_router_rt *routers;          /* loaded router models, or NULL */
+    struct ah_guard *guard;                /* budgets and rate limits, or NULL */
+    struct ah_bpe *bpe_o200k, *bpe_cl100k; /* shaping's token counts, or NULL */
 } ah_gateway_t;
 
 #define AH_KEY_CACHE_SLOTS 256
@@ -105,6 +106,25 @@ int ah_pipeline_admit(ah_worker_t *w, ah_request_t *r);
  * r->cache_pending set, wait for an embedding and then go on with
  * ah_stage_cache_embedded and ah_pipeline_route. */
 int ah_pipeline_before(ah_worker_t *w, ah_request_t *r);
+/* Stages 5-6, for a request that waited for its summary (r->shape_pending
+ * was set by stage 4); 0 as for ah_pipeline_before. */
+int ah_pipeline_after_shape(ah_worker_t *w, ah_request_t *r);
+
+/* Stage 4's summary of the turns it took out (summary.c). */
+typedef struct ah_summary ah_summary_t;
+/* Called once the summary is in r->body (or, failed, left out). */
+typedef void (*ah_summary_done_fn)(void *ctx, ah_request_t *r);
+/* Summarize r->summarized with the alias summarizer: 0 when done at once
+ * (a cached summary, or a call that could not start: r goes on without);
+ * 1 when a call was started, and done(ctx, r) follows unless cancelled.
+ * *out is the call (cancel it with ah_summary_cancel). */
+int ah_summary_start(ah_worker_t *w, ah_request_t *r, const char *summarizer, long max_tokens,
+                     ah_summary_done_fn done, void *ctx, ah_summary_t **out);
+/* Abort a summary call (the client left); done is not called. */
+void ah_summary_cancel(ah_summary_t *s);
+/* Forget every cached summary (at exit). */
+void ah_summary_cache_clear(void);
+
 /* Stage 6 alone, for a request that waited for its embedding. */
 int ah_pipeline_route(ah_worker_t *w, ah_request_t *r);
 /* Stages 8-9, after the answer (or error) reached the client. */

@@ -47,6 +47,9 @@ void ah_request_price(ah_worker_t *w, ah_request_t *r)
     }
     r->cost_usd = ah_price_cost(&p, &r->usage);
     r->cost_known = 1;
+    /* what shaping saved: the removed prompt tokens at the input rate */
+    if (r->shape_tokens_saved > 0 && p.input.base >= 0)
+        r->shape_saved_usd = (double)r->shape_tokens_saved * p.input.base / 1e6;
     /* What the provider's prompt cache saved: reads below the input price,
      * less the premium of writes (base rates; tiers are not applied). */
     const ah_usage_t *u = &r->usage;
@@ -84,6 +87,9 @@ static ah_ledger_row_t *row_new(ah_request_t *r)
     row->provider = r->dep ? ah_strdup(r->dep->provider_name) : NULL;
     row->deployment = r->dep ? ah_strdup(r->dep->alias) : NULL;
     row->route_reason = ah_strdup(r->route_reason);
+    row->shape = ah_strdup(r->shape_done);
+    row->prefix_hash = r->prefix_hash[0] ? ah_strdup(r->prefix_hash) : NULL;
+    row->prefix_tokens = r->prefix_tokens;
     return row;
 }
 
@@ -146,6 +152,8 @@ void ah_stage_record(ah_worker_t *w, ah_request_t *r)
     row->saved_usd = r->cache_hit ? r->saved_usd : 0;
     row->prompt_cache_saved_usd = r->prompt_cache_saved_usd;
     row->cache_similarity = r->cache_hit ? r->cache_similarity : 0;
+    row->shape_tokens_saved = r->shape_tokens_saved;
+    row->saved_shaping_usd = r->shape_saved_usd - r->summary_cost_usd;
     /* Savings by mechanism: a cache hit saved what the answer first cost;
      * routing saved the same usage's price on the baseline model less what
      * was paid (rejected cascade answers included; negative when a rule or

@@ -51,6 +51,7 @@ void ah_request_free(ah_request_t *r)
         return;
     json_decref(r->body);
     json_decref(r->raw);
+    json_decref(r->summarized);
     json_decref(r->tags);
     json_decref(r->answer);
     ah_cache_entry_release(r->cache_hit);

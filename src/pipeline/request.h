@@ -88,6 +88,20 @@ typedef struct ah_request {
     long rl_limit_req, rl_remaining_req, rl_limit_tok, rl_remaining_tok; /* -1: none */
     int rl_reset_s;
 
+    /* 4 shape */
+    const char *shape_done;  /* what shaping did, "lossless,sliding_window" (arena), or NULL */
+    long shape_tokens_saved; /* prompt tokens it removed */
+    double shape_saved_usd;  /* their price on the served deployment (stage 8) */
+    int body_edited;         /* r->body no longer matches r->raw: adapters render from it */
+    char prefix_hash[17];    /* static prefix (system, tools): hex, or "" */
+    long prefix_tokens;      /* its estimated tokens */
+    int shape_pending;       /* waits for a summary (summary.c) before stage 5 */
+    json_t *summarized;      /* the messages a summary stands in for (owned), or NULL */
+    size_t summary_at;       /* where the summary goes in messages */
+    const char *summarizer;  /* the alias that writes it (config's) */
+    long summary_tokens;     /* its max_tokens */
+    double summary_cost_usd; /* what the summary call cost, paid from the saving */
+
     /* 5 cache */
     struct ah_cache_entry *cache_hit; /* entry served (a reference), or NULL */
     double cache_similarity;          /* semantic hit */

@@ -207,7 +207,7 @@ static ah_err_t build(ah_request_t *r, const ah_deployment_t *d, ah_provider_req
         return AH_E_INVAL;
     }
     json_t *body;
-    if (r->api == AH_API_ANTHROPIC) {
+    if (r->api == AH_API_ANTHROPIC && !r->body_edited) {
         body = json_copy(r->raw);
         json_object_set_new(body, "model", json_string(r->upstream_model));
     } else {

@@ -43,6 +43,7 @@ typedef struct exchange {
     struct evbuffer *pending;    /* stream bytes of one upstream read, sent as one chunk */
     ah_buf_t scratch;            /* rendering space reused for every chunk */
     ah_embed_wait_t *embed_wait; /* the semantic cache's embedding in flight, or NULL */
+    ah_summary_t *summary;       /* stage 4's summary call in flight, or NULL */
 } exchange_t;
 
 const char *ah_peer_of(struct evhttp_request *req)
@@ -144,6 +145,12 @@ static void add_ahorro_headers(exchange_t *ex, struct evkeyvalq *h, int with_cos
                           r->served_model ? r->served_model : r->upstream_model);
     if (r->route_reason)
         evhttp_add_header(h, "x-ahorro-route-reason", r->route_reason);
+    if (r->shape_done) {
+        char saved[32];
+        evhttp_add_header(h, "x-ahorro-shape", r->shape_done);
+        snprintf(saved, sizeof saved, "%ld", r->shape_tokens_saved);
+        evhttp_add_header(h, "x-ahorro-tokens-saved", saved);
+    }
     /* OpenAI's rate-limit headers, for the tightest window the request is in. */
     if (r->rl_limit_req >= 0 || r->rl_limit_tok >= 0) {
         char reset[32];
@@ -415,6 +422,8 @@ static void client_gone(exchange_t *ex)
     ah_request_t *r = ex->r;
     ah_embed_wait_cancel(ex->embed_wait);
     ex->embed_wait = NULL;
+    ah_summary_cancel(ex->summary);
+    ex->summary = NULL;
     ah_upstream_cancel(ex->up);
     ex->up = NULL;
     r->t_upstream_end_us = ah_now_us();
@@ -498,6 +507,37 @@ static void on_embedded(void *ud, const float *vec, int dim)
     proceed(ex);
 }
 
+/* After stage 4: the semantic cache may wait for an embedding; then the
+ * cache answers or the call goes upstream. */
+static void after_shape_stages(exchange_t *ex)
+{
+    ah_worker_t *w = ex->w;
+    ah_request_t *r = ex->r;
+    if (r->cache_pending && w->embed_batcher) {
+        /* the semantic cache waits for the embeddings endpoint */
+        watch_close(ex);
+        ex->embed_wait =
+            ah_embed_batcher_submit(w->embed_batcher, r->cache_embed_text, on_embedded, ex);
+        return;
+    }
+    if (r->cache_pending)
+        ah_stage_cache_embedded(w, r, NULL, 0);
+    proceed(ex);
+}
+
+/* Stage 4's summary is in (or was left out): stages 5 and 6, then on. */
+static void on_summarized(void *ctx, ah_request_t *r)
+{
+    exchange_t *ex = ctx;
+    ex->summary = NULL;
+    if (ah_pipeline_after_shape(ex->w, r)) {
+        send_error(ex);
+        finish(ex);
+        return;
+    }
+    after_shape_stages(ex);
+}
+
 void ah_exchange_handle(ah_worker_t *w, struct evhttp_request *req, ah_api_t api, ah_op_t op)
 {
     exchange_t *ex = ah_calloc(1, sizeof *ex);
@@ -549,16 +589,16 @@ void ah_exchange_handle(ah_worker_t *w, struct evhttp_request *req, ah_api_t api
         goto fail;
     if (ah_pipeline_before(w, r))
         goto fail;
-    if (r->cache_pending && w->embed_batcher) {
-        /* the semantic cache waits for the embeddings endpoint */
-        watch_close(ex);
-        ex->embed_wait =
-            ah_embed_batcher_submit(w->embed_batcher, r->cache_embed_text, on_embedded, ex);
+    if (r->shape_pending) {
+        if (ah_summary_start(w, r, r->summarizer, r->summary_tokens, on_summarized, ex,
+                             &ex->summary)) {
+            watch_close(ex);
+            return;
+        }
+        on_summarized(ex, r); /* cached, or could not start: on at once */
         return;
     }
-    if (r->cache_pending)
-        ah_stage_cache_embedded(w, r, NULL, 0);
-    proceed(ex);
+    after_shape_stages(ex);
     return;
 fail:
     send_error(ex);

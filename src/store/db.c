@@ -62,6 +62,17 @@ static const char *const migrations[] = {
      * provider prompt caches: prompt_cache_saved_usd) */
     ("ALTER TABLE ledger ADD COLUMN baseline_usd REAL;"
      "ALTER TABLE ledger ADD COLUMN saved_routing_usd REAL NOT NULL DEFAULT 0;"),
+    /* 7: prompt shaping: what was done, the prompt tokens it saved and their
+     * price; the request's static prefix (system prompt, tools, documents)
+     * as a hash and its tokens, for `ahorro prompts audit` */
+    ("ALTER TABLE ledger ADD COLUMN shape TEXT;"
+     "ALTER TABLE ledger ADD COLUMN shape_tokens_saved INTEGER NOT NULL DEFAULT 0;"
+     "ALTER TABLE ledger ADD COLUMN saved_shaping_usd REAL NOT NULL DEFAULT 0;"
+     "ALTER TABLE ledger ADD COLUMN prefix_hash TEXT;"
+     "ALTER TABLE ledger ADD COLUMN prefix_tokens INTEGER NOT NULL DEFAULT 0;"),
+    /* 8: named prompt templates with versions (store/templates.h) */
+    ("CREATE TABLE templates(name TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,"
+     " note TEXT, created_ms INTEGER NOT NULL, PRIMARY KEY(name, version));"),
 };
 
 ah_err_t ah_db_exec(sqlite3 *db, const char *sql)

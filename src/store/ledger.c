@@ -53,6 +53,8 @@ void ah_ledger_row_free(ah_ledger_row_t *r)
     ah_free(r->route_reason);
     ah_free(r->error);
     ah_free(r->cache_key);
+    ah_free(r->shape);
+    ah_free(r->prefix_hash);
     ah_free(r);
 }
 
@@ -62,7 +64,7 @@ void ah_ledger_row_free(ah_ledger_row_t *r)
  * largest first: one sqlite3_step per chunk instead of one per row, about a
  * tenth less CPU per row (bench/ledger/RESULTS.md). The columns and their
  * order are bind_row's. */
-#define LEDGER_COLUMNS 35
+#define LEDGER_COLUMNS 40
 #ifndef LEDGER_INSERT_LEVELS
 #define LEDGER_INSERT_LEVELS 6 /* chunks of 32, 16, ..., 1 rows */
 #endif
@@ -78,7 +80,8 @@ static const char insert_head[] =
     "cache_write_tokens, reasoning_tokens, usage_source, cost_usd, "
     "latency_ms, ttft_ms, overhead_us, status, error, cache, cache_key, saved_usd, "
     "prompt_cache_saved_usd, cache_similarity, attempt_of, attempts, route_reason, baseline_usd, "
-    "saved_routing_usd) VALUES ";
+    "saved_routing_usd, shape, shape_tokens_saved, saved_shaping_usd, prefix_hash, prefix_tokens) "
+    "VALUES ";
 
 typedef struct sqlite_sink {
     sqlite3 *db;
@@ -143,6 +146,11 @@ static void bind_row(sqlite3_stmt *st, int i, const ah_ledger_row_t *r)
     else
         sqlite3_bind_null(st, i++);
     sqlite3_bind_double(st, i++, r->saved_routing_usd);
+    bind_text(st, i++, r->shape);
+    sqlite3_bind_int64(st, i++, r->shape_tokens_saved);
+    sqlite3_bind_double(st, i++, r->saved_shaping_usd);
+    bind_text(st, i++, r->prefix_hash);
+    sqlite3_bind_int64(st, i++, r->prefix_tokens);
 }
 
 static ah_err_t sqlite_write(void *ctx, ah_ledger_row_t **rows, int n)
@@ -177,7 +185,7 @@ static ah_err_t sqlite_write(void *ctx, ah_ledger_row_t **rows, int n)
 static ah_err_t prepare_insert(sqlite3 *db, int rows, sqlite3_stmt **out)
 {
     static const char one[] =
-        "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+        "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
     _Static_assert(sizeof one - 1 == 2 * LEDGER_COLUMNS + 1, "one parameter per column");
     size_t len = sizeof insert_head - 1, cap = len + (size_t)rows * sizeof one;
     char *sql = ah_malloc(cap);

@@ -40,6 +40,11 @@ typedef struct ah_ledger_row {
     char *route_reason;            /* why this deployment (rule, tier, fallback), or NULL */
     double baseline_usd;           /* the same usage on the baseline model; < 0: unknown */
     double saved_routing_usd;      /* baseline_usd - cost_usd when routed elsewhere */
+    char *shape;                   /* what shaping did ("lossless,sliding_window"), or NULL */
+    int64_t shape_tokens_saved;    /* prompt tokens shaping removed */
+    double saved_shaping_usd;      /* those tokens at the served model's input price */
+    char *prefix_hash;             /* hex hash of the static prefix, or NULL */
+    int64_t prefix_tokens;         /* its tokens (estimated) */
 } ah_ledger_row_t;
 
 typedef struct ah_ledger_sink {

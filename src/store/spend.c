@@ -67,6 +67,8 @@ static const char *const figures[] = {
     "unpriced",
     "saved_routing_usd",
     "baseline_usd",
+    "saved_shaping_usd",
+    "shape_tokens_saved",
     "total_tokens",
     "cost_per_request_usd",
     "group",
@@ -90,6 +92,8 @@ enum {
     F_UNPRICED,
     F_RSAVED,
     F_BASE,
+    F_SSAVED,
+    F_STOKENS,
     F_NCOLS
 };
 
@@ -262,7 +266,8 @@ static void sql_join_g(ah_buf_t *b, int ndims)
 #define BASE_COLUMNS                                                                               \
     "ts_ms, attempt_of, status, prompt_tokens, completion_tokens, cached_tokens, "                 \
     "reasoning_tokens, cost_usd, latency_ms, saved_usd, prompt_cache_saved_usd, cache, "           \
-    "user, requested_model, tags, saved_routing_usd, baseline_usd"
+    "user, requested_model, tags, saved_routing_usd, baseline_usd, saved_shaping_usd, "            \
+    "shape_tokens_saved"
 
 static void sql_groups(ah_buf_t *b, const ah_spend_query_t *q)
 {
@@ -277,7 +282,8 @@ static void sql_groups(ah_buf_t *b, const ah_spend_query_t *q)
                       "SUM(attempt_of IS NOT NULL), "
                       "COALESCE(SUM(CASE WHEN attempt_of IS NOT NULL THEN cost_usd END), 0), "
                       "SUM(cost_usd IS NULL AND status < 400), "
-                      "COALESCE(SUM(saved_routing_usd), 0), COALESCE(SUM(baseline_usd), 0) "
+                      "COALESCE(SUM(saved_routing_usd), 0), COALESCE(SUM(baseline_usd), 0), "
+                      "COALESCE(SUM(saved_shaping_usd), 0), COALESCE(SUM(shape_tokens_saved), 0) "
                       "FROM base GROUP BY ");
     dim_list(b, q->ndims, "");
     /* 1-based: cost is the sixth figure, requests the first */
@@ -410,7 +416,7 @@ static json_t *group_figures(sqlite3_stmt *st, int from)
     for (int f = 0; f < F_NCOLS; f++) {
         int c = from + f;
         if (f == F_COST || f == F_LAT || f == F_SAVED || f == F_PSAVED || f == F_ATTCOST ||
-            f == F_RSAVED || f == F_BASE)
+            f == F_RSAVED || f == F_BASE || f == F_SSAVED)
             json_object_set_new(g, figures[f], json_real(sqlite3_column_double(st, c)));
         else
             json_object_set_new(g, figures[f], json_integer(sqlite3_column_int64(st, c)));

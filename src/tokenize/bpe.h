@@ -46,6 +46,11 @@ typedef struct ah_bpe ah_bpe_t;
  * NULL, err says why: AH_E_NOTFOUND (unknown name), AH_E_IO, AH_E_TOOBIG,
  * AH_E_PARSE (malformed line, duplicate token or rank, missing byte token). */
 ah_err_t ah_bpe_load(const char *dir, const char *name, ah_bpe_t **out, char *err, size_t errlen);
+/* Load encoding `name` from dir, or (dir NULL) from where ahorro looks:
+ * $AHORRO_TOKENIZERS_DIR, data/, ../data/ and ../share/ahorro/ beside the
+ * binary, then ./build/data. NULL on failure, with err saying why. Free
+ * with ah_bpe_free. */
+ah_bpe_t *ah_bpe_open_default(const char *dir, const char *name, char *err, size_t errlen);
 /* Free an encoding; e may be NULL. */
 void ah_bpe_free(ah_bpe_t *e);
 
