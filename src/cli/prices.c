@@ -100,10 +100,11 @@ static json_t *tiers_json(const ah_price_t *p)
 
 static json_t *price_json(const ah_price_t *p)
 {
-    return json_pack("{s:o, s:o, s:o, s:o, s:I, s:o}", "input_mtok", rate_json(&p->input),
+    return json_pack("{s:o, s:o, s:o, s:o, s:I, s:I, s:o}", "input_mtok", rate_json(&p->input),
                      "output_mtok", rate_json(&p->output), "cache_read_mtok",
                      rate_json(&p->cache_read), "cache_write_mtok", rate_json(&p->cache_write),
-                     "context_window", (json_int_t)p->context_window, "tiers", tiers_json(p));
+                     "context_window", (json_int_t)p->context_window, "max_output_tokens",
+                     (json_int_t)p->max_output_tokens, "tiers", tiers_json(p));
 }
 
 static void print_rate(const ah_rate_t *r)
@@ -173,7 +174,7 @@ static int list(const opts_t *o, const ah_prices_t *cat, time_t at)
     if (o->json) {
         json_t *out = json_pack("{s:I, s:I, s:o}", "at", (json_int_t)at, "count", (json_int_t)shown,
                                 "models", models);
-        char *s = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        char *s = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
         printf("%s\n", s);
         free(s);
         json_decref(out);
@@ -217,7 +218,7 @@ static int one(const opts_t *o, const ah_config_t *cfg, const ah_prices_t *cat, 
         json_object_set_new(out, "provider", m.provider ? json_string(m.provider) : json_null());
         json_object_set_new(out, "model", m.model ? json_string(m.model) : json_null());
         json_object_set_new(out, "at", json_integer((json_int_t)at));
-        char *s = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        char *s = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
         printf("%s\n", s);
         free(s);
         json_decref(out);

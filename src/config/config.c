@@ -344,6 +344,11 @@ static ah_err_t load_deployment(loader_t *L, yaml_node_t *item, ah_deployment_t 
         (mi && (rc = get_number(L, mi, "max_input_tokens", 0, 1e9, &v))))
         return rc;
     d->context_window = (long)v;
+    v = 0;
+    if ((rc = get_number(L, lp, "max_output_tokens", 0, 1e9, &v)) ||
+        (mi && (rc = get_number(L, mi, "max_output_tokens", 0, 1e9, &v))))
+        return rc;
+    d->max_output_tokens = (long)v;
     /* LiteLLM's cost overrides are per token; the catalogue is per million. */
     double in = -1, out = -1, cread = -1, cwrite = -1;
     if ((rc = get_number(L, lp, "input_cost_per_token", 0, 1, &in)) ||

@@ -35,6 +35,7 @@ typedef struct ah_deployment {
     int prompt_cache;             /* Anthropic: place prompt-cache breakpoints */
     double weight;                /* share of the alias's traffic (weighted strategy); > 0 */
     long context_window;          /* prompt tokens it accepts; 0 = from the catalogue/unknown */
+    long max_output_tokens;       /* the longest answer; 0 = from the catalogue/unknown */
     int index;                    /* position in ah_config_t.deps (state arrays use it) */
     int has_price;                /* price overrides from the config */
     ah_price_t price;

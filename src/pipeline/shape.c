@@ -76,24 +76,27 @@ static const char *feature_of(const ah_request_t *r)
     return r->tags ? json_string_value(json_object_get(r->tags, "feature")) : NULL;
 }
 
-/* The smallest context window among the deployments of the requested
- * alias (config override, else the catalogue); 0 when none is known. */
-static long window_of(ah_worker_t *w, const char *model)
+/* The smallest context window and output limit among the deployments of
+ * the requested alias (config override, else the catalogue): any of them
+ * may serve it. 0 when none is known. */
+static void limits_of(ah_worker_t *w, const char *model, ah_shape_env_t *env)
 {
     const ah_config_t *cfg = w->gw->cfg;
-    long best = 0;
     for (size_t i = 0; model && i < cfg->ndeps; i++) {
         const ah_deployment_t *d = &cfg->deps[i];
         if (strcmp(d->alias, model) != 0)
             continue;
-        long cw = d->context_window;
+        long cw = d->context_window, mo = d->max_output_tokens;
         ah_price_t p;
-        if (!cw && ah_balancer_dep_price(w->gw->balancer, d, &p) == 0)
-            cw = (long)p.context_window;
-        if (cw > 0 && (best == 0 || cw < best))
-            best = cw;
+        if ((!cw || !mo) && ah_balancer_dep_price(w->gw->balancer, d, &p) == 0) {
+            cw = cw ? cw : (long)p.context_window;
+            mo = mo ? mo : (long)p.max_output_tokens;
+        }
+        if (cw > 0 && (env->window == 0 || cw < env->window))
+            env->window = cw;
+        if (mo > 0 && (env->output_limit == 0 || mo < env->output_limit))
+            env->output_limit = mo;
     }
-    return best;
 }
 
 /* The model the prompt will be counted for: the alias's first deployment. */
@@ -262,8 +265,7 @@ int ah_stage_shape(ah_worker_t *w, ah_request_t *r)
             goto out;
         }
     }
-    if (windowed)
-        env.window = window_of(w, r->model);
+    limits_of(w, r->model, &env);
     ah_shape_result_t res;
     char err[400] = "";
     if (ah_shape_apply(r->body, &p, &env, &res, err, sizeof err)) {

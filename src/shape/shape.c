@@ -685,23 +685,40 @@ static int repeats(json_t *msgs, ah_shape_result_t *out)
 
 /* ---- 6 output ---- */
 
+static const char *max_tokens_field(const json_t *body)
+{
+    return json_object_get(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+}
+
+/* The max_tokens the output step leaves in the body: the client's, else the
+ * policy's default, never over the policy's cap or the model's limit; 0 when
+ * none is set and none will be. */
+static long max_tokens_after(const json_t *body, const ah_shape_policy_t *p,
+                             const ah_shape_env_t *env)
+{
+    json_t *mt = json_object_get(body, max_tokens_field(body));
+    if (json_is_integer(mt) && json_integer_value(mt) <= 0)
+        return 0; /* the provider's to refuse, not ours to rewrite */
+    long v = json_is_integer(mt)         ? (long)json_integer_value(mt)
+             : p->default_max_tokens > 0 ? p->default_max_tokens
+                                         : p->cap_max_tokens;
+    if (v <= 0)
+        return 0;
+    if (p->cap_max_tokens > 0 && v > p->cap_max_tokens)
+        v = p->cap_max_tokens;
+    if (env->output_limit > 0 && v > env->output_limit)
+        v = env->output_limit;
+    return v;
+}
+
 static void output(json_t *body, const ah_shape_policy_t *p, const ah_shape_env_t *env,
                    ah_shape_result_t *out)
 {
-    const char *field =
-        json_object_get(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+    const char *field = max_tokens_field(body);
     json_t *mt = json_object_get(body, field);
-    if (!json_is_integer(mt) && (p->default_max_tokens > 0 || p->cap_max_tokens > 0)) {
-        /* none asked: the default, and never more than the cap */
-        long v = p->default_max_tokens > 0 ? p->default_max_tokens : p->cap_max_tokens;
-        if (p->cap_max_tokens > 0 && v > p->cap_max_tokens)
-            v = p->cap_max_tokens;
+    long v = max_tokens_after(body, p, env);
+    if (v > 0 && !(json_is_integer(mt) && json_integer_value(mt) == v)) {
         json_object_set_new(body, field, json_integer(v));
-        out->changed = 1;
-        note(out, "max_tokens");
-    } else if (json_is_integer(mt) && p->cap_max_tokens > 0 &&
-               json_integer_value(mt) > p->cap_max_tokens) {
-        json_object_set_new(body, field, json_integer(p->cap_max_tokens));
         out->changed = 1;
         note(out, "max_tokens");
     }
@@ -771,12 +788,14 @@ ah_err_t ah_shape_apply(json_t *body, const ah_shape_policy_t *p, const ah_shape
     if ((p->strategy == AH_CTX_SLIDING || p->strategy == AH_CTX_BUDGET ||
          p->strategy == AH_CTX_SUMMARIZE) &&
         env->enc) {
-        long reserve = p->reserve_output >= 0 ? p->reserve_output : AH_SHAPE_RESERVE_OUTPUT;
-        json_t *mt = json_object_get(body, "max_tokens");
-        if (!json_is_integer(mt))
-            mt = json_object_get(body, "max_completion_tokens");
-        if (json_is_integer(mt) && json_integer_value(mt) > 0)
-            reserve = (long)json_integer_value(mt);
+        /* the answer's room: the max_tokens the request will carry, else
+         * reserve_output, never more than the model can write */
+        long reserve = max_tokens_after(body, p, env);
+        if (reserve <= 0) {
+            reserve = p->reserve_output >= 0 ? p->reserve_output : AH_SHAPE_RESERVE_OUTPUT;
+            if (env->output_limit > 0 && reserve > env->output_limit)
+                reserve = env->output_limit;
+        }
         if (env->window > 0)
             budget = env->window - reserve > 0 ? env->window - reserve : 1;
         if (p->max_tokens > 0 && (budget == 0 || p->max_tokens < budget))

@@ -24,7 +24,8 @@
  *                (ah_shape_result_t.summarized) for the caller to summarize.
  *   5 repeats    a system prompt resent inside a later user message, and a
  *                paragraph repeated from an earlier message, removed.
- *   6 output     max_tokens defaulted or capped; a sampling preset's
+ *   6 output     max_tokens defaulted or capped (by the policy and by the
+ *                model's output limit); a sampling preset's
  *                temperature and top_p applied where the request set none.
  *
  * Prompt tokens are counted as the provider bills them (tokenize/chat.h):
@@ -57,6 +58,7 @@ typedef struct ah_shape_env {
     const ah_bpe_t *enc;             /* counts prompt tokens; required */
     double factor;                   /* tokens per enc token (1 when exact) */
     long window;                     /* the model's context window; 0 = unknown */
+    long output_limit;               /* the model's longest answer; 0 = unknown */
     const ah_embedder_t *embedder;   /* for dense chunk scores, or NULL */
     const ah_shape_preset_t *preset; /* resolved sampling preset, or NULL */
 } ah_shape_env_t;

@@ -90,6 +90,7 @@ typedef struct model {
     uint32_t first_entry;
     uint32_t nentries;
     int64_t context_window;
+    int64_t max_output_tokens;
 } model_t;
 
 typedef struct provider {
@@ -733,6 +734,10 @@ static ah_err_t model_parse(loader_t *l, json_t *j, uint32_t provider, model_t *
     if (cw && (!json_is_integer(cw) || json_integer_value(cw) < 0))
         return fail(l, AH_E_PARSE, "%s: bad context_window", id);
     m->context_window = cw ? json_integer_value(cw) : 0;
+    json_t *mo = json_object_get(j, "max_output_tokens");
+    if (mo && (!json_is_integer(mo) || json_integer_value(mo) < 0))
+        return fail(l, AH_E_PARSE, "%s: bad max_output_tokens", id);
+    m->max_output_tokens = mo ? json_integer_value(mo) : 0;
 
     json_t *prices = json_object_get(j, "prices");
     m->first_entry = (uint32_t)p->nentries;
@@ -1117,6 +1122,7 @@ static void model_price(const ah_prices_t *p, size_t mi, time_t when, ah_price_t
     }
     *out = e->price;
     out->context_window = m->context_window;
+    out->max_output_tokens = m->max_output_tokens;
     if (match) {
         match->provider = p->pool.data + p->providers[m->provider].id;
         match->model = p->pool.data + m->id;

@@ -70,7 +70,8 @@ typedef struct ah_price {
     ah_rate_t output;
     ah_rate_t cache_read;
     ah_rate_t cache_write;
-    int64_t context_window; /* 0 when unknown */
+    int64_t context_window;    /* 0 when unknown */
+    int64_t max_output_tokens; /* the longest answer it writes; 0 when unknown */
 } ah_price_t;
 
 typedef struct ah_prices ah_prices_t;

@@ -157,6 +157,18 @@ test('output: a feature preset and cap apply unless the client set them', async 
   assert.equal(sent.max_tokens, 40, 'the preset default applies when none is set');
 });
 
+test('output: a max_tokens over the model\'s output limit (catalogue) is lowered to it', async () => {
+  const { response } = await openai.chat.completions.create({
+    model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'write a long story' }], max_tokens: 100000,
+  }).withResponse();
+  const sent = await lastUpstream();
+  assert.equal(sent.max_tokens, 16384, 'gpt-4o-mini writes at most 16,384 tokens');
+  assert.match(response.headers.get('x-ahorro-shape'), /max_tokens/);
+  const out = JSON.parse(execFileSync(AHORRO_BIN, ['prices', '--model', 'gpt-4o-mini', '--json'],
+    { encoding: 'utf8' }));
+  assert.equal(out.max_output_tokens, 16384);
+});
+
 test('shape: false turns shaping off for one request', async () => {
   await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: turns(4), shape: false });
   assert.equal((await lastUpstream()).messages.length, turns(4).length);

@@ -140,6 +140,7 @@ START_TEST(test_gpt_4o)
     assert_flat(&p.cache_read, 1.25);
     ck_assert_double_lt(p.cache_write.base, 0); /* unknown: falls back to input */
     ck_assert_int_eq(p.context_window, 128000);
+    ck_assert_int_eq(p.max_output_tokens, 16384); /* models.dev's, data/README.md */
     /* A dated name and an upper-case spelling find the same entry. */
     find("openai", "gpt-4o-2024-08-06", T_2025_06_01_NOON, &m);
     ck_assert_str_eq(m.model, "gpt-4o");
@@ -198,6 +199,7 @@ START_TEST(test_claude_haiku)
             assert_flat(&p.cache_read, 0.08);
             assert_flat(&p.cache_write, 1);
             ck_assert_int_eq(p.context_window, 200000);
+            ck_assert_int_eq(p.max_output_tokens, 8192);
         }
     }
 }

@@ -257,6 +257,31 @@ START_TEST(window_from_the_model)
     ck_assert_int_eq(res.budget, 300); /* window less the answer's max_tokens */
     ck_assert(res.tokens_after <= 300);
     json_decref(b);
+
+    /* the answer's room is what the model can write: a max_tokens over its
+     * output limit is lowered, and only that much is reserved */
+    b = conversation(30, 0);
+    json_object_set_new(b, "max_tokens", json_integer(5000));
+    env.output_limit = 150;
+    ck_assert_int_eq(ah_shape_apply(b, &p, &env, &res, err, sizeof err), AH_E_OK);
+    ck_assert_int_eq(res.budget, 250);
+    ck_assert_int_eq(json_integer_value(json_object_get(b, "max_tokens")), 150);
+    json_decref(b);
+
+    /* none asked: none set, and the reserve is capped by the limit */
+    b = conversation(30, 0);
+    ck_assert_int_eq(ah_shape_apply(b, &p, &env, &res, err, sizeof err), AH_E_OK);
+    ck_assert_int_eq(res.budget, 250);
+    ck_assert_ptr_null(json_object_get(b, "max_tokens"));
+    json_decref(b);
+
+    /* a max_tokens of 0 is the provider's to refuse: left as it is */
+    b = conversation(2, 0);
+    json_object_set_new(b, "max_tokens", json_integer(0));
+    p.strategy = AH_CTX_NONE;
+    ck_assert_int_eq(ah_shape_apply(b, &p, &env, &res, err, sizeof err), AH_E_OK);
+    ck_assert_int_eq(json_integer_value(json_object_get(b, "max_tokens")), 0);
+    json_decref(b);
 }
 END_TEST
 

@@ -327,8 +327,8 @@ START_TEST(lossless_idempotent)
         "x\n   \r y\n\n\n    z   w",
         "{\"a\": 1}\n\n{\"a\": 1}\n\n[ 1,\n 2 ]\n",
         "``` ```\ntext  ``` more\n```\ncode",
-        "p1 p1 p1 p1 p1 p1 p1 p1 p1 p1 p1 p1 p1 p1\n\nq\n\np1 p1 p1 p1 p1 p1  p1 p1 p1 p1 p1 p1 "
-        "p1 p1\n",
+        ("p1 p1 p1 p1 p1 p1 p1 p1 p1 p1 p1 p1 p1 p1\n\nq\n\np1 p1 p1 p1 p1 p1  p1 p1 p1 p1 p1 p1 "
+         "p1 p1\n"),
         "  - a\n\n\n\n    - b  \t\n\t- c",
         "`` ` `` ```` ` ````",
     };
