@@ -537,8 +537,12 @@ static void conv_set_free(conv_set_t *cs)
     banking_free(&cs->bank);
 }
 
-static void section_conv(const char *data)
+static void section_conv(const char *data, const char *sif)
 {
+    char err[256];
+    ah_embedder_t *em = sif ? ah_embed_open_sif(sif, err, sizeof err) : NULL;
+    if (sif && !em)
+        fprintf(stderr, "shape_bench: no SIF embedder (%s): the dense rows are left out\n", err);
     static conv_set_t cs;
     double *reply_words = ah_calloc((size_t)CONV_N * CONV_MAX_TURNS, sizeof *reply_words);
     size_t nreply = 0;
@@ -582,8 +586,14 @@ static void section_conv(const char *data)
          policy(AH_CTX_SLIDING, 0, CONV_BUDGET, 0.8, -1)},
         {"token_budget, 600 tokens", policy(AH_CTX_BUDGET, -1, CONV_BUDGET, 1.0, -1)},
         {"token_budget, 600 tokens, trim_to 0.8", policy(AH_CTX_BUDGET, -1, CONV_BUDGET, 0.8, -1)},
+        {"token_budget, 600 tokens, + dense 0.3", policy(AH_CTX_BUDGET, -1, CONV_BUDGET, 1.0, -1)},
+        {"token_budget, 600 tokens, + dense 0.6", policy(AH_CTX_BUDGET, -1, CONV_BUDGET, 1.0, -1)},
     };
     size_t ncfg = sizeof cfg / sizeof cfg[0];
+    cfg[ncfg - 2].p.dense_weight = 0.3;
+    cfg[ncfg - 1].p.dense_weight = 0.6;
+    if (!em)
+        ncfg -= 2;
     printf("| policy | tokens before: mean / median | after: mean / median | saved | messages "
            "dropped (mean) | µs per request: median / mean | needle kept | over budget | "
            "errors |\n|---|---|---|---|---|---|---|---|---|\n");
@@ -591,6 +601,7 @@ static void section_conv(const char *data)
     for (size_t k = 0; k < ncfg; k++) {
         double after[CONV_N], us[CONV_N], dropped[CONV_N], bb[CONV_N];
         int kept = 0, over = 0, errors = 0, budgeted = 0;
+        env.embedder = cfg[k].p.dense_weight > 0 ? em : NULL;
         for (size_t i = 0; i < CONV_N; i++) {
             ah_shape_result_t res;
             ah_err_t rc;
@@ -623,6 +634,10 @@ static void section_conv(const char *data)
            "checked: `res.tokens_before` and `res.tokens_after` equal `ah_shape_count` of the "
            "body before and after in all but %d requests.\n\n",
            mismatched_before);
+    printf("*+ dense*: token_budget's BM25 of each turn blended with the built-in SIF "
+           "embedder's cosine (`retrieval.dense_weight`), as top-K blends them.\n\n");
+    env.embedder = NULL;
+    ah_embed_free(em);
     ah_free(reply_words);
     conv_set_free(&cs);
 }
@@ -1660,7 +1675,7 @@ int main(int argc, char **argv)
     enc = e;
     env = (ah_shape_env_t){.enc = e, .factor = 1};
     if (!only || strcmp(only, "conv") == 0)
-        section_conv(data);
+        section_conv(data, sif);
     if (!only || strcmp(only, "cache") == 0)
         section_cache(data);
     if (!only || strcmp(only, "retrieval") == 0)

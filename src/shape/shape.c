@@ -165,30 +165,44 @@ static double cosine(const float *a, const float *b, int dim)
     return na > 0 && nb > 0 ? dot / sqrt(na * nb) : 0;
 }
 
+/* Dense scores of chunks against question when the policy blends them in
+ * and an embedder is loaded: *dense filled and returned, its cosines the
+ * caller's to free (*cos); NULL (BM25 alone) otherwise. */
+static const ah_select_dense_t *dense_scores(const ah_chunk_t *chunks, size_t n,
+                                             const char *question, const ah_shape_policy_t *p,
+                                             const ah_shape_env_t *env, ah_select_dense_t *dense,
+                                             float **cos)
+{
+    *cos = NULL;
+    if (!env->embedder || !(p->dense_weight > 0) || n == 0)
+        return NULL;
+    int dim = env->embedder->dim;
+    float *qv = ah_malloc((size_t)dim * sizeof *qv), *cv = ah_malloc((size_t)dim * sizeof *cv);
+    const ah_select_dense_t *dp = NULL;
+    if (ah_embed(env->embedder, question, strlen(question), qv) == AH_E_OK) {
+        *cos = ah_malloc(n * sizeof **cos);
+        for (size_t i = 0; i < n; i++)
+            (*cos)[i] = ah_embed(env->embedder, chunks[i].text, chunks[i].len, cv) == AH_E_OK
+                            ? (float)cosine(qv, cv, dim)
+                            : 0;
+        *dense = (ah_select_dense_t){.cosine = *cos, .weight = p->dense_weight};
+        dp = dense;
+    }
+    ah_free(qv);
+    ah_free(cv);
+    return dp;
+}
+
 /* keep[] for chunks under policy p: the top_k by relevance to question. */
 static ah_err_t choose_chunks(const ah_chunk_t *chunks, size_t n, const char *question,
                               const ah_shape_policy_t *p, const ah_shape_env_t *env,
                               unsigned char *keep, size_t *kept)
 {
-    ah_select_dense_t dense = {0}, *dp = NULL;
-    float *cos = NULL;
-    ah_err_t rc;
-    if (env->embedder && p->dense_weight > 0) {
-        int dim = env->embedder->dim;
-        float *qv = ah_malloc((size_t)dim * sizeof *qv), *cv = ah_malloc((size_t)dim * sizeof *cv);
-        cos = ah_malloc(n * sizeof *cos);
-        if (ah_embed(env->embedder, question, strlen(question), qv) == AH_E_OK) {
-            for (size_t i = 0; i < n; i++)
-                cos[i] = ah_embed(env->embedder, chunks[i].text, chunks[i].len, cv) == AH_E_OK
-                             ? (float)cosine(qv, cv, dim)
-                             : 0;
-            dense = (ah_select_dense_t){.cosine = cos, .weight = p->dense_weight};
-            dp = &dense;
-        }
-        ah_free(qv);
-        ah_free(cv);
-    }
-    rc = ah_select_top_k(chunks, n, question, strlen(question), (size_t)p->top_k, dp, keep, kept);
+    ah_select_dense_t dense;
+    float *cos;
+    const ah_select_dense_t *dp = dense_scores(chunks, n, question, p, env, &dense, &cos);
+    ah_err_t rc =
+        ah_select_top_k(chunks, n, question, strlen(question), (size_t)p->top_k, dp, keep, kept);
     ah_free(cos);
     return rc;
 }
@@ -543,9 +557,13 @@ static ah_err_t window(json_t *body, json_t *msgs, const ah_shape_policy_t *p,
                 }
             for (size_t t = 0; t < nt; t++)
                 chunks[t] = (ah_chunk_t){texts[t].data ? texts[t].data : "", texts[t].len};
-            if (ah_select_score(chunks, nt, question, strlen(question), NULL, scores) == AH_E_OK)
+            ah_select_dense_t dense;
+            float *cos;
+            const ah_select_dense_t *dp = dense_scores(chunks, nt, question, p, env, &dense, &cos);
+            if (ah_select_score(chunks, nt, question, strlen(question), dp, scores) == AH_E_OK)
                 for (size_t i = 0; i < nu; i++)
                     units[i].score = scores[units[i].turn];
+            ah_free(cos);
             for (size_t t = 0; t < nt; t++)
                 ah_buf_free(&texts[t]);
             ah_free(texts);
