@@ -26,9 +26,7 @@
 #include <string.h>
 
 #include "cache/embed_sif.h"
-
-#define FNV64_OFFSET 0xcbf29ce484222325ull
-#define FNV64_PRIME 0x100000001b3ull
+#include "core/hash.h"
 
 const ah_rerank_opts_t ah_rerank_defaults = {
     .content_weight = 0.8f,
@@ -68,16 +66,6 @@ static int word_is(const char *w, size_t n, const char *const *list, size_t coun
     return 0;
 }
 
-static uint64_t fnv1a64(const char *s, size_t n)
-{
-    uint64_t h = FNV64_OFFSET;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t)s[i];
-        h *= FNV64_PRIME;
-    }
-    return h;
-}
-
 static void add_token(void *ctx, const char *w, size_t n, int64_t index)
 {
     rr_side_t *s = ctx;
@@ -88,7 +76,7 @@ static void add_token(void *ctx, const char *w, size_t n, int64_t index)
         ah_embed_sif_vector(s->e, (uint32_t)index, NULL, &t.weight);
         t.content = t.weight >= s->o->content_weight;
     } else {
-        t.hash = fnv1a64(w, n);
+        t.hash = ah_fnv1a(AH_FNV_OFFSET, w, n);
         t.content = !word_is(w, n, unknown_glue, sizeof unknown_glue / sizeof unknown_glue[0]);
     }
     if (!t.content)

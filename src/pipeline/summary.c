@@ -22,9 +22,9 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "core/hash.h"
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/hash.h"
 #include "core/json_text.h"
 #include "core/log.h"
 #include "pipeline/pipeline.h"
@@ -146,17 +146,21 @@ static void insert(ah_worker_t *w, ah_request_t *r, const char *text)
     r->summarized = NULL;
 }
 
+/* The summary is in (or not): say how in x-ahorro-shape, stop waiting. */
+static void settled(ah_request_t *r, const char *how)
+{
+    size_t n = strlen(r->shape_done ? r->shape_done : "") + strlen(how) + 2;
+    char *d = ah_arena_alloc(&r->arena, n);
+    snprintf(d, n, "%s%s%s", r->shape_done ? r->shape_done : "", r->shape_done ? "," : "", how);
+    r->shape_done = d;
+    r->shape_pending = 0;
+}
+
 static void finish(ah_summary_t *s, const char *text, const char *how)
 {
     ah_request_t *r = s->r;
     insert(s->w, r, text);
-    if (how) {
-        size_t n = strlen(r->shape_done ? r->shape_done : "") + strlen(how) + 2;
-        char *d = ah_arena_alloc(&r->arena, n);
-        snprintf(d, n, "%s%s%s", r->shape_done ? r->shape_done : "", r->shape_done ? "," : "", how);
-        r->shape_done = d;
-    }
-    r->shape_pending = 0;
+    settled(r, how);
     if (s->sub) {
         s->sub->t_end_us = ah_now_us();
         ah_pipeline_after(s->w, s->sub); /* its own ledger row */
@@ -229,12 +233,7 @@ int ah_summary_start(ah_worker_t *w, ah_request_t *r, const char *summarizer, lo
     if (prev && from == n) {
         insert(w, r, prev);
         ah_free(prev);
-        size_t len = strlen(r->shape_done ? r->shape_done : "") + 16;
-        char *d = ah_arena_alloc(&r->arena, len);
-        snprintf(d, len, "%s%ssummary_cached", r->shape_done ? r->shape_done : "",
-                 r->shape_done ? "," : "");
-        r->shape_done = d;
-        r->shape_pending = 0;
+        settled(r, "summary_cached");
         return 0; /* nothing to wait for */
     }
     /* the call: instructions, then the transcript of what is new */
@@ -294,12 +293,7 @@ int ah_summary_start(ah_worker_t *w, ah_request_t *r, const char *summarizer, lo
         ah_request_free(sub);
         ah_free(s);
         insert(w, r, NULL);
-        size_t len = strlen(r->shape_done ? r->shape_done : "") + 16;
-        char *d = ah_arena_alloc(&r->arena, len);
-        snprintf(d, len, "%s%ssummary_failed", r->shape_done ? r->shape_done : "",
-                 r->shape_done ? "," : "");
-        r->shape_done = d;
-        r->shape_pending = 0;
+        settled(r, "summary_failed");
         return 0;
     }
     *out = s;

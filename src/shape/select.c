@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/hash.h"
 
 #define BM25_K1 1.2
 #define BM25_B 0.75
@@ -62,8 +63,6 @@
 #define STOP_WORD_MAX_BYTES 7
 #define ONES 0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
-#define FNV64_OFFSET 0xcbf29ce484222325ull
-#define FNV64_PRIME 0x100000001b3ull
 
 /* Lowercased; the inflected forms are here because the list is checked
  * before stemming. Negations ("not", "no", "never") are not stop words: they
@@ -330,16 +329,6 @@ typedef struct terms {
     stop_set_t *stops;
 } terms_t;
 
-static uint64_t fnv1a64(const char *s, size_t n)
-{
-    uint64_t h = FNV64_OFFSET;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t)s[i];
-        h *= FNV64_PRIME;
-    }
-    return h;
-}
-
 static void terms_init(terms_t *t)
 {
     t->slot = ah_calloc(TABLE_MIN_SLOTS, sizeof *t->slot);
@@ -393,7 +382,7 @@ static void terms_grow(terms_t *t)
 /* Adds the term w[0..n) unless it is there; returns 1 when it was added. */
 static int terms_add(terms_t *t, const char *w, size_t n)
 {
-    uint64_t h = fnv1a64(w, n);
+    uint64_t h = ah_fnv1a(AH_FNV_OFFSET, w, n);
     if (terms_lookup(t, h, w, n))
         return 0;
     if ((t->count + 1) * 2 > t->mask + 1)
@@ -492,7 +481,7 @@ static const term_t *word_term(const terms_t *t, const char *text, const word_t 
     char s[WORD_MAX_BYTES];
     lower_copy(s, text + w->start, w->len);
     size_t n = stem(s, w->len);
-    return terms_lookup(t, fnv1a64(s, n), s, n);
+    return terms_lookup(t, ah_fnv1a(AH_FNV_OFFSET, s, n), s, n);
 }
 
 /* ---- scoring ----------------------------------------------------------- */
