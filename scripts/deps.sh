@@ -6,7 +6,7 @@ PKGS=(build-essential clang pkg-config libevent-dev libcurl4-openssl-dev libjans
       libsqlite3-dev libyaml-dev libssl-dev check sqlite3 curl ca-certificates
       nodejs npm) # node: the set-up step that builds the semantic cache's word vectors
 if [ "${1:-}" = "--test" ]; then
-  PKGS+=(libclang-rt-14-dev clang-format)
+  PKGS+=(libclang-rt-14-dev clang-format chromium) # chromium: the dashboard's browser test
 fi
 if [ "${1:-}" = "--bench" ]; then
   PKGS+=(nginx-light wrk)
