@@ -39,6 +39,10 @@ $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# The dashboard's page is copied into the binary by the assembler's .incbin
+# (src/server/dashboard_page.c), which the compiler's -MMD does not see.
+$(B)/obj/src/server/dashboard_page.o: web/dashboard.html
+
 $(B)/libahorro.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^

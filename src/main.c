@@ -1,7 +1,7 @@
 /* main.c - the `ahorro` command: serve, keys, report, version.
  *
  *   ahorro serve [--config FILE] [--listen HOST:PORT] [--db PATH] [--threads N]
- *   ahorro keys create --owner O [--tags k=v,...] | list | revoke ID
+ *   ahorro keys create --owner O [--tags k=v,...] [--role R] | list | revoke ID
  *   ahorro report [--by feature,department]... [--since 30d] [--until T] [--forecast]
  *                 [--format table|csv|json]
  *   ahorro cache stats | purge [--tenant T] [--namespace N] [--model M] [--older-than S]
@@ -24,6 +24,8 @@
 #include "core/path.h"
 #include "guard/guard.h"
 #include "guard/watch.h"
+#include "observe/otlp.h"
+#include "observe/reqlog.h"
 #include "route/balance.h"
 #include "route/router_rt.h"
 #include "server/server.h"
@@ -39,7 +41,7 @@ static void usage(FILE *f)
             "ahorro %s - an LLM gateway that cuts cost and latency\n\n"
             "usage:\n"
             "  ahorro serve [--config FILE] [--listen HOST:PORT] [--db PATH] [--threads N]\n"
-            "  ahorro keys create --owner OWNER [--tags k=v,...] [--json]\n"
+            "  ahorro keys create --owner OWNER [--tags k=v,...] [--role api|viewer] [--json]\n"
             "  ahorro keys list | ahorro keys revoke KEY_ID\n"
             "  ahorro report [--by model|key|owner|user|provider|status|TAG[,...]]...\n"
             "                [--since 30d] [--until T] [--top N] [--limit N]\n"
@@ -69,6 +71,35 @@ static ah_prices_t *load_prices(const char *configured)
     else
         ah_warn("prices: no catalogue found; costs will be unknown unless set in the config");
     return p;
+}
+
+/* The request log and the trace exporter see the ledger's rows (observe/):
+ * started last, before traffic; stopped after the ledger has drained. A
+ * destination that cannot be opened is logged, and serving goes on. */
+static ah_reqlog_t *observe_start(const ah_config_t *cfg, ah_gateway_t *gw)
+{
+    const ah_observe_config_t *o = &cfg->observe;
+    ah_reqlog_t *reqlog = NULL;
+    if (o->log_requests && ah_reqlog_open(o->log_file, &reqlog) == AH_E_OK)
+        ah_ledger_observe(gw->ledger, ah_reqlog_rows, reqlog);
+    gw->log_prompts = o->log_requests && o->log_prompts;
+    if (gw->log_prompts)
+        ah_warn("request log: prompts are logged (logging.prompts: true)");
+    if (o->trace_endpoint) {
+        ah_otlp_options_t opt = {.endpoint = o->trace_endpoint,
+                                 .service_name = o->trace_service,
+                                 .headers = (const char *const *)o->trace_headers,
+                                 .nheaders = o->ntrace_headers};
+        if (ah_otlp_start(&opt, &gw->otlp) == AH_E_OK) {
+            ah_ledger_observe(gw->ledger, ah_otlp_rows, gw->otlp);
+            gw->trace_ratio = o->trace_ratio;
+            ah_info("tracing: OTLP/HTTP to %s, %.0f%% of requests", o->trace_endpoint,
+                    100 * o->trace_ratio);
+        } else {
+            ah_error("tracing: cannot start the exporter to %s: tracing off", o->trace_endpoint);
+        }
+    }
+    return reqlog;
 }
 
 static int serve(ah_config_t *cfg)
@@ -135,6 +166,7 @@ static int serve(ah_config_t *cfg)
                 cfg->shape.nfeatures);
     }
     ah_cache_setup(cfg, &gw.cache, &gw.embedder, &gw.remote_embed);
+    ah_reqlog_t *reqlog = observe_start(cfg, &gw);
     int rc = ah_server_run(&gw);
     ah_bpe_free(gw.bpe_o200k);
     ah_bpe_free(gw.bpe_cl100k);
@@ -144,7 +176,9 @@ static int serve(ah_config_t *cfg)
     ah_guard_free(gw.guard);
     ah_balancer_free(gw.balancer);
     ah_router_rt_free(gw.routers);
-    ah_ledger_close(gw.ledger); /* drains every queued row */
+    ah_ledger_close(gw.ledger); /* drains every queued row, through the observers */
+    ah_otlp_stop(gw.otlp);
+    ah_reqlog_close(reqlog);
     ah_prices_free(gw.prices);
     return rc;
 }

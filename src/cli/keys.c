@@ -1,4 +1,5 @@
-/* keys.c - `ahorro keys create --owner O [--tags k=v,...]`, `list`, `revoke ID`. */
+/* keys.c - `ahorro keys create --owner O [--tags k=v,...] [--role api|viewer]`, `list`,
+ * `revoke ID`. A viewer key reads the admin API and the dashboard only. */
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,7 +36,8 @@ static json_t *parse_tags(const char *s)
 int ah_cli_keys(int argc, char **argv, const char *db_path)
 {
     if (argc < 1) {
-        fprintf(stderr, "usage: ahorro keys create --owner OWNER [--tags k=v,...] [--json]\n"
+        fprintf(stderr, "usage: ahorro keys create --owner OWNER [--tags k=v,...] "
+                        "[--role api|viewer] [--json]\n"
                         "       ahorro keys list\n       ahorro keys revoke KEY_ID\n");
         return 2;
     }
@@ -44,13 +46,16 @@ int ah_cli_keys(int argc, char **argv, const char *db_path)
         return 1;
     int rc = 0;
     if (strcmp(argv[0], "create") == 0) {
-        const char *owner = NULL, *tags_s = NULL;
+        const char *owner = NULL, *tags_s = NULL, *role_s = "api";
+        ah_key_role_t role;
         int as_json = 0;
         for (int i = 1; i < argc; i++) {
             if (strcmp(argv[i], "--owner") == 0 && i + 1 < argc)
                 owner = argv[++i];
             else if (strcmp(argv[i], "--tags") == 0 && i + 1 < argc)
                 tags_s = argv[++i];
+            else if (strcmp(argv[i], "--role") == 0 && i + 1 < argc)
+                role_s = argv[++i];
             else if (strcmp(argv[i], "--json") == 0)
                 as_json = 1;
             else {
@@ -64,6 +69,12 @@ int ah_cli_keys(int argc, char **argv, const char *db_path)
             rc = 2;
             goto out;
         }
+        if (ah_key_role_parse(role_s, &role)) {
+            fprintf(stderr, "ahorro keys create: --role must be api (model calls, the default) or "
+                            "viewer (reads the admin API and the dashboard)\n");
+            rc = 2;
+            goto out;
+        }
         json_t *tags = tags_s ? parse_tags(tags_s) : json_object();
         if (!tags) {
             fprintf(stderr, "ahorro keys create: --tags must be k=v,k=v (at most %d tags)\n",
@@ -72,18 +83,19 @@ int ah_cli_keys(int argc, char **argv, const char *db_path)
             goto out;
         }
         char *key = NULL, *id = NULL;
-        if (ah_keys_create(db, owner, tags, &key, &id)) {
+        if (ah_keys_create(db, owner, tags, role, &key, &id)) {
             rc = 1;
         } else if (as_json) {
-            json_t *o =
-                json_pack("{s:s,s:s,s:s,s:O}", "id", id, "key", key, "owner", owner, "tags", tags);
+            json_t *o = json_pack("{s:s,s:s,s:s,s:O,s:s}", "id", id, "key", key, "owner", owner,
+                                  "tags", tags, "role", role_s);
             char *s = json_dumps(o, JSON_COMPACT);
             printf("%s\n", s);
             free(s);
             json_decref(o);
         } else {
             printf("%s\n", key);
-            fprintf(stderr, "created %s for %s; the key is shown only once\n", id, owner);
+            fprintf(stderr, "created %s (%s) for %s; the key is shown only once\n", id, role_s,
+                    owner);
         }
         ah_free(key);
         ah_free(id);
@@ -96,14 +108,16 @@ int ah_cli_keys(int argc, char **argv, const char *db_path)
         }
         size_t i;
         json_t *k;
-        printf("%-22s %-12s %-20s %-8s %s\n", "ID", "PREFIX", "OWNER", "STATUS", "TAGS");
+        printf("%-22s %-12s %-20s %-8s %-6s %s\n", "ID", "PREFIX", "OWNER", "STATUS", "ROLE",
+               "TAGS");
         json_array_foreach(list, i, k)
         {
             char *tags = json_dumps(json_object_get(k, "tags"), JSON_COMPACT | JSON_SORT_KEYS);
-            printf("%-22s %-12s %-20s %-8s %s\n", json_string_value(json_object_get(k, "id")),
+            printf("%-22s %-12s %-20s %-8s %-6s %s\n", json_string_value(json_object_get(k, "id")),
                    json_string_value(json_object_get(k, "prefix")),
                    json_string_value(json_object_get(k, "owner")),
-                   json_object_get(k, "revoked_ms") ? "revoked" : "active", tags ? tags : "{}");
+                   json_object_get(k, "revoked_ms") ? "revoked" : "active",
+                   json_string_value(json_object_get(k, "role")), tags ? tags : "{}");
             free(tags);
         }
         json_decref(list);

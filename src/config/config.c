@@ -1633,11 +1633,131 @@ static ah_err_t load_shaping(loader_t *L, yaml_node_t *m, ah_shape_config_t *sc)
     return AH_E_OK;
 }
 
+/* ---- ahorro.logging, ahorro.tracing (observe_config.h) ---- */
+
+static ah_err_t load_logging(loader_t *L, yaml_node_t *m, ah_observe_config_t *o)
+{
+    static const char *const known[] = {"requests", "file", "prompts", NULL};
+    ah_err_t rc;
+    if ((rc = check_keys(L, m, "logging", known)) ||
+        (rc = get_bool(L, m, "requests", &o->log_requests)) ||
+        (rc = get_bool(L, m, "prompts", &o->log_prompts)) ||
+        (rc = get_string(L, m, "file", &o->log_file)))
+        return rc;
+    return AH_E_OK;
+}
+
+static ah_err_t load_tracing(loader_t *L, yaml_node_t *m, ah_observe_config_t *o)
+{
+    static const char *const known[] = {"endpoint", "service_name", "sample_ratio", "headers",
+                                        NULL};
+    ah_err_t rc;
+    if ((rc = check_keys(L, m, "tracing", known)) ||
+        (rc = get_string(L, m, "endpoint", &o->trace_endpoint)) ||
+        (rc = get_string(L, m, "service_name", &o->trace_service)) ||
+        (rc = get_number(L, m, "sample_ratio", 0, 1, &o->trace_ratio)))
+        return rc;
+    if (!o->trace_endpoint || strncmp(o->trace_endpoint, "http", 4) != 0)
+        return fail(L, m, "'tracing.endpoint' must be the collector's http:// or https:// URL");
+    yaml_node_t *h = get(L, m, "headers");
+    if (!h)
+        return AH_E_OK;
+    if (h->type != YAML_MAPPING_NODE)
+        return fail(L, h, "'tracing.headers' must map header names to values");
+    for (yaml_node_pair_t *p = h->data.mapping.pairs.start; p < h->data.mapping.pairs.top; p++) {
+        const char *k = scalar(node(L, p->key)), *v = scalar(node(L, p->value));
+        if (!k || !v || !*k || strpbrk(k, ":\r\n") || strpbrk(v, "\r\n"))
+            return fail(L, node(L, p->key),
+                        "'tracing.headers' needs plain header names and values");
+        if (o->ntrace_headers == AH_TRACING_MAX_HEADERS)
+            return fail(L, h, "'tracing.headers': at most %d", AH_TRACING_MAX_HEADERS);
+        size_t n = strlen(k) + strlen(v) + 3;
+        char *line = ah_malloc(n);
+        snprintf(line, n, "%s: %s", k, v);
+        o->trace_headers[o->ntrace_headers++] = line;
+    }
+    return AH_E_OK;
+}
+
+/* Without ahorro.tracing: OpenTelemetry's own environment variables. */
+static void tracing_from_env(ah_observe_config_t *o)
+{
+    const char *e = getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    if (!e || !*e)
+        e = getenv("OTEL_EXPORTER_OTLP_ENDPOINT");
+    if (o->trace_endpoint || !e || strncmp(e, "http", 4) != 0)
+        return;
+    o->trace_endpoint = ah_strdup(e);
+    const char *s = getenv("OTEL_SERVICE_NAME");
+    if (s && *s && !o->trace_service)
+        o->trace_service = ah_strdup(s);
+}
+
+static void observe_free(ah_observe_config_t *o)
+{
+    ah_free(o->log_file);
+    ah_free(o->trace_endpoint);
+    ah_free(o->trace_service);
+    for (size_t i = 0; i < o->ntrace_headers; i++)
+        ah_free(o->trace_headers[i]);
+}
+
+/* ---- ahorro.metrics (config.h: ah_metrics_config_t) ---- */
+
+/* ahorro.metrics: the request tags that become labels on /metrics, and how
+ * many distinct values each may take before the rest count as "other".
+ * Tag names must be Prometheus label names that no metric already uses. */
+static ah_err_t load_metrics(loader_t *L, yaml_node_t *m, ah_metrics_config_t *mc)
+{
+    static const char *const known[] = {"tags", "max_values", NULL};
+    static const char *const taken[] = {"model",     "provider", "status", "route", "type",
+                                        "mechanism", "result",   "le",     "op",    NULL};
+    ah_err_t rc;
+    double v = AH_METRICS_DEFAULT_TAG_VALUES;
+    if ((rc = check_keys(L, m, "ahorro.metrics", known)) ||
+        (rc = get_number(L, m, "max_values", 1, AH_METRICS_MAX_TAG_VALUES, &v)))
+        return rc;
+    mc->max_values = (int)v;
+    yaml_node_t *t = get(L, m, "tags");
+    if (!t)
+        return AH_E_OK;
+    if (t->type != YAML_SEQUENCE_NODE)
+        return fail(L, t, "'metrics.tags' must be a list of tag names");
+    for (yaml_node_item_t *it = t->data.sequence.items.start; it < t->data.sequence.items.top;
+         it++) {
+        yaml_node_t *n = node(L, *it);
+        const char *name = scalar(n);
+        size_t len = name ? strlen(name) : 0;
+        int ok = len > 0 && len <= AH_METRICS_MAX_TAG_NAME && !(name[0] >= '0' && name[0] <= '9') &&
+                 strncmp(name, "__", 2) != 0;
+        for (size_t i = 0; ok && i < len; i++)
+            ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
+                 (name[i] >= '0' && name[i] <= '9') || name[i] == '_';
+        if (!ok)
+            return fail(L, n,
+                        "'metrics.tags': a tag name must be a Prometheus label name "
+                        "([a-zA-Z_][a-zA-Z0-9_]*, at most %d characters)",
+                        AH_METRICS_MAX_TAG_NAME);
+        for (int i = 0; taken[i]; i++)
+            if (strcmp(name, taken[i]) == 0)
+                return fail(L, n, "'metrics.tags': '%s' is already a label of ahorro's metrics",
+                            name);
+        for (int i = 0; i < mc->ntags; i++)
+            if (strcmp(name, mc->tags[i]) == 0)
+                return fail(L, n, "'metrics.tags': '%s' is listed twice", name);
+        if (mc->ntags == AH_METRICS_MAX_TAGS)
+            return fail(L, n, "'metrics.tags': at most %d tags (each multiplies the series)",
+                        AH_METRICS_MAX_TAGS);
+        snprintf(mc->tags[mc->ntags++], sizeof mc->tags[0], "%s", name);
+    }
+    return AH_E_OK;
+}
+
 static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
 {
-    static const char *const known[] = {"listen",  "threads",     "db",      "prices",
-                                        "limits",  "cache",       "routing", "budgets",
-                                        "shaping", "rate_limits", NULL};
+    static const char *const known[] = {"listen",  "threads", "db",      "prices",  "limits",
+                                        "cache",   "routing", "budgets", "shaping", "rate_limits",
+                                        "logging", "tracing", "metrics", NULL};
     ah_err_t rc;
     if (m->type != YAML_MAPPING_NODE)
         return fail(L, m, "'ahorro' must be a mapping");
@@ -1649,7 +1769,8 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
         if (!ok)
             return fail(L, node(L, p->key),
                         "unknown setting 'ahorro.%s' (known: listen, threads, "
-                        "db, prices, limits, cache, routing, budgets, rate_limits, shaping)",
+                        "db, prices, limits, cache, routing, budgets, rate_limits, shaping, "
+                        "logging, tracing, metrics)",
                         k ? k : "?");
     }
     char *listen = NULL;
@@ -1678,6 +1799,13 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
         return rc;
     yaml_node_t *shaping = get(L, m, "shaping");
     if (shaping && (rc = load_shaping(L, shaping, &c->shape)))
+        return rc;
+    yaml_node_t *logging = get(L, m, "logging"), *tracing = get(L, m, "tracing");
+    if ((logging && (rc = load_logging(L, logging, &c->observe))) ||
+        (tracing && (rc = load_tracing(L, tracing, &c->observe))))
+        return rc;
+    yaml_node_t *metrics = get(L, m, "metrics"); /* docs/metrics.md */
+    if (metrics && (rc = load_metrics(L, metrics, &c->metrics)))
         return rc;
     yaml_node_t *lim = get(L, m, "limits");
     if (lim) {
@@ -1826,6 +1954,8 @@ ah_err_t ah_config_load(const char *path, ah_config_t **out, char *err, size_t e
     c->routing.allowed_fails = AH_ROUTE_ALLOWED_FAILS;
     c->routing.cooldown_s = AH_ROUTE_COOLDOWN_S;
     ah_shape_policy_unset(&c->shape.policy);
+    c->observe.log_requests = 1;
+    c->observe.trace_ratio = 1;
     if (path) {
         c->path = ah_strdup(path);
         FILE *f = fopen(path, "rb");
@@ -1841,6 +1971,7 @@ ah_err_t ah_config_load(const char *path, ah_config_t **out, char *err, size_t e
     }
     if (c->ndeps == 0)
         env_deployments(c);
+    tracing_from_env(&c->observe);
     if ((rc = check_routing(&L, c)) || (rc = check_shaping(&L, c)))
         goto out;
     for (size_t i = 0; i < c->ndeps; i++) {
@@ -1888,6 +2019,7 @@ void ah_config_free(ah_config_t *c)
     routing_free(&c->routing);
     guard_free(&c->guard);
     shape_free(&c->shape);
+    observe_free(&c->observe);
     ah_free(c);
 }
 

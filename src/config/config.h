@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "config/guard_config.h"
+#include "config/observe_config.h"
 #include "config/shape_config.h"
 #include "core/error.h"
 #include "store/prices.h"
@@ -155,6 +156,18 @@ typedef struct ah_routing_config {
     size_t nrouters;
 } ah_routing_config_t;
 
+/* Which request tags become labels on /metrics (ahorro.metrics; docs/metrics.md).
+ * Fixed-size so that the config owns no memory for it. */
+#define AH_METRICS_MAX_TAGS 4
+#define AH_METRICS_MAX_TAG_NAME 32
+#define AH_METRICS_DEFAULT_TAG_VALUES 20
+#define AH_METRICS_MAX_TAG_VALUES 1000
+typedef struct ah_metrics_config {
+    char tags[AH_METRICS_MAX_TAGS][AH_METRICS_MAX_TAG_NAME + 1]; /* label names */
+    int ntags;
+    int max_values; /* distinct values a tag label takes before "other"; 0: the default */
+} ah_metrics_config_t;
+
 typedef struct ah_config {
     char *path; /* file it came from, or NULL */
     char *listen_host;
@@ -171,8 +184,10 @@ typedef struct ah_config {
     size_t ndeps;
     ah_cache_config_t cache;
     ah_routing_config_t routing;
-    ah_guard_config_t guard; /* budgets and rate limits */
-    ah_shape_config_t shape; /* prompt and context shaping */
+    ah_guard_config_t guard;     /* budgets and rate limits */
+    ah_shape_config_t shape;     /* prompt and context shaping */
+    ah_observe_config_t observe; /* request log, trace export */
+    ah_metrics_config_t metrics; /* labels of /metrics */
 } ah_config_t;
 
 /* Load path (NULL: defaults from the environment). On error returns

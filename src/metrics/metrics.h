@@ -1,26 +1,60 @@
-/* metrics.h - Prometheus metrics of the gateway.
+/* metrics.h - the gateway's Prometheus metrics (docs/metrics.md).
  *
- * Counters and a latency histogram per (model, status) series, shared by
- * every event loop behind one mutex (a few hundred ns per request). Label
- * values are bounded: past AH_METRICS_MAX_SERIES distinct series, new ones
- * are counted under model="other", so a client cannot grow memory by
- * inventing model names. */
+ * Every thread that records requests (the event loops) counts into a table
+ * of its own, so the request path takes no shared lock and touches no
+ * shared cache line: each counter has one writer, updated with relaxed
+ * atomic loads and stores. A scrape sums the tables by series. Tables are
+ * registered once per thread and never freed; a table whose thread exits is
+ * adopted by the next new thread, so the number of tables is bounded by the
+ * threads alive at once (past AH_METRICS_MAX_TABLES, threads share one
+ * table behind a mutex).
+ *
+ * Series are bounded: every label value is interned into a set of at most
+ * a fixed number of values (label.h), and each table holds a fixed number
+ * of series, past which new label combinations count under one series
+ * whose labels all say "other". User ids, keys and request ids are never
+ * labels. */
 #ifndef AH_METRICS_H
 #define AH_METRICS_H
 
+#include <jansson.h>
 #include <stdint.h>
 
+#include "config/config.h"
 #include "core/buf.h"
-#include "store/prices.h"
+#include "store/ledger.h"
 
-#define AH_METRICS_MAX_SERIES 256
+/* Distinct models, providers, routes and deployments each (past: "other"). */
+#define AH_METRICS_MAX_LABEL_VALUES 128
+/* Request series (model, provider, status, route, tags) per table, and in
+ * one scrape. */
+#define AH_METRICS_MAX_SERIES 1024
+/* Timing series (model, provider, status, route, operation) with their
+ * histograms, per table and per scrape. */
+#define AH_METRICS_MAX_TIMING_SERIES 256
+/* Upstream series (provider, deployment, status). */
+#define AH_METRICS_MAX_UPSTREAM_SERIES 256
+/* Tables of their own; further threads share one. */
+#define AH_METRICS_MAX_TABLES 64
+/* Largest exposition a scrape renders (bytes). */
+#define AH_METRICS_MAX_TEXT (48u << 20)
 
-/* Count one finished request. Thread-safe. */
-void ah_metrics_observe(const char *model, const char *provider, int status,
-                        const ah_usage_t *usage, double cost_usd, double latency_s, double ttft_s);
-/* Count a request currently in flight (+1 / -1). */
+struct ah_guard;
+
+/* Count one ledger row as it is appended: a request (row->attempt_of NULL)
+ * or a failed attempt that was retried. tags: the request's tag object (or
+ * NULL); attempts: upstream attempts the request made (a final row with
+ * attempts > 0 and an error status counts as an upstream error). Reads
+ * cfg->metrics for the tag labels. Thread-safe; nothing is kept of row or
+ * tags. */
+void ah_metrics_observe(const ah_config_t *cfg, const ah_ledger_row_t *row, const json_t *tags,
+                        int attempts);
+/* Count a request entering (+1) or leaving (-1) the gateway; both on the
+ * thread that serves it. */
 void ah_metrics_inflight(int delta);
-/* Append the Prometheus text exposition. */
-void ah_metrics_render(ah_buf_t *out);
+/* Append the text exposition of every series, summed over the threads. */
+void ah_metrics_render(const ah_config_t *cfg, ah_buf_t *out);
+/* Append each budget's limit and current spend (gauges); g may be NULL. */
+void ah_metrics_render_budgets(const ah_config_t *cfg, struct ah_guard *g, ah_buf_t *out);
 
 #endif

@@ -85,6 +85,14 @@ int ah_stage_auth(ah_worker_t *w, ah_request_t *r)
             return ah_request_fail(r, 401, "authentication_error", "invalid_api_key", NULL,
                                    found > 0 ? "Invalid API key: not a key of this gateway"
                                              : "Invalid API key: this key was revoked");
+        /* A viewer key reads the admin API and the dashboard; it must not
+         * spend money, and a role this build does not know may do nothing. */
+        if (k->role != AH_KEY_ROLE_API)
+            return ah_request_fail(r, 403, "permission_error", "insufficient_permissions", NULL,
+                                   k->role == AH_KEY_ROLE_VIEWER
+                                       ? "This key is read-only (role viewer): it may read the "
+                                         "admin API and the dashboard, not call models"
+                                       : "This key has a role this gateway does not know");
         r->key_id = ah_arena_strdup(&r->arena, k->id);
         r->owner = ah_arena_strdup(&r->arena, k->owner);
         r->tags = json_deep_copy(k->tags);

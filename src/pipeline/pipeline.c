@@ -1,16 +1,23 @@
-/* pipeline.c - run the stages in the order a request meets them. */
+/* pipeline.c - run the stages in the order a request meets them.
+ *
+ * STAGE times each stage for the request's trace (observe/trace.h); with
+ * tracing off it is the bare call. */
 #include "pipeline/pipeline.h"
+
+#define STAGE(r, span, call)                                                                       \
+    ah_trace_leave(&(r)->trace, (span), (ah_trace_enter(&(r)->trace, (span)), (call)))
 
 int ah_pipeline_admit(ah_worker_t *w, ah_request_t *r)
 {
-    return ah_stage_auth(w, r);
+    return STAGE(r, AH_SPAN_AUTH, ah_stage_auth(w, r));
 }
 
 int ah_pipeline_before(ah_worker_t *w, ah_request_t *r)
 {
     int rc;
-    if ((rc = ah_stage_attribute(w, r)) || (rc = ah_stage_guard(w, r)) ||
-        (rc = ah_stage_shape(w, r)))
+    if ((rc = STAGE(r, AH_SPAN_ATTRIBUTE, ah_stage_attribute(w, r))) ||
+        (rc = STAGE(r, AH_SPAN_GUARD, ah_stage_guard(w, r))) ||
+        (rc = STAGE(r, AH_SPAN_SHAPE, ah_stage_shape(w, r))))
         return rc;
     if (r->shape_pending)
         return 0;
@@ -19,7 +26,7 @@ int ah_pipeline_before(ah_worker_t *w, ah_request_t *r)
 
 int ah_pipeline_after_shape(ah_worker_t *w, ah_request_t *r)
 {
-    int rc = ah_stage_cache(w, r);
+    int rc = STAGE(r, AH_SPAN_CACHE, ah_stage_cache(w, r));
     if (rc)
         return rc;
     if (r->cache_hit || r->cache_pending)
@@ -29,7 +36,7 @@ int ah_pipeline_after_shape(ah_worker_t *w, ah_request_t *r)
 
 int ah_pipeline_route(ah_worker_t *w, ah_request_t *r)
 {
-    int rc = ah_stage_route(w, r);
+    int rc = STAGE(r, AH_SPAN_ROUTE, ah_stage_route(w, r));
     return rc ? rc : ah_stage_guard_reserve(w, r);
 }
 

@@ -43,6 +43,9 @@ typedef struct ah_gateway {
     struct ah_router_rt *routers;          /* loaded router models, or NULL */
     struct ah_guard *guard;                /* budgets and rate limits, or NULL */
     struct ah_bpe *bpe_o200k, *bpe_cl100k; /* shaping's token counts, or NULL */
+    struct ah_otlp *otlp;                  /* trace exporter, or NULL: tracing off */
+    double trace_ratio;                    /* share of requests traced (0..1) */
+    int log_prompts;                       /* the request log carries the messages */
 } ah_gateway_t;
 
 #define AH_KEY_CACHE_SLOTS 256

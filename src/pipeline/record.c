@@ -120,10 +120,27 @@ void ah_stage_record_attempt(ah_worker_t *w, ah_request_t *r, int status, const 
     row->ttft_ms = -1;
     row->status = status ? status : r->fail.status;
     row->error = ah_strdup(error);
-    ah_metrics_observe(row->served_model ? row->served_model : "",
-                       row->provider ? row->provider : "", row->status, &r->usage,
-                       row->cost_usd > 0 ? row->cost_usd : 0, row->latency_ms / 1000.0, -1);
+    ah_metrics_observe(w->gw->cfg, row, r->tags, r->attempts);
     ah_ledger_append(w->gw->ledger, row);
+}
+
+/* What only the request log and the trace exporter read: the trace, with
+ * the upstream call's times, and the prompt when prompt logging is on. */
+static void observed(ah_worker_t *w, ah_request_t *r, ah_ledger_row_t *row)
+{
+    if (r->trace.on) {
+        if (r->t_upstream_start_us)
+            r->trace.span[AH_SPAN_UPSTREAM] = (ah_span_time_t){
+                r->t_upstream_start_us, r->t_upstream_end_us ? r->t_upstream_end_us : r->t_end_us};
+        row->trace = ah_malloc(sizeof *row->trace);
+        *row->trace = r->trace;
+    }
+    if (w->gw->log_prompts && r->body) {
+        json_t *m = json_object_get(r->body, "messages");
+        char *s = json_dumps(m ? m : json_object_get(r->body, "input"), JSON_COMPACT);
+        row->prompt = s ? ah_strdup(s) : NULL;
+        free(s); /* jansson's allocation */
+    }
 }
 
 void ah_stage_record(ah_worker_t *w, ah_request_t *r)
@@ -176,9 +193,7 @@ void ah_stage_record(ah_worker_t *w, ah_request_t *r)
         for (int i = 0; i < AH_CACHE_KEY_BYTES; i++)
             snprintf(row->cache_key + 2 * i, 3, "%02x", r->cache_key[i]);
     }
-    ah_metrics_observe(row->served_model ? row->served_model : (r->model ? r->model : ""),
-                       row->provider ? row->provider : "", r->status, &r->usage,
-                       r->cost_known ? r->cost_usd : 0, row->latency_ms / 1000.0,
-                       row->ttft_ms >= 0 ? row->ttft_ms / 1000.0 : -1);
+    ah_metrics_observe(w->gw->cfg, row, r->tags, r->attempts);
+    observed(w, r, row);
     ah_ledger_append(w->gw->ledger, row);
 }

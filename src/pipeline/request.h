@@ -19,6 +19,7 @@
 #include "config/config.h"
 #include "core/arena.h"
 #include "core/buf.h"
+#include "observe/trace.h"
 #include "store/prices.h"
 
 /* The wire format of a body: what the client spoke, what a provider speaks. */
@@ -52,6 +53,8 @@ typedef struct ah_request {
     const char *anthropic_version; /* client's anthropic-version header (arena), or NULL */
     const char *anthropic_beta;    /* client's anthropic-beta header (arena), or NULL */
     const char *cache_control;     /* client's Cache-Control header (arena), or NULL */
+    const char *traceparent;       /* client's W3C traceparent header (arena), or NULL */
+    ah_trace_t trace;              /* stage times, when tracing sampled this request */
 
     json_t *body;      /* canonical body (owned) */
     json_t *raw;       /* original body (owned) */

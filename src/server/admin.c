@@ -1,8 +1,9 @@
 /* admin.c - /health, /metrics, /admin/keys, /admin/deployments, /admin/cache
- * and /admin/spend.
+ * and /admin/spend (the dashboard's own endpoints are in dashboard.c).
  *
  * /admin/... needs the master key; with no master key configured it is
- * served to loopback clients only (the same rule as keyless API calls).
+ * served to loopback clients only (the same rule as keyless API calls). A
+ * viewer key may GET the read endpoints (dashboard.h).
  * Errors are in OpenAI's format. */
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -20,17 +21,22 @@
 #include "core/limits.h"
 #include "metrics/metrics.h"
 #include "route/balance.h"
+#include "server/dashboard.h"
 #include "server/exchange.h"
 #include "store/keys.h"
 #include "store/spend.h"
 
-static int admin_allowed(ah_worker_t *w, struct evhttp_request *req)
+static int admin_allowed(ah_worker_t *w, struct evhttp_request *req, const char *path)
 {
     const char *master = w->gw->cfg->master_key;
     const char *tok = ah_token_of(req);
+    if (master && tok && strlen(tok) == strlen(master) && strcmp(tok, master) == 0)
+        return 1;
+    /* A viewer key may read (server/dashboard.h), with or without a master key. */
+    int viewer = ah_dashboard_viewer_admit(w, req, path, tok);
+    if (viewer)
+        return viewer > 0;
     if (master) {
-        if (tok && strlen(tok) == strlen(master) && strcmp(tok, master) == 0)
-            return 1;
         ah_reply_error(req, AH_API_OPENAI, 401, "authentication_error", "invalid_api_key",
                        "Admin endpoints need the master key");
         return 0;
@@ -74,12 +80,22 @@ static void keys_create(ah_worker_t *w, struct evhttp_request *req)
         json_decref(b);
         return;
     }
+    json_t *role_j = json_object_get(b, "role");
+    ah_key_role_t role = AH_KEY_ROLE_API;
+    if (role_j && ah_key_role_parse(json_string_value(role_j), &role)) {
+        ah_reply_error(req, AH_API_OPENAI, 400, "invalid_request_error", "invalid_parameter",
+                       "'role' must be \"api\" (model calls, the default) or \"viewer\" "
+                       "(reads the admin API and the dashboard)");
+        json_decref(b);
+        return;
+    }
     char *key = NULL, *id = NULL;
-    if (ah_keys_create(w->db, owner, tags, &key, &id)) {
+    if (ah_keys_create(w->db, owner, tags, role, &key, &id)) {
         ah_reply_error(req, AH_API_OPENAI, 500, NULL, NULL, "cannot store the key");
     } else {
-        json_t *out = json_pack("{s:s,s:s,s:s,s:o}", "id", id, "key", key, "owner", owner, "tags",
-                                tags ? json_incref(tags) : json_object());
+        json_t *out =
+            json_pack("{s:s,s:s,s:s,s:o,s:s}", "id", id, "key", key, "owner", owner, "tags",
+                      tags ? json_incref(tags) : json_object(), "role", ah_key_role_name(role));
         ah_reply_json(req, 201, out);
         json_decref(out);
     }
@@ -369,8 +385,9 @@ void ah_admin_handle(ah_worker_t *w, struct evhttp_request *req, const char *pat
     }
     if (strcmp(path, "/metrics") == 0) {
         ah_buf_t out;
-        ah_buf_init(&out, 16u << 20);
-        ah_metrics_render(&out);
+        ah_buf_init(&out, AH_METRICS_MAX_TEXT);
+        ah_metrics_render(w->gw->cfg, &out);
+        ah_metrics_render_budgets(w->gw->cfg, w->gw->guard, &out);
         if (w->gw->balancer)
             deployment_metrics(w, &out);
         if (w->gw->cache)
@@ -384,7 +401,7 @@ void ah_admin_handle(ah_worker_t *w, struct evhttp_request *req, const char *pat
         evbuffer_free(b);
         return;
     }
-    if (!admin_allowed(w, req))
+    if (!admin_allowed(w, req, path) || ah_dashboard_admin(w, req, path))
         return;
     if (strcmp(path, "/admin/keys") == 0 && m == EVHTTP_REQ_POST) {
         keys_create(w, req);

@@ -530,6 +530,7 @@ static void on_summarized(void *ctx, ah_request_t *r)
 {
     exchange_t *ex = ctx;
     ex->summary = NULL;
+    ah_trace_leave(&r->trace, AH_SPAN_SUMMARY, 0);
     if (ah_pipeline_after_shape(ex->w, r)) {
         send_error(ex);
         finish(ex);
@@ -559,6 +560,10 @@ void ah_exchange_handle(ah_worker_t *w, struct evhttp_request *req, ah_api_t api
     r->anthropic_version = ah_arena_strdup(&r->arena, evhttp_find_header(ih, "anthropic-version"));
     r->anthropic_beta = ah_arena_strdup(&r->arena, evhttp_find_header(ih, "anthropic-beta"));
     r->cache_control = ah_arena_strdup(&r->arena, evhttp_find_header(ih, "Cache-Control"));
+    if (w->gw->otlp) {
+        r->traceparent = ah_arena_strdup(&r->arena, evhttp_find_header(ih, "traceparent"));
+        ah_trace_begin(&r->trace, r->traceparent, w->gw->trace_ratio, &w->rng, r->t_start_us);
+    }
 
     if (ah_pipeline_admit(w, r))
         goto fail;
@@ -590,6 +595,7 @@ void ah_exchange_handle(ah_worker_t *w, struct evhttp_request *req, ah_api_t api
     if (ah_pipeline_before(w, r))
         goto fail;
     if (r->shape_pending) {
+        ah_trace_enter(&r->trace, AH_SPAN_SUMMARY);
         if (ah_summary_start(w, r, r->summarizer, r->summary_tokens, on_summarized, ex,
                              &ex->summary)) {
             watch_close(ex);

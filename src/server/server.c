@@ -27,6 +27,7 @@
 #include "core/clock.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "server/dashboard.h"
 #include "server/exchange.h"
 #include "store/db.h"
 
@@ -86,6 +87,10 @@ static void route(struct evhttp_request *req, void *arg)
     }
     if (strcmp(path, "/models") == 0 && m == EVHTTP_REQ_GET) {
         ah_exchange_models(w, req);
+        return;
+    }
+    if (strcmp(path, "/dashboard") == 0 || strcmp(path, "/dashboard/") == 0) {
+        ah_dashboard_page(w, req);
         return;
     }
     if (strcmp(path, "/health") == 0 || strcmp(path, "/metrics") == 0 ||

@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 
 static const char *const migrations[] = {
@@ -73,6 +74,9 @@ static const char *const migrations[] = {
     /* 8: named prompt templates with versions (store/templates.h) */
     ("CREATE TABLE templates(name TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,"
      " note TEXT, created_ms INTEGER NOT NULL, PRIMARY KEY(name, version));"),
+    /* 9: a key's role: 'api' calls models; 'viewer' reads the admin API and
+     * the dashboard, nothing else (store/keys.h) */
+    "ALTER TABLE keys ADD COLUMN role TEXT NOT NULL DEFAULT 'api';",
 };
 
 ah_err_t ah_db_exec(sqlite3 *db, const char *sql)
@@ -146,4 +150,28 @@ out:
     }
     *out = db;
     return rc;
+}
+
+/* SQLite virtual-machine steps between two looks at the clock. */
+#define DEADLINE_STEPS 10000
+
+static int deadline_passed(void *arg)
+{
+    ah_db_deadline_t *d = arg;
+    if (ah_now_us() > d->until_us)
+        d->expired = 1;
+    return d->expired;
+}
+
+void ah_db_deadline_arm(sqlite3 *db, ah_db_deadline_t *d, long max_ms)
+{
+    d->expired = 0;
+    d->until_us = ah_now_us() + (int64_t)max_ms * 1000;
+    if (max_ms > 0)
+        sqlite3_progress_handler(db, DEADLINE_STEPS, deadline_passed, d);
+}
+
+void ah_db_deadline_disarm(sqlite3 *db)
+{
+    sqlite3_progress_handler(db, 0, NULL, NULL);
 }

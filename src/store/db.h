@@ -8,6 +8,8 @@
 
 #include <sqlite3.h>
 
+#include <stdint.h>
+
 #include "core/error.h"
 
 /* Open (creating and migrating if needed) the database at path. On success
@@ -16,5 +18,17 @@ ah_err_t ah_db_open(const char *path, sqlite3 **out);
 
 /* Run sql that returns no rows; logs the error. */
 ah_err_t ah_db_exec(sqlite3 *db, const char *sql);
+
+/* A time budget for the statements run on db until disarmed: past it, a
+ * progress handler interrupts them (sqlite3_step returns SQLITE_INTERRUPT)
+ * and `expired` says why. What keeps a reader's query off its event loop
+ * for long. */
+typedef struct ah_db_deadline {
+    int64_t until_us;
+    int expired;
+} ah_db_deadline_t;
+/* Arm d for max_ms from now (max_ms <= 0: no budget, d only reset). */
+void ah_db_deadline_arm(sqlite3 *db, ah_db_deadline_t *d, long max_ms);
+void ah_db_deadline_disarm(sqlite3 *db);
 
 #endif

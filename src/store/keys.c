@@ -35,6 +35,24 @@ void ah_keys_hash(const char *token, char out[AH_KEY_HASH_HEX])
     hex(md, 32, out);
 }
 
+static const char *const role_names[] = {"api", "viewer"};
+
+const char *ah_key_role_name(ah_key_role_t role)
+{
+    return role == AH_KEY_ROLE_API || role == AH_KEY_ROLE_VIEWER ? role_names[role] : "unknown";
+}
+
+ah_err_t ah_key_role_parse(const char *s, ah_key_role_t *out)
+{
+    for (int i = 0; i < 2; i++) {
+        if (s && strcmp(s, role_names[i]) == 0) {
+            *out = (ah_key_role_t)i;
+            return AH_E_OK;
+        }
+    }
+    return AH_E_INVAL;
+}
+
 void ah_key_clear(ah_key_t *k)
 {
     ah_free(k->owner);
@@ -42,8 +60,11 @@ void ah_key_clear(ah_key_t *k)
     memset(k, 0, sizeof *k);
 }
 
-ah_err_t ah_keys_create(sqlite3 *db, const char *owner, json_t *tags, char **key_out, char **id_out)
+ah_err_t ah_keys_create(sqlite3 *db, const char *owner, json_t *tags, ah_key_role_t role,
+                        char **key_out, char **id_out)
 {
+    if (role != AH_KEY_ROLE_API && role != AH_KEY_ROLE_VIEWER)
+        return AH_E_INVAL;
     unsigned char rnd[KEY_RANDOM_BYTES], idr[8];
     char key[sizeof KEY_PREFIX + 2 * KEY_RANDOM_BYTES], id[AH_KEY_ID_LEN], hash[AH_KEY_HASH_HEX];
     if (RAND_bytes(rnd, sizeof rnd) != 1 || RAND_bytes(idr, sizeof idr) != 1)
@@ -59,8 +80,8 @@ ah_err_t ah_keys_create(sqlite3 *db, const char *owner, json_t *tags, char **key
     sqlite3_stmt *st = NULL;
     ah_err_t rc = AH_E_OK;
     if (sqlite3_prepare_v2(db,
-                           "INSERT INTO keys(id, hash, prefix, owner, tags, created_ms) "
-                           "VALUES (?,?,?,?,?,?)",
+                           "INSERT INTO keys(id, hash, prefix, owner, tags, created_ms, role) "
+                           "VALUES (?,?,?,?,?,?,?)",
                            -1, &st, NULL) != SQLITE_OK) {
         rc = AH_E_DB;
         goto out;
@@ -71,6 +92,7 @@ ah_err_t ah_keys_create(sqlite3 *db, const char *owner, json_t *tags, char **key
     sqlite3_bind_text(st, 4, owner, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 5, tags_s ? tags_s : "{}", -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 6, ah_wall_ms());
+    sqlite3_bind_text(st, 7, ah_key_role_name(role), -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE) {
         ah_error("keys: %s", sqlite3_errmsg(db));
         rc = AH_E_DB;
@@ -91,8 +113,8 @@ ah_err_t ah_keys_lookup(sqlite3 *db, const char *token, ah_key_t *out)
     ah_err_t rc = AH_E_NOTFOUND;
     memset(out, 0, sizeof *out);
     ah_keys_hash(token, hash);
-    if (sqlite3_prepare_v2(db, "SELECT id, owner, tags, revoked_ms FROM keys WHERE hash = ?", -1,
-                           &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db, "SELECT id, owner, tags, revoked_ms, role FROM keys WHERE hash = ?",
+                           -1, &st, NULL) != SQLITE_OK)
         return AH_E_DB;
     sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
     int s = sqlite3_step(st);
@@ -106,6 +128,8 @@ ah_err_t ah_keys_lookup(sqlite3 *db, const char *token, ah_key_t *out)
             out->tags = json_object();
         }
         out->revoked = sqlite3_column_type(st, 3) != SQLITE_NULL;
+        if (ah_key_role_parse((const char *)sqlite3_column_text(st, 4), &out->role))
+            out->role = AH_KEY_ROLE_UNKNOWN;
         rc = AH_E_OK;
     } else if (s != SQLITE_DONE) {
         rc = AH_E_DB;
@@ -118,17 +142,19 @@ ah_err_t ah_keys_list(sqlite3 *db, json_t **out)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,
-                           "SELECT id, prefix, owner, tags, created_ms, revoked_ms FROM keys "
+                           "SELECT id, prefix, owner, tags, created_ms, revoked_ms, role FROM keys "
                            "ORDER BY created_ms",
                            -1, &st, NULL) != SQLITE_OK)
         return AH_E_DB;
     json_t *arr = json_array();
     while (sqlite3_step(st) == SQLITE_ROW) {
         json_t *tags = json_loads((const char *)sqlite3_column_text(st, 3), 0, NULL);
-        json_t *k = json_pack("{s:s,s:s,s:s,s:o,s:I}", "id", sqlite3_column_text(st, 0), "prefix",
-                              sqlite3_column_text(st, 1), "owner", sqlite3_column_text(st, 2),
-                              "tags", tags ? tags : json_object(), "created_ms",
-                              (json_int_t)sqlite3_column_int64(st, 4));
+        const char *role = (const char *)sqlite3_column_text(st, 6);
+        json_t *k =
+            json_pack("{s:s,s:s,s:s,s:o,s:I,s:s}", "id", sqlite3_column_text(st, 0), "prefix",
+                      sqlite3_column_text(st, 1), "owner", sqlite3_column_text(st, 2), "tags",
+                      tags ? tags : json_object(), "created_ms",
+                      (json_int_t)sqlite3_column_int64(st, 4), "role", role ? role : "api");
         if (sqlite3_column_type(st, 5) != SQLITE_NULL)
             json_object_set_new(k, "revoked_ms", json_integer(sqlite3_column_int64(st, 5)));
         json_array_append_new(arr, k);

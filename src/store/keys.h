@@ -2,7 +2,9 @@
  *
  * A key is "sk-ah-" + 40 random hex characters. Only its SHA-256 is stored
  * (with a short prefix for people to recognise it); the key itself is shown
- * once, at creation. A key maps to an owner and tags (JSON object). */
+ * once, at creation. A key maps to an owner and tags (JSON object), and has
+ * a role: an "api" key calls models (the default); a "viewer" key may only
+ * read the admin API and the dashboard (docs/dashboard.md). */
 #ifndef AH_KEYS_H
 #define AH_KEYS_H
 
@@ -15,8 +17,13 @@
 #define AH_KEY_ID_LEN 24
 #define AH_KEY_HASH_HEX 65
 
+/* What a key may do. Unknown is a role this build does not know (a newer
+ * ahorro wrote it): such a key may do nothing, so a downgrade fails closed. */
+typedef enum { AH_KEY_ROLE_API, AH_KEY_ROLE_VIEWER, AH_KEY_ROLE_UNKNOWN } ah_key_role_t;
+
 typedef struct ah_key {
     char id[AH_KEY_ID_LEN];
+    ah_key_role_t role;
     char *owner;  /* owned; free with ah_key_clear */
     json_t *tags; /* owned reference */
     int revoked;
@@ -25,10 +32,16 @@ typedef struct ah_key {
 /* SHA-256 of token in lowercase hex (65 bytes with the NUL). */
 void ah_keys_hash(const char *token, char out[AH_KEY_HASH_HEX]);
 
-/* Create a key. *key_out (the secret, shown once) and *id_out are owned by
- * the caller (ah_free). tags may be NULL. */
-ah_err_t ah_keys_create(sqlite3 *db, const char *owner, json_t *tags, char **key_out,
-                        char **id_out);
+/* A role's name ("api", "viewer"); static. */
+const char *ah_key_role_name(ah_key_role_t role);
+/* Parse a role's name; AH_E_INVAL for anything but "api" and "viewer". */
+ah_err_t ah_key_role_parse(const char *s, ah_key_role_t *out);
+
+/* Create a key with a role (AH_KEY_ROLE_API or AH_KEY_ROLE_VIEWER).
+ * *key_out (the secret, shown once) and *id_out are owned by the caller
+ * (ah_free). tags may be NULL. */
+ah_err_t ah_keys_create(sqlite3 *db, const char *owner, json_t *tags, ah_key_role_t role,
+                        char **key_out, char **id_out);
 /* Look a presented token up. AH_E_NOTFOUND when unknown. out is cleared with
  * ah_key_clear. A revoked key is returned with revoked set. */
 ah_err_t ah_keys_lookup(sqlite3 *db, const char *token, ah_key_t *out);

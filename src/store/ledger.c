@@ -34,6 +34,11 @@ struct ah_ledger {
     const ah_ledger_sink_t *sink;
     void *sink_ctx;
     uint64_t written, failed;
+    int nobservers;
+    struct {
+        ah_ledger_observer_fn fn;
+        void *ctx;
+    } observers[AH_LEDGER_MAX_OBSERVERS];
 };
 
 void ah_ledger_row_free(ah_ledger_row_t *r)
@@ -55,6 +60,8 @@ void ah_ledger_row_free(ah_ledger_row_t *r)
     ah_free(r->cache_key);
     ah_free(r->shape);
     ah_free(r->prefix_hash);
+    ah_free(r->trace);
+    ah_free(r->prompt);
     ah_free(r);
 }
 
@@ -260,6 +267,8 @@ static void *writer_main(void *arg)
         else
             l->written += (uint64_t)n;
         pthread_mutex_unlock(&l->mu);
+        for (int k = 0; k < l->nobservers; k++)
+            l->observers[k].fn(l->observers[k].ctx, batch, n);
         for (int i = 0; i < n; i++) {
             if (rc)
                 ah_error("ledger: lost row %s after %d attempts", batch[i]->request_id,
@@ -302,6 +311,16 @@ ah_err_t ah_ledger_open_sqlite(const char *path, ah_ledger_t **out)
         return AH_E_IO;
     }
     *out = l;
+    return AH_E_OK;
+}
+
+ah_err_t ah_ledger_observe(ah_ledger_t *l, ah_ledger_observer_fn fn, void *ctx)
+{
+    if (l->nobservers == AH_LEDGER_MAX_OBSERVERS)
+        return AH_E_TOOBIG;
+    l->observers[l->nobservers].fn = fn;
+    l->observers[l->nobservers].ctx = ctx;
+    l->nobservers++;
     return AH_E_OK;
 }
 

@@ -6,7 +6,9 @@
  * queue blocks the producer (the gateway slows down; no row is dropped).
  * ah_ledger_close drains the queue completely before returning.
  *
- * The sink is a table of functions (SQLite now; PostgreSQL later). */
+ * The sink is a table of functions (SQLite now; PostgreSQL later).
+ * Observers (the request log, the trace exporter) see each batch on the
+ * writer thread after the sink, written or not, before the rows are freed. */
 #ifndef AH_LEDGER_H
 #define AH_LEDGER_H
 
@@ -45,7 +47,15 @@ typedef struct ah_ledger_row {
     double saved_shaping_usd;      /* those tokens at the served model's input price */
     char *prefix_hash;             /* hex hash of the static prefix, or NULL */
     int64_t prefix_tokens;         /* its tokens (estimated) */
+    /* for observers only, not stored: */
+    struct ah_trace *trace; /* the request's trace when tracing sampled it, or NULL */
+    char *prompt;           /* the messages as JSON, when prompt logging is on, or NULL */
 } ah_ledger_row_t;
+
+/* Called on the writer thread with each batch; rows are read-only and die
+ * after the call. Must not block for long: the queue fills behind it. */
+typedef void (*ah_ledger_observer_fn)(void *ctx, ah_ledger_row_t *const *rows, int n);
+#define AH_LEDGER_MAX_OBSERVERS 4
 
 typedef struct ah_ledger_sink {
     const char *name;
@@ -59,6 +69,9 @@ typedef struct ah_ledger ah_ledger_t;
 /* Start the writer thread over a SQLite database at path. Close (and free)
  * with ah_ledger_close. */
 ah_err_t ah_ledger_open_sqlite(const char *path, ah_ledger_t **out);
+/* Add an observer before traffic starts (not thread-safe against the
+ * writer's batches). AH_E_TOOBIG past AH_LEDGER_MAX_OBSERVERS. */
+ah_err_t ah_ledger_observe(ah_ledger_t *l, ah_ledger_observer_fn fn, void *ctx);
 /* Queue a row; the ledger takes ownership (freed after it is written).
  * Blocks while the queue is full. Thread-safe. */
 void ah_ledger_append(ah_ledger_t *l, ah_ledger_row_t *row);

@@ -24,12 +24,12 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/clock.h"
+#include "store/db.h"
 #include "store/forecast.h"
 
 #define SQL_MAX_BYTES 8192
 #define DAY_MS 86400000LL
 /* SQLite virtual-machine steps between two looks at the clock. */
-#define PROGRESS_STEPS 10000
 /* First bound parameter of the dimensions' JSON paths. */
 #define PARAM_DIM0 5
 
@@ -336,19 +336,6 @@ static void sql_daily(ah_buf_t *b, const ah_spend_query_t *q, int ndims)
 
 /* --- running --------------------------------------------------------------- */
 
-typedef struct deadline {
-    int64_t until_us;
-    int expired;
-} deadline_t;
-
-static int progress(void *arg)
-{
-    deadline_t *d = arg;
-    if (ah_now_us() > d->until_us)
-        d->expired = 1;
-    return d->expired;
-}
-
 static ah_err_t prepare(sqlite3 *db, const ah_spend_query_t *q, int ndims, ah_buf_t *sql,
                         int64_t since, int64_t until, sqlite3_stmt **st, char *err, size_t errlen)
 {
@@ -368,7 +355,8 @@ static ah_err_t prepare(sqlite3 *db, const ah_spend_query_t *q, int ndims, ah_bu
     return AH_E_OK;
 }
 
-static ah_err_t step_error(sqlite3 *db, int rc, const deadline_t *dl, char *err, size_t errlen)
+static ah_err_t step_error(sqlite3 *db, int rc, const ah_db_deadline_t *dl, char *err,
+                           size_t errlen)
 {
     if (rc == SQLITE_DONE)
         return AH_E_OK;
@@ -466,7 +454,7 @@ static json_t *find_group(json_t *index, sqlite3_stmt *st, int ndims, ah_buf_t *
 }
 
 static ah_err_t run_top(sqlite3 *db, const ah_spend_query_t *q, json_t *index, int prompts,
-                        deadline_t *dl, char *err, size_t errlen)
+                        ah_db_deadline_t *dl, char *err, size_t errlen)
 {
     ah_buf_t sql, key;
     ah_buf_init(&sql, SQL_MAX_BYTES);
@@ -510,14 +498,6 @@ out:
     return rc;
 }
 
-static void arm(sqlite3 *db, const ah_spend_query_t *q, deadline_t *dl)
-{
-    dl->expired = 0;
-    dl->until_us = ah_now_us() + (int64_t)q->max_ms * 1000;
-    if (q->max_ms > 0)
-        sqlite3_progress_handler(db, PROGRESS_STEPS, progress, dl);
-}
-
 ah_err_t ah_spend_run(sqlite3 *db, const ah_spend_query_t *q, json_t **out, char *err,
                       size_t errlen)
 {
@@ -527,8 +507,8 @@ ah_err_t ah_spend_run(sqlite3 *db, const ah_spend_query_t *q, json_t **out, char
         ah_err_printf(err, errlen, "bad spend query (dimensions, limit or top out of range)");
         return AH_E_INVAL;
     }
-    deadline_t dl;
-    arm(db, q, &dl);
+    ah_db_deadline_t dl;
+    ah_db_deadline_arm(db, &dl, q->max_ms);
     ah_buf_t sql, key;
     ah_buf_init(&sql, SQL_MAX_BYTES);
     ah_buf_init(&key, 4 * AH_SPEND_MAX_DIMS * 1024);
@@ -583,7 +563,7 @@ ah_err_t ah_spend_run(sqlite3 *db, const ah_spend_query_t *q, json_t **out, char
     total = NULL;
 out:
     if (q->max_ms > 0)
-        sqlite3_progress_handler(db, 0, NULL, NULL);
+        ah_db_deadline_disarm(db);
     sqlite3_finalize(st);
     ah_buf_free(&sql);
     ah_buf_free(&key);
@@ -660,7 +640,7 @@ static void forecast_group(const fc_ctx_t *c, const double *daily, ah_forecast_m
 /* One statement: daily series of the first q->limit groups (ndims 0: the
  * total), each forecast and appended to groups. */
 static ah_err_t forecast_series(sqlite3 *db, const ah_spend_query_t *q, int ndims,
-                                const fc_ctx_t *c, json_t *groups, deadline_t *dl, char *err,
+                                const fc_ctx_t *c, json_t *groups, ah_db_deadline_t *dl, char *err,
                                 size_t errlen)
 {
     ah_buf_t sql, key, prev;
@@ -736,8 +716,8 @@ ah_err_t ah_spend_forecast(sqlite3 *db, const ah_spend_query_t *q, int64_t as_of
         start_day = c.pstart / DAY_MS; /* the period's spend so far is always read */
     c.hist_start_day = start_day;
     c.nhist = (int)(c.as_of_day - start_day);
-    deadline_t dl;
-    arm(db, q, &dl);
+    ah_db_deadline_t dl;
+    ah_db_deadline_arm(db, &dl, q->max_ms);
     json_t *groups = json_array(), *totals = json_array(), *res = NULL;
     ah_err_t rc;
     if ((q->ndims > 0 && (rc = forecast_series(db, q, q->ndims, &c, groups, &dl, err, errlen))) ||
@@ -763,7 +743,7 @@ ah_err_t ah_spend_forecast(sqlite3 *db, const ah_spend_query_t *q, int64_t as_of
                     AH_FORECAST_HIGH_Q - AH_FORECAST_LOW_Q, "groups", groups, "total", total);
 out:
     if (q->max_ms > 0)
-        sqlite3_progress_handler(db, 0, NULL, NULL);
+        ah_db_deadline_disarm(db);
     json_decref(groups);
     json_decref(totals);
     *out = res;

@@ -72,8 +72,8 @@ test('health and Prometheus metrics', async () => {
     assert.equal((await h.json()).status, 'ok');
     const m = await (await fetch(`${gw.url}/metrics`)).text();
     assert.match(m, /# TYPE ahorro_requests_total counter/);
-    assert.match(m, /ahorro_requests_total\{model="gpt-4o-mini",provider="openai",status="200"\} 1/);
-    assert.match(m, /ahorro_tokens_total\{model="gpt-4o-mini",provider="openai",status="200",type="input"\} \d+/);
+    assert.match(m, /ahorro_requests_total\{model="gpt-4o-mini",provider="openai",status="200",route="gpt-4o-mini"\} 1/);
+    assert.match(m, /ahorro_tokens_total\{model="gpt-4o-mini",provider="openai",status="200",route="gpt-4o-mini",type="input"\} \d+/);
     assert.match(m, /ahorro_cost_usd_total\{[^}]*\} 0\.0000\d+/);
     assert.match(m, /ahorro_request_duration_seconds_bucket\{[^}]*le="\+Inf"\} 1/);
   } finally {
