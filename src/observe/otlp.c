@@ -250,6 +250,17 @@ static void *exporter_main(void *arg)
         pthread_mutex_lock(&e->mu);
         e->exported += n - lost;
         e->dropped += lost;
+        if (e->stopping && n && lost == n) {
+            /* shutting down and the collector failed: do not make the exit
+             * wait one timeout per batch still queued */
+            while (e->count > 0) {
+                json_decref(e->queue[e->head]);
+                e->head = (e->head + 1) % AH_OTLP_QUEUE;
+                e->count--;
+                e->dropped++;
+            }
+            stop = 1;
+        }
         pthread_mutex_unlock(&e->mu);
         if (stop)
             break;

@@ -137,7 +137,8 @@ static void observed(ah_worker_t *w, ah_request_t *r, ah_ledger_row_t *row)
     }
     if (w->gw->log_prompts && r->body) {
         json_t *m = json_object_get(r->body, "messages");
-        char *s = json_dumps(m ? m : json_object_get(r->body, "input"), JSON_COMPACT);
+        char *s =
+            json_dumps(m ? m : json_object_get(r->body, "input"), JSON_COMPACT | JSON_ENCODE_ANY);
         row->prompt = s ? ah_strdup(s) : NULL;
         free(s); /* jansson's allocation */
     }
