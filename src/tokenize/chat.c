@@ -68,7 +68,10 @@ ah_err_t ah_chat_model(const char *model, ah_chat_model_t *out)
     const char *slash = strrchr(model, '/');
     if (slash)
         model = slash + 1;
-    if (strncmp(model, "claude", 6) == 0) {
+    /* claude-..., and Bedrock's anthropic.claude-... with or without a
+     * cross-region prefix (us.anthropic.claude-...) */
+    const char *dot = strstr(model, "anthropic.claude");
+    if (strncmp(model, "claude", 6) == 0 || (dot && (dot == model || dot[-1] == '.'))) {
         out->factor = AH_CHAT_ANTHROPIC_FACTOR;
         return AH_E_OK;
     }

@@ -990,6 +990,14 @@ START_TEST(chat_model_encodings)
     ck_assert_int_eq(ah_chat_model("claude-sonnet-4-5", &m), AH_E_OK);
     ck_assert(m.estimate);
     ck_assert(m.factor > 1.0);
+    for (const char *const *b = (const char *const[]){"anthropic.claude-3-5-sonnet-20240620-v1:0",
+                                                      "us.anthropic.claude-sonnet-4-20250514-v1:0",
+                                                      "bedrock/anthropic.claude-3-haiku", NULL};
+         *b; b++) {
+        ck_assert_int_eq(ah_chat_model(*b, &m), AH_E_OK);
+        ck_assert_msg(m.factor > 1.0, "%s: not read as Claude", *b);
+    }
+    ck_assert_int_eq(ah_chat_model("notanthropic.claude-x", &m), AH_E_NOTFOUND);
     ck_assert_int_eq(ah_chat_model("llama-3-70b", &m), AH_E_NOTFOUND);
     ck_assert(m.estimate);
 }
