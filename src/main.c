@@ -53,6 +53,7 @@ static void usage(FILE *f)
             "  ahorro prices [QUERY] [--provider P] [--model M] [--at YYYY-MM-DD] [--json]\n"
             "  ahorro templates add NAME FILE [--note TEXT] | list | show NAME[@VERSION]\n"
             "  ahorro prompts audit [--since DAYS] [--min-requests N] [--json]\n"
+            "  ahorro experiments show [NAME] [--since 7d] [--json]\n"
             "  ahorro version\n\n"
             "Common options (before or after the command): --config FILE, --db PATH.\n"
             "Environment: OPENAI_API_KEY, OPENAI_BASE_URL, ANTHROPIC_API_KEY,\n"
@@ -167,6 +168,8 @@ static int serve(ah_config_t *cfg)
     }
     ah_cache_setup(cfg, &gw.cache, &gw.embedder, &gw.remote_embed);
     ah_reqlog_t *reqlog = observe_start(cfg, &gw);
+    if (cfg->experiments.n)
+        gw.experiments = ah_experiment_rt_new(); /* freed after the workers stop */
     int rc = ah_server_run(&gw);
     ah_bpe_free(gw.bpe_o200k);
     ah_bpe_free(gw.bpe_cl100k);
@@ -180,6 +183,7 @@ static int serve(ah_config_t *cfg)
     ah_otlp_stop(gw.otlp);
     ah_reqlog_close(reqlog);
     ah_prices_free(gw.prices);
+    ah_experiment_rt_free(gw.experiments);
     return rc;
 }
 
@@ -277,6 +281,8 @@ int main(int argc, char **argv)
         rc = ah_cli_templates(nrest - 1, rest + 1, cfg->db_path);
     else if (strcmp(rest[0], "prompts") == 0)
         rc = ah_cli_prompts(nrest - 1, rest + 1, cfg);
+    else if (strcmp(rest[0], "experiments") == 0)
+        rc = ah_cli_experiments(nrest - 1, rest + 1, cfg);
     else {
         fprintf(stderr, "ahorro: unknown command '%s'\n\n", rest[0]);
         usage(stderr);

@@ -40,4 +40,8 @@ int ah_cli_templates(int argc, char **argv, const char *db_path);
  * amount (src/cli/prompts.c). */
 int ah_cli_prompts(int argc, char **argv, const ah_config_t *cfg);
 
+/* ahorro experiments show [NAME] [--since 7d] [--json]: each live
+ * experiment's arms compared, from the ledger (src/cli/experiments.c). */
+int ah_cli_experiments(int argc, char **argv, const ah_config_t *cfg);
+
 #endif

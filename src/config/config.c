@@ -1753,11 +1753,223 @@ static ah_err_t load_metrics(loader_t *L, yaml_node_t *m, ah_metrics_config_t *m
     return AH_E_OK;
 }
 
+/* ---- ahorro.experiments (experiment_config.h; docs/experiments.md) ---- */
+
+static void experiments_free(ah_experiments_config_t *ec)
+{
+    for (size_t i = 0; i < ec->n; i++) {
+        ah_experiment_cfg_t *e = &ec->list[i];
+        ah_free(e->name);
+        ah_free(e->route);
+        for (int j = 0; j < e->nwhen; j++) {
+            ah_free(e->when_key[j]);
+            ah_free(e->when_value[j]);
+        }
+        for (int j = 0; j < e->narms; j++) {
+            ah_free(e->arms[j].name);
+            ah_free(e->arms[j].model);
+            ah_free(e->arms[j].prompt);
+        }
+    }
+    ah_free(ec->list);
+    ec->list = NULL;
+    ec->n = 0;
+}
+
+/* Names appear in tags ("experiment=NAME", "arm=NAME") and headers: the
+ * tag rules, and no '/' (the header joins them with it). */
+static int experiment_name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > AH_EXPERIMENT_MAX_NAME)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 0x20 || s[i] == '=' || s[i] == ',' || s[i] == '/')
+            return 0;
+    return 1;
+}
+
+static ah_err_t load_arm(loader_t *L, yaml_node_t *m, ah_experiment_cfg_t *e)
+{
+    static const char *const known[] = {"name",        "weight",     "model", "prompt",
+                                        "temperature", "max_tokens", NULL};
+    ah_experiment_arm_t *a = &e->arms[e->narms++];
+    ah_err_t rc;
+    double mt = 0;
+    a->temperature = -1;
+    if ((rc = check_keys(L, m, "experiments[].arms[]", known)) ||
+        (rc = get_string(L, m, "name", &a->name)) ||
+        (rc = get_number(L, m, "weight", 0, 1e9, &a->weight)) ||
+        (rc = get_string(L, m, "model", &a->model)) ||
+        (rc = get_string(L, m, "prompt", &a->prompt)) ||
+        (rc = get_number(L, m, "temperature", 0, 2, &a->temperature)) ||
+        (rc = get_number(L, m, "max_tokens", 1, 1e7, &mt)))
+        return rc;
+    a->max_tokens = (long)mt;
+    if (!experiment_name_ok(a->name))
+        return fail(L, m,
+                    "an arm needs a 'name' of 1 to %d characters without spaces, '=', ',' or '/'",
+                    AH_EXPERIMENT_MAX_NAME);
+    if (!(a->weight > 0))
+        return fail(L, m, "arm '%s' needs a 'weight' above 0", a->name);
+    for (int j = 0; j < e->narms - 1; j++)
+        if (strcmp(e->arms[j].name, a->name) == 0)
+            return fail(L, m, "arm '%s' is listed twice", a->name);
+    return AH_E_OK;
+}
+
+static ah_err_t load_experiment_when(loader_t *L, yaml_node_t *w, ah_experiment_cfg_t *e)
+{
+    static const char *const known[] = {"tags", NULL};
+    ah_err_t rc = check_keys(L, w, "experiments[].when", known);
+    if (rc)
+        return rc;
+    yaml_node_t *t = get(L, w, "tags");
+    if (!t)
+        return AH_E_OK;
+    if (t->type != YAML_MAPPING_NODE)
+        return fail(L, t, "'when.tags' must be a mapping of tag: value");
+    for (yaml_node_pair_t *p = t->data.mapping.pairs.start; p < t->data.mapping.pairs.top; p++) {
+        const char *k = scalar(node(L, p->key)), *v = scalar(node(L, p->value));
+        if (!k || !v || !*k || !*v)
+            return fail(L, node(L, p->key), "'when.tags' must map tag names to values");
+        if (e->nwhen == AH_EXPERIMENT_MAX_WHEN)
+            return fail(L, node(L, p->key), "'when.tags': at most %d tags", AH_EXPERIMENT_MAX_WHEN);
+        e->when_key[e->nwhen] = ah_strdup(k);
+        e->when_value[e->nwhen++] = ah_strdup(v);
+    }
+    return AH_E_OK;
+}
+
+static ah_err_t load_experiment_policy(loader_t *L, yaml_node_t *p, ah_experiment_cfg_t *e)
+{
+    static const char *const known[] = {"kind",  "min_quality", "metric",
+                                        "floor", "refresh_s",   NULL};
+    char *kind = NULL, *metric = NULL;
+    ah_err_t rc;
+    if ((rc = check_keys(L, p, "experiments[].policy", known)) ||
+        (rc = get_string(L, p, "kind", &kind)) || (rc = get_string(L, p, "metric", &metric)) ||
+        (rc = get_number(L, p, "min_quality", 0, 1, &e->min_quality)) ||
+        (rc = get_number(L, p, "floor", 0, 0.5, &e->floor)) ||
+        (rc = get_number(L, p, "refresh_s", 1, 86400, &e->refresh_s)))
+        goto out;
+    if (kind && strcmp(kind, "bandit") == 0)
+        e->policy = AH_POLICY_BANDIT;
+    else if (kind && strcmp(kind, "fixed") != 0)
+        rc = fail(L, get(L, p, "kind"), "'policy.kind' must be fixed or bandit");
+    else if (metric && strcmp(metric, "feedback") != 0)
+        rc = fail(L, get(L, p, "metric"), "'policy.metric' must be feedback (the only one so far)");
+out:
+    ah_free(kind);
+    ah_free(metric);
+    return rc;
+}
+
+static ah_err_t load_experiment(loader_t *L, yaml_node_t *m, ah_experiment_cfg_t *e)
+{
+    static const char *const known[] = {"name", "route", "when", "sticky", "arms", "policy", NULL};
+    char *sticky = NULL;
+    ah_err_t rc;
+    e->line = (int)m->start_mark.line + 1;
+    e->floor = 0.05;
+    e->refresh_s = 60;
+    if ((rc = check_keys(L, m, "experiments[]", known)) ||
+        (rc = get_string(L, m, "name", &e->name)) || (rc = get_string(L, m, "route", &e->route)) ||
+        (rc = get_string(L, m, "sticky", &sticky)))
+        goto out;
+    if (!experiment_name_ok(e->name)) {
+        rc = fail(L, m,
+                  "an experiment needs a 'name' of 1 to %d characters without spaces, '=', ',' "
+                  "or '/'",
+                  AH_EXPERIMENT_MAX_NAME);
+        goto out;
+    }
+    if (!e->route || !*e->route) {
+        rc = fail(L, m, "experiment '%s' needs 'route' (the model or alias it splits)", e->name);
+        goto out;
+    }
+    if (sticky && strcmp(sticky, "key") == 0)
+        e->sticky = AH_STICKY_KEY;
+    else if (sticky && strcmp(sticky, "user") != 0) {
+        rc = fail(L, get(L, m, "sticky"), "'sticky' must be user or key");
+        goto out;
+    }
+    yaml_node_t *w = get(L, m, "when"), *p = get(L, m, "policy"), *arms = get(L, m, "arms");
+    if ((w && (rc = load_experiment_when(L, w, e))) ||
+        (p && (rc = load_experiment_policy(L, p, e))))
+        goto out;
+    if (!arms || arms->type != YAML_SEQUENCE_NODE ||
+        arms->data.sequence.items.top - arms->data.sequence.items.start < 2) {
+        rc =
+            fail(L, arms ? arms : m, "experiment '%s' needs 'arms': a list of at least 2", e->name);
+        goto out;
+    }
+    for (yaml_node_item_t *it = arms->data.sequence.items.start; it < arms->data.sequence.items.top;
+         it++) {
+        if (e->narms == AH_EXPERIMENT_MAX_ARMS) {
+            rc = fail(L, node(L, *it), "experiment '%s': at most %d arms", e->name,
+                      AH_EXPERIMENT_MAX_ARMS);
+            goto out;
+        }
+        if ((rc = load_arm(L, node(L, *it), e)))
+            goto out;
+    }
+out:
+    ah_free(sticky);
+    return rc;
+}
+
+/* ahorro.experiments: a list; every name unique. Aliases are checked once
+ * model_list is loaded (check_experiments). */
+static ah_err_t load_experiments(loader_t *L, yaml_node_t *m, ah_experiments_config_t *ec)
+{
+    if (m->type != YAML_SEQUENCE_NODE)
+        return fail(L, m, "'ahorro.experiments' must be a list");
+    size_t n = (size_t)(m->data.sequence.items.top - m->data.sequence.items.start);
+    if (n > AH_EXPERIMENT_MAX)
+        return fail(L, m, "at most %d experiments", AH_EXPERIMENT_MAX);
+    ec->list = ah_calloc(n ? n : 1, sizeof *ec->list);
+    for (yaml_node_item_t *it = m->data.sequence.items.start; it < m->data.sequence.items.top;
+         it++) {
+        ah_experiment_cfg_t *e = &ec->list[ec->n++];
+        ah_err_t rc = load_experiment(L, node(L, *it), e);
+        if (rc)
+            return rc;
+        for (size_t j = 0; j + 1 < ec->n; j++)
+            if (strcmp(ec->list[j].name, e->name) == 0)
+                return fail(L, node(L, *it), "experiment '%s' is defined twice", e->name);
+    }
+    return AH_E_OK;
+}
+
+/* Every arm's model must be served; two experiments may not claim the same
+ * route without a tag condition to tell them apart (the first would win). */
+static ah_err_t check_experiments(loader_t *L, const ah_config_t *c)
+{
+    const ah_experiments_config_t *ec = &c->experiments;
+    for (size_t i = 0; i < ec->n; i++) {
+        const ah_experiment_cfg_t *e = &ec->list[i];
+        for (int j = 0; j < e->narms; j++) {
+            const char *m = e->arms[j].model;
+            if (m && !ah_config_has_alias(c, m) && !ah_config_router(c, m))
+                return fail_line(L, e->line,
+                                 "experiment '%s', arm '%s': model '%s' is not in model_list "
+                                 "(nor a router)",
+                                 e->name, e->arms[j].name, m);
+        }
+        if (!ah_config_has_alias(c, e->route) && !ah_config_router(c, e->route))
+            return fail_line(L, e->line, "experiment '%s': route '%s' is not in model_list",
+                             e->name, e->route);
+    }
+    return AH_E_OK;
+}
+
 static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
 {
-    static const char *const known[] = {"listen",  "threads", "db",      "prices",  "limits",
-                                        "cache",   "routing", "budgets", "shaping", "rate_limits",
-                                        "logging", "tracing", "metrics", NULL};
+    static const char *const known[] = {"listen",  "threads",     "db",      "prices",
+                                        "limits",  "cache",       "routing", "budgets",
+                                        "shaping", "rate_limits", "logging", "tracing",
+                                        "metrics", "experiments", NULL};
     ah_err_t rc;
     if (m->type != YAML_MAPPING_NODE)
         return fail(L, m, "'ahorro' must be a mapping");
@@ -1770,7 +1982,7 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
             return fail(L, node(L, p->key),
                         "unknown setting 'ahorro.%s' (known: listen, threads, "
                         "db, prices, limits, cache, routing, budgets, rate_limits, shaping, "
-                        "logging, tracing, metrics)",
+                        "logging, tracing, metrics, experiments)",
                         k ? k : "?");
     }
     char *listen = NULL;
@@ -1806,6 +2018,9 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
         return rc;
     yaml_node_t *metrics = get(L, m, "metrics"); /* docs/metrics.md */
     if (metrics && (rc = load_metrics(L, metrics, &c->metrics)))
+        return rc;
+    yaml_node_t *exps = get(L, m, "experiments");
+    if (exps && (rc = load_experiments(L, exps, &c->experiments)))
         return rc;
     yaml_node_t *lim = get(L, m, "limits");
     if (lim) {
@@ -1972,7 +2187,8 @@ ah_err_t ah_config_load(const char *path, ah_config_t **out, char *err, size_t e
     if (c->ndeps == 0)
         env_deployments(c);
     tracing_from_env(&c->observe);
-    if ((rc = check_routing(&L, c)) || (rc = check_shaping(&L, c)))
+    if ((rc = check_routing(&L, c)) || (rc = check_shaping(&L, c)) ||
+        (rc = check_experiments(&L, c)))
         goto out;
     for (size_t i = 0; i < c->ndeps; i++) {
         c->deps[i].prompt_cache = c->cache.prompt_caching;
@@ -2020,6 +2236,7 @@ void ah_config_free(ah_config_t *c)
     guard_free(&c->guard);
     shape_free(&c->shape);
     observe_free(&c->observe);
+    experiments_free(&c->experiments);
     ah_free(c);
 }
 

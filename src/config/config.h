@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 
+#include "config/experiment_config.h"
 #include "config/guard_config.h"
 #include "config/observe_config.h"
 #include "config/shape_config.h"
@@ -184,10 +185,11 @@ typedef struct ah_config {
     size_t ndeps;
     ah_cache_config_t cache;
     ah_routing_config_t routing;
-    ah_guard_config_t guard;     /* budgets and rate limits */
-    ah_shape_config_t shape;     /* prompt and context shaping */
-    ah_observe_config_t observe; /* request log, trace export */
-    ah_metrics_config_t metrics; /* labels of /metrics */
+    ah_guard_config_t guard;             /* budgets and rate limits */
+    ah_shape_config_t shape;             /* prompt and context shaping */
+    ah_observe_config_t observe;         /* request log, trace export */
+    ah_metrics_config_t metrics;         /* labels of /metrics */
+    ah_experiments_config_t experiments; /* live experiments (docs/experiments.md) */
 } ah_config_t;
 
 /* Load path (NULL: defaults from the environment). On error returns

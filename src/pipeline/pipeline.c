@@ -16,6 +16,7 @@ int ah_pipeline_before(ah_worker_t *w, ah_request_t *r)
 {
     int rc;
     if ((rc = STAGE(r, AH_SPAN_ATTRIBUTE, ah_stage_attribute(w, r))) ||
+        (rc = ah_stage_experiment(w, r)) || /* 2b: live experiments */
         (rc = STAGE(r, AH_SPAN_GUARD, ah_stage_guard(w, r))) ||
         (rc = STAGE(r, AH_SPAN_SHAPE, ah_stage_shape(w, r))))
         return rc;

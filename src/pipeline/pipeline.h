@@ -2,6 +2,7 @@
  *
  *   1 auth       virtual key -> key id, owner, tags            auth.c
  *   2 attribute  tags from the key, headers, body, user        attribute.c
+ *  2b experiment a live experiment's arm (model, prompt, ...)  experiment.c
  *   3 guard      budgets and rate limits                       guard.c
  *   4 shape      context window, retrieval, compression, caps  shape.c, summary.c
  *   5 cache      exact / semantic answer cache                 cache.c
@@ -46,6 +47,7 @@ typedef struct ah_gateway {
     struct ah_otlp *otlp;                  /* trace exporter, or NULL: tracing off */
     double trace_ratio;                    /* share of requests traced (0..1) */
     int log_prompts;                       /* the request log carries the messages */
+    struct ah_experiment_rt *experiments;  /* bandit weights of live experiments, or NULL */
 } ah_gateway_t;
 
 #define AH_KEY_CACHE_SLOTS 256
@@ -71,6 +73,14 @@ typedef struct ah_worker {
 
 int ah_stage_auth(ah_worker_t *w, ah_request_t *r);
 int ah_stage_attribute(ah_worker_t *w, ah_request_t *r);
+/* Stage 2b (experiment.c): a live experiment's arm for the request, its
+ * overrides applied to the canonical body; always 0. */
+int ah_stage_experiment(ah_worker_t *w, ah_request_t *r);
+/* The experiments' shared state (bandit weights): made by main before the
+ * workers start, freed with ah_experiment_rt_free after they stop. */
+typedef struct ah_experiment_rt ah_experiment_rt_t;
+ah_experiment_rt_t *ah_experiment_rt_new(void);
+void ah_experiment_rt_free(ah_experiment_rt_t *rt);
 int ah_stage_guard(ah_worker_t *w, ah_request_t *r);
 int ah_stage_shape(ah_worker_t *w, ah_request_t *r);
 int ah_stage_cache(ah_worker_t *w, ah_request_t *r);

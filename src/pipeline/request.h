@@ -66,7 +66,8 @@ typedef struct ah_request {
     const char *key_id; /* virtual key id, "master", or NULL (keyless) */
     const char *owner;
     const char *user;
-    json_t *tags; /* object of tag -> value (owned) */
+    json_t *tags;           /* object of tag -> value (owned) */
+    const char *experiment; /* 2b: "experiment/arm" (arena), or NULL */
 
     /* 6 route */
     const ah_deployment_t *dep;

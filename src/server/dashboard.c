@@ -7,7 +7,7 @@
  *
  * - /admin/latency: latency and time to first token, p50/p95 by model;
  * - /admin/budgets: each budget's spend, use and forecast for its period;
- * - /admin/experiments: an empty list until experiments exist (issue 7).
+ * - /admin/experiments: the live experiments' report (quality/experiment.h).
  *
  * Like /admin/spend, the queries run on the worker's event loop over its own
  * read connection, so each request is bounded: DASH_QUERY_MAX_MS of SQLite
@@ -28,6 +28,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "guard/guard.h"
+#include "quality/experiment.h"
 #include "server/exchange.h"
 #include "store/db.h"
 #include "store/forecast.h"
@@ -570,6 +571,41 @@ static void budgets(ah_worker_t *w, struct evhttp_request *req)
     json_decref(out);
 }
 
+/* --- /admin/experiments -------------------------------------------------- */
+
+/* GET /admin/experiments?since=7d&name=: the report `ahorro experiments
+ * show --json` prints (quality/experiment.h). */
+static void experiments(ah_worker_t *w, struct evhttp_request *req)
+{
+    struct evkeyvalq q;
+    TAILQ_INIT(&q);
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    int64_t now = ah_wall_ms(), since, until;
+    const char *bad = query && evhttp_parse_query_str(query, &q) != 0
+                          ? "malformed query string"
+                          : parse_range(&q, "7d", now, &since, &until);
+    if (bad) {
+        reply_bad(req, bad);
+        evhttp_clear_headers(&q);
+        return;
+    }
+    char err[256] = "";
+    json_t *rep = NULL;
+    ah_db_deadline_t dl;
+    ah_db_deadline_arm(w->db, &dl, DASH_QUERY_MAX_MS);
+    ah_err_t rc = ah_experiment_report(w->db, w->gw->cfg, evhttp_find_header(&q, "name"), since,
+                                       &rep, err, sizeof err);
+    ah_db_deadline_disarm(w->db);
+    evhttp_clear_headers(&q);
+    if (rc == AH_E_NOTFOUND)
+        ah_reply_error(req, AH_API_OPENAI, 404, "invalid_request_error", "not_found", err);
+    else if (rc)
+        reply_failure(req, dl.expired ? AH_E_TIMEOUT : rc, err);
+    else
+        ah_reply_json(req, 200, rep);
+    json_decref(rep);
+}
+
 /* --- dispatch ------------------------------------------------------------ */
 
 int ah_dashboard_admin(ah_worker_t *w, struct evhttp_request *req, const char *path)
@@ -584,11 +620,7 @@ int ah_dashboard_admin(ah_worker_t *w, struct evhttp_request *req, const char *p
         return 1;
     }
     if (exp) {
-        /* Experiments (issue 7) do not exist yet: an empty list, in the
-         * shape they will have, so the dashboard's panel is ready. */
-        json_t *b = json_pack("{s:s,s:[]}", "object", "list", "data");
-        ah_reply_json(req, 200, b);
-        json_decref(b);
+        experiments(w, req);
         return 1;
     }
     if (bud) {

@@ -145,6 +145,8 @@ static void add_ahorro_headers(exchange_t *ex, struct evkeyvalq *h, int with_cos
                           r->served_model ? r->served_model : r->upstream_model);
     if (r->route_reason)
         evhttp_add_header(h, "x-ahorro-route-reason", r->route_reason);
+    if (r->experiment)
+        evhttp_add_header(h, "x-ahorro-experiment", r->experiment);
     if (r->shape_done) {
         char saved[32];
         evhttp_add_header(h, "x-ahorro-shape", r->shape_done);

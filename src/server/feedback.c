@@ -1,6 +1,7 @@
 /* feedback.c - POST /v1/feedback: a caller says what an answer was worth.
  *
  *   {"request_id": "req_...", "wrong": true, "score": 0.0, "comment": "..."}
+ *   {"request_id": "req_...", "thumbs": "up"}      (score 1; "down": score 0)
  *
  * Feedback is kept in the database for the quality work. When it marks an
  * answer that came from the cache as wrong, it counts as a false hit and
@@ -65,15 +66,22 @@ void ah_feedback_handle(ah_worker_t *w, struct evhttp_request *req)
     const char *rid = json_string_value(json_object_get(b, "request_id"));
     json_t *wrong = json_object_get(b, "wrong"), *score = json_object_get(b, "score");
     json_t *comment = json_object_get(b, "comment");
-    if (!json_is_object(b) || !rid || strlen(rid) >= sizeof r->id ||
+    const char *thumbs = json_string_value(json_object_get(b, "thumbs"));
+    int thumbs_bad = json_object_get(b, "thumbs") &&
+                     (!thumbs || (strcmp(thumbs, "up") != 0 && strcmp(thumbs, "down") != 0));
+    /* a thumb is a score of 1 or 0; an explicit score wins */
+    double score_v = score                   ? json_number_value(score)
+                     : thumbs && !thumbs_bad ? !strcmp(thumbs, "up")
+                                             : -1;
+    if (!json_is_object(b) || !rid || strlen(rid) >= sizeof r->id || thumbs_bad ||
         (wrong && !json_is_boolean(wrong)) ||
         (score && (!json_is_number(score) || json_number_value(score) < 0 ||
                    json_number_value(score) > 1)) ||
         (comment &&
          (!json_is_string(comment) || json_string_length(comment) > FEEDBACK_MAX_COMMENT))) {
         ah_reply_error(req, AH_API_OPENAI, 400, "invalid_request_error", NULL,
-                       "send {\"request_id\": \"req_...\", \"wrong\": true|false, \"score\": 0..1, "
-                       "\"comment\": \"...\"}");
+                       "send {\"request_id\": \"req_...\", \"wrong\": true|false, \"score\": 0..1 "
+                       "or \"thumbs\": \"up\"|\"down\", \"comment\": \"...\"}");
         goto out;
     }
     if (sqlite3_prepare_v2(
@@ -130,8 +138,8 @@ void ah_feedback_handle(ah_worker_t *w, struct evhttp_request *req)
         sqlite3_bind_text(st, 3, r->key_id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 4, r->owner, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 5, json_is_true(wrong));
-        if (score)
-            sqlite3_bind_double(st, 6, json_number_value(score));
+        if (score_v >= 0)
+            sqlite3_bind_double(st, 6, score_v);
         if (comment)
             sqlite3_bind_text(st, 7, json_string_value(comment), -1, SQLITE_STATIC);
         if (sqlite3_step(st) != SQLITE_DONE) {
