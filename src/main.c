@@ -16,22 +16,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cache/setup.h"
 #include "cli/cli.h"
 #include "config/config.h"
 #include "core/alloc.h"
 #include "core/log.h"
 #include "core/path.h"
-#include "guard/guard.h"
-#include "guard/watch.h"
-#include "observe/otlp.h"
-#include "observe/reqlog.h"
-#include "route/balance.h"
-#include "route/router_rt.h"
+#include "server/gateway.h"
 #include "server/server.h"
-#include "store/ledger.h"
-#include "store/prices.h"
-#include "tokenize/bpe.h"
 
 #define AHORRO_VERSION "0.1.0"
 
@@ -61,51 +52,8 @@ static void usage(FILE *f)
             AHORRO_VERSION);
 }
 
-/* The price catalogue: --prices, config, $AHORRO_PRICES, next to the binary
- * (../data or ../share/ahorro), then ./data. */
-static ah_prices_t *load_prices(const char *configured)
-{
-    const char *used = NULL;
-    ah_prices_t *p = ah_prices_open_default(configured, &used);
-    if (p)
-        ah_info("prices: %d models from %s", ah_prices_count(p), used);
-    else
-        ah_warn("prices: no catalogue found; costs will be unknown unless set in the config");
-    return p;
-}
-
-/* The request log and the trace exporter see the ledger's rows (observe/):
- * started last, before traffic; stopped after the ledger has drained. A
- * destination that cannot be opened is logged, and serving goes on. */
-static ah_reqlog_t *observe_start(const ah_config_t *cfg, ah_gateway_t *gw)
-{
-    const ah_observe_config_t *o = &cfg->observe;
-    ah_reqlog_t *reqlog = NULL;
-    if (o->log_requests && ah_reqlog_open(o->log_file, &reqlog) == AH_E_OK)
-        ah_ledger_observe(gw->ledger, ah_reqlog_rows, reqlog);
-    gw->log_prompts = o->log_requests && o->log_prompts;
-    if (gw->log_prompts)
-        ah_warn("request log: prompts are logged (logging.prompts: true)");
-    if (o->trace_endpoint) {
-        ah_otlp_options_t opt = {.endpoint = o->trace_endpoint,
-                                 .service_name = o->trace_service,
-                                 .headers = (const char *const *)o->trace_headers,
-                                 .nheaders = o->ntrace_headers};
-        if (ah_otlp_start(&opt, &gw->otlp) == AH_E_OK) {
-            ah_ledger_observe(gw->ledger, ah_otlp_rows, gw->otlp);
-            gw->trace_ratio = o->trace_ratio;
-            ah_info("tracing: OTLP/HTTP to %s, %.0f%% of requests", o->trace_endpoint,
-                    100 * o->trace_ratio);
-        } else {
-            ah_error("tracing: cannot start the exporter to %s: tracing off", o->trace_endpoint);
-        }
-    }
-    return reqlog;
-}
-
 static int serve(ah_config_t *cfg)
 {
-    ah_gateway_t gw = {.cfg = cfg};
     /* Every thread started from here on (ledger writer, budget watcher,
      * event loops) inherits a mask without the termination signals: only
      * the main thread takes them, with sigwait (server.c). A thread that
@@ -115,75 +63,12 @@ static int serve(ah_config_t *cfg)
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    gw.prices = load_prices(cfg->prices_path);
-    if (ah_ledger_open_sqlite(cfg->db_path, &gw.ledger)) {
-        ah_error("cannot open the ledger at %s", cfg->db_path);
-        ah_prices_free(gw.prices);
+    ah_gateway_t gw;
+    ah_gateway_rt_t *rt;
+    if (ah_gateway_open(cfg, &gw, &rt))
         return 1;
-    }
-    for (size_t i = 0; i < cfg->ndeps; i++) {
-        const ah_deployment_t *d = &cfg->deps[i];
-        ah_info("model %s -> %s/%s at %s%s", d->alias, d->provider_name, d->model, d->api_base,
-                d->api_key ? "" : " (no api key)");
-    }
-    if (cfg->ndeps == 0)
-        ah_warn("no models: set OPENAI_API_KEY / ANTHROPIC_API_KEY or a config with model_list");
-    char why[600];
-    if (ah_router_rt_load(cfg, &gw.routers, why, sizeof why)) {
-        ah_error("%s", why);
-        ah_ledger_close(gw.ledger);
-        ah_prices_free(gw.prices);
-        return 1;
-    }
-    gw.balancer = ah_balancer_new(cfg, gw.prices);
-    if (ah_guard_new(cfg, gw.prices, cfg->db_path, &gw.guard, why, sizeof why)) {
-        ah_error("%s", why);
-        ah_balancer_free(gw.balancer);
-        ah_router_rt_free(gw.routers);
-        ah_ledger_close(gw.ledger);
-        ah_prices_free(gw.prices);
-        return 1;
-    }
-    if (gw.guard)
-        ah_info("guard: %zu budget(s), %zu rate limit(s)", cfg->guard.nbudgets,
-                cfg->guard.nrate_limits);
-    ah_guard_watch_t *watch =
-        ah_guard_watch_start(cfg, gw.guard, cfg->db_path, cfg->guard.forecast_interval_s);
-    if (cfg->shape.enabled) {
-        /* shaping counts prompt tokens as providers bill them */
-        char err[600];
-        if (!(gw.bpe_o200k = ah_bpe_open_default(NULL, "o200k_base", err, sizeof err))) {
-            ah_error("shaping: %s", err);
-            ah_guard_watch_stop(watch);
-            ah_guard_free(gw.guard);
-            ah_balancer_free(gw.balancer);
-            ah_router_rt_free(gw.routers);
-            ah_ledger_close(gw.ledger);
-            ah_prices_free(gw.prices);
-            return 1;
-        }
-        gw.bpe_cl100k = ah_bpe_open_default(NULL, "cl100k_base", err, sizeof err);
-        ah_info("shaping: on (%zu route and %zu feature policies)", cfg->shape.nroutes,
-                cfg->shape.nfeatures);
-    }
-    ah_cache_setup(cfg, &gw.cache, &gw.embedder, &gw.remote_embed);
-    ah_reqlog_t *reqlog = observe_start(cfg, &gw);
-    if (cfg->experiments.n)
-        gw.experiments = ah_experiment_rt_new(); /* freed after the workers stop */
     int rc = ah_server_run(&gw);
-    ah_bpe_free(gw.bpe_o200k);
-    ah_bpe_free(gw.bpe_cl100k);
-    ah_summary_cache_clear();
-    ah_cache_teardown(cfg, gw.cache, gw.embedder, gw.remote_embed);
-    ah_guard_watch_stop(watch);
-    ah_guard_free(gw.guard);
-    ah_balancer_free(gw.balancer);
-    ah_router_rt_free(gw.routers);
-    ah_ledger_close(gw.ledger); /* drains every queued row, through the observers */
-    ah_otlp_stop(gw.otlp);
-    ah_reqlog_close(reqlog);
-    ah_prices_free(gw.prices);
-    ah_experiment_rt_free(gw.experiments);
+    ah_gateway_close(&gw, rt);
     return rc;
 }
 

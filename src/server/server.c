@@ -216,9 +216,27 @@ static ah_err_t resolve(const char *host, int port, struct sockaddr_storage *ss,
     return AH_E_INVAL;
 }
 
-int ah_server_run(ah_gateway_t *gw)
+struct ah_server {
+    thread_ctx_t *ts;
+    int n, started;
+};
+
+static void server_free(ah_server_t *srv)
+{
+    for (int i = 0; i < srv->started; i++)
+        event_active(srv->ts[i].stop_ev, EV_TIMEOUT, 0);
+    for (int i = 0; i < srv->started; i++)
+        pthread_join(srv->ts[i].tid, NULL);
+    for (int i = 0; i < srv->n; i++)
+        free_worker(&srv->ts[i]);
+    ah_free(srv->ts);
+    ah_free(srv);
+}
+
+int ah_server_start(ah_gateway_t *gw, ah_server_t **out, int *port_out)
 {
     const ah_config_t *c = gw->cfg;
+    *out = NULL;
     int n = c->threads > 0 ? c->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (n < 1)
         n = 1;
@@ -231,6 +249,49 @@ int ah_server_run(ah_gateway_t *gw)
         return 1;
     }
     evthread_use_pthreads();
+    signal(SIGPIPE, SIG_IGN);
+
+    ah_server_t *srv = ah_calloc(1, sizeof *srv);
+    srv->ts = ah_calloc((size_t)n, sizeof *srv->ts);
+    srv->n = n;
+    for (int i = 0; i < n; i++) {
+        if (make_worker(gw, &srv->ts[i], i, (struct sockaddr *)&ss, sl)) {
+            ah_error("cannot listen on %s:%d: %s", c->listen_host, c->listen_port, strerror(errno));
+            server_free(srv);
+            return 1;
+        }
+        if (i == 0 && c->listen_port == 0) {
+            /* An ephemeral port: every worker must share the one the first got. */
+            getsockname(evconnlistener_get_fd(srv->ts[0].listener), (struct sockaddr *)&ss, &sl);
+        }
+    }
+    int port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                              : ((struct sockaddr_in *)&ss)->sin_port);
+    for (int i = 0; i < n; i++) {
+        if (pthread_create(&srv->ts[i].tid, NULL, worker_main, &srv->ts[i])) {
+            ah_error("cannot start worker thread %d", i);
+            server_free(srv);
+            return 1;
+        }
+        srv->started++;
+    }
+    ah_info("ahorro listening on http://%s:%d (%d threads, %zu deployments, ledger %s)",
+            c->listen_host, port, n, c->ndeps, c->db_path);
+    if (port_out)
+        *port_out = port;
+    *out = srv;
+    return 0;
+}
+
+void ah_server_stop(ah_server_t *srv)
+{
+    if (srv)
+        server_free(srv);
+}
+
+int ah_server_run(ah_gateway_t *gw)
+{
+    const ah_config_t *c = gw->cfg;
     /* Workers inherit a mask without the termination signals; only the
      * main thread takes them, with sigwait. */
     sigset_t sigs;
@@ -238,50 +299,18 @@ int ah_server_run(ah_gateway_t *gw)
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    thread_ctx_t *ts = ah_calloc((size_t)n, sizeof *ts);
-    int rc = 0, started = 0;
-    for (int i = 0; i < n; i++) {
-        if (make_worker(gw, &ts[i], i, (struct sockaddr *)&ss, sl)) {
-            ah_error("cannot listen on %s:%d: %s", c->listen_host, c->listen_port, strerror(errno));
-            rc = 1;
-            goto out;
-        }
-        if (i == 0 && c->listen_port == 0) {
-            /* An ephemeral port: every worker must share the one the first got. */
-            getsockname(evconnlistener_get_fd(ts[0].listener), (struct sockaddr *)&ss, &sl);
-        }
-    }
-    int port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                              : ((struct sockaddr_in *)&ss)->sin_port);
-    for (int i = 0; i < n; i++) {
-        if (pthread_create(&ts[i].tid, NULL, worker_main, &ts[i])) {
-            ah_error("cannot start worker thread %d", i);
-            rc = 1;
-            break;
-        }
-        started++;
-    }
+    ah_server_t *srv;
+    int port;
+    if (ah_server_start(gw, &srv, &port))
+        return 1;
     if (!c->master_key)
         ah_warn("no master key (AHORRO_MASTER_KEY or general_settings.master_key): serving "
                 "keyless requests from loopback only");
-    ah_info("ahorro listening on http://%s:%d (%d threads, %zu deployments, ledger %s)",
-            c->listen_host, port, n, c->ndeps, c->db_path);
     printf("ahorro listening on http://%s:%d\n", c->listen_host, port);
     fflush(stdout);
-    if (started == n) {
-        int sig = 0;
-        sigwait(&sigs, &sig);
-        ah_info("signal %d: draining in-flight requests (at most %d s)", sig, AH_DRAIN_GRACE_S);
-    }
-    for (int i = 0; i < started; i++)
-        event_active(ts[i].stop_ev, EV_TIMEOUT, 0);
-    for (int i = 0; i < started; i++)
-        pthread_join(ts[i].tid, NULL);
-out:
-    for (int i = 0; i < n; i++)
-        free_worker(&ts[i]);
-    ah_free(ts);
-    return rc;
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    ah_info("signal %d: draining in-flight requests (at most %d s)", sig, AH_DRAIN_GRACE_S);
+    ah_server_stop(srv);
+    return 0;
 }

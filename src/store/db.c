@@ -77,6 +77,24 @@ static const char *const migrations[] = {
     /* 9: a key's role: 'api' calls models; 'viewer' reads the admin API and
      * the dashboard, nothing else (store/keys.h) */
     "ALTER TABLE keys ADD COLUMN role TEXT NOT NULL DEFAULT 'api';",
+    /* 10: offline evaluation (quality/eval.h): a run, each variant's answer
+     * to each data set row with its scores, and the judges' answers, kept
+     * so that a report re-run costs nothing */
+    ("CREATE TABLE eval_runs(id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL,"
+     " dataset TEXT NOT NULL, spec TEXT NOT NULL);"
+     "CREATE TABLE eval_results(run_id TEXT NOT NULL, variant TEXT NOT NULL,"
+     " row_idx INTEGER NOT NULL, row_id TEXT, request_id TEXT, status INTEGER NOT NULL,"
+     " answer TEXT, cost_usd REAL, latency_ms REAL, prompt_tokens INTEGER NOT NULL DEFAULT 0,"
+     " completion_tokens INTEGER NOT NULL DEFAULT 0, cache TEXT, scores TEXT, error TEXT,"
+     " PRIMARY KEY(run_id, variant, row_idx));"
+     "CREATE TABLE judge_cache(key TEXT PRIMARY KEY, judge TEXT NOT NULL, answer TEXT NOT NULL,"
+     " cost_usd REAL, created_ms INTEGER NOT NULL);"),
+    /* 11: sampled live judging: a judge's grades of a served answer */
+    ("CREATE TABLE judgments(id INTEGER PRIMARY KEY, request_id TEXT NOT NULL,"
+     " ts_ms INTEGER NOT NULL, route TEXT, judge TEXT NOT NULL, score REAL, scores TEXT,"
+     " reason TEXT, error TEXT, judge_request_id TEXT);"
+     "CREATE INDEX judgments_request ON judgments(request_id);"
+     "CREATE INDEX judgments_ts ON judgments(ts_ms);"),
 };
 
 ah_err_t ah_db_exec(sqlite3 *db, const char *sql)
