@@ -44,4 +44,8 @@ int ah_cli_prompts(int argc, char **argv, const ah_config_t *cfg);
  * experiment's arms compared, from the ledger (src/cli/experiments.c). */
 int ah_cli_experiments(int argc, char **argv, const ah_config_t *cfg);
 
+/* ahorro eval run --dataset F --variant V... [--judge M] | report RUN | list:
+ * offline evaluation through the gateway's own pipeline (src/cli/eval.c). */
+int ah_cli_eval(int argc, char **argv, ah_config_t *cfg);
+
 #endif

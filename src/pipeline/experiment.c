@@ -164,6 +164,11 @@ int ah_stage_experiment(ah_worker_t *w, ah_request_t *r)
     /* the client does not choose its arm */
     json_object_del(r->tags, "experiment");
     json_object_del(r->tags, "arm");
+    /* an offline evaluation compares its own variants: a live experiment
+     * must not swap the model under it (docs/evaluation.md) */
+    const char *purpose = json_string_value(json_object_get(r->tags, "purpose"));
+    if (purpose && (strcmp(purpose, "eval") == 0 || strcmp(purpose, "eval-judge") == 0))
+        return 0;
     int i = ah_experiment_find(ec, r->model, r->tags);
     if (i < 0)
         return 0;

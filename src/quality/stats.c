@@ -141,3 +141,37 @@ int ah_stats_two_prop(long x1, long n1, long x2, long n2, double *z, double *p)
     *p = erfc(fabs(*z) / sqrt(2.0));
     return 0;
 }
+
+int ah_stats_paired(const ah_stats_t *d, double *t, double *p)
+{
+    *t = 0;
+    *p = 1;
+    if (d->n < 2)
+        return -1;
+    double sd = ah_stats_sd(d);
+    if (sd <= 0) {
+        /* every pair differs by the same amount */
+        if (d->mean == 0)
+            return -1;
+        *t = d->mean > 0 ? INFINITY : -INFINITY;
+        *p = 0;
+        return 0;
+    }
+    *t = d->mean / (sd / sqrt((double)d->n));
+    *p = 2 * ah_stats_t_cdf(-fabs(*t), (double)(d->n - 1));
+    return 0;
+}
+
+double ah_stats_sign_test(long wins, long losses)
+{
+    if (wins < 0 || losses < 0 || wins + losses == 0)
+        return 1;
+    long n = wins + losses, k = wins < losses ? wins : losses;
+    /* P(X <= k) for X ~ Binomial(n, 1/2), summed in logs so that large n
+     * neither overflows nor underflows term by term */
+    double lgn = lgamma((double)n + 1), sum = 0;
+    for (long i = 0; i <= k; i++)
+        sum += exp(lgn - lgamma((double)i + 1) - lgamma((double)(n - i) + 1) - (double)n * M_LN2);
+    double p = 2 * sum;
+    return p > 1 ? 1 : p;
+}

@@ -36,5 +36,13 @@ int ah_stats_welch(const ah_stats_t *a, const ah_stats_t *b, double *t, double *
 /* Two-sided pooled z-test of x1/n1 = x2/n2: *z and the p-value. 0; -1 when
  * a sample is empty or the pooled share is 0 or 1 (*p is set to 1). */
 int ah_stats_two_prop(long x1, long n1, long x2, long n2, double *z, double *p);
+/* Paired two-sided t-test of mean(d) = 0, d holding the differences of
+ * paired observations (variant minus control on the same rows): *t and
+ * the p-value with n - 1 degrees of freedom. 0; -1 when n < 2 or every
+ * difference is 0 (*p is set to 1). Equal non-zero differences give p = 0. */
+int ah_stats_paired(const ah_stats_t *d, double *t, double *p);
+/* The exact two-sided sign test of wins against losses (ties left out)
+ * under a fair coin: the p-value, 1 when there is no win and no loss. */
+double ah_stats_sign_test(long wins, long losses);
 
 #endif

@@ -101,6 +101,46 @@ START_TEST(two_proportions)
 }
 END_TEST
 
+START_TEST(paired)
+{
+    /* differences 1..5: R's t.test(1:5) gives t = 4.2426, df = 4,
+     * p-value = 0.01324 (mpmath: 0.0132355995636827) */
+    const double d[] = {1, 2, 3, 4, 5};
+    ah_stats_t s = sample(d, 5);
+    double t, p;
+    ck_assert_int_eq(ah_stats_paired(&s, &t, &p), 0);
+    ck_assert_double_eq_tol(t, 4.242640687, 1e-8);
+    ck_assert_double_eq_tol(p, 0.0132355995636827, 1e-9);
+    /* constant non-zero differences: certain; all zero: nothing to test */
+    const double c[] = {0.5, 0.5, 0.5};
+    s = sample(c, 3);
+    ck_assert_int_eq(ah_stats_paired(&s, &t, &p), 0);
+    ck_assert_double_eq(p, 0);
+    const double z[] = {0, 0, 0};
+    s = sample(z, 3);
+    ck_assert_int_eq(ah_stats_paired(&s, &t, &p), -1);
+    ck_assert_double_eq(p, 1);
+    s = sample(d, 1);
+    ck_assert_int_eq(ah_stats_paired(&s, &t, &p), -1);
+}
+END_TEST
+
+START_TEST(sign_test)
+{
+    /* R: binom.test(8, 10)$p.value = 0.109375 (112/1024),
+     * binom.test(0, 5) = 0.0625, binom.test(10, 10) = 0.001953125 */
+    ck_assert_double_eq_tol(ah_stats_sign_test(8, 2), 0.109375, 1e-12);
+    ck_assert_double_eq_tol(ah_stats_sign_test(2, 8), 0.109375, 1e-12);
+    ck_assert_double_eq_tol(ah_stats_sign_test(0, 5), 0.0625, 1e-12);
+    ck_assert_double_eq_tol(ah_stats_sign_test(10, 0), 0.001953125, 1e-12);
+    ck_assert_double_eq(ah_stats_sign_test(0, 0), 1);
+    ck_assert_double_eq(ah_stats_sign_test(5, 5), 1); /* capped at 1 */
+    /* large n stays finite: 5,100 against 4,900 of 10,000 (z = 2.0, p ~ 0.0455) */
+    double p = ah_stats_sign_test(5100, 4900);
+    ck_assert(p > 0.04 && p < 0.05);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("stats");
@@ -110,6 +150,8 @@ int main(void)
     tcase_add_test(tc, confidence_interval);
     tcase_add_test(tc, welch);
     tcase_add_test(tc, two_proportions);
+    tcase_add_test(tc, paired);
+    tcase_add_test(tc, sign_test);
     suite_add_tcase(s, tc);
     return ah_check_run(s);
 }
