@@ -11,6 +11,7 @@
  *   fake_openai.c     POST /v1/chat/completions (and the Azure deployment form)
  *   fake_anthropic.c  POST /v1/messages
  *   fake_embed.c      POST /v1/embeddings
+ *   fake_answers.c    recorded answers (--answers FILE) that replace the simulated text
  *   fake_out.c        a bounded output buffer with a sticky error and JSON string escaping
  *
  * A handler never touches the network: it fills a fake_reply_t (status, headers, body or
@@ -50,6 +51,9 @@ struct evconnlistener;
 #define FAKE_RETRY_AFTER_S 1          /* Retry-After on injected 429 */
 #define FAKE_MAX_FAULT_SPEC 128       /* --fault and POST /_fake/fault */
 #define FAKE_MAX_MODEL_BYTES 256      /* model names echoed in answers */
+#define FAKE_MAX_ANSWERS_FILE_BYTES (512ull * 1024 * 1024) /* --answers FILE, all of it */
+#define FAKE_MAX_ANSWERS_LINE_BYTES (16u * 1024 * 1024)    /* one line of it */
+#define FAKE_MAX_ANSWERS (4u * 1024 * 1024)                /* entries in it */
 
 /* Options from the command line; read-only once the loops run. */
 typedef struct fake_opts {
@@ -59,6 +63,7 @@ typedef struct fake_opts {
     long ttft_ms;
     long itl_ms;
     const char *require_key; /* NULL: no authentication */
+    const char *answers;     /* --answers FILE, or NULL */
 } fake_opts_t;
 
 extern fake_opts_t fake_opts;
@@ -154,6 +159,31 @@ void fake_reply_final_step(fake_reply_t *r);
 void fake_reply_send(struct evhttp_request *req, struct event_base *base, fake_reply_t *r);
 /* Replies currently delayed, streaming or held by a fault, across all threads. */
 long fake_reply_held(void);
+
+/* ---- fake_answers.c: recorded answers ---------------------------------------------- */
+
+/* One recorded answer; lives in the table until fake_answers_free. */
+typedef struct fake_answer {
+    const char *text; /* the answer, NUL-terminated (it may hold NULs of its own) */
+    size_t len;
+    long delay_ms; /* 0..FAKE_MAX_DELAY_MS */
+} fake_answer_t;
+
+/* Loads the JSONL file at path into the table the loops read; call once, before the loops
+ * start. 0 on success; -1 after printing "ahorro-fake: FILE:LINE: reason" to stderr, with
+ * nothing left allocated. */
+int fake_answers_load(const char *path);
+/* Frees the table (no-op when nothing was loaded); call once at exit. */
+void fake_answers_free(void);
+/* The recorded answer for a request to model whose last user message has the content
+ * last_user (a string or an array of parts; NULL when there is no user message), tried
+ * as (model, prompt), (any model, prompt), (model, any prompt), (any, any); NULL when
+ * none is recorded. The prompt is the message's text pieces joined by "\n". Thread-safe:
+ * the table is read-only once loaded. */
+const fake_answer_t *fake_answers_find(const char *model, const json_t *last_user);
+/* Requests answered from the file since start or the last POST /_fake/reset. */
+unsigned long long fake_answers_hits(void);
+void fake_answers_reset_hits(void);
 
 /* ---- request context handed to the API handlers ------------------------------------- */
 

@@ -318,7 +318,14 @@ void fake_anthropic_messages(const fake_ctx_t *ctx, fake_reply_t *r)
         m.finish = FAKE_FINISH_TOOL;
         m.output_tokens = (long)m.call.nfrags;
     } else {
-        fake_sim_answer(&answer, m.model, &m.prompt);
+        const fake_answer_t *rec = fake_answers_find(m.model, m.prompt.last_user);
+        if (rec) {
+            fake_out_raw(&answer, rec->text, rec->len);
+            if (!ctx->hdr_delay_ms && !m.prompt.dir.delay_ms)
+                r->delay_ms = rec->delay_ms;
+        } else {
+            fake_sim_answer(&answer, m.model, &m.prompt);
+        }
         if (answer.err) {
             fake_anthropic_error(r, 400, "invalid_request_error",
                                  "ahorro-fake: the requested answer exceeds %u bytes.",

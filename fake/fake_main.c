@@ -42,7 +42,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: ahorro-fake [--listen HOST:PORT] [--threads N] [--ttft-ms N] [--itl-ms N]\n"
-            "                   [--require-key KEY] [--fault SPEC]\n"
+            "                   [--require-key KEY] [--fault SPEC] [--answers FILE]\n"
             "A fake OpenAI/Anthropic provider for tests and benchmarks; see "
             "docs/fake-provider.md.\n"
             "  --listen HOST:PORT  address to listen on (default 127.0.0.1:9999; port 0 "
@@ -52,7 +52,9 @@ static void usage(FILE *f)
             "  --itl-ms N          delay between streamed tokens (default 0)\n"
             "  --require-key KEY   demand this API key (Bearer/api-key, x-api-key)\n"
             "  --fault SPEC        fail every request as x-fake-fault SPEC says (e.g. 500,\n"
-            "                      429, timeout, reset, delay:MS); POST /_fake/fault changes it\n");
+            "                      429, timeout, reset, delay:MS); POST /_fake/fault changes it\n"
+            "  --answers FILE      recorded answers (JSONL: model, prompt, answer, delay_ms)\n"
+            "                      that replace the simulated text when they match\n");
 }
 
 static int parse_long(const char *s, long min, long max, long *out)
@@ -139,6 +141,7 @@ static int parse_args(int argc, char **argv, char *host, size_t hostsize)
         {"itl-ms", required_argument, NULL, 'i'},
         {"require-key", required_argument, NULL, 'k'},
         {"fault", required_argument, NULL, 'F'},
+        {"answers", required_argument, NULL, 'a'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -180,6 +183,9 @@ static int parse_args(int argc, char **argv, char *host, size_t hostsize)
                 return -1;
             }
             fake_set_standing_fault(optarg, strlen(optarg));
+            break;
+        case 'a':
+            fake_opts.answers = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -277,8 +283,11 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     json_object_seed(0); /* jansson's hash seed, set before there are threads to race on it */
+    if (fake_opts.answers && fake_answers_load(fake_opts.answers))
+        return 2;
     if (evthread_use_pthreads()) {
         fprintf(stderr, "ahorro-fake: evthread_use_pthreads failed\n");
+        fake_answers_free();
         return 1;
     }
 
@@ -321,6 +330,7 @@ out:
     }
     ah_free(loops);
     fake_server_cleanup();
+    fake_answers_free();
     libevent_global_shutdown();
     return rc;
 }

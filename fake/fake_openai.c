@@ -373,7 +373,14 @@ void fake_openai_chat(const fake_ctx_t *ctx, fake_reply_t *r)
     } else {
         const char *rf =
             json_string_value(json_object_get(json_object_get(b, "response_format"), "type"));
-        if (rf && (strcmp(rf, "json_object") == 0 || strcmp(rf, "json_schema") == 0)) {
+        const fake_answer_t *rec = fake_answers_find(c.model, c.prompt.last_user);
+        if (rec) {
+            /* The recording is returned as it is, in JSON mode too; its delay stands in
+             * for the directive's. */
+            fake_out_raw(&answer, rec->text, rec->len);
+            if (!ctx->hdr_delay_ms && !c.prompt.dir.delay_ms)
+                r->delay_ms = rec->delay_ms;
+        } else if (rf && (strcmp(rf, "json_object") == 0 || strcmp(rf, "json_schema") == 0)) {
             fake_out_t plain;
             fake_out_init(&plain, FAKE_MAX_ANSWER_BYTES);
             fake_sim_answer(&plain, c.model, &c.prompt);

@@ -255,6 +255,7 @@ static void serve_control(fake_server_t *s, struct evhttp_request *req, const ch
             json_object_set_new(v, endpoint_names[i],
                                 json_integer((json_int_t)atomic_load(&requests_by_endpoint[i])));
         json_object_set_new(v, "held", json_integer(fake_reply_held()));
+        json_object_set_new(v, "recorded", json_integer((json_int_t)fake_answers_hits()));
         send_json_value(req, s->base, 200, v);
     } else if (strcmp(path, "/_fake/fault") == 0 && cmd == EVHTTP_REQ_POST) {
         struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -274,6 +275,7 @@ static void serve_control(fake_server_t *s, struct evhttp_request *req, const ch
         atomic_store(&requests_total, 0);
         for (int i = 0; i < EP__COUNT; i++)
             atomic_store(&requests_by_endpoint[i], 0);
+        fake_answers_reset_hits();
         send_json_value(req, s->base, 200, json_pack("{s:b}", "ok", 1));
     } else {
         send_json_value(req, s->base, 404,
