@@ -45,6 +45,7 @@ static void usage(FILE *f)
             "  ahorro templates add NAME FILE [--note TEXT] | list | show NAME[@VERSION]\n"
             "  ahorro prompts audit [--since DAYS] [--min-requests N] [--json]\n"
             "  ahorro experiments show [NAME] [--since 7d] [--json]\n"
+            "  ahorro quality drift [--route R] [--since 30d] [--by day|week] [--json]\n"
             "  ahorro eval run --dataset FILE --variant V... [--judge MODEL] | report RUN | list\n"
             "  ahorro version\n\n"
             "Common options (before or after the command): --config FILE, --db PATH.\n"
@@ -169,6 +170,8 @@ int main(int argc, char **argv)
         rc = ah_cli_prompts(nrest - 1, rest + 1, cfg);
     else if (strcmp(rest[0], "experiments") == 0)
         rc = ah_cli_experiments(nrest - 1, rest + 1, cfg);
+    else if (strcmp(rest[0], "quality") == 0)
+        rc = ah_cli_quality(nrest - 1, rest + 1, cfg);
     else if (strcmp(rest[0], "eval") == 0)
         rc = ah_cli_eval(nrest - 1, rest + 1, cfg);
     else {

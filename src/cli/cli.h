@@ -44,6 +44,11 @@ int ah_cli_prompts(int argc, char **argv, const ah_config_t *cfg);
  * experiment's arms compared, from the ledger (src/cli/experiments.c). */
 int ah_cli_experiments(int argc, char **argv, const ah_config_t *cfg);
 
+/* ahorro quality drift [--route R] [--since 30d] [--by day|week] [--json]:
+ * the live judges' scores per route and period, each period against the
+ * one before (src/cli/quality.c). */
+int ah_cli_quality(int argc, char **argv, const ah_config_t *cfg);
+
 /* ahorro eval run --dataset F --variant V... [--judge M] | report RUN | list:
  * offline evaluation through the gateway's own pipeline (src/cli/eval.c). */
 int ah_cli_eval(int argc, char **argv, ah_config_t *cfg);

@@ -43,15 +43,16 @@ static void print_compare(const json_t *vs, const char *what)
 static void print_experiment(const json_t *x)
 {
     const json_t *pol = json_object_get(x, "policy");
-    printf("experiment %s  (route %s, sticky %s, policy %s)\n",
+    printf("experiment %s  (route %s, sticky %s, policy %s on %s)\n",
            json_string_value(json_object_get(x, "name")),
            json_string_value(json_object_get(x, "route")),
            json_string_value(json_object_get(x, "sticky")),
-           json_string_value(json_object_get(pol, "kind")));
+           json_string_value(json_object_get(pol, "kind")),
+           json_string_value(json_object_get(pol, "metric")));
     printf("  policy: %s\n", json_string_value(json_object_get(pol, "note")));
-    printf("  %-12s %6s %8s %12s %11s %9s %9s %6s %8s %7s %7s %10s\n", "arm", "weight", "requests",
-           "$/request", "total $", "p50 ms", "p95 ms", "err %", "feedback", "score", "wrong %",
-           "quality/$");
+    printf("  %-12s %6s %8s %12s %11s %9s %9s %6s %8s %7s %7s %6s %7s %10s\n", "arm", "weight",
+           "requests", "$/request", "total $", "p50 ms", "p95 ms", "err %", "feedback", "score",
+           "wrong %", "judged", "judge", "quality/$");
     size_t i;
     const json_t *a;
     json_array_foreach(json_object_get(x, "arms"), i, a)
@@ -74,6 +75,8 @@ static void print_experiment(const json_t *x)
             printf(" %7.1f", 100 * json_number_value(wr));
         else
             printf(" %7s", "-");
+        printf(" %6lld ", (long long)json_integer_value(json_object_get(a, "judged")));
+        print_cell(a, "judge_mean", "%*.3f", 7);
         print_cell(a, "quality_per_usd", " %*.4g", 10);
         printf("\n");
     }
@@ -88,6 +91,7 @@ static void print_experiment(const json_t *x)
         print_compare(vs, "cost");
         print_compare(vs, "latency");
         print_compare(vs, "score");
+        print_compare(vs, "judge");
         print_compare(vs, "wrong");
         print_compare(vs, "errors");
     }

@@ -1857,8 +1857,12 @@ static ah_err_t load_experiment_policy(loader_t *L, yaml_node_t *p, ah_experimen
         e->policy = AH_POLICY_BANDIT;
     else if (kind && strcmp(kind, "fixed") != 0)
         rc = fail(L, get(L, p, "kind"), "'policy.kind' must be fixed or bandit");
-    else if (metric && strcmp(metric, "feedback") != 0)
-        rc = fail(L, get(L, p, "metric"), "'policy.metric' must be feedback (the only one so far)");
+    if (rc || !metric)
+        goto out;
+    if (strcmp(metric, "judge") == 0)
+        e->metric = AH_METRIC_JUDGE; /* check_judging: the route must be judged */
+    else if (strcmp(metric, "feedback") != 0)
+        rc = fail(L, get(L, p, "metric"), "'policy.metric' must be feedback or judge");
 out:
     ah_free(kind);
     ah_free(metric);
@@ -1964,12 +1968,165 @@ static ah_err_t check_experiments(loader_t *L, const ah_config_t *c)
     return AH_E_OK;
 }
 
+/* ---- ahorro.judging (judge_config.h; docs/experiments.md) ---- */
+
+static void judging_free(ah_judging_config_t *jc)
+{
+    for (size_t i = 0; i < jc->n; i++) {
+        ah_judging_cfg_t *j = &jc->list[i];
+        ah_free(j->route);
+        ah_free(j->judge);
+        for (int k = 0; k < j->ncriteria; k++)
+            ah_free(j->criteria[k]);
+        for (int k = 0; k < j->nwhen; k++) {
+            ah_free(j->when_key[k]);
+            ah_free(j->when_value[k]);
+        }
+    }
+    ah_free(jc->list);
+    jc->list = NULL;
+    jc->n = 0;
+}
+
+/* A rubric's criterion: what ah_judge_prompt accepts ([a-z_], 1 to 32
+ * bytes, not "reason", which the verdict uses for its sentence). */
+static int criterion_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > AH_JUDGING_MAX_CRITERION || strcmp(s, "reason") == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || s[i] == '_'))
+            return 0;
+    return 1;
+}
+
+static ah_err_t load_judging_entry(loader_t *L, yaml_node_t *m, ah_judging_cfg_t *j)
+{
+    static const char *const known[] = {"route", "judge", "sample", "criteria", "when", NULL};
+    ah_err_t rc;
+    j->line = (int)m->start_mark.line + 1;
+    j->sample = -1;
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(L, m, "a judging entry must be a mapping (route, judge, sample, ...)");
+    if ((rc = check_keys(L, m, "judging[]", known)) ||
+        (rc = get_string(L, m, "route", &j->route)) ||
+        (rc = get_string(L, m, "judge", &j->judge)) ||
+        (rc = get_number(L, m, "sample", 0, 1, &j->sample)))
+        return rc;
+    if (!j->route || !*j->route)
+        return fail(L, m,
+                    "a judging entry needs 'route' (the model or alias whose answers are "
+                    "judged)");
+    if (!j->judge || !*j->judge)
+        return fail(L, m, "judging of '%s' needs 'judge' (the alias that grades)", j->route);
+    if (j->sample < 0)
+        return fail(L, m, "judging of '%s' needs 'sample' (the share judged, 0 to 1)", j->route);
+    yaml_node_t *cr = get(L, m, "criteria"), *w = get(L, m, "when");
+    if (cr) {
+        if (cr->type != YAML_SEQUENCE_NODE ||
+            cr->data.sequence.items.top == cr->data.sequence.items.start)
+            return fail(L, cr, "'criteria' must be a list of 1 to %d names",
+                        AH_JUDGING_MAX_CRITERIA);
+        for (yaml_node_item_t *it = cr->data.sequence.items.start; it < cr->data.sequence.items.top;
+             it++) {
+            const char *v = scalar(node(L, *it));
+            if (j->ncriteria == AH_JUDGING_MAX_CRITERIA)
+                return fail(L, node(L, *it), "'criteria': at most %d", AH_JUDGING_MAX_CRITERIA);
+            if (!criterion_ok(v))
+                return fail(L, node(L, *it),
+                            "criterion '%s' must be 1 to %d characters of a-z and '_', and not "
+                            "'reason'",
+                            v ? v : "?", AH_JUDGING_MAX_CRITERION);
+            for (int k = 0; k < j->ncriteria; k++)
+                if (strcmp(j->criteria[k], v) == 0)
+                    return fail(L, node(L, *it), "criterion '%s' is listed twice", v);
+            j->criteria[j->ncriteria++] = ah_strdup(v);
+        }
+    }
+    if (w) {
+        static const char *const wknown[] = {"tags", NULL};
+        if ((rc = check_keys(L, w, "judging[].when", wknown)))
+            return rc;
+        yaml_node_t *t = get(L, w, "tags");
+        if (t && t->type != YAML_MAPPING_NODE)
+            return fail(L, t, "'when.tags' must be a mapping of tag: value");
+        for (yaml_node_pair_t *p = t ? t->data.mapping.pairs.start : NULL;
+             t && p < t->data.mapping.pairs.top; p++) {
+            const char *k = scalar(node(L, p->key)), *v = scalar(node(L, p->value));
+            if (!k || !v || !*k || !*v)
+                return fail(L, node(L, p->key), "'when.tags' must map tag names to values");
+            if (j->nwhen == AH_JUDGING_MAX_WHEN)
+                return fail(L, node(L, p->key), "'when.tags': at most %d tags",
+                            AH_JUDGING_MAX_WHEN);
+            j->when_key[j->nwhen] = ah_strdup(k);
+            j->when_value[j->nwhen++] = ah_strdup(v);
+        }
+    }
+    return AH_E_OK;
+}
+
+/* ahorro.judging: a list of at most AH_JUDGING_MAX entries; aliases are
+ * checked once model_list is loaded (check_judging). */
+static ah_err_t load_judging(loader_t *L, yaml_node_t *m, ah_judging_config_t *jc)
+{
+    if (m->type != YAML_SEQUENCE_NODE)
+        return fail(L, m, "'ahorro.judging' must be a list");
+    size_t n = (size_t)(m->data.sequence.items.top - m->data.sequence.items.start);
+    if (n > AH_JUDGING_MAX)
+        return fail(L, m, "at most %d judging entries", AH_JUDGING_MAX);
+    jc->list = ah_calloc(n ? n : 1, sizeof *jc->list);
+    for (yaml_node_item_t *it = m->data.sequence.items.start; it < m->data.sequence.items.top;
+         it++) {
+        ah_judging_cfg_t *j = &jc->list[jc->n++];
+        ah_err_t rc = load_judging_entry(L, node(L, *it), j);
+        if (rc)
+            return rc;
+        for (size_t k = 0; k + 1 < jc->n; k++)
+            if (strcmp(jc->list[k].route, j->route) == 0 && !jc->list[k].nwhen && !j->nwhen)
+                return fail(L, node(L, *it),
+                            "route '%s' is judged twice without a 'when' to tell the entries "
+                            "apart",
+                            j->route);
+    }
+    return AH_E_OK;
+}
+
+/* Judges and routes must be served; a bandit on metric judge needs its
+ * route judged. */
+static ah_err_t check_judging(loader_t *L, const ah_config_t *c)
+{
+    const ah_judging_config_t *jc = &c->judging;
+    for (size_t i = 0; i < jc->n; i++) {
+        const ah_judging_cfg_t *j = &jc->list[i];
+        if (!ah_config_has_alias(c, j->judge) && !ah_config_router(c, j->judge))
+            return fail_line(L, j->line,
+                             "judging of '%s': judge '%s' is not in model_list (nor a router)",
+                             j->route, j->judge);
+        if (!ah_config_has_alias(c, j->route) && !ah_config_router(c, j->route))
+            return fail_line(L, j->line, "judging: route '%s' is not in model_list (nor a router)",
+                             j->route);
+    }
+    for (size_t i = 0; i < c->experiments.n; i++) {
+        const ah_experiment_cfg_t *e = &c->experiments.list[i];
+        int judged = 0;
+        for (size_t k = 0; k < jc->n && !judged; k++)
+            judged = strcmp(jc->list[k].route, e->route) == 0 && jc->list[k].sample > 0;
+        if (e->policy == AH_POLICY_BANDIT && e->metric == AH_METRIC_JUDGE && !judged)
+            return fail_line(L, e->line,
+                             "experiment '%s': policy.metric judge needs an 'ahorro.judging' "
+                             "entry for route '%s' with a sample above 0",
+                             e->name, e->route);
+    }
+    return AH_E_OK;
+}
+
 static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
 {
     static const char *const known[] = {"listen",  "threads",     "db",      "prices",
                                         "limits",  "cache",       "routing", "budgets",
                                         "shaping", "rate_limits", "logging", "tracing",
-                                        "metrics", "experiments", NULL};
+                                        "metrics", "experiments", "judging", NULL};
     ah_err_t rc;
     if (m->type != YAML_MAPPING_NODE)
         return fail(L, m, "'ahorro' must be a mapping");
@@ -1982,7 +2139,7 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
             return fail(L, node(L, p->key),
                         "unknown setting 'ahorro.%s' (known: listen, threads, "
                         "db, prices, limits, cache, routing, budgets, rate_limits, shaping, "
-                        "logging, tracing, metrics, experiments)",
+                        "logging, tracing, metrics, experiments, judging)",
                         k ? k : "?");
     }
     char *listen = NULL;
@@ -2021,6 +2178,9 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
         return rc;
     yaml_node_t *exps = get(L, m, "experiments");
     if (exps && (rc = load_experiments(L, exps, &c->experiments)))
+        return rc;
+    yaml_node_t *judging = get(L, m, "judging");
+    if (judging && (rc = load_judging(L, judging, &c->judging)))
         return rc;
     yaml_node_t *lim = get(L, m, "limits");
     if (lim) {
@@ -2188,7 +2348,7 @@ ah_err_t ah_config_load(const char *path, ah_config_t **out, char *err, size_t e
         env_deployments(c);
     tracing_from_env(&c->observe);
     if ((rc = check_routing(&L, c)) || (rc = check_shaping(&L, c)) ||
-        (rc = check_experiments(&L, c)))
+        (rc = check_experiments(&L, c)) || (rc = check_judging(&L, c)))
         goto out;
     for (size_t i = 0; i < c->ndeps; i++) {
         c->deps[i].prompt_cache = c->cache.prompt_caching;
@@ -2237,6 +2397,7 @@ void ah_config_free(ah_config_t *c)
     shape_free(&c->shape);
     observe_free(&c->observe);
     experiments_free(&c->experiments);
+    judging_free(&c->judging);
     ah_free(c);
 }
 

@@ -15,6 +15,7 @@
 
 #include "config/experiment_config.h"
 #include "config/guard_config.h"
+#include "config/judge_config.h"
 #include "config/observe_config.h"
 #include "config/shape_config.h"
 #include "core/error.h"
@@ -190,6 +191,7 @@ typedef struct ah_config {
     ah_observe_config_t observe;         /* request log, trace export */
     ah_metrics_config_t metrics;         /* labels of /metrics */
     ah_experiments_config_t experiments; /* live experiments (docs/experiments.md) */
+    ah_judging_config_t judging;         /* sampled live judging (docs/experiments.md) */
 } ah_config_t;
 
 /* Load path (NULL: defaults from the environment). On error returns

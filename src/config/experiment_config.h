@@ -11,7 +11,7 @@
  *           - {name: control, weight: 50, model: gpt-4o}
  *           - {name: mini, weight: 50, model: gpt-4o-mini, prompt: search@2,
  *              temperature: 0.2, max_tokens: 400}
- *         policy: {kind: bandit, min_quality: 0.6, metric: feedback}
+ *         policy: {kind: bandit, min_quality: 0.6, metric: feedback}   # or judge
  *
  * Part of ah_config_t (config.h); loaded and checked by config.c. */
 #ifndef AH_EXPERIMENT_CONFIG_H
@@ -35,6 +35,9 @@ typedef struct ah_experiment_arm {
 
 typedef enum { AH_STICKY_USER, AH_STICKY_KEY } ah_sticky_t;
 typedef enum { AH_POLICY_FIXED, AH_POLICY_BANDIT } ah_policy_kind_t;
+/* What a bandit weighs as quality: feedback scores, or live judges' scores
+ * (ahorro.judging). */
+typedef enum { AH_METRIC_FEEDBACK, AH_METRIC_JUDGE } ah_policy_metric_t;
 
 typedef struct ah_experiment_cfg {
     char *name;
@@ -46,6 +49,7 @@ typedef struct ah_experiment_cfg {
     ah_experiment_arm_t arms[AH_EXPERIMENT_MAX_ARMS];
     int narms;
     ah_policy_kind_t policy;
+    ah_policy_metric_t metric; /* bandit: feedback (default) or judge */
     double min_quality; /* bandit: an arm under this mean score keeps only the floor weight */
     double floor;       /* bandit: the least share any arm keeps (exploration) */
     double refresh_s;   /* bandit: how often the weights are recomputed */

@@ -15,8 +15,10 @@ int ah_pipeline_admit(ah_worker_t *w, ah_request_t *r)
 int ah_pipeline_before(ah_worker_t *w, ah_request_t *r)
 {
     int rc;
-    if ((rc = STAGE(r, AH_SPAN_ATTRIBUTE, ah_stage_attribute(w, r))) ||
-        (rc = ah_stage_experiment(w, r)) || /* 2b: live experiments */
+    if ((rc = STAGE(r, AH_SPAN_ATTRIBUTE, ah_stage_attribute(w, r))))
+        return rc;
+    ah_stage_judge_sample(w, r);            /* on the route asked for, whatever arm it gets */
+    if ((rc = ah_stage_experiment(w, r)) || /* 2b: live experiments */
         (rc = STAGE(r, AH_SPAN_GUARD, ah_stage_guard(w, r))) ||
         (rc = STAGE(r, AH_SPAN_SHAPE, ah_stage_shape(w, r))))
         return rc;
@@ -46,4 +48,5 @@ void ah_pipeline_after(ah_worker_t *w, ah_request_t *r)
     ah_stage_cache_fill(w, r);
     ah_stage_record(w, r);
     ah_stage_learn(w, r);
+    ah_stage_judge(w, r); /* a sampled answer goes to its judge */
 }

@@ -9,7 +9,8 @@
  *   6 route      model alias -> deployment                     route.c
  *   7 upstream   provider adapter over the pooled HTTP client  upstream.c
  *   8 record     usage, price, ledger row, metrics             record.c
- *   9 learn      feedback into routing and cache (nothing yet) learn.c
+ *   9 learn      live judges' grades of a sampled share,       judge.c, learn.c
+ *                feedback into routing and cache (nothing yet)
  *
  * Stage 1 runs on the headers alone, before the body is parsed; stages 2-6
  * run on the canonical request. Both run synchronously on the event loop; each returns 0 to go on
@@ -68,6 +69,7 @@ typedef struct ah_worker {
     unsigned rr;                            /* round-robin counter for deployments */
     uint64_t rng;                           /* this loop's random state (balancing, jitter) */
     struct ah_embed_batcher *embed_batcher; /* this loop's calls to remote_embed, or NULL */
+    struct ah_judging *judging;             /* this loop's judge calls (judge.c), or NULL */
     ah_key_cache_entry_t key_cache[AH_KEY_CACHE_SLOTS];
 } ah_worker_t;
 
@@ -137,6 +139,20 @@ int ah_summary_start(ah_worker_t *w, ah_request_t *r, const char *summarizer, lo
 void ah_summary_cancel(ah_summary_t *s);
 /* Forget every cached summary (at exit). */
 void ah_summary_cache_clear(void);
+
+/* Stage 9's live judges (judge.c; docs/experiments.md). The draw, right
+ * after stage 2 (before an experiment's arm replaces the model): marks r
+ * (r->judge) when an ahorro.judging entry takes it and its sample draws
+ * it, so that upstream keeps the answer. */
+void ah_stage_judge_sample(ah_worker_t *w, ah_request_t *r);
+/* After the answer reached the client: a marked request that succeeded
+ * (200, not from the cache) is graded by the entry's judge, asynchronously;
+ * never delays r, and keeps nothing of it. */
+void ah_stage_judge(ah_worker_t *w, ah_request_t *r);
+/* The worker stops (after its loop ended, before its HTTP client is
+ * freed): cancel its judge calls in flight, each a failed judgment, and
+ * release the judgments writer (the last worker drains and closes it). */
+void ah_judge_worker_stop(ah_worker_t *w);
 
 /* Stage 6 alone, for a request that waited for its embedding. */
 int ah_pipeline_route(ah_worker_t *w, ah_request_t *r);

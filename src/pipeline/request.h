@@ -124,7 +124,8 @@ typedef struct ah_request {
     uint8_t cache_scope[AH_CACHE_KEY_BYTES];
     float *cache_vec; /* arena */
     int cache_dim;
-    json_t *answer; /* canonical chat.completion gathered for the cache (owned) */
+    json_t *answer; /* canonical chat.completion gathered for the cache or a judge (owned) */
+    int judge;      /* 1 + the ahorro.judging entry whose sample drew r (judge.c); 0: none */
 
     /* 7 upstream, 8 record */
     ah_usage_t usage;

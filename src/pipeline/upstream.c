@@ -311,7 +311,7 @@ static void on_done(void *ud, ah_err_t err, long status, const char *msg)
                     return;
                 }
             }
-            if (r->cache_store && r->op == AH_OP_CHAT) {
+            if ((r->cache_store || r->judge) && r->op == AH_OP_CHAT) {
                 if (canon)
                     r->answer = json_incref(canon);
                 else
@@ -518,7 +518,8 @@ ah_err_t ah_upstream_start(ah_worker_t *w, ah_request_t *r, const ah_sink_ops_t 
     u->ctx = ctx;
     ah_buf_init(&u->body, AH_MAX_UPSTREAM_BODY_BYTES);
     ah_sse_init(&u->sse);
-    if (r->cache_store && r->stream && r->op == AH_OP_CHAT)
+    /* the answer is gathered for the cache, or for a judge (judge.c) */
+    if ((r->cache_store || r->judge) && r->stream && r->op == AH_OP_CHAT)
         u->acc = ah_calloc(1, sizeof *u->acc);
     if (!r->chain) { /* a request routed without a chain: just its deployment */
         const char **chain = ah_arena_alloc(&r->arena, sizeof *chain);

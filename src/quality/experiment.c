@@ -2,9 +2,11 @@
  * of what each arm did (experiment.h; docs/experiments.md).
  *
  * The report reads the ledger rows tagged experiment=NAME (stage 2 tags
- * them), joins the feedback given for them, and compares every arm with
- * the first one, the control: Welch's t-test for cost, latency and score,
- * the two-proportion z-test for error and "wrong" shares (quality/stats.h).
+ * them; the live judges' own calls, purpose=judge, are left out), joins
+ * the feedback given for them and the live judges' scores (the judgments
+ * table), and compares every arm with the first one, the control: Welch's
+ * t-test for cost, latency, score and judge score, the two-proportion
+ * z-test for error and "wrong" shares (quality/stats.h).
  * A difference is called significant at p < 0.05; a test run once per look
  * at a growing sample overstates significance (peeking), which the docs
  * say. */
@@ -114,10 +116,11 @@ int ah_experiment_bandit(const ah_experiment_cfg_t *e, const ah_experiment_arm_s
 /* --- the report ---------------------------------------------------------- */
 
 typedef struct arm_acc {
-    long requests, errors, feedback, wrong;
+    long requests, errors, feedback, wrong, judge_failed;
     double cost_total;
     ah_stats_t cost, latency, score;
-    double *lat; /* successful requests' latencies, for percentiles */
+    ah_stats_t judge; /* live judges' scores (judgments), one mean per request */
+    double *lat;      /* successful requests' latencies, for percentiles */
     size_t nlat, caplat;
 } arm_acc_t;
 
@@ -186,12 +189,15 @@ static json_t *compare_shares(long x, long n, long x0, long n0)
     return verdict(tested, d, p, n, n0);
 }
 
-static json_t *arm_json(const ah_experiment_arm_t *cfg, double weight_now, arm_acc_t *a,
+static json_t *arm_json(const ah_experiment_cfg_t *e, int i, double weight_now, arm_acc_t *a,
                         const arm_acc_t *c)
 {
+    const ah_experiment_arm_t *cfg = &e->arms[i];
     if (a->nlat)
         qsort(a->lat, a->nlat, sizeof *a->lat, cmp_double);
-    int have_q = a->score.n > 0 && a->cost.n > 0 && a->cost.mean > 0;
+    /* quality per dollar on the policy's metric */
+    const ah_stats_t *q = e->metric == AH_METRIC_JUDGE ? &a->judge : &a->score;
+    int have_q = q->n > 0 && a->cost.n > 0 && a->cost.mean > 0;
     json_t *o = json_pack(
         "{s:s,s:s?,s:s?,s:f,s:f,s:I,s:I,s:o,s:f,s:o,s:o,s:o,s:o,s:o,s:I,s:I,s:o,s:o,s:o,s:o}",
         "name", cfg->name, "model", cfg->model, "prompt", cfg->prompt, "weight", cfg->weight,
@@ -206,13 +212,18 @@ static json_t *arm_json(const ah_experiment_arm_t *cfg, double weight_now, arm_a
         (json_int_t)a->feedback, "scored", (json_int_t)a->score.n, "score_mean",
         num_or_null(a->score.n > 0, a->score.mean), "score_ci95", ci_json(&a->score), "wrong_share",
         num_or_null(a->feedback > 0, (double)a->wrong / (double)(a->feedback ? a->feedback : 1)),
-        "quality_per_usd", num_or_null(have_q, have_q ? a->score.mean / a->cost.mean : 0));
+        "quality_per_usd", num_or_null(have_q, have_q ? q->mean / a->cost.mean : 0));
+    json_object_set_new(o, "judged", json_integer(a->judge.n));
+    json_object_set_new(o, "judge_failed", json_integer(a->judge_failed));
+    json_object_set_new(o, "judge_mean", num_or_null(a->judge.n > 0, a->judge.mean));
+    json_object_set_new(o, "judge_ci95", ci_json(&a->judge));
     if (c && c != a)
         json_object_set_new(
             o, "vs_control",
-            json_pack("{s:o,s:o,s:o,s:o,s:o}", "cost", compare_means(&a->cost, &c->cost), "latency",
-                      compare_means(&a->latency, &c->latency), "score",
-                      compare_means(&a->score, &c->score), "wrong",
+            json_pack("{s:o,s:o,s:o,s:o,s:o,s:o}", "cost", compare_means(&a->cost, &c->cost),
+                      "latency", compare_means(&a->latency, &c->latency), "score",
+                      compare_means(&a->score, &c->score), "judge",
+                      compare_means(&a->judge, &c->judge), "wrong",
                       compare_shares(a->wrong, a->feedback, c->wrong, c->feedback), "errors",
                       compare_shares(a->errors, a->requests, c->errors, c->requests)));
     return o;
@@ -235,10 +246,13 @@ static ah_err_t read_rows(sqlite3 *db, const ah_experiment_cfg_t *e, int64_t sin
     int rc = sqlite3_prepare_v2(
         db,
         "SELECT json_extract(l.tags, '$.arm'), l.cost_usd, l.latency_ms, l.status, f.score, "
-        "f.wrong, f.n FROM ledger l LEFT JOIN (SELECT request_id, AVG(score) AS score, "
-        "MAX(wrong) AS wrong, COUNT(*) AS n FROM feedback WHERE ts_ms >= ?1 GROUP BY request_id) "
-        "f ON f.request_id = l.request_id WHERE l.attempt_of IS NULL AND l.ts_ms >= ?1 AND "
-        "json_extract(l.tags, '$.experiment') = ?2 LIMIT ?3",
+        "f.wrong, f.n, j.score, j.n FROM ledger l LEFT JOIN (SELECT request_id, AVG(score) AS "
+        "score, MAX(wrong) AS wrong, COUNT(*) AS n FROM feedback WHERE ts_ms >= ?1 GROUP BY "
+        "request_id) f ON f.request_id = l.request_id LEFT JOIN (SELECT request_id, AVG(score) "
+        "AS score, COUNT(*) AS n FROM judgments WHERE ts_ms >= ?1 GROUP BY request_id) j ON "
+        "j.request_id = l.request_id WHERE l.attempt_of IS NULL AND l.ts_ms >= ?1 AND "
+        "json_extract(l.tags, '$.experiment') = ?2 AND "
+        "COALESCE(json_extract(l.tags, '$.purpose'), '') <> 'judge' LIMIT ?3",
         -1, &st, NULL);
     if (rc != SQLITE_OK)
         goto out;
@@ -274,6 +288,10 @@ static ah_err_t read_rows(sqlite3 *db, const ah_experiment_cfg_t *e, int64_t sin
             if (sqlite3_column_type(st, 4) != SQLITE_NULL)
                 ah_stats_add(&a->score, sqlite3_column_double(st, 4));
         }
+        if (sqlite3_column_type(st, 7) != SQLITE_NULL) /* several verdicts: their mean */
+            ah_stats_add(&a->judge, sqlite3_column_double(st, 7));
+        else if (sqlite3_column_int(st, 8) > 0)
+            a->judge_failed++;
     }
 out:
     if (rc != SQLITE_DONE)
@@ -287,8 +305,10 @@ static json_t *experiment_json(const ah_experiment_cfg_t *e, arm_acc_t *acc, int
     ah_experiment_arm_stats_t st[AH_EXPERIMENT_MAX_ARMS];
     double w[AH_EXPERIMENT_MAX_ARMS];
     char why[512] = "fixed weights";
-    for (int i = 0; i < e->narms; i++)
-        st[i] = (ah_experiment_arm_stats_t){acc[i].score.n, acc[i].score.mean, acc[i].cost.mean};
+    for (int i = 0; i < e->narms; i++) {
+        const ah_stats_t *q = e->metric == AH_METRIC_JUDGE ? &acc[i].judge : &acc[i].score;
+        st[i] = (ah_experiment_arm_stats_t){q->n, q->mean, acc[i].cost.mean};
+    }
     int best = -1;
     if (e->policy == AH_POLICY_BANDIT) {
         best = ah_experiment_bandit(e, st, w, why, sizeof why);
@@ -301,17 +321,18 @@ static json_t *experiment_json(const ah_experiment_cfg_t *e, arm_acc_t *acc, int
     }
     json_t *arms = json_array(), *weights = json_array(), *when = json_object();
     for (int i = 0; i < e->narms; i++) {
-        json_array_append_new(arms, arm_json(&e->arms[i], w[i], &acc[i], &acc[0]));
+        json_array_append_new(arms, arm_json(e, i, w[i], &acc[i], &acc[0]));
         json_array_append_new(weights, json_real(w[i]));
     }
     for (int j = 0; j < e->nwhen; j++)
         json_object_set_new(when, e->when_key[j], json_string(e->when_value[j]));
     return json_pack(
-        "{s:s,s:s,s:{s:o},s:s,s:{s:s,s:f,s:f,s:o,s:s?,s:s},s:o,s:b}", "name", e->name, "route",
+        "{s:s,s:s,s:{s:o},s:s,s:{s:s,s:s,s:f,s:f,s:o,s:s?,s:s},s:o,s:b}", "name", e->name, "route",
         e->route, "when", "tags", when, "sticky", e->sticky == AH_STICKY_KEY ? "key" : "user",
-        "policy", "kind", e->policy == AH_POLICY_BANDIT ? "bandit" : "fixed", "min_quality",
-        e->min_quality, "floor", e->floor, "weights_now", weights, "winner",
-        best >= 0 ? e->arms[best].name : NULL, "note", why, "arms", arms, "truncated", truncated);
+        "policy", "kind", e->policy == AH_POLICY_BANDIT ? "bandit" : "fixed", "metric",
+        e->metric == AH_METRIC_JUDGE ? "judge" : "feedback", "min_quality", e->min_quality, "floor",
+        e->floor, "weights_now", weights, "winner", best >= 0 ? e->arms[best].name : NULL, "note",
+        why, "arms", arms, "truncated", truncated);
 }
 
 /* Feedback by feature, route (requested model) and experiment arm. */

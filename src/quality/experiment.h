@@ -3,9 +3,9 @@
  *
  * Assignment is a pure function of the experiment's name, the caller's
  * identity and the arms' weights, so every worker (and every restart)
- * agrees without shared state. The report is read from the ledger and the
- * feedback table; the same JSON serves `ahorro experiments show --json` and
- * GET /admin/experiments. */
+ * agrees without shared state. The report is read from the ledger, the
+ * feedback table and the live judges' judgments; the same JSON serves
+ * `ahorro experiments show --json` and GET /admin/experiments. */
 #ifndef AH_EXPERIMENT_H
 #define AH_EXPERIMENT_H
 
@@ -32,7 +32,7 @@ int ah_experiment_pick(const ah_experiment_cfg_t *e, const double *weights, cons
 
 /* What the bandit policy knows of an arm. */
 typedef struct ah_experiment_arm_stats {
-    long scored;       /* requests with a feedback score */
+    long scored;       /* requests with a score of the policy's metric (feedback or judge) */
     double score_mean; /* their mean score, 0..1 */
     double cost_mean;  /* USD per request; <= 0: unknown or free */
 } ah_experiment_arm_stats_t;
@@ -47,8 +47,9 @@ int ah_experiment_bandit(const ah_experiment_cfg_t *e, const ah_experiment_arm_s
 
 /* The report of every experiment of cfg (or only `name`, when not NULL)
  * over ledger rows since since_ms: per arm, requests, cost, latency,
- * errors, feedback, quality per dollar and the comparison with the first
- * arm; the bandit's weights; satisfaction by feature, route and arm. On
+ * errors, feedback, live judges' scores, quality per dollar and the
+ * comparison with the first arm; the bandit's weights; satisfaction by
+ * feature, route and arm. On
  * success *out is a new JSON object the caller releases with json_decref;
  * AH_E_NOTFOUND when name is not configured; AH_E_DB with err on a query
  * failure. */

@@ -186,6 +186,7 @@ static void free_worker(thread_ctx_t *t)
         evhttp_free(t->http);
     else if (t->listener)
         evconnlistener_free(t->listener);
+    ah_judge_worker_stop(&t->w); /* judge calls still in flight: failed judgments */
     ah_embed_batcher_free(t->w.embed_batcher);
     ah_http_free(t->w.http);
     ah_worker_clear_key_cache(&t->w);

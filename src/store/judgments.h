@@ -1,0 +1,53 @@
+/* judgments.h - live judges' verdicts on the judgments table, written off
+ * the event loop (docs/experiments.md, "Sampled live judging").
+ *
+ * Event loops push judgments into a bounded queue and never wait: a full
+ * queue drops the judgment (with a warning), since a verdict is a sample,
+ * not an account. One writer thread, on its own SQLite connection, writes
+ * what is queued in one transaction at a time. ah_judgments_close writes
+ * everything still queued before it returns. */
+#ifndef AH_JUDGMENTS_H
+#define AH_JUDGMENTS_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+/* Judgments queued at most; judgments one transaction writes at most. */
+#define AH_JUDGMENTS_QUEUE 1024
+#define AH_JUDGMENTS_BATCH 64
+
+/* One row of the judgments table (db.c's migration 11). Strings are owned
+ * (ah_malloc'd), NULL when absent. */
+typedef struct ah_judgment {
+    char *request_id; /* the judged request */
+    int64_t ts_ms;    /* when the judged request started */
+    char *route;      /* the ahorro.judging entry's route */
+    char *judge;      /* the alias that graded */
+    double score;     /* 0..1; NAN: a failed judgment (then error says why) */
+    char *scores;     /* {"criterion": grade, ...} or NULL */
+    char *reason;     /* the judge's sentence, or NULL */
+    char *error;      /* why the judgment failed, or NULL */
+    char *judge_request_id;
+} ah_judgment_t;
+
+typedef struct ah_judgments ah_judgments_t;
+
+/* Start the writer over the database at path. Close (and free) with
+ * ah_judgments_close. */
+ah_err_t ah_judgments_open(const char *path, ah_judgments_t **out);
+/* Queue j; the queue owns it from here. Never blocks: AH_E_TOOBIG when
+ * the queue is full (j is freed, not written). Thread-safe. */
+ah_err_t ah_judgments_push(ah_judgments_t *q, ah_judgment_t *j);
+/* Write every queued judgment, stop the writer, free everything. */
+void ah_judgments_close(ah_judgments_t *q);
+/* Judgments written, and those dropped (queue full) or failed to write. */
+void ah_judgments_stats(ah_judgments_t *q, uint64_t *written, uint64_t *lost);
+/* Write js[0..n) in one transaction on db (the writer's step, exposed for
+ * tests). The judgments stay the caller's. */
+ah_err_t ah_judgments_write(sqlite3 *db, ah_judgment_t *const *js, int n);
+/* Free a judgment and its strings (NULL: nothing). */
+void ah_judgment_free(ah_judgment_t *j);
+
+#endif
