@@ -51,7 +51,7 @@ static void eval_usage(FILE *f)
                "                  [--judge MODEL [--criteria a,b,...]] [--pairwise]\n"
                "                  [--scorers exact,normalized,f1,choice,regex,json_schema]\n"
                "                  [--metric NAME] [--limit N] [--concurrency N] [--timeout S]\n"
-               "                  [--run-id ID] [--gateway URL [--api-key KEY]]\n"
+               "                  [--run-id ID [--retry-failed]] [--gateway URL [--api-key KEY]]\n"
                "                  [--format table|json|html] [-o FILE]\n"
                "  ahorro eval report RUN_ID [--metric NAME] [--format table|json|html] [-o FILE]\n"
                "  ahorro eval list [--json]\n"
@@ -512,6 +512,7 @@ typedef struct run {
     char critbuf[AH_JUDGE_MAX_CRITERIA][AH_JUDGE_MAX_CRITERION + 1];
     int ncriteria;
     int pairwise;
+    int retry_failed; /* a resumed run asks again what failed */
     unsigned mask;
     long cursor; /* next job of the current phase */
     /* the pairwise phase: per (variant, row), each order's verdict (or
@@ -600,6 +601,13 @@ static void load_results(run_t *R)
             json_decref(x->scores);
             x->scores = json_object();
         }
+        if (R->retry_failed) {
+            /* ask again what failed: answers, judgments, pairs */
+            if (x->status != 200)
+                x->have = 0;
+            json_object_del(x->scores, "judge_error");
+            json_object_del(x->scores, "pairwise_error");
+        }
     }
     sqlite3_finalize(st);
 }
@@ -647,6 +655,8 @@ static void done_answer(void *ctx, int job, const reply_t *r)
     result_t *x = res_at(R, v, row);
     x->have = 1;
     x->status = r->status;
+    ah_free(x->answer); /* a failed answer asked again (--retry-failed) */
+    json_decref(x->scores);
     x->answer = ah_strdup(r->text ? r->text : "");
     snprintf(x->request_id, sizeof x->request_id, "%s", r->request_id);
     x->cost = r->cost;
@@ -933,7 +943,7 @@ static int emit(const json_t *rep, const char *format, const char *outpath)
     ah_buf_init(&b, 64u * 1024 * 1024);
     ah_err_t rc = AH_E_OK;
     if (strcmp(format, "json") == 0) {
-        char *t = json_dumps(rep, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+        char *t = json_dumps(rep, JSON_INDENT(2));
         rc = ah_buf_appends(&b, t);
         ah_buf_appends(&b, "\n");
         free(t);
@@ -1127,6 +1137,9 @@ static int cmd_run(int argc, char **argv, ah_config_t *cfg, sqlite3 *db)
         int takes = 1;
         if (strcmp(a, "--pairwise") == 0) {
             R.pairwise = 1;
+            takes = 0;
+        } else if (strcmp(a, "--retry-failed") == 0) {
+            R.retry_failed = 1;
             takes = 0;
         } else if (!val) {
             fprintf(stderr, "ahorro eval: %s needs a value\n", a);
