@@ -1130,7 +1130,7 @@ static int cmd_run(int argc, char **argv, ah_config_t *cfg, sqlite3 *db)
     long limit = 0, conc = 8, timeout_s = 300;
     char err[1200];
     int rc = 1;
-    R.mask = (1u << AH_EVAL_NSCORERS) - 1;
+    R.mask = AH_EVAL_AUTO;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;

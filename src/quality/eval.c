@@ -401,6 +401,10 @@ void ah_eval_score(const ah_eval_row_t *r, const char *answer, unsigned mask, js
 {
     const char *a = answer ? answer : "";
     char why[256];
+    /* the text scorers compare with a free-text reference: a multiple-choice
+     * row's reference is a letter, so they run there only when asked for */
+    if (mask == AH_EVAL_AUTO && r->choices)
+        mask &= ~((1u << AH_EVAL_EXACT) | (1u << AH_EVAL_NORMALIZED) | (1u << AH_EVAL_F1));
     if (r->reference) {
         if (mask & (1u << AH_EVAL_EXACT)) {
             int s = ah_score_exact(a, r->reference);
@@ -906,10 +910,11 @@ static ah_err_t html_scatter(const json_t *rep, ah_buf_t *out)
                                 "stroke=\"%s\" stroke-width=\"2\"/>\n",
                                 x, y1, x, y2, col);
         }
+        /* labels alternate above and below their dot, so neighbours do not overlap */
         rc |= ah_buf_printf(out,
                             "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"6\" fill=\"%s\"/>"
                             "<text x=\"%.1f\" y=\"%.1f\">",
-                            x, y, col, x + 9, y - 8);
+                            x, y, col, x + 9, idx % 2 ? y - 8 : y + 18);
         rc |= html_text(out, json_string_value(json_object_get(v, "name")));
         rc |= ah_buf_appends(out, "</text>\n");
     }

@@ -85,8 +85,12 @@ json_t *ah_eval_body(const ah_eval_variant_t *v, const ah_eval_row_t *r);
  * eval_run, variant and the row's tags (appended to out). */
 ah_err_t ah_eval_tags(const char *run, const char *variant, const ah_eval_row_t *r, ah_buf_t *out);
 
+/* Every scorer a row allows, except the text scorers (exact, normalized,
+ * f1) on a multiple-choice row, whose reference is a letter. */
+#define AH_EVAL_AUTO (~0u)
+
 /* Score answer to r with the model-free scorers in mask (bits of
- * ah_eval_scorer_t) that r's fields allow, into the object scores
+ * ah_eval_scorer_t, or AH_EVAL_AUTO) that r's fields allow, into the object scores
  * ("exact", ... as 0/1 or F1). A scorer that cannot judge (a bad regex or
  * schema) sets "<name>_error" instead of a score. */
 void ah_eval_score(const ah_eval_row_t *r, const char *answer, unsigned mask, json_t *scores);

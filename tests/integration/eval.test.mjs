@@ -72,7 +72,7 @@ function ahorro(args, opts = {}) {
 }
 
 // the fake's counting rule (docs/fake-provider.md): words of each message + 4, + 3
-const words = (s) => s.split(/\s+/).filter(Boolean).length;
+const words = (s) => s.split(/[ \t\r\n\f\v]+/).filter(Boolean).length;
 const promptTokens = (text) => words(text) + 4 + 3;
 const PRICE = { 'gpt-4o-mini': [0.15e-6, 0.6e-6], 'my-llama': [1e-6, 2e-6] };
 const cost = (model, i) => promptTokens(rows[i].input) * PRICE[model][0] + words(answerFor(model, i)) * PRICE[model][1];

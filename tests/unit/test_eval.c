@@ -182,6 +182,14 @@ START_TEST(scoring)
     ck_assert_ptr_null(json_object_get(s, "regex")); /* a bad pattern is an error, not 0 */
     ck_assert_ptr_nonnull(json_object_get(s, "regex_error"));
     ck_assert_int_eq(json_integer_value(json_object_get(s, "json_schema")), 0);
+    /* a letter reference: no text scorers unless asked for */
+    ck_assert_ptr_null(json_object_get(s, "exact"));
+    ck_assert_ptr_null(json_object_get(s, "f1"));
+    json_decref(s);
+    s = json_object();
+    ah_eval_score(&r, "B", 1u << AH_EVAL_EXACT, s);
+    ck_assert_int_eq(json_integer_value(json_object_get(s, "exact")), 1);
+    ck_assert_int_eq(json_object_size(s), 1);
     json_decref(s);
     s = json_object();
     ah_eval_score(&r, "```json\n{\"x\": 1}\n```", ~0u, s);
