@@ -47,6 +47,8 @@ static void usage(FILE *f)
             "  ahorro experiments show [NAME] [--since 7d] [--json]\n"
             "  ahorro quality drift [--route R] [--since 30d] [--by day|week] [--json]\n"
             "  ahorro eval run --dataset FILE --variant V... [--judge MODEL] | report RUN | list\n"
+            "  ahorro batch run INPUT.jsonl -o OUTPUT.jsonl [--concurrency N] [--model M] [--tags ..]\n"
+            "  ahorro batch estimate INPUT.jsonl [--model M] [--json]\n"
             "  ahorro version\n\n"
             "Common options (before or after the command): --config FILE, --db PATH.\n"
             "Environment: OPENAI_API_KEY, OPENAI_BASE_URL, ANTHROPIC_API_KEY,\n"
@@ -174,6 +176,8 @@ int main(int argc, char **argv)
         rc = ah_cli_quality(nrest - 1, rest + 1, cfg);
     else if (strcmp(rest[0], "eval") == 0)
         rc = ah_cli_eval(nrest - 1, rest + 1, cfg);
+    else if (strcmp(rest[0], "batch") == 0)
+        rc = ah_cli_batch(nrest - 1, rest + 1, cfg);
     else {
         fprintf(stderr, "ahorro: unknown command '%s'\n\n", rest[0]);
         usage(stderr);

@@ -53,4 +53,8 @@ int ah_cli_quality(int argc, char **argv, const ah_config_t *cfg);
  * offline evaluation through the gateway's own pipeline (src/cli/eval.c). */
 int ah_cli_eval(int argc, char **argv, ah_config_t *cfg);
 
+/* ahorro batch run INPUT -o OUTPUT [...] | estimate INPUT: bulk requests
+ * through the gateway without a server, resumable (src/cli/batch.c). */
+int ah_cli_batch(int argc, char **argv, ah_config_t *cfg);
+
 #endif

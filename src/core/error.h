@@ -22,7 +22,8 @@
     X(UPSTREAM, "upstream error")                                                                  \
     X(TIMEOUT, "timed out")                                                                        \
     X(CLOSED, "connection closed")                                                                 \
-    X(UNSUPPORTED, "not supported")
+    X(UNSUPPORTED, "not supported")                                                                \
+    X(CANCELLED, "cancelled")
 
 typedef enum {
 #define AH_ERR_ENUM(name, msg) AH_E_##name,

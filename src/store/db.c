@@ -95,6 +95,20 @@ static const char *const migrations[] = {
      " reason TEXT, error TEXT, judge_request_id TEXT);"
      "CREATE INDEX judgments_request ON judgments(request_id);"
      "CREATE INDEX judgments_ts ON judgments(ts_ms);"),
+    /* 12: the Files and Batch APIs (src/batch/): uploaded and produced files
+     * (bytes on disk, beside the database), and batches with their state */
+    ("CREATE TABLE files(id TEXT PRIMARY KEY, purpose TEXT NOT NULL, filename TEXT NOT NULL,"
+     " bytes INTEGER NOT NULL, created_ms INTEGER NOT NULL, key_id TEXT, owner TEXT,"
+     " path TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0);"
+     "CREATE TABLE batches(id TEXT PRIMARY KEY, input_file_id TEXT NOT NULL,"
+     " endpoint TEXT NOT NULL, completion_window TEXT NOT NULL, status TEXT NOT NULL,"
+     " created_ms INTEGER NOT NULL, in_progress_ms INTEGER, finalizing_ms INTEGER,"
+     " completed_ms INTEGER, failed_ms INTEGER, expires_ms INTEGER, expired_ms INTEGER,"
+     " cancelling_ms INTEGER, cancelled_ms INTEGER, output_file_id TEXT, error_file_id TEXT,"
+     " total INTEGER NOT NULL DEFAULT 0, completed INTEGER NOT NULL DEFAULT 0,"
+     " failed INTEGER NOT NULL DEFAULT 0, metadata TEXT, key_id TEXT, owner TEXT, errors TEXT,"
+     " cost_usd REAL NOT NULL DEFAULT 0);"
+     "CREATE INDEX batches_status ON batches(status);"),
 };
 
 ah_err_t ah_db_exec(sqlite3 *db, const char *sql)
