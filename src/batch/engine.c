@@ -24,6 +24,7 @@
 #include "core/clock.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "upstream/curl_util.h"
 
 #define MAX_RESPONSE (16u * 1024 * 1024)
 #define MAX_MODELS 64
@@ -502,34 +503,13 @@ typedef struct run {
     long seq;
 } run_t;
 
-static size_t on_body(char *ptr, size_t sz, size_t n, void *ud)
-{
-    call_t *c = ud;
-    return ah_buf_append(&c->resp, ptr, sz * n) == AH_E_OK ? sz * n : 0;
-}
-
-static void header_value(const char *line, size_t n, const char *name, char *out, size_t outlen)
-{
-    size_t nl = strlen(name);
-    if (n <= nl + 1 || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
-        return;
-    const char *v = line + nl + 1, *e = line + n;
-    while (v < e && (*v == ' ' || *v == '\t'))
-        v++;
-    while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' '))
-        e--;
-    size_t len = (size_t)(e - v) < outlen - 1 ? (size_t)(e - v) : outlen - 1;
-    memcpy(out, v, len);
-    out[len] = '\0';
-}
-
 static size_t on_header(char *ptr, size_t sz, size_t n, void *ud)
 {
     call_t *c = ud;
     size_t len = sz * n;
-    header_value(ptr, len, "x-ahorro-request-id", c->request_id, sizeof c->request_id);
-    header_value(ptr, len, "x-ahorro-cost", c->cost, sizeof c->cost);
-    header_value(ptr, len, "retry-after", c->retry_after, sizeof c->retry_after);
+    ah_curl_header_value(ptr, len, "x-ahorro-request-id", c->request_id, sizeof c->request_id);
+    ah_curl_header_value(ptr, len, "x-ahorro-cost", c->cost, sizeof c->cost);
+    ah_curl_header_value(ptr, len, "retry-after", c->retry_after, sizeof c->retry_after);
     return len;
 }
 
@@ -679,8 +659,8 @@ static void start_call(run_t *R, call_t *c, item_t *it)
     curl_easy_setopt(c->h, CURLOPT_URL, url);
     curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, c->hdrs);
     curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, it->body);
-    curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c->h, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, ah_curl_to_buf);
+    curl_easy_setopt(c->h, CURLOPT_WRITEDATA, &c->resp);
     curl_easy_setopt(c->h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c->h, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(c->h, CURLOPT_TIMEOUT, R->o->timeout_s > 0 ? R->o->timeout_s : 600L);

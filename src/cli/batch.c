@@ -21,8 +21,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "route/balance.h"
-#include "server/gateway.h"
-#include "server/server.h"
+#include "server/local.h"
 #include "store/prices.h"
 #include "tokenize/bpe.h"
 #include "tokenize/chat.h"
@@ -206,35 +205,17 @@ static int cmd_run(int argc, char **argv, ah_config_t *cfg)
         fprintf(stderr, "batch: %ld requests in %s (%ld malformed: to %s)\n", sc.lines, input,
                 sc.malformed, errors);
 
-    ah_gateway_t gw = {0};
-    ah_gateway_rt_t *grt = NULL;
-    ah_server_t *srv = NULL;
+    ah_local_gateway_t lg = {0};
     char base[1100];
     const char *auth = api_key;
     if (gateway) {
-        snprintf(base, sizeof base, "%s", gateway);
-        size_t bl = strlen(base);
-        while (bl && base[bl - 1] == '/')
-            base[--bl] = '\0';
-        if (bl >= 3 && strcmp(base + bl - 3, "/v1") == 0)
-            base[bl - 3] = '\0';
+        ah_gateway_base_url(gateway, base, sizeof base);
     } else {
-        ah_free(cfg->listen_host);
-        cfg->listen_host = ah_strdup("127.0.0.1");
-        cfg->listen_port = 0;
-        if (!cfg->observe.log_file)
-            cfg->observe.log_requests = 0; /* the progress owns the terminal */
-        int port = 0;
-        if (ah_gateway_open(cfg, &gw, &grt)) {
+        if (ah_local_gateway_start(cfg, &lg)) {
             fprintf(stderr, "ahorro batch: the gateway cannot start (see the log above)\n");
             return 1;
         }
-        if (ah_server_start(&gw, &srv, &port)) {
-            ah_gateway_close(&gw, grt);
-            fprintf(stderr, "ahorro batch: the gateway cannot listen\n");
-            return 1;
-        }
-        snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
+        snprintf(base, sizeof base, "%s", lg.base);
         auth = cfg->master_key;
     }
     ah_buf_t tagbuf;
@@ -267,10 +248,7 @@ static int cmd_run(int argc, char **argv, ah_config_t *cfg)
     sigaction(SIGTERM, &old_term, NULL);
     if (pc.tty && !quiet)
         fputc('\n', stderr);
-    if (srv) {
-        ah_server_stop(srv);
-        ah_gateway_close(&gw, grt); /* drains the ledger */
-    }
+    ah_local_gateway_stop(&lg); /* drains the ledger */
     ah_buf_free(&tagbuf);
     if (rc == AH_E_CANCELLED) {
         fprintf(stderr,

@@ -35,9 +35,9 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "upstream/curl_util.h"
 #include "quality/eval.h"
-#include "server/gateway.h"
-#include "server/server.h"
+#include "server/local.h"
 #include "store/db.h"
 
 #define EVAL_MAX_RESPONSE (8u * 1024 * 1024)
@@ -285,35 +285,13 @@ typedef struct client {
 typedef int (*next_fn)(void *ctx, int *job, json_t **body, char **tags);
 typedef void (*done_fn)(void *ctx, int job, const reply_t *r);
 
-static size_t on_body(char *p, size_t sz, size_t n, void *ud)
-{
-    call_t *c = ud;
-    return ah_buf_append(&c->resp, p, sz * n) == AH_E_OK ? sz * n : 0;
-}
-
-static void header_value(const char *line, size_t n, const char *name, char *out, size_t outlen)
-{
-    size_t nl = strlen(name);
-    if (n <= nl + 1 || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
-        return;
-    const char *v = line + nl + 1;
-    const char *e = line + n;
-    while (v < e && (*v == ' ' || *v == '\t'))
-        v++;
-    while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' '))
-        e--;
-    size_t len = (size_t)(e - v) < outlen - 1 ? (size_t)(e - v) : outlen - 1;
-    memcpy(out, v, len);
-    out[len] = '\0';
-}
-
 static size_t on_header(char *p, size_t sz, size_t n, void *ud)
 {
     call_t *c = ud;
     size_t len = sz * n;
-    header_value(p, len, "x-ahorro-request-id", c->request_id, sizeof c->request_id);
-    header_value(p, len, "x-ahorro-cost", c->cost, sizeof c->cost);
-    header_value(p, len, "x-ahorro-cache", c->cache, sizeof c->cache);
+    ah_curl_header_value(p, len, "x-ahorro-request-id", c->request_id, sizeof c->request_id);
+    ah_curl_header_value(p, len, "x-ahorro-cost", c->cost, sizeof c->cost);
+    ah_curl_header_value(p, len, "x-ahorro-cache", c->cache, sizeof c->cache);
     return len;
 }
 
@@ -406,8 +384,8 @@ static int call_start(const client_t *cl, CURLM *m, call_t *c, int job, json_t *
     curl_easy_setopt(c->h, CURLOPT_URL, url);
     curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, c->hdrs);
     curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, c->body);
-    curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c->h, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, ah_curl_to_buf);
+    curl_easy_setopt(c->h, CURLOPT_WRITEDATA, &c->resp);
     curl_easy_setopt(c->h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c->h, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(c->h, CURLOPT_TIMEOUT, cl->timeout_s);
@@ -1341,38 +1319,18 @@ static int cmd_run(int argc, char **argv, ah_config_t *cfg, sqlite3 *db)
     load_results(&R);
 
     /* the gateway: in-process on an ephemeral loopback port, or a running one */
-    ah_gateway_t gw = {0};
-    ah_gateway_rt_t *grt = NULL;
-    ah_server_t *srv = NULL;
+    ah_local_gateway_t lg = {0};
     char base[1100];
     client_t cl = {.timeout_s = timeout_s, .concurrency = (int)conc};
     if (gateway) {
-        snprintf(base, sizeof base, "%s", gateway);
-        size_t bl = strlen(base);
-        while (bl && base[bl - 1] == '/')
-            base[--bl] = '\0';
-        if (bl >= 3 && strcmp(base + bl - 3, "/v1") == 0)
-            base[bl - 3] = '\0';
+        ah_gateway_base_url(gateway, base, sizeof base);
         cl.auth = api_key;
     } else {
-        ah_free(cfg->listen_host);
-        cfg->listen_host = ah_strdup("127.0.0.1");
-        cfg->listen_port = 0;
-        /* the request log would interleave with the progress and the
-         * report: only to a file (the ledger has every row anyway) */
-        if (!cfg->observe.log_file)
-            cfg->observe.log_requests = 0;
-        int port = 0;
-        if (ah_gateway_open(cfg, &gw, &grt)) {
+        if (ah_local_gateway_start(cfg, &lg)) {
             fprintf(stderr, "ahorro eval: the gateway cannot start (see the log above)\n");
             goto out;
         }
-        if (ah_server_start(&gw, &srv, &port)) {
-            ah_gateway_close(&gw, grt);
-            fprintf(stderr, "ahorro eval: the gateway cannot listen\n");
-            goto out;
-        }
-        snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
+        snprintf(base, sizeof base, "%s", lg.base);
         cl.auth = cfg->master_key;
     }
     cl.base = base;
@@ -1396,10 +1354,7 @@ static int cmd_run(int argc, char **argv, ah_config_t *cfg, sqlite3 *db)
         R.cursor = 0;
         run_calls(&cl, next_pair, done_pair, &R, 2L * (R.nvars - 1) * R.ds.n);
     }
-    if (srv) {
-        ah_server_stop(srv);
-        ah_gateway_close(&gw, grt); /* drains the ledger */
-    }
+    ah_local_gateway_stop(&lg); /* drains the ledger */
     rc = report_from_db(db, run_id, metric, format, outpath);
     fprintf(stderr, "run %s; again: ahorro eval report %s [--format html -o report.html]\n", run_id,
             run_id);

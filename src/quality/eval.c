@@ -397,6 +397,15 @@ static void set_error(json_t *scores, const char *scorer, const char *why)
     json_object_set_new(scores, key, json_string(why));
 }
 
+/* A text scorer's result: v < 0 means an input was too long. */
+static void text_score(json_t *scores, const char *name, double v, int real)
+{
+    if (v < 0)
+        set_error(scores, name, "answer or reference too long");
+    else
+        json_object_set_new(scores, name, real ? json_real(v) : json_integer((json_int_t)v));
+}
+
 void ah_eval_score(const ah_eval_row_t *r, const char *answer, unsigned mask, json_t *scores)
 {
     const char *a = answer ? answer : "";
@@ -406,27 +415,12 @@ void ah_eval_score(const ah_eval_row_t *r, const char *answer, unsigned mask, js
     if (mask == AH_EVAL_AUTO && r->choices)
         mask &= ~((1u << AH_EVAL_EXACT) | (1u << AH_EVAL_NORMALIZED) | (1u << AH_EVAL_F1));
     if (r->reference) {
-        if (mask & (1u << AH_EVAL_EXACT)) {
-            int s = ah_score_exact(a, r->reference);
-            if (s < 0)
-                set_error(scores, "exact", "answer or reference too long");
-            else
-                json_object_set_new(scores, "exact", json_integer(s));
-        }
-        if (mask & (1u << AH_EVAL_NORMALIZED)) {
-            int s = ah_score_normalized(a, r->reference);
-            if (s < 0)
-                set_error(scores, "normalized", "answer or reference too long");
-            else
-                json_object_set_new(scores, "normalized", json_integer(s));
-        }
-        if (mask & (1u << AH_EVAL_F1)) {
-            double f = ah_score_f1(a, r->reference);
-            if (f < 0)
-                set_error(scores, "f1", "answer or reference too long");
-            else
-                json_object_set_new(scores, "f1", json_real(f));
-        }
+        if (mask & (1u << AH_EVAL_EXACT))
+            text_score(scores, "exact", ah_score_exact(a, r->reference), 0);
+        if (mask & (1u << AH_EVAL_NORMALIZED))
+            text_score(scores, "normalized", ah_score_normalized(a, r->reference), 0);
+        if (mask & (1u << AH_EVAL_F1))
+            text_score(scores, "f1", ah_score_f1(a, r->reference), 1);
     }
     if (r->choices && (mask & (1u << AH_EVAL_CHOICE))) {
         char letter = 0;
