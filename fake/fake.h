@@ -12,6 +12,8 @@
  *   fake_anthropic.c  POST /v1/messages
  *   fake_embed.c      POST /v1/embeddings
  *   fake_answers.c    recorded answers (--answers FILE) that replace the simulated text
+ *   fake_limits.c     provider-side rate limits per model (--rate-limit MODEL=RPM[:TPM])
+ *   fake_log.c        the request log (--log FILE): one JSON line per request, at arrival
  *   fake_out.c        a bounded output buffer with a sticky error and JSON string escaping
  *
  * A handler never touches the network: it fills a fake_reply_t (status, headers, body or
@@ -31,6 +33,7 @@
 struct evhttp_request;
 struct event_base;
 struct evconnlistener;
+struct evkeyvalq;
 
 /* Limits of the fake, kept together. */
 #define FAKE_MAX_BODY_BYTES (16u * 1024 * 1024)    /* request bodies; larger gets 413 */
@@ -54,6 +57,13 @@ struct evconnlistener;
 #define FAKE_MAX_ANSWERS_FILE_BYTES (512ull * 1024 * 1024) /* --answers FILE, all of it */
 #define FAKE_MAX_ANSWERS_LINE_BYTES (16u * 1024 * 1024)    /* one line of it */
 #define FAKE_MAX_ANSWERS (4u * 1024 * 1024)                /* entries in it */
+#define FAKE_RL_WINDOW_MS 60000L                           /* --rate-limit: the sliding window */
+#define FAKE_RL_BUCKET_MS 100L              /* ... counted in buckets of this many ms */
+#define FAKE_RL_MAX_MODELS 1024             /* windows made for models under `*`; then one shared */
+#define FAKE_RL_MAX_RULES 256               /* --rate-limit options */
+#define FAKE_RL_MAX_LIMIT 1000000000000LL   /* RPM and TPM */
+#define FAKE_LOG_BUFFER_BYTES (256u * 1024) /* --log: two buffers of this size */
+#define FAKE_LOG_FLUSH_MS 500L              /* --log: lines reach the file within this */
 
 /* Options from the command line; read-only once the loops run. */
 typedef struct fake_opts {
@@ -64,6 +74,7 @@ typedef struct fake_opts {
     long itl_ms;
     const char *require_key; /* NULL: no authentication */
     const char *answers;     /* --answers FILE, or NULL */
+    const char *log;         /* --log FILE, or NULL */
 } fake_opts_t;
 
 extern fake_opts_t fake_opts;
@@ -114,8 +125,25 @@ void fake_out_json(fake_out_t *o, const json_t *v);
 /* Replaces every byte of the NUL-terminated s that is not part of valid UTF-8 with '?',
  * in place (for messages made from raw request bytes or cut to a fixed size). */
 void fake_utf8_scrub(char *s);
+/* Writes v in decimal and a NUL at out (room for 21 bytes); returns the NUL's address. A
+ * printf without the printf, for the per-request headers and log lines. */
+char *fake_fmt_ll(char *out, long long v);
 
 /* ---- fake_reply.c: what a handler answers, and how it is delivered --------------------- */
+
+/* The rate-limit headers an answer carries (x-ratelimit-* or anthropic-ratelimit-*). */
+typedef struct fake_rl_info {
+    int api;             /* 0: none; FAKE_API_OPENAI or FAKE_API_ANTHROPIC */
+    long long limit_req; /* 0: no request limit */
+    long long remaining_req;
+    long long limit_tok; /* 0: no token limit */
+    long long remaining_tok;
+    long reset_req_ms; /* until the window is empty of requests / tokens again */
+    long reset_tok_ms;
+    int64_t now_ms; /* wall clock of the request, for Anthropic's RFC 3339 resets */
+} fake_rl_info_t;
+
+enum { FAKE_API_OPENAI = 1, FAKE_API_ANTHROPIC = 2 };
 
 /* One SSE step: the bytes of body up to `end`, sent `gap_ms` after the previous step. */
 typedef struct fake_seg {
@@ -138,6 +166,7 @@ typedef struct fake_reply {
     size_t segcap;
     long content_steps; /* steps that carried answer content */
     size_t fault_seg;   /* steps sent before a RESET or STALL fault strikes */
+    fake_rl_info_t rl;  /* rate-limit headers (api 0: none); kept by fake_reply_json */
 } fake_reply_t;
 
 /* An empty 200 JSON reply. fake_reply_send releases it. */
@@ -185,7 +214,49 @@ const fake_answer_t *fake_answers_find(const char *model, const json_t *last_use
 unsigned long long fake_answers_hits(void);
 void fake_answers_reset_hits(void);
 
+/* ---- fake_limits.c: provider-side rate limits ------------------------------------------ */
+
+/* Adds one --rate-limit MODEL=RPM[:TPM] (MODEL `*`: every other model, each its own
+ * window). Before the loops start. -1 after printing why to stderr. */
+int fake_limits_add(const char *spec);
+/* Frees the windows; call once at exit. */
+void fake_limits_free(void);
+/* Empties every window (POST /_fake/reset). */
+void fake_limits_reset(void);
+/* Requests refused with 429 by the limits since start or the last reset. */
+unsigned long long fake_limits_refused(void);
+void fake_limits_reset_refused(void);
+/* Adds the rate-limit headers of r->rl to h. */
+void fake_limits_headers(struct evkeyvalq *h, const fake_reply_t *r);
+
+/* 1 when any --rate-limit was given. Read-only once the loops run. */
+extern int fake_limits_enabled;
+
+/* ---- fake_log.c: the request log ---------------------------------------------------- */
+
+/* Opens FILE (created or truncated) and starts the writer thread. -1 after printing why. */
+int fake_log_open(const char *path);
+/* Writes what is buffered and stops the writer; call once at exit. */
+void fake_log_close(void);
+/* Appends one line; thread-safe. model may be NULL (logged as null); fault is a delivery
+ * fault (timeout, reset, stall) or FAKE_FAULT_NONE. */
+void fake_log_request(int64_t t_ms, const char *path, const char *model, int status,
+                      long prompt_tokens, long max_tokens, fake_fault_t fault);
+
+/* 1 when --log was given. Read-only once the loops run. */
+extern int fake_log_enabled;
+
+/* Wall-clock milliseconds. */
+int64_t fake_now_ms(void);
+
 /* ---- request context handed to the API handlers ------------------------------------- */
+
+/* What a handler found out about a request, for the limits and the log. */
+typedef struct fake_meter {
+    const char *model;  /* points into the request tree, or NULL */
+    long prompt_tokens; /* by the counting rule; 0 until known */
+    long max_tokens;    /* -1 when not given */
+} fake_meter_t;
 
 typedef struct fake_ctx {
     struct evhttp_request *req;
@@ -195,7 +266,16 @@ typedef struct fake_ctx {
     fake_fault_t hdr_fault; /* from x-fake-fault */
     long hdr_delay_ms;      /* from x-fake-fault: delay:MS */
     uint64_t seq;           /* unique per request, for ids */
+    int64_t t_ms;           /* wall clock at arrival (0 when neither limits nor log are on) */
+    fake_meter_t *meter;    /* filled by the handler */
 } fake_ctx_t;
+
+/* Records prompt_tokens and max_tokens (-1: none) in ctx->meter and, when rate limits are
+ * on, counts the request against ctx->meter->model's window. 0: go on answering (r then
+ * carries the rate-limit headers); 1: r holds the 429 (OpenAI's or Anthropic's as api
+ * says) and the request did not count. */
+int fake_limits_admit(const fake_ctx_t *ctx, fake_reply_t *r, int api, long prompt_tokens,
+                      long max_tokens);
 
 /* The API handlers: each fills r from ctx. */
 void fake_openai_chat(const fake_ctx_t *ctx, fake_reply_t *r);

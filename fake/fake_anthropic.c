@@ -286,11 +286,14 @@ void fake_anthropic_messages(const fake_ctx_t *ctx, fake_reply_t *r)
                              ctx->json_error ? ctx->json_error : "expected a JSON object");
         goto out;
     }
+    ctx->meter->model = json_string_value(json_object_get(b, "model"));
     if (check_request(r, b, &max_tokens))
         goto out;
     m.model = json_string_value(json_object_get(b, "model"));
 
     fake_sim_prompt(&m.prompt, json_object_get(b, "system"), json_object_get(b, "messages"));
+    if (fake_limits_admit(ctx, r, FAKE_API_ANTHROPIC, m.prompt.tokens, max_tokens))
+        goto out;
     fake_fault_t fault = ctx->hdr_fault ? ctx->hdr_fault : m.prompt.dir.fault;
     r->delay_ms = ctx->hdr_delay_ms ? ctx->hdr_delay_ms : m.prompt.dir.delay_ms;
     if (fault_error(r, fault))

@@ -140,6 +140,7 @@ void fake_embeddings(const fake_ctx_t *ctx, fake_reply_t *r)
                           "you must provide a model parameter");
         goto out;
     }
+    ctx->meter->model = model;
     const json_t *input = json_object_get(b, "input");
     int single = is_single(input);
     size_t count = single ? 1 : json_array_size(input);
@@ -165,6 +166,17 @@ void fake_embeddings(const fake_ctx_t *ctx, fake_reply_t *r)
                           "Invalid 'encoding_format': expected 'float' or 'base64'.");
         goto out;
     }
+
+    /* The rate limits and the log count the words of the inputs (only when they are on). */
+    long counted = 0;
+    for (size_t i = 0; (fake_limits_enabled || fake_log_enabled) && i < count; i++) {
+        long tokens;
+        uint64_t seed;
+        if (read_input(single ? input : json_array_get(input, i), &tokens, &seed) == 0)
+            counted += tokens;
+    }
+    if (fake_limits_admit(ctx, r, FAKE_API_OPENAI, counted, -1))
+        goto out;
 
     /* Faults: from the header, or a directive in any input string. */
     fake_directives_t dir = {.tokens = -1};

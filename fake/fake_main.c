@@ -43,6 +43,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: ahorro-fake [--listen HOST:PORT] [--threads N] [--ttft-ms N] [--itl-ms N]\n"
             "                   [--require-key KEY] [--fault SPEC] [--answers FILE]\n"
+            "                   [--rate-limit MODEL=RPM[:TPM]]... [--log FILE]\n"
             "A fake OpenAI/Anthropic provider for tests and benchmarks; see "
             "docs/fake-provider.md.\n"
             "  --listen HOST:PORT  address to listen on (default 127.0.0.1:9999; port 0 "
@@ -54,7 +55,11 @@ static void usage(FILE *f)
             "  --fault SPEC        fail every request as x-fake-fault SPEC says (e.g. 500,\n"
             "                      429, timeout, reset, delay:MS); POST /_fake/fault changes it\n"
             "  --answers FILE      recorded answers (JSONL: model, prompt, answer, delay_ms)\n"
-            "                      that replace the simulated text when they match\n");
+            "                      that replace the simulated text when they match\n"
+            "  --rate-limit MODEL=RPM[:TPM]  requests (and tokens) per minute for MODEL over\n"
+            "                      a sliding 60 s window, 429 beyond; MODEL * for every\n"
+            "                      other model; repeatable\n"
+            "  --log FILE          one JSON line per API request, written at its arrival\n");
 }
 
 static int parse_long(const char *s, long min, long max, long *out)
@@ -142,6 +147,8 @@ static int parse_args(int argc, char **argv, char *host, size_t hostsize)
         {"require-key", required_argument, NULL, 'k'},
         {"fault", required_argument, NULL, 'F'},
         {"answers", required_argument, NULL, 'a'},
+        {"rate-limit", required_argument, NULL, 'r'},
+        {"log", required_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -186,6 +193,13 @@ static int parse_args(int argc, char **argv, char *host, size_t hostsize)
             break;
         case 'a':
             fake_opts.answers = optarg;
+            break;
+        case 'r':
+            if (fake_limits_add(optarg))
+                return -1;
+            break;
+        case 'L':
+            fake_opts.log = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -274,29 +288,41 @@ int main(int argc, char **argv)
     struct sockaddr_storage ss;
     socklen_t sslen;
 
-    if (parse_args(argc, argv, host, sizeof host) || resolve(&ss, &sslen))
+    if (parse_args(argc, argv, host, sizeof host) || resolve(&ss, &sslen)) {
+        fake_limits_free();
         return 2;
+    }
     if (fake_opts.port != 0 && !port_is_free(&ss, sslen)) {
         fprintf(stderr, "ahorro-fake: cannot listen on %s:%d: address in use\n", host,
                 fake_opts.port);
+        fake_limits_free();
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
     json_object_seed(0); /* jansson's hash seed, set before there are threads to race on it */
-    if (fake_opts.answers && fake_answers_load(fake_opts.answers))
+    if (fake_opts.answers && fake_answers_load(fake_opts.answers)) {
+        fake_limits_free();
         return 2;
+    }
     if (evthread_use_pthreads()) {
         fprintf(stderr, "ahorro-fake: evthread_use_pthreads failed\n");
         fake_answers_free();
+        fake_limits_free();
         return 1;
     }
 
-    /* Only the main thread takes SIGTERM/SIGINT: the loops inherit the blocked mask. */
+    /* Only the main thread takes SIGTERM/SIGINT: the loops (and the log's writer) inherit
+     * the blocked mask. */
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    if (fake_opts.log && fake_log_open(fake_opts.log)) {
+        fake_answers_free();
+        fake_limits_free();
+        return 2;
+    }
 
     loops = ah_calloc((size_t)fake_opts.threads, sizeof *loops);
     for (int i = 0; i < fake_opts.threads; i++)
@@ -330,7 +356,9 @@ out:
     }
     ah_free(loops);
     fake_server_cleanup();
+    fake_log_close(); /* after the loops: every request they took is in the buffers */
     fake_answers_free();
+    fake_limits_free();
     libevent_global_shutdown();
     return rc;
 }

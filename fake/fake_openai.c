@@ -341,11 +341,14 @@ void fake_openai_chat(const fake_ctx_t *ctx, fake_reply_t *r)
                           "you must provide a model parameter");
         goto out;
     }
+    ctx->meter->model = c.model;
     const json_t *messages = json_object_get(b, "messages");
     if (check_messages(r, messages) || read_options(r, &c, b, &max_tokens))
         goto out;
 
     fake_sim_prompt(&c.prompt, NULL, messages);
+    if (fake_limits_admit(ctx, r, FAKE_API_OPENAI, c.prompt.tokens, max_tokens))
+        goto out;
     fake_fault_t fault = ctx->hdr_fault ? ctx->hdr_fault : c.prompt.dir.fault;
     r->delay_ms = ctx->hdr_delay_ms ? ctx->hdr_delay_ms : c.prompt.dir.delay_ms;
     if (fault_error(r, fault, c.model))

@@ -177,3 +177,20 @@ void fake_utf8_scrub(char *s)
         p += n;
     }
 }
+
+char *fake_fmt_ll(char *out, long long v)
+{
+    char tmp[24];
+    size_t n = 0;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *out++ = '-';
+    while (n)
+        *out++ = tmp[--n];
+    *out = '\0';
+    return out;
+}

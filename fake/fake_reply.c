@@ -151,6 +151,8 @@ static void add_headers(struct evhttp_request *req, const fake_reply_t *r)
     }
     if (r->request_id)
         evhttp_add_header(h, r->request_id, r->request_id_value);
+    if (r->rl.api)
+        fake_limits_headers(h, r);
 }
 
 static void send_whole(struct evhttp_request *req, const fake_reply_t *r)

@@ -256,6 +256,7 @@ static void serve_control(fake_server_t *s, struct evhttp_request *req, const ch
                                 json_integer((json_int_t)atomic_load(&requests_by_endpoint[i])));
         json_object_set_new(v, "held", json_integer(fake_reply_held()));
         json_object_set_new(v, "recorded", json_integer((json_int_t)fake_answers_hits()));
+        json_object_set_new(v, "rate_limited", json_integer((json_int_t)fake_limits_refused()));
         send_json_value(req, s->base, 200, v);
     } else if (strcmp(path, "/_fake/fault") == 0 && cmd == EVHTTP_REQ_POST) {
         struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -276,6 +277,8 @@ static void serve_control(fake_server_t *s, struct evhttp_request *req, const ch
         for (int i = 0; i < EP__COUNT; i++)
             atomic_store(&requests_by_endpoint[i], 0);
         fake_answers_reset_hits();
+        fake_limits_reset();
+        fake_limits_reset_refused();
         send_json_value(req, s->base, 200, json_pack("{s:b}", "ok", 1));
     } else {
         send_json_value(req, s->base, 404,
@@ -478,6 +481,10 @@ static void dispatch(struct evhttp_request *req, void *arg)
         return;
     }
 
+    /* The arrival time, for the rate limits and the log, before anything else is done. */
+    int64_t t_ms = fake_limits_enabled || fake_log_enabled ? fake_now_ms() : 0;
+    fake_meter_t meter = {.max_tokens = -1};
+    json_t *tree = NULL;
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t body_len = evbuffer_get_length(in);
     const char *body = body_len ? (const char *)evbuffer_pullup(in, -1) : "";
@@ -505,7 +512,10 @@ static void dispatch(struct evhttp_request *req, void *arg)
                ep == EP_MESSAGES ? "invalid x-api-key"
                                  : "Incorrect API key provided (simulated by ahorro-fake).");
     } else {
-        fake_ctx_t ctx = {.req = req, .seq = atomic_fetch_add(&request_seq, 1) + 1};
+        fake_ctx_t ctx = {.req = req,
+                          .seq = atomic_fetch_add(&request_seq, 1) + 1,
+                          .t_ms = t_ms,
+                          .meter = &meter};
         header_faults(req, &ctx.hdr_fault, &ctx.hdr_delay_ms);
         if (ep == EP_MODELS) {
             r.delay_ms = ctx.hdr_delay_ms;
@@ -513,7 +523,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
             models_faults(&r, ctx.hdr_fault);
         } else {
             json_error_t err;
-            ctx.body = json_loadb(body, body_len, JSON_ALLOW_NUL, &err);
+            ctx.body = tree = json_loadb(body, body_len, JSON_ALLOW_NUL, &err);
             ctx.json_error = ctx.body ? NULL : err.text;
             ctx.deployment = has_dep ? dep : NULL;
             if (ep == EP_CHAT)
@@ -522,9 +532,13 @@ static void dispatch(struct evhttp_request *req, void *arg)
                 fake_anthropic_messages(&ctx, &r);
             else
                 fake_embeddings(&ctx, &r);
-            json_decref(ctx.body);
         }
     }
+    /* Logged at arrival: the reply is decided, nothing of it has been sent. */
+    if (fake_log_enabled)
+        fake_log_request(t_ms, path, meter.model, r.body.err ? 500 : r.status, meter.prompt_tokens,
+                         meter.max_tokens, r.fault);
+    json_decref(tree);
     fake_reply_send(req, s->base, &r);
 }
 

@@ -28,32 +28,33 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "ahorro %s - an LLM gateway that cuts cost and latency\n\n"
-            "usage:\n"
-            "  ahorro serve [--config FILE] [--listen HOST:PORT] [--db PATH] [--threads N]\n"
-            "  ahorro keys create --owner OWNER [--tags k=v,...] [--role api|viewer] [--json]\n"
-            "  ahorro keys list | ahorro keys revoke KEY_ID\n"
-            "  ahorro report [--by model|key|owner|user|provider|status|TAG[,...]]...\n"
-            "                [--since 30d] [--until T] [--top N] [--limit N]\n"
-            "                [--forecast [--period month|week]] [--format table|csv|json]\n"
-            "  ahorro cache stats [--json] | ahorro cache purge [--tenant T] [--namespace N]\n"
-            "                [--model M] [--older-than SECONDS]   (asks the running gateway)\n"
-            "  ahorro router score|train|eval ...   (offline; `ahorro router help`)\n"
-            "  ahorro tokens [--encoding o200k_base|cl100k_base | --model M] [--json] FILE|-\n"
-            "  ahorro prices [QUERY] [--provider P] [--model M] [--at YYYY-MM-DD] [--json]\n"
-            "  ahorro templates add NAME FILE [--note TEXT] | list | show NAME[@VERSION]\n"
-            "  ahorro prompts audit [--since DAYS] [--min-requests N] [--json]\n"
-            "  ahorro experiments show [NAME] [--since 7d] [--json]\n"
-            "  ahorro quality drift [--route R] [--since 30d] [--by day|week] [--json]\n"
-            "  ahorro eval run --dataset FILE --variant V... [--judge MODEL] | report RUN | list\n"
-            "  ahorro batch run INPUT.jsonl -o OUTPUT.jsonl [--concurrency N] [--model M] [--tags ..]\n"
-            "  ahorro batch estimate INPUT.jsonl [--model M] [--json]\n"
-            "  ahorro version\n\n"
-            "Common options (before or after the command): --config FILE, --db PATH.\n"
-            "Environment: OPENAI_API_KEY, OPENAI_BASE_URL, ANTHROPIC_API_KEY,\n"
-            "ANTHROPIC_BASE_URL, AHORRO_MASTER_KEY, AHORRO_DB, AHORRO_PRICES, AHORRO_LOG.\n",
-            AHORRO_VERSION);
+    fprintf(
+        f,
+        "ahorro %s - an LLM gateway that cuts cost and latency\n\n"
+        "usage:\n"
+        "  ahorro serve [--config FILE] [--listen HOST:PORT] [--db PATH] [--threads N]\n"
+        "  ahorro keys create --owner OWNER [--tags k=v,...] [--role api|viewer] [--json]\n"
+        "  ahorro keys list | ahorro keys revoke KEY_ID\n"
+        "  ahorro report [--by model|key|owner|user|provider|status|TAG[,...]]...\n"
+        "                [--since 30d] [--until T] [--top N] [--limit N]\n"
+        "                [--forecast [--period month|week]] [--format table|csv|json]\n"
+        "  ahorro cache stats [--json] | ahorro cache purge [--tenant T] [--namespace N]\n"
+        "                [--model M] [--older-than SECONDS]   (asks the running gateway)\n"
+        "  ahorro router score|train|eval ...   (offline; `ahorro router help`)\n"
+        "  ahorro tokens [--encoding o200k_base|cl100k_base | --model M] [--json] FILE|-\n"
+        "  ahorro prices [QUERY] [--provider P] [--model M] [--at YYYY-MM-DD] [--json]\n"
+        "  ahorro templates add NAME FILE [--note TEXT] | list | show NAME[@VERSION]\n"
+        "  ahorro prompts audit [--since DAYS] [--min-requests N] [--json]\n"
+        "  ahorro experiments show [NAME] [--since 7d] [--json]\n"
+        "  ahorro quality drift [--route R] [--since 30d] [--by day|week] [--json]\n"
+        "  ahorro eval run --dataset FILE --variant V... [--judge MODEL] | report RUN | list\n"
+        "  ahorro batch run INPUT.jsonl -o OUTPUT.jsonl [--concurrency N] [--model M] [--tags ..]\n"
+        "  ahorro batch estimate INPUT.jsonl [--model M] [--json]\n"
+        "  ahorro version\n\n"
+        "Common options (before or after the command): --config FILE, --db PATH.\n"
+        "Environment: OPENAI_API_KEY, OPENAI_BASE_URL, ANTHROPIC_API_KEY,\n"
+        "ANTHROPIC_BASE_URL, AHORRO_MASTER_KEY, AHORRO_DB, AHORRO_PRICES, AHORRO_LOG.\n",
+        AHORRO_VERSION);
 }
 
 static int serve(ah_config_t *cfg)

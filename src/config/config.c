@@ -2121,12 +2121,33 @@ static ah_err_t check_judging(loader_t *L, const ah_config_t *c)
     return AH_E_OK;
 }
 
+/* ---- ahorro.batch (batch_config.h; docs/batch.md) ---- */
+
+static ah_err_t load_batch(loader_t *L, yaml_node_t *m, ah_batch_config_t *b)
+{
+    static const char *const known[] = {"max_file_bytes", "concurrency", NULL};
+    ah_err_t rc;
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(L, m, "'ahorro.batch' must be a mapping (max_file_bytes, concurrency)");
+    if ((rc = check_keys(L, m, "batch", known)))
+        return rc;
+    double v = (double)b->max_file_bytes;
+    if ((rc = get_number(L, m, "max_file_bytes", 1024, (double)AH_BATCH_MAX_MAX_FILE_BYTES, &v)))
+        return rc;
+    b->max_file_bytes = (size_t)v;
+    v = b->concurrency;
+    if ((rc = get_number(L, m, "concurrency", 1, AH_BATCH_MAX_CONCURRENCY, &v)))
+        return rc;
+    b->concurrency = (int)v;
+    return AH_E_OK;
+}
+
 static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
 {
-    static const char *const known[] = {"listen",  "threads",     "db",      "prices",
-                                        "limits",  "cache",       "routing", "budgets",
-                                        "shaping", "rate_limits", "logging", "tracing",
-                                        "metrics", "experiments", "judging", NULL};
+    static const char *const known[] = {
+        "listen",  "threads",     "db",      "prices",      "limits",  "cache",
+        "routing", "budgets",     "shaping", "rate_limits", "logging", "tracing",
+        "metrics", "experiments", "judging", "batch",       NULL};
     ah_err_t rc;
     if (m->type != YAML_MAPPING_NODE)
         return fail(L, m, "'ahorro' must be a mapping");
@@ -2139,7 +2160,7 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
             return fail(L, node(L, p->key),
                         "unknown setting 'ahorro.%s' (known: listen, threads, "
                         "db, prices, limits, cache, routing, budgets, rate_limits, shaping, "
-                        "logging, tracing, metrics, experiments, judging)",
+                        "logging, tracing, metrics, experiments, judging, batch)",
                         k ? k : "?");
     }
     char *listen = NULL;
@@ -2181,6 +2202,9 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
         return rc;
     yaml_node_t *judging = get(L, m, "judging");
     if (judging && (rc = load_judging(L, judging, &c->judging)))
+        return rc;
+    yaml_node_t *batch = get(L, m, "batch");
+    if (batch && (rc = load_batch(L, batch, &c->batch)))
         return rc;
     yaml_node_t *lim = get(L, m, "limits");
     if (lim) {
@@ -2323,6 +2347,8 @@ ah_err_t ah_config_load(const char *path, ah_config_t **out, char *err, size_t e
     c->cache.prompt_caching = 1;
     c->guard.default_max_tokens = AH_GUARD_DEFAULT_MAX_TOKENS;
     c->guard.forecast_interval_s = AH_GUARD_FORECAST_INTERVAL_S;
+    c->batch.max_file_bytes = AH_BATCH_DEFAULT_MAX_FILE_BYTES;
+    c->batch.concurrency = AH_BATCH_DEFAULT_CONCURRENCY;
     c->routing.retries = AH_ROUTE_RETRIES;
     c->routing.backoff_base_s = AH_ROUTE_BACKOFF_S;
     c->routing.backoff_max_s = AH_ROUTE_MAX_BACKOFF_S;

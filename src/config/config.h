@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 
+#include "config/batch_config.h"
 #include "config/experiment_config.h"
 #include "config/guard_config.h"
 #include "config/judge_config.h"
@@ -192,6 +193,7 @@ typedef struct ah_config {
     ah_metrics_config_t metrics;         /* labels of /metrics */
     ah_experiments_config_t experiments; /* live experiments (docs/experiments.md) */
     ah_judging_config_t judging;         /* sampled live judging (docs/experiments.md) */
+    ah_batch_config_t batch;             /* Files and Batch APIs (docs/batch.md) */
 } ah_config_t;
 
 /* Load path (NULL: defaults from the environment). On error returns

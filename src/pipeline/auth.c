@@ -5,7 +5,16 @@
  * local mode: requests from loopback are served, a presented virtual key
  * (sk-ah-...) must still be valid, and other tokens (an SDK's placeholder)
  * are ignored. Lookups are cached per thread for a few seconds, so a
- * revoked key stops working within AH_KEY_CACHE_TTL_US. */
+ * revoked key stops working within AH_KEY_CACHE_TTL_US.
+ *
+ * The gateway's own loopback calls (the Batch API's runner, docs/batch.md)
+ * carry its per-process secret (ah_gateway_t.internal_secret): the bearer
+ * "<secret>" is the master key, "<secret>:<key_id>" acts as that virtual key
+ * (looked up by id, uncached: a revoked or unknown key is a 401), so that a
+ * batch's lines meet the budgets of, and are attributed to, the key that
+ * created it. Keys are stored hashed, so the runner cannot present them.
+ * From any peer but loopback the secret is just a wrong key. */
+#include <stdio.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -15,6 +24,7 @@
 
 #define AH_KEY_CACHE_TTL_US (5 * 1000000LL)
 #define VIRTUAL_KEY_PREFIX "sk-ah-"
+#define ACT_AS_SEPARATOR ':' /* "<internal secret>:<key_id>" */
 
 /* Constant-time comparison for secrets. */
 static int secret_eq(const char *a, const char *b)
@@ -67,6 +77,76 @@ static int lookup(ah_worker_t *w, const char *token, ah_key_t **out)
     return 0;
 }
 
+/* A key by id, for the internal credential: 0 found (k filled, cleared by
+ * the caller), 1 unknown, -1 db. */
+static int lookup_id(ah_worker_t *w, const char *id, ah_key_t *k)
+{
+    sqlite3_stmt *st = NULL;
+    memset(k, 0, sizeof *k);
+    if (strlen(id) >= sizeof k->id)
+        return 1;
+    if (sqlite3_prepare_v2(w->db, "SELECT owner, tags, revoked_ms, role FROM keys WHERE id = ?", -1,
+                           &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st), rc = s == SQLITE_ROW ? 0 : s == SQLITE_DONE ? 1 : -1;
+    if (rc == 0) {
+        snprintf(k->id, sizeof k->id, "%s", id);
+        k->owner = ah_strdup((const char *)sqlite3_column_text(st, 0));
+        const char *tags = (const char *)sqlite3_column_text(st, 1);
+        k->tags = tags ? json_loads(tags, 0, NULL) : NULL;
+        if (!json_is_object(k->tags)) {
+            json_decref(k->tags);
+            k->tags = json_object();
+        }
+        k->revoked = sqlite3_column_type(st, 2) != SQLITE_NULL;
+        if (ah_key_role_parse((const char *)sqlite3_column_text(st, 3), &k->role))
+            k->role = AH_KEY_ROLE_UNKNOWN;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* The internal credential: -1 when tok is not it (or the peer is not
+ * loopback), 0 when the caller is admitted, else the failure's status. */
+static int internal_auth(ah_worker_t *w, ah_request_t *r, const char *tok)
+{
+    const char *secret = w->gw->internal_secret;
+    size_t sl = strlen(secret), tl = strlen(tok);
+    if (sl == 0 || tl < sl || !is_loopback(r->peer))
+        return -1;
+    unsigned char d = 0;
+    for (size_t i = 0; i < sl; i++)
+        d |= (unsigned char)(tok[i] ^ secret[i]);
+    if (d || (tok[sl] && tok[sl] != ACT_AS_SEPARATOR))
+        return -1;
+    if (!tok[sl]) {
+        r->key_id = "master";
+        r->owner = "master";
+        return 0;
+    }
+    ah_key_t k;
+    int found = lookup_id(w, tok + sl + 1, &k);
+    int rc = 0;
+    if (found < 0)
+        rc = ah_request_fail(r, 500, NULL, NULL, NULL, "key store unavailable");
+    else if (found > 0 || k.revoked)
+        rc = ah_request_fail(r, 401, "authentication_error", "invalid_api_key", NULL,
+                             found > 0 ? "The batch's key no longer exists"
+                                       : "The batch's key was revoked");
+    else if (k.role != AH_KEY_ROLE_API)
+        rc = ah_request_fail(r, 403, "permission_error", "insufficient_permissions", NULL,
+                             "The batch's key may not call models");
+    if (found == 0 && rc == 0) {
+        r->key_id = ah_arena_strdup(&r->arena, k.id);
+        r->owner = ah_arena_strdup(&r->arena, k.owner);
+        r->tags = json_deep_copy(k.tags);
+    }
+    if (found == 0)
+        ah_key_clear(&k);
+    return rc;
+}
+
 int ah_stage_auth(ah_worker_t *w, ah_request_t *r)
 {
     const char *master = w->gw->cfg->master_key;
@@ -76,6 +156,9 @@ int ah_stage_auth(ah_worker_t *w, ah_request_t *r)
         r->owner = "master";
         return 0;
     }
+    int internal = tok ? internal_auth(w, r, tok) : -1;
+    if (internal >= 0)
+        return internal;
     if (tok && (master || strncmp(tok, VIRTUAL_KEY_PREFIX, strlen(VIRTUAL_KEY_PREFIX)) == 0)) {
         ah_key_t *k = NULL;
         int found = lookup(w, tok, &k);

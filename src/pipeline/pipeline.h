@@ -33,6 +33,8 @@
 #include "store/prices.h"
 #include "upstream/http.h"
 
+#define AH_INTERNAL_SECRET_HEX 65 /* 32 bytes in hex, and the NUL */
+
 /* State shared by every thread; immutable while serving. */
 typedef struct ah_gateway {
     ah_config_t *cfg;
@@ -49,6 +51,11 @@ typedef struct ah_gateway {
     double trace_ratio;                    /* share of requests traced (0..1) */
     int log_prompts;                       /* the request log carries the messages */
     struct ah_experiment_rt *experiments;  /* bandit weights of live experiments, or NULL */
+    /* The gateway's own credential for its loopback calls (the Batch API's
+     * runner): 32 random bytes in hex, new every start (ah_gateway_open).
+     * Secret: never logged, never in errors, the ledger or answers. Stage 1
+     * takes it from loopback peers only (auth.c). */
+    char internal_secret[AH_INTERNAL_SECRET_HEX];
 } ah_gateway_t;
 
 #define AH_KEY_CACHE_SLOTS 256

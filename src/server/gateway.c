@@ -1,6 +1,9 @@
 /* gateway.c - open and close what a gateway serves with (gateway.h). */
 #include "server/gateway.h"
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
 #include "cache/setup.h"
 #include "core/alloc.h"
 #include "core/log.h"
@@ -61,11 +64,31 @@ static ah_reqlog_t *observe_start(const ah_config_t *cfg, ah_gateway_t *gw)
     return reqlog;
 }
 
+/* The per-process secret of the gateway's own loopback calls (pipeline.h). */
+static int internal_secret(char out[AH_INTERNAL_SECRET_HEX])
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned char rnd[(AH_INTERNAL_SECRET_HEX - 1) / 2];
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        return -1;
+    for (size_t i = 0; i < sizeof rnd; i++) {
+        out[2 * i] = digits[rnd[i] >> 4];
+        out[2 * i + 1] = digits[rnd[i] & 15];
+    }
+    out[2 * sizeof rnd] = '\0';
+    OPENSSL_cleanse(rnd, sizeof rnd);
+    return 0;
+}
+
 int ah_gateway_open(ah_config_t *cfg, ah_gateway_t *gw, ah_gateway_rt_t **rtp)
 {
     *gw = (ah_gateway_t){.cfg = cfg};
     ah_gateway_rt_t *rt = ah_calloc(1, sizeof *rt);
     *rtp = rt;
+    if (internal_secret(gw->internal_secret)) {
+        ah_error("cannot draw the gateway's internal secret (RAND_bytes)");
+        goto fail;
+    }
     gw->prices = load_prices(cfg->prices_path);
     if (ah_ledger_open_sqlite(cfg->db_path, &gw->ledger)) {
         ah_error("cannot open the ledger at %s", cfg->db_path);
@@ -132,5 +155,6 @@ void ah_gateway_close(ah_gateway_t *gw, ah_gateway_rt_t *rt)
     ah_prices_free(gw->prices);
     ah_experiment_rt_free(gw->experiments);
     ah_free(rt);
+    OPENSSL_cleanse(gw->internal_secret, sizeof gw->internal_secret);
     *gw = (ah_gateway_t){0};
 }

@@ -22,11 +22,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "batch/runner.h"
 #include "cache/embed_remote.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "server/batch_api.h"
 #include "server/dashboard.h"
 #include "server/exchange.h"
 #include "store/db.h"
@@ -79,6 +81,10 @@ static void route(struct evhttp_request *req, void *arg)
             return;
         }
         ah_exchange_handle(w, req, api_routes[i].api, api_routes[i].op);
+        return;
+    }
+    if (ah_batch_api_path(path)) { /* /v1/files..., /v1/batches... */
+        ah_batch_api_handle(w, req, path);
         return;
     }
     if (strcmp(path, "/feedback") == 0) {
@@ -153,8 +159,15 @@ static ah_err_t make_worker(ah_gateway_t *gw, thread_ctx_t *t, int index, const 
     t->http = evhttp_new(t->w.base);
     evhttp_set_max_headers_size(t->http, (ev_ssize_t)c->max_header_bytes);
     /* evhttp answers past its own limit with a bare 413; up to it, the
-     * handler checks c->max_body_bytes and answers in the API's format. */
-    evhttp_set_max_body_size(t->http, (ev_ssize_t)c->max_body_bytes * 2 + 65536);
+     * handlers check their own (chat: c->max_body_bytes; uploads:
+     * ahorro.batch.max_file_bytes) and answer in the API's format. The
+     * limit is one per server, so it covers uploads: libevent 2.1 has no
+     * hook between a request's headers and its body (evhttp_set_newreqcb
+     * came with 2.2), where the chat paths could be held to their own. */
+    size_t chat_limit = c->max_body_bytes * 2 + 65536;
+    size_t upload_limit = c->batch.max_file_bytes + AH_UPLOAD_OVERHEAD_BYTES;
+    evhttp_set_max_body_size(t->http,
+                             (ev_ssize_t)(chat_limit > upload_limit ? chat_limit : upload_limit));
     evhttp_set_timeout(t->http, c->client_timeout_s);
     evhttp_set_allowed_methods(t->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD |
@@ -307,11 +320,28 @@ int ah_server_run(ah_gateway_t *gw)
     if (!c->master_key)
         ah_warn("no master key (AHORRO_MASTER_KEY or general_settings.master_key): serving "
                 "keyless requests from loopback only");
+    /* The Batch API's runner calls this gateway on its own listener: it
+     * starts once the port is known, and stops before the workers do, so
+     * that the lines it has in flight can finish. */
+    ah_batch_runner_t *runner = NULL;
+    if (ah_batch_runner_start(gw, port, &runner)) {
+        ah_server_stop(srv);
+        return 1;
+    }
     printf("ahorro listening on http://%s:%d\n", c->listen_host, port);
     fflush(stdout);
     int sig = 0;
     sigwait(&sigs, &sig);
     ah_info("signal %d: draining in-flight requests (at most %d s)", sig, AH_DRAIN_GRACE_S);
+    ah_batch_runner_shutdown(runner);
+    if (ah_batch_runner_join(runner, (long)AH_DRAIN_GRACE_S * 1000)) {
+        /* lines still in flight after the grace: the workers' own drain cuts
+         * them, the runner leaves them unrecorded (sent again on resume) */
+        ah_warn("batch runner: requests still in flight; stopping the workers first");
+        ah_server_stop(srv);
+        srv = NULL;
+        ah_batch_runner_join(runner, -1);
+    }
     ah_server_stop(srv);
     return 0;
 }

@@ -1,0 +1,38 @@
+/* batches.h - the Batch API's rows: the `batches` table, its states and
+ * OpenAI's batch object (docs/batch.md "Batch API").
+ *
+ * States, as OpenAI names them: validating (created, queued for the
+ * runner), in_progress, finalizing, completed; failed; expired (not done
+ * within the completion window: what was done is kept); cancelling (asked
+ * while running), cancelled. Times are kept in milliseconds and shown in
+ * seconds. Tenancy as for files (files.h). */
+#ifndef AH_BATCH_BATCHES_H
+#define AH_BATCH_BATCHES_H
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "batch/files.h"
+#include "core/error.h"
+
+#define AH_BATCH_WINDOW_S (24 * 3600) /* the only completion window: "24h" */
+#define AH_BATCHES_LIST_DEFAULT 20
+#define AH_BATCHES_LIST_MAX 100
+
+/* A new batch (status validating) for owner; metadata may be NULL. */
+ah_err_t ah_batches_add(sqlite3 *db, const char *id, const char *input_file_id,
+                        const char *endpoint, long total, json_t *metadata,
+                        const ah_tenant_t *owner);
+/* OpenAI's batch object of id as t sees it (*out: new reference);
+ * AH_E_NOTFOUND when unknown or another tenant's. */
+ah_err_t ah_batches_get(sqlite3 *db, const char *id, const ah_tenant_t *t, json_t **out);
+/* OpenAI's list object of t's batches, newest first, after the batch id
+ * `after` (NULL: from the start), at most limit. */
+ah_err_t ah_batches_list(sqlite3 *db, const ah_tenant_t *t, const char *after, int limit,
+                         json_t **out);
+/* Cancel: a queued batch becomes cancelled at once, a running one
+ * cancelling (the runner finishes it); finished ones are left as they are.
+ * *out as for ah_batches_get. */
+ah_err_t ah_batches_cancel(sqlite3 *db, const char *id, const ah_tenant_t *t, json_t **out);
+
+#endif
