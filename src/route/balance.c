@@ -16,13 +16,24 @@
  * deployment that was slow once is measured again. */
 #define LATENCY_EXPLORE 0.05
 
+/* rpm/tpm are counted over a sliding window of one-second buckets, as the
+ * providers count them: a request stays counted for 60 to 61 seconds, a
+ * little longer than a provider's minute, so that the gateway never sends
+ * what the provider would refuse at the window's edge (a fixed calendar
+ * minute would let 2 x rpm through around each minute's turn). */
+#define WIN_SPAN_S 61
+#define WIN_BUCKETS 64
+typedef struct win_bucket {
+    _Atomic int64_t sec; /* the second these counts are for */
+    _Atomic int64_t reqs, tokens;
+} win_bucket_t;
+
 typedef struct dep_state {
     atomic_int inflight;
     atomic_int fails;                  /* consecutive failures */
     _Atomic int64_t cooldown_until_us; /* monotonic; 0: not cooling */
     _Atomic int64_t ewma_us;           /* 0: no sample yet */
-    _Atomic int64_t window_min;        /* minute of the counts below */
-    _Atomic int64_t window_reqs, window_tokens;
+    win_bucket_t win[WIN_BUCKETS];     /* rpm/tpm: requests and tokens per second */
     _Atomic uint64_t ok, failed;
 } dep_state_t;
 
@@ -165,33 +176,60 @@ static int was_tried(const ah_pick_opts_t *o, int i)
     return 0;
 }
 
-/* Move the window of s to minute m if it is older (the first to see the new
- * minute resets the counts; a count racing with it may be lost, which only
- * makes the limit a little lenient at the minute's edge). */
-static void window_roll(dep_state_t *s, int64_t m)
+static int64_t second_now(void)
 {
-    int64_t cur = atomic_load_explicit(&s->window_min, memory_order_relaxed);
-    if (cur != m && atomic_compare_exchange_strong(&s->window_min, &cur, m)) {
-        atomic_store_explicit(&s->window_reqs, 0, memory_order_relaxed);
-        atomic_store_explicit(&s->window_tokens, 0, memory_order_relaxed);
+    return ah_now_us() / 1000000;
+}
+
+/* Add to the bucket of second sec (the first to see a new second resets
+ * it; a count racing with that may be lost, which only makes the limit a
+ * little lenient). */
+static void window_add(dep_state_t *s, int64_t sec, long reqs, long tokens)
+{
+    win_bucket_t *b = &s->win[sec % WIN_BUCKETS];
+    int64_t cur = atomic_load_explicit(&b->sec, memory_order_relaxed);
+    if (cur != sec && atomic_compare_exchange_strong(&b->sec, &cur, sec)) {
+        atomic_store_explicit(&b->reqs, 0, memory_order_relaxed);
+        atomic_store_explicit(&b->tokens, 0, memory_order_relaxed);
+    }
+    atomic_fetch_add_explicit(&b->reqs, reqs, memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->tokens, tokens, memory_order_relaxed);
+}
+
+/* Requests and tokens of the last WIN_SPAN_S seconds; *oldest is the
+ * earliest second that still counts (sec when none). */
+static void window_sum(dep_state_t *s, int64_t sec, int64_t *reqs, int64_t *tokens, int64_t *oldest)
+{
+    *reqs = *tokens = 0;
+    *oldest = sec;
+    for (int i = 0; i < WIN_BUCKETS; i++) {
+        win_bucket_t *b = &s->win[i];
+        int64_t bs = atomic_load_explicit(&b->sec, memory_order_relaxed);
+        if (bs <= sec - WIN_SPAN_S || bs > sec)
+            continue;
+        int64_t r = atomic_load_explicit(&b->reqs, memory_order_relaxed);
+        if (r > 0 && bs < *oldest)
+            *oldest = bs;
+        *reqs += r;
+        *tokens += atomic_load_explicit(&b->tokens, memory_order_relaxed);
     }
 }
 
-static int64_t minute_now(void)
-{
-    return (int64_t)(time(NULL) / 60);
-}
-
-static int limited(const ah_deployment_t *d, dep_state_t *s, long tokens, int64_t m)
+/* 0 when d may take a request of tokens now; else the seconds until the
+ * window has room again (at least 1). */
+static int limited(const ah_deployment_t *d, dep_state_t *s, long tokens, int64_t sec)
 {
     if (!d->rpm && !d->tpm)
         return 0;
-    window_roll(s, m);
-    if (d->rpm && atomic_load_explicit(&s->window_reqs, memory_order_relaxed) >= d->rpm)
-        return 1;
-    /* A request bigger than the whole tpm still goes once the minute is fresh. */
-    int64_t used = atomic_load_explicit(&s->window_tokens, memory_order_relaxed);
-    return d->tpm && used > 0 && used + tokens > d->tpm;
+    int64_t reqs, used, oldest;
+    window_sum(s, sec, &reqs, &used, &oldest);
+    int full = d->rpm && reqs >= d->rpm;
+    /* A request bigger than the whole tpm still goes once the window is empty. */
+    full |= d->tpm && used > 0 && used + tokens > d->tpm;
+    if (!full)
+        return 0;
+    int64_t wait = oldest + WIN_SPAN_S - sec;
+    return wait > 0 ? (int)wait : 1;
 }
 
 /* Weighted random choice among cand[0..n). */
@@ -259,8 +297,8 @@ const ah_deployment_t *ah_balancer_pick(ah_balancer_t *b, const char *alias,
     int all[AH_MAX_DEPLOYMENTS], cand[AH_MAX_DEPLOYMENTS], probe[AH_MAX_DEPLOYMENTS];
     int n = serving(b->cfg, alias, all, AH_MAX_DEPLOYMENTS);
     int nc = 0, np = 0, ncool = 0, nlim = 0, ntried = 0;
-    int64_t now = ah_now_us(), m = minute_now();
-    int soonest = -1;
+    int64_t now = ah_now_us(), sec = second_now();
+    int soonest = -1, lim_wait = 0;
     int64_t soonest_us = 0;
     *why = AH_PICK_OK;
     if (n == 0) {
@@ -274,8 +312,10 @@ const ah_deployment_t *ah_balancer_pick(ah_balancer_t *b, const char *alias,
             ntried++;
             continue;
         }
-        if (limited(&b->cfg->deps[i], s, o->tokens, m)) {
-            nlim++;
+        int w = limited(&b->cfg->deps[i], s, o->tokens, sec);
+        if (w) {
+            if (!nlim++ || w < lim_wait)
+                lim_wait = w;
             continue;
         }
         int64_t until = atomic_load_explicit(&s->cooldown_until_us, memory_order_acquire);
@@ -324,7 +364,7 @@ const ah_deployment_t *ah_balancer_pick(ah_balancer_t *b, const char *alias,
     else if (nlim) {
         *why = AH_PICK_LIMITED;
         if (retry_in_s)
-            *retry_in_s = 60.0 - (double)(time(NULL) % 60);
+            *retry_in_s = lim_wait;
     } else
         *why = ntried ? AH_PICK_TRIED : AH_PICK_UNKNOWN;
     return NULL;
@@ -334,11 +374,8 @@ void ah_balancer_begin(ah_balancer_t *b, const ah_deployment_t *d, long tokens)
 {
     dep_state_t *s = &b->st[d->index];
     atomic_fetch_add_explicit(&s->inflight, 1, memory_order_relaxed);
-    if (d->rpm || d->tpm) {
-        window_roll(s, minute_now());
-        atomic_fetch_add_explicit(&s->window_reqs, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->window_tokens, tokens > 0 ? tokens : 0, memory_order_relaxed);
-    }
+    if (d->rpm || d->tpm)
+        window_add(s, second_now(), 1, tokens > 0 ? tokens : 0);
 }
 
 void ah_balancer_end(ah_balancer_t *b, const ah_deployment_t *d, int outcome, int64_t latency_us)

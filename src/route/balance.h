@@ -4,7 +4,7 @@
  * Every deployment of the configuration has one slot of shared state: the
  * requests in flight, an EWMA of its latency (time to first token for
  * streams), its consecutive failures and the time its cooldown ends (the
- * circuit breaker), and its request and token counts of the current minute
+ * circuit breaker), and its request and token counts over a sliding minute
  * (rpm/tpm). All of it is atomics: every event loop reads and updates it
  * without a lock, and a stale read only makes one choice a little worse.
  *
@@ -32,7 +32,7 @@ typedef enum {
     AH_PICK_UNKNOWN, /* no deployment serves the alias */
     AH_PICK_TRIED,   /* every deployment was tried already (and retrying is off) */
     AH_PICK_COOLING, /* every remaining deployment is cooling down */
-    AH_PICK_LIMITED, /* every remaining deployment is at its rpm/tpm for this minute */
+    AH_PICK_LIMITED, /* every remaining deployment is at its rpm/tpm over the last minute */
 } ah_pick_t;
 
 /* A request's choice constraints. */
@@ -52,7 +52,7 @@ void ah_balancer_free(ah_balancer_t *b);
 
 /* Choose a deployment of `alias` (exact alias, else its best wildcard) by
  * the configured strategy. NULL with *why set when none may take it; with
- * AH_PICK_LIMITED, *retry_in_s is when the minute's window ends. */
+ * AH_PICK_LIMITED, *retry_in_s is when the window has room again. */
 const ah_deployment_t *ah_balancer_pick(ah_balancer_t *b, const char *alias,
                                         const ah_pick_opts_t *o, ah_pick_t *why,
                                         double *retry_in_s);
@@ -67,7 +67,7 @@ int ah_balancer_price(const ah_balancer_t *b, const char *alias, double *in_per_
  * catalogue at start time): 0, or -1 when unknown (a "*" model, or not in
  * the catalogue). */
 int ah_balancer_dep_price(const ah_balancer_t *b, const ah_deployment_t *d, ah_price_t *out);
-/* An attempt on d starts: counts it in flight and in the minute's window. */
+/* An attempt on d starts: counts it in flight and in the rpm/tpm window. */
 void ah_balancer_begin(ah_balancer_t *b, const ah_deployment_t *d, long tokens);
 /* The attempt on d ended. outcome: 1 success, 0 a failure of the deployment
  * (counts toward its cooldown), -1 neither (the client left, or the request
