@@ -105,7 +105,7 @@ static void load_spend(ah_guard_t *g, sqlite3 *db, size_t i, int64_t now)
         if (!v || (b->scope.value && strcmp(v, b->scope.value) != 0))
             continue;
         char key[512];
-        snprintf(key, sizeof key, "b%zu:%s:%lld", i, v, (long long)start);
+        ah_guard_budget_key(i, v, start, key, sizeof key);
         ah_state_add_if(g->state, key, (int64_t)llround(usd * AH_GUARD_NANO), AH_STATE_NO_LIMIT,
                         end + 86400000, NULL);
     }
@@ -177,4 +177,9 @@ void ah_guard_free(ah_guard_t *g)
     ah_free(g->out);
     ah_state_free(g->state);
     ah_free(g);
+}
+
+void ah_guard_budget_key(size_t i, const char *v, int64_t start_ms, char *out, size_t n)
+{
+    snprintf(out, n, "b%zu:%s:%lld", i, v, (long long)start_ms);
 }

@@ -49,6 +49,10 @@ const char *ah_guard_scope_value(const ah_scope_t *s, const char *key_id, const 
 void ah_guard_period(ah_guard_t *g, size_t i, int64_t t_ms, int64_t *start_ms, int64_t *end_ms);
 /* USD per token of deployment index d, input and output; < 0 unknown. */
 void ah_guard_price(ah_guard_t *g, int d, double *in, double *out);
+/* The state counter of budget i's spend for scope value v in the period
+ * starting at start_ms ("b<i>:<v>:<start>"), into out: every reader and
+ * writer of a budget's spend names it this way. */
+void ah_guard_budget_key(size_t i, const char *v, int64_t start_ms, char *out, size_t n);
 /* Human description of a scope, e.g. "tag feature=support", "each user". */
 void ah_guard_scope_describe(const ah_scope_t *s, const char *value, char *buf, size_t n);
 

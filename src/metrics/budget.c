@@ -50,7 +50,7 @@ void ah_metrics_render_budgets(const ah_config_t *cfg, ah_guard_t *g, ah_buf_t *
         ah_guard_period(g, i, now, &start, &end);
         /* The guard's counter name (pipeline/guard.c, guard/guard.c). */
         char key[600];
-        snprintf(key, sizeof key, "b%zu:%s:%lld", i, v, (long long)start);
+        ah_guard_budget_key(i, v, start, key, sizeof key);
         int64_t spent = ah_state_get(ah_guard_state(g), key);
         ah_buf_appends(o, "ahorro_budget_spent_usd");
         budget_labels(o, b);

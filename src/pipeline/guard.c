@@ -174,7 +174,7 @@ int ah_stage_guard(ah_worker_t *w, ah_request_t *r)
             continue;
         int64_t start, end;
         ah_guard_period(g, i, now, &start, &end);
-        snprintf(key, sizeof key, "b%zu:%s:%lld", i, v, (long long)start);
+        ah_guard_budget_key(i, v, start, key, sizeof key);
         int64_t spent = ah_state_get(st, key);
         int64_t limit = (int64_t)llround(b->limit_usd * AH_GUARD_NANO);
         if (spent < limit)
@@ -282,7 +282,7 @@ int ah_stage_guard_reserve(ah_worker_t *w, ah_request_t *r)
             continue;
         int64_t start, end, val;
         ah_guard_period(g, i, now, &start, &end);
-        snprintf(key, sizeof key, "b%zu:%s:%lld", i, v, (long long)start);
+        ah_guard_budget_key(i, v, start, key, sizeof key);
         int64_t limit = b->action == AH_BUDGET_REJECT
                             ? (int64_t)llround(b->limit_usd * AH_GUARD_NANO)
                             : AH_STATE_NO_LIMIT;

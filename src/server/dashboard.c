@@ -496,7 +496,7 @@ static json_t *budget_json(ah_guard_t *g, size_t i, const ah_budget_cfg_t *b,
                            const budget_value_t *v, int64_t now, int64_t pstart, int64_t pend)
 {
     char key[DASH_VALUE_NAME + 64], desc[DASH_VALUE_NAME + 64];
-    snprintf(key, sizeof key, "b%zu:%s:%lld", i, v->value, (long long)pstart);
+    ah_guard_budget_key(i, v->value, pstart, key, sizeof key);
     double spent = (double)ah_state_get(ah_guard_state(g), key) / AH_GUARD_NANO;
     int none = !v->value[0]; /* a budget by value with no value spent yet */
     ah_guard_scope_describe(&b->scope, b->scope.kind == AH_SCOPE_GLOBAL || none ? NULL : v->value,
