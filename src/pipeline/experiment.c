@@ -11,10 +11,12 @@
  * x-ahorro-experiment: NAME/ARM.
  *
  * Bandit experiments: the weights for assignment are recomputed from the
- * ledger every policy.refresh_s by whichever worker first sees them stale
- * (one at a time, the others keep the previous weights meanwhile). They are
- * shared by the workers under a mutex, held only to copy eight doubles. */
+ * ledger every policy.refresh_s by a thread of their own (on its own
+ * database connection, so the query never stalls a worker's event loop).
+ * They are shared with the workers under a mutex, held only to copy eight
+ * doubles. */
 #include <pthread.h>
+#include <time.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,50 +27,41 @@
 #include "quality/experiment.h"
 #include "store/db.h"
 
-/* How far back the bandit looks, and how long its query may take. */
+/* How far back the bandit looks, how long its query may take, and how
+ * often its thread looks for stale weights. */
 #define BANDIT_WINDOW_MS (7 * 86400000LL)
-#define BANDIT_QUERY_MAX_MS 200
+#define BANDIT_QUERY_MAX_MS 5000
+#define BANDIT_TICK_MS 250
 
 typedef struct exp_state {
     double weights[AH_EXPERIMENT_MAX_ARMS];
     int have;       /* weights were computed at least once */
-    int busy;       /* a worker is computing them */
-    int64_t at_ms;  /* when they were last computed */
+    int64_t at_ms;  /* when they were last computed (0: never) */
     char note[512]; /* why, as last logged */
 } exp_state_t;
 
 struct ah_experiment_rt {
     pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+    int running, stop;
+    const ah_config_t *cfg;
+    char *db_path;
     exp_state_t e[AH_EXPERIMENT_MAX];
 };
 
-ah_experiment_rt_t *ah_experiment_rt_new(void)
+/* Recompute experiment i's weights from the ledger on db (outside the mutex). */
+static void bandit_refresh(ah_experiment_rt_t *rt, sqlite3 *db, size_t i, int64_t now)
 {
-    ah_experiment_rt_t *rt = ah_calloc(1, sizeof *rt);
-    pthread_mutex_init(&rt->mu, NULL);
-    return rt;
-}
-
-void ah_experiment_rt_free(ah_experiment_rt_t *rt)
-{
-    if (!rt)
-        return;
-    pthread_mutex_destroy(&rt->mu);
-    ah_free(rt);
-}
-
-/* Recompute experiment i's weights from the ledger (outside the mutex). */
-static void bandit_refresh(ah_worker_t *w, ah_experiment_rt_t *rt, size_t i, int64_t now)
-{
-    const ah_experiment_cfg_t *e = &w->gw->cfg->experiments.list[i];
+    const ah_experiment_cfg_t *e = &rt->cfg->experiments.list[i];
     double weights[AH_EXPERIMENT_MAX_ARMS];
     char err[256] = "", note[512] = "";
     json_t *rep = NULL;
     int ok = 0;
     ah_db_deadline_t dl;
-    ah_db_deadline_arm(w->db, &dl, BANDIT_QUERY_MAX_MS);
-    if (ah_experiment_report(w->db, w->gw->cfg, e->name, now - BANDIT_WINDOW_MS, &rep, err,
-                             sizeof err) == AH_E_OK) {
+    ah_db_deadline_arm(db, &dl, BANDIT_QUERY_MAX_MS);
+    if (ah_experiment_report(db, rt->cfg, e->name, now - BANDIT_WINDOW_MS, &rep, err, sizeof err) ==
+        AH_E_OK) {
         const json_t *x = json_array_get(json_object_get(rep, "data"), 0);
         ok = ah_experiment_report_weights(x, weights, e->narms) == 0;
         snprintf(note, sizeof note, "%s",
@@ -76,7 +69,7 @@ static void bandit_refresh(ah_worker_t *w, ah_experiment_rt_t *rt, size_t i, int
     } else {
         ah_warn("experiment %s: the bandit's weights were not updated: %s", e->name, err);
     }
-    ah_db_deadline_disarm(w->db);
+    ah_db_deadline_disarm(db);
     json_decref(rep);
     pthread_mutex_lock(&rt->mu);
     exp_state_t *s = &rt->e[i];
@@ -89,28 +82,89 @@ static void bandit_refresh(ah_worker_t *w, ah_experiment_rt_t *rt, size_t i, int
         }
     }
     s->at_ms = now;
-    s->busy = 0;
     pthread_mutex_unlock(&rt->mu);
 }
 
+/* The bandits' thread: recomputes stale weights on its own connection, so
+ * that the ledger query never runs on (and stalls) a worker's event loop. */
+static void *bandit_main(void *arg)
+{
+    ah_experiment_rt_t *rt = arg;
+    sqlite3 *db = NULL;
+    if (ah_db_open(rt->db_path, &db) != AH_E_OK) {
+        ah_error("experiments: the bandits cannot open %s: configured weights stay", rt->db_path);
+        return NULL;
+    }
+    const ah_experiments_config_t *ec = &rt->cfg->experiments;
+    pthread_mutex_lock(&rt->mu);
+    while (!rt->stop) {
+        int64_t now = ah_wall_ms();
+        for (size_t i = 0; i < ec->n && !rt->stop; i++) {
+            const ah_experiment_cfg_t *e = &ec->list[i];
+            if (e->policy != AH_POLICY_BANDIT ||
+                (rt->e[i].at_ms && now - rt->e[i].at_ms < (int64_t)(e->refresh_s * 1000)))
+                continue;
+            pthread_mutex_unlock(&rt->mu);
+            bandit_refresh(rt, db, i, now);
+            pthread_mutex_lock(&rt->mu);
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += BANDIT_TICK_MS * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        if (!rt->stop)
+            pthread_cond_timedwait(&rt->cv, &rt->mu, &ts);
+    }
+    pthread_mutex_unlock(&rt->mu);
+    sqlite3_close(db);
+    return NULL;
+}
+
+ah_experiment_rt_t *ah_experiment_rt_new(const ah_config_t *cfg)
+{
+    ah_experiment_rt_t *rt = ah_calloc(1, sizeof *rt);
+    pthread_mutex_init(&rt->mu, NULL);
+    pthread_cond_init(&rt->cv, NULL);
+    rt->cfg = cfg;
+    rt->db_path = ah_strdup(cfg->db_path);
+    int bandits = 0;
+    for (size_t i = 0; i < cfg->experiments.n; i++)
+        bandits |= cfg->experiments.list[i].policy == AH_POLICY_BANDIT;
+    if (bandits && pthread_create(&rt->thread, NULL, bandit_main, rt) == 0)
+        rt->running = 1;
+    else if (bandits)
+        ah_error("experiments: cannot start the bandits' thread: configured weights stay");
+    return rt;
+}
+
+void ah_experiment_rt_free(ah_experiment_rt_t *rt)
+{
+    if (!rt)
+        return;
+    if (rt->running) {
+        pthread_mutex_lock(&rt->mu);
+        rt->stop = 1;
+        pthread_cond_signal(&rt->cv);
+        pthread_mutex_unlock(&rt->mu);
+        pthread_join(rt->thread, NULL);
+    }
+    pthread_cond_destroy(&rt->cv);
+    pthread_mutex_destroy(&rt->mu);
+    ah_free(rt->db_path);
+    ah_free(rt);
+}
+
 /* The weights for new assignments: the bandit's when it has them, else
- * NULL (the configured ones). */
+ * NULL (the configured ones). A copy under the mutex: eight doubles. */
 static const double *current_weights(ah_worker_t *w, size_t i, double *out)
 {
     const ah_experiment_cfg_t *e = &w->gw->cfg->experiments.list[i];
     ah_experiment_rt_t *rt = w->gw->experiments;
-    if (e->policy != AH_POLICY_BANDIT || !rt || !w->db)
+    if (e->policy != AH_POLICY_BANDIT || !rt)
         return NULL;
-    int64_t now = ah_wall_ms();
     pthread_mutex_lock(&rt->mu);
     exp_state_t *s = &rt->e[i];
-    int refresh = !s->busy && now - s->at_ms >= (int64_t)(e->refresh_s * 1000);
-    if (refresh)
-        s->busy = 1;
-    pthread_mutex_unlock(&rt->mu);
-    if (refresh)
-        bandit_refresh(w, rt, i, now);
-    pthread_mutex_lock(&rt->mu);
     int have = s->have;
     memcpy(out, s->weights, sizeof s->weights);
     pthread_mutex_unlock(&rt->mu);

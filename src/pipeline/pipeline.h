@@ -86,9 +86,11 @@ int ah_stage_attribute(ah_worker_t *w, ah_request_t *r);
  * overrides applied to the canonical body; always 0. */
 int ah_stage_experiment(ah_worker_t *w, ah_request_t *r);
 /* The experiments' shared state (bandit weights): made by main before the
- * workers start, freed with ah_experiment_rt_free after they stop. */
+ * workers start (with a thread that recomputes bandit weights, when an
+ * experiment has a bandit policy), freed with ah_experiment_rt_free after
+ * the workers stop. */
 typedef struct ah_experiment_rt ah_experiment_rt_t;
-ah_experiment_rt_t *ah_experiment_rt_new(void);
+ah_experiment_rt_t *ah_experiment_rt_new(const ah_config_t *cfg);
 void ah_experiment_rt_free(ah_experiment_rt_t *rt);
 int ah_stage_guard(ah_worker_t *w, ah_request_t *r);
 int ah_stage_shape(ah_worker_t *w, ah_request_t *r);

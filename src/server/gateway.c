@@ -128,7 +128,7 @@ int ah_gateway_open(ah_config_t *cfg, ah_gateway_t *gw, ah_gateway_rt_t **rtp)
     ah_cache_setup(cfg, &gw->cache, &gw->embedder, &gw->remote_embed);
     rt->reqlog = observe_start(cfg, gw);
     if (cfg->experiments.n)
-        gw->experiments = ah_experiment_rt_new(); /* freed after the workers stop */
+        gw->experiments = ah_experiment_rt_new(cfg); /* freed after the workers stop */
     return 0;
 fail:
     ah_gateway_close(gw, rt);
