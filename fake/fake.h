@@ -11,6 +11,7 @@
  *   fake_openai.c     POST /v1/chat/completions (and the Azure deployment form)
  *   fake_anthropic.c  POST /v1/messages
  *   fake_embed.c      POST /v1/embeddings
+ *   fake_batch.c      an in-memory Files and Batches API (/v1/files, /v1/batches)
  *   fake_answers.c    recorded answers (--answers FILE) that replace the simulated text
  *   fake_limits.c     provider-side rate limits per model (--rate-limit MODEL=RPM[:TPM])
  *   fake_log.c        the request log (--log FILE): one JSON line per request, at arrival
@@ -64,6 +65,7 @@ struct evkeyvalq;
 #define FAKE_RL_MAX_LIMIT 1000000000000LL   /* RPM and TPM */
 #define FAKE_LOG_BUFFER_BYTES (256u * 1024) /* --log: two buffers of this size */
 #define FAKE_LOG_FLUSH_MS 500L              /* --log: lines reach the file within this */
+#define FAKE_DEFAULT_BATCH_DELAY_MS 1000L   /* --batch-delay-ms */
 
 /* Options from the command line; read-only once the loops run. */
 typedef struct fake_opts {
@@ -75,6 +77,7 @@ typedef struct fake_opts {
     const char *require_key; /* NULL: no authentication */
     const char *answers;     /* --answers FILE, or NULL */
     const char *log;         /* --log FILE, or NULL */
+    long batch_delay_ms;     /* --batch-delay-ms: a batch's time to complete */
 } fake_opts_t;
 
 extern fake_opts_t fake_opts;
@@ -281,6 +284,22 @@ int fake_limits_admit(const fake_ctx_t *ctx, fake_reply_t *r, int api, long prom
 void fake_openai_chat(const fake_ctx_t *ctx, fake_reply_t *r);
 void fake_anthropic_messages(const fake_ctx_t *ctx, fake_reply_t *r);
 void fake_embeddings(const fake_ctx_t *ctx, fake_reply_t *r);
+
+/* ---- fake_batch.c: the Files and Batches API --------------------------------------- */
+
+/* 1 when path is one of the Files or Batches API's. */
+int fake_batch_path(const char *path);
+/* Serves a Files or Batches API request (post: POST, else GET; body: the raw request
+ * body of len bytes, ctx->body its JSON when it parsed). Thread-safe. */
+void fake_batch_api(const fake_ctx_t *ctx, const char *path, int post, const char *body, size_t len,
+                    fake_reply_t *r);
+/* Batches created, and batch lines answered, since start or the last reset. */
+unsigned long long fake_batch_count(void);
+unsigned long long fake_batch_lines(void);
+/* Drops every file and batch and zeroes the counts (POST /_fake/reset). */
+void fake_batch_reset(void);
+/* Frees everything; call once at exit. */
+void fake_batch_free(void);
 
 /* OpenAI-style error body into r: {"error":{"message","type","param","code"}}. */
 void fake_openai_error(fake_reply_t *r, int status, const char *type, const char *param,

@@ -30,7 +30,8 @@
 #define FAKE_LISTEN_BACKLOG 1024
 #define FAKE_MAX_HOST_BYTES 256
 
-fake_opts_t fake_opts = {.host = "127.0.0.1", .port = 9999, .threads = 1};
+fake_opts_t fake_opts = {
+    .host = "127.0.0.1", .port = 9999, .threads = 1, .batch_delay_ms = FAKE_DEFAULT_BATCH_DELAY_MS};
 
 typedef struct loop {
     pthread_t thread;
@@ -44,6 +45,7 @@ static void usage(FILE *f)
             "usage: ahorro-fake [--listen HOST:PORT] [--threads N] [--ttft-ms N] [--itl-ms N]\n"
             "                   [--require-key KEY] [--fault SPEC] [--answers FILE]\n"
             "                   [--rate-limit MODEL=RPM[:TPM]]... [--log FILE]\n"
+            "                   [--batch-delay-ms N]\n"
             "A fake OpenAI/Anthropic provider for tests and benchmarks; see "
             "docs/fake-provider.md.\n"
             "  --listen HOST:PORT  address to listen on (default 127.0.0.1:9999; port 0 "
@@ -59,7 +61,9 @@ static void usage(FILE *f)
             "  --rate-limit MODEL=RPM[:TPM]  requests (and tokens) per minute for MODEL over\n"
             "                      a sliding 60 s window, 429 beyond; MODEL * for every\n"
             "                      other model; repeatable\n"
-            "  --log FILE          one JSON line per API request, written at its arrival\n");
+            "  --log FILE          one JSON line per API request, written at its arrival\n"
+            "  --batch-delay-ms N  a batch (POST /v1/batches) completes N ms after its\n"
+            "                      creation (default 1000)\n");
 }
 
 static int parse_long(const char *s, long min, long max, long *out)
@@ -149,6 +153,7 @@ static int parse_args(int argc, char **argv, char *host, size_t hostsize)
         {"answers", required_argument, NULL, 'a'},
         {"rate-limit", required_argument, NULL, 'r'},
         {"log", required_argument, NULL, 'L'},
+        {"batch-delay-ms", required_argument, NULL, 'B'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -200,6 +205,14 @@ static int parse_args(int argc, char **argv, char *host, size_t hostsize)
             break;
         case 'L':
             fake_opts.log = optarg;
+            break;
+        case 'B':
+            if (parse_long(optarg, 0, FAKE_MAX_DELAY_MS, &v)) {
+                fprintf(stderr, "ahorro-fake: --batch-delay-ms wants 0..%ld milliseconds\n",
+                        FAKE_MAX_DELAY_MS);
+                return -1;
+            }
+            fake_opts.batch_delay_ms = v;
             break;
         case 'h':
             usage(stdout);
@@ -359,6 +372,7 @@ out:
     fake_log_close(); /* after the loops: every request they took is in the buffers */
     fake_answers_free();
     fake_limits_free();
+    fake_batch_free();
     libevent_global_shutdown();
     return rc;
 }

@@ -38,12 +38,13 @@ typedef enum {
     EP_MESSAGES,
     EP_EMBEDDINGS,
     EP_MODELS,
+    EP_BATCH_API,
     EP_OTHER,
     EP__COUNT,
 } endpoint_t;
 
 static const char *const endpoint_names[EP__COUNT] = {
-    "chat_completions", "messages", "embeddings", "models", "other",
+    "chat_completions", "messages", "embeddings", "models", "batch_api", "other",
 };
 
 static const char *const model_ids[] = {
@@ -257,6 +258,8 @@ static void serve_control(fake_server_t *s, struct evhttp_request *req, const ch
         json_object_set_new(v, "held", json_integer(fake_reply_held()));
         json_object_set_new(v, "recorded", json_integer((json_int_t)fake_answers_hits()));
         json_object_set_new(v, "rate_limited", json_integer((json_int_t)fake_limits_refused()));
+        json_object_set_new(v, "batches", json_integer((json_int_t)fake_batch_count()));
+        json_object_set_new(v, "batch_lines", json_integer((json_int_t)fake_batch_lines()));
         send_json_value(req, s->base, 200, v);
     } else if (strcmp(path, "/_fake/fault") == 0 && cmd == EVHTTP_REQ_POST) {
         struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -279,6 +282,7 @@ static void serve_control(fake_server_t *s, struct evhttp_request *req, const ch
         fake_answers_reset_hits();
         fake_limits_reset();
         fake_limits_reset_refused();
+        fake_batch_reset();
         send_json_value(req, s->base, 200, json_pack("{s:b}", "ok", 1));
     } else {
         send_json_value(req, s->base, 404,
@@ -348,6 +352,8 @@ static endpoint_t route(const char *path, char *dep, size_t depsize, int *has_de
         return EP_EMBEDDINGS;
     if (strcmp(path, "/v1/models") == 0 || strncmp(path, "/v1/models/", 11) == 0)
         return EP_MODELS;
+    if (fake_batch_path(path))
+        return EP_BATCH_API;
     if (azure_path(path, "chat/completions", dep, depsize)) {
         *has_dep = 1;
         return EP_CHAT;
@@ -504,7 +510,10 @@ static void dispatch(struct evhttp_request *req, void *arg)
         snprintf(msg, sizeof msg, "Invalid URL (%s %.*s)", method_name(cmd), FAKE_MAX_MODEL_BYTES,
                  path);
         reject(&r, ep, 404, "invalid_request_error", NULL, msg);
-    } else if (cmd != (want_post ? EVHTTP_REQ_POST : EVHTTP_REQ_GET)) {
+    } else if (ep == EP_BATCH_API && cmd != EVHTTP_REQ_POST && cmd != EVHTTP_REQ_GET) {
+        reject(&r, ep, 405, "invalid_request_error", "method_not_allowed",
+               "Method not allowed: use GET or POST.");
+    } else if (ep != EP_BATCH_API && cmd != (want_post ? EVHTTP_REQ_POST : EVHTTP_REQ_GET)) {
         reject(&r, ep, 405, "invalid_request_error", "method_not_allowed",
                want_post ? "Method not allowed: use POST." : "Method not allowed: use GET.");
     } else if (!authorized(req, ep)) {
@@ -517,7 +526,10 @@ static void dispatch(struct evhttp_request *req, void *arg)
                           .t_ms = t_ms,
                           .meter = &meter};
         header_faults(req, &ctx.hdr_fault, &ctx.hdr_delay_ms);
-        if (ep == EP_MODELS) {
+        if (ep == EP_BATCH_API) {
+            ctx.body = tree = json_loadb(body, body_len, 0, NULL);
+            fake_batch_api(&ctx, path, cmd == EVHTTP_REQ_POST, body, body_len, &r);
+        } else if (ep == EP_MODELS) {
             r.delay_ms = ctx.hdr_delay_ms;
             render_models(&r, path);
             models_faults(&r, ctx.hdr_fault);

@@ -192,3 +192,32 @@ ah_err_t ah_batches_cancel(sqlite3 *db, const char *id, const ah_tenant_t *t, js
         return AH_E_DB;
     return ah_batches_get(db, id, t, out);
 }
+
+ah_err_t ah_batches_set_provider_id(sqlite3 *db, const char *id, const char *provider_batch_id)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "UPDATE batches SET provider_batch_id = ?2 WHERE id = ?1", -1, &st,
+                           NULL) != SQLITE_OK)
+        return AH_E_DB;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, provider_batch_id, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return s == SQLITE_DONE ? AH_E_OK : AH_E_DB;
+}
+
+ah_err_t ah_batches_provider_id(sqlite3 *db, const char *id, char *out, size_t n)
+{
+    sqlite3_stmt *st = NULL;
+    out[0] = 0;
+    if (sqlite3_prepare_v2(db, "SELECT provider_batch_id FROM batches WHERE id = ?1", -1, &st,
+                           NULL) != SQLITE_OK)
+        return AH_E_DB;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    const char *v = s == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+    if (v)
+        snprintf(out, n, "%s", v);
+    sqlite3_finalize(st);
+    return s == SQLITE_ROW || s == SQLITE_DONE ? AH_E_OK : AH_E_DB;
+}

@@ -35,4 +35,10 @@ ah_err_t ah_batches_list(sqlite3 *db, const ah_tenant_t *t, const char *after, i
  * *out as for ah_batches_get. */
 ah_err_t ah_batches_cancel(sqlite3 *db, const char *id, const ah_tenant_t *t, json_t **out);
 
+/* The provider's batch id of a batch forwarded to a provider's Batch API
+ * (native.h): set once it is created there; read (into out, "" when none)
+ * by a restarted runner to resume polling. */
+ah_err_t ah_batches_set_provider_id(sqlite3 *db, const char *id, const char *provider_batch_id);
+ah_err_t ah_batches_provider_id(sqlite3 *db, const char *id, char *out, size_t n);
+
 #endif

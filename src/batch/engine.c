@@ -193,6 +193,23 @@ bad:
     return it;
 }
 
+ah_err_t ah_batch_check_line(const char *text, size_t len, long lineno, json_t **line,
+                             const char **code, char *msg, size_t msglen)
+{
+    *line = NULL;
+    item_t *it = item_parse(text, len, lineno, NULL);
+    ah_err_t rc = AH_E_OK;
+    if (it->bad_code) {
+        *code = it->bad_code;
+        snprintf(msg, msglen, "%s", it->bad_msg);
+        rc = AH_E_PARSE;
+    } else {
+        *line = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+    }
+    item_free(it);
+    return rc;
+}
+
 /* ---- the set of done lines: 64-bit hashes, open addressing ------------------------------ */
 
 typedef struct doneset {

@@ -35,6 +35,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "config/config.h"
 #include "core/error.h"
 
@@ -62,6 +64,15 @@ typedef struct ah_batch_scan {
  * duplicate is reported in out, not as an error: the Batch API refuses
  * such a file at creation, the CLI before sending anything. */
 ah_err_t ah_batch_scan(const char *input_path, ah_batch_scan_t *out, char *err, size_t errlen);
+
+/* Check one input line (len bytes at text, line number lineno) by the
+ * engine's rules, as ah_batch_run would: AH_E_OK with *line a new reference
+ * to the parsed line object (the caller decrefs) when it is well-formed;
+ * otherwise AH_E_PARSE with *code the engine's error code (static) and msg
+ * its message ("line N: why"), *line NULL. For runners that forward a batch
+ * elsewhere (native.h) and must report malformed lines the same way. */
+ah_err_t ah_batch_check_line(const char *text, size_t len, long lineno, json_t **line,
+                             const char **code, char *msg, size_t msglen);
 
 /* Progress, reported about every 250 ms and once at the end. */
 typedef struct ah_batch_progress {

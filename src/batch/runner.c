@@ -18,11 +18,13 @@
 #include "batch/batches.h"
 #include "batch/engine.h"
 #include "batch/files.h"
+#include "batch/native.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "route/balance.h"
 #include "store/db.h"
 
 #define RUNNER_POLL_MS 500
@@ -49,6 +51,7 @@ typedef struct job {
     char id[AH_FILE_ID_MAX];
     char *key_id, *owner; /* of the creator; NULL: the keyless tenant */
     char *input_path;
+    char *endpoint;
     char out_path[AH_FILES_PATH_MAX + 64], err_path[AH_FILES_PATH_MAX + 64];
     int64_t expires_ms;
     double cost_before; /* of earlier runs (a resumed batch) */
@@ -96,6 +99,7 @@ static void job_clear(job_t *j)
     ah_free(j->key_id);
     ah_free(j->owner);
     ah_free(j->input_path);
+    ah_free(j->endpoint);
 }
 
 static char *col_dup(sqlite3_stmt *st, int col)
@@ -303,6 +307,173 @@ static void run_job(ah_batch_runner_t *R, job_t *j, const char *metadata)
     }
 }
 
+/* ---- a batch forwarded to the provider's Batch API (native.h) ---- */
+
+/* The poll of a forwarded batch: counts into the row at most once a
+ * second, and our cancel, window and shutdown as native.h's answers. */
+static int native_poll(void *ctx, long completed, long failed, double cost_usd)
+{
+    job_t *j = ctx;
+    ah_batch_runner_t *R = j->R;
+    (void)cost_usd;
+    if (stopping(R))
+        return AH_NATIVE_STOP;
+    int64_t now = ah_now_us();
+    if (now - j->last_update_us >= RUNNER_PROGRESS_US) {
+        j->last_update_us = now;
+        ah_batch_progress_t p = {.done = completed + failed, .failed = failed};
+        write_counts(R, j, &p);
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(R->db, "SELECT status FROM batches WHERE id = ?", -1, &st, NULL) ==
+            SQLITE_OK) {
+            sqlite3_bind_text(st, 1, j->id, -1, SQLITE_STATIC);
+            if (sqlite3_step(st) == SQLITE_ROW &&
+                strcmp((const char *)sqlite3_column_text(st, 0), "cancelling") == 0)
+                j->user_cancel = 1;
+            sqlite3_finalize(st);
+        }
+        if (ah_wall_ms() >= j->expires_ms)
+            j->expired = 1;
+    }
+    return j->user_cancel ? AH_NATIVE_CANCEL : j->expired ? AH_NATIVE_EXPIRE : AH_NATIVE_GO;
+}
+
+/* The rows' tags as the live path has them: the key's tags, then
+ * purpose=batch, the batch's metadata pairs and batch_id. Caller frees. */
+static char *native_tags(ah_batch_runner_t *R, job_t *j, const char *metadata)
+{
+    json_t *t = NULL;
+    sqlite3_stmt *st = NULL;
+    if (j->key_id && sqlite3_prepare_v2(R->db, "SELECT tags FROM keys WHERE id = ?", -1, &st,
+                                        NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, j->key_id, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+            t = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+        sqlite3_finalize(st);
+    }
+    if (!json_is_object(t)) {
+        json_decref(t);
+        t = json_object();
+    }
+    char *kv = tags_of(metadata);
+    for (char *p = kv; p && *p;) {
+        char *comma = strchr(p, ',');
+        if (comma)
+            *comma = 0;
+        char *eq = strchr(p, '=');
+        if (eq) {
+            *eq = 0;
+            json_object_set_new(t, p, json_string(eq + 1));
+        }
+        p = comma ? comma + 1 : NULL;
+    }
+    ah_free(kv);
+    json_object_set_new(t, "batch_id", json_string(j->id));
+    char *s = json_dumps(t, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(t);
+    char *out = ah_strdup(s);
+    free(s);
+    return out;
+}
+
+static void run_native(ah_batch_runner_t *R, job_t *j, const ah_deployment_t *d,
+                       const char *metadata)
+{
+    ah_gateway_t *gw = R->gw;
+    ah_price_t price;
+    int priced =
+        d->has_price ? (price = d->price, 1) : ah_balancer_dep_price(gw->balancer, d, &price) == 0;
+    char *tags = native_tags(R, j, metadata);
+    ah_native_opts_t o = {.dep = d,
+                          .batch_id = j->id,
+                          .endpoint = j->endpoint ? j->endpoint : "/v1/chat/completions",
+                          .input_path = j->input_path,
+                          .output_path = j->out_path,
+                          .error_path = j->err_path,
+                          .work_dir = R->dir,
+                          .db = R->db,
+                          .ledger = gw->ledger,
+                          .price = priced ? &price : NULL,
+                          .key_id =
+                              j->key_id && strcmp(j->key_id, "master") != 0 ? j->key_id : NULL,
+                          .owner = j->owner,
+                          .tags_json = tags,
+                          .poll_s = gw->cfg->batch.poll_s,
+                          .poll = native_poll,
+                          .poll_ctx = j};
+    ah_native_result_t res;
+    ah_info("batch %s: forwarding to %s's Batch API", j->id, d->alias);
+    ah_err_t rc = ah_batch_native_run(&o, &res);
+    ah_free(tags);
+    if (rc) {
+        fail_batch(R, j, "batch_failed", "cannot write the results");
+        json_decref(res.errors);
+        return;
+    }
+    if (res.end != AH_NATIVE_STOPPED && res.end != AH_NATIVE_FAILED) {
+        ah_batch_progress_t p = {
+            .done = res.completed + res.failed, .failed = res.failed, .cost_usd = res.cost_usd};
+        write_counts(R, j, &p);
+    }
+    switch (res.end) {
+    case AH_NATIVE_COMPLETED:
+        exec_id(R->db, "UPDATE batches SET status = 'finalizing', finalizing_ms = ?2 WHERE id = ?1",
+                j->id);
+        finish(R, j, "completed");
+        break;
+    case AH_NATIVE_CANCELLED:
+        finish(R, j, "cancelled");
+        break;
+    case AH_NATIVE_EXPIRED:
+        finish(R, j, "expired");
+        break;
+    case AH_NATIVE_STOPPED:
+        ah_info("batch %s: stopped with the gateway; polling resumes at the next start", j->id);
+        break;
+    case AH_NATIVE_FAILED: {
+        char *s = res.errors ? json_dumps(res.errors, JSON_COMPACT) : NULL;
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(R->db,
+                               "UPDATE batches SET status = 'failed', failed_ms = ?2, errors = ?3 "
+                               "WHERE id = ?1",
+                               -1, &st, NULL) == SQLITE_OK) {
+            sqlite3_bind_text(st, 1, j->id, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 2, ah_wall_ms());
+            if (s)
+                sqlite3_bind_text(st, 3, s, -1, SQLITE_STATIC);
+            sqlite3_step(st);
+        }
+        sqlite3_finalize(st);
+        ah_warn("batch %s: failed at the provider: %s", j->id, s ? s : "(no errors)");
+        free(s);
+        break;
+    }
+    }
+    json_decref(res.errors);
+}
+
+/* Whether a claimed batch goes to a provider's Batch API: one it was
+ * forwarded to already (resumed), else one whose lines all ask for a
+ * `batch: native` alias and that has not started live (results on disk). */
+static const ah_deployment_t *native_target(ah_batch_runner_t *R, job_t *j, int *broken)
+{
+    char pid[AH_NATIVE_ID_MAX];
+    *broken = 0;
+    if (ah_batches_provider_id(R->db, j->id, pid, sizeof pid))
+        return NULL;
+    const ah_deployment_t *d = ah_batch_native_route(R->gw->cfg, j->input_path);
+    if (pid[0]) {
+        if (!d)
+            *broken = 1;
+        return d;
+    }
+    struct stat sb;
+    if ((stat(j->out_path, &sb) == 0 && sb.st_size > 0) ||
+        (stat(j->err_path, &sb) == 0 && sb.st_size > 0))
+        return NULL; /* it started live: it ends live */
+    return d;
+}
+
 /* Batches a previous process was cancelling, and queued batches past
  * their window, are settled without running. */
 static void settle(ah_batch_runner_t *R)
@@ -342,7 +513,8 @@ static int claim(ah_batch_runner_t *R, job_t *j, char **metadata)
     *metadata = NULL;
     if (sqlite3_prepare_v2(
             R->db,
-            "SELECT b.id, b.key_id, b.owner, b.expires_ms, b.cost_usd, b.metadata, f.path "
+            "SELECT b.id, b.key_id, b.owner, b.expires_ms, b.cost_usd, b.metadata, f.path, "
+            "b.endpoint "
             "FROM batches b LEFT JOIN files f ON f.id = b.input_file_id AND f.deleted = 0 "
             "WHERE b.status IN ('in_progress', 'finalizing', 'validating') "
             "ORDER BY b.status = 'validating', b.created_ms, b.rowid LIMIT 1",
@@ -358,6 +530,7 @@ static int claim(ah_batch_runner_t *R, job_t *j, char **metadata)
         j->cost_before = sqlite3_column_double(st, 4);
         *metadata = col_dup(st, 5);
         j->input_path = col_dup(st, 6);
+        j->endpoint = col_dup(st, 7);
         job_paths(R, j);
         got = 1;
     }
@@ -390,8 +563,18 @@ static void *runner_main(void *arg)
                 fail_batch(R, &j, "input_file_missing", "The batch's input file was deleted");
             else if (ah_wall_ms() >= j.expires_ms)
                 finish(R, &j, "expired");
-            else
-                run_job(R, &j, metadata);
+            else {
+                int broken = 0;
+                const ah_deployment_t *nd = native_target(R, &j, &broken);
+                if (broken)
+                    fail_batch(R, &j, "provider_batch_lost",
+                               "The batch was forwarded to a provider's Batch API, but its "
+                               "model no longer has a single `batch: native` deployment");
+                else if (nd)
+                    run_native(R, &j, nd, metadata);
+                else
+                    run_job(R, &j, metadata);
+            }
             job_clear(&j);
             ah_free(metadata);
             continue;

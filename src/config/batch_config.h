@@ -4,6 +4,11 @@
  *     batch:
  *       max_file_bytes: 209715200   # largest upload (default 200 MiB)
  *       concurrency: 64             # a running batch's requests in flight
+ *       poll_s: 30                  # how often a provider's batch is polled
+ *
+ * Per deployment, in litellm_params: `batch: native` (default `live`) and
+ * `batch_discount` (default 0.5) forward Batch API batches of its alias to
+ * the provider's own Batch API (docs/batch.md "Provider batch APIs").
  *
  * Part of ah_config_t (config.h); loaded by config.c. */
 #ifndef AH_BATCH_CONFIG_H
@@ -15,10 +20,15 @@
 #define AH_BATCH_MAX_MAX_FILE_BYTES (2048ull * 1024 * 1024)
 #define AH_BATCH_DEFAULT_CONCURRENCY 64
 #define AH_BATCH_MAX_CONCURRENCY 1024
+#define AH_BATCH_DEFAULT_POLL_S 30.0
+#define AH_BATCH_MIN_POLL_S 0.01
+#define AH_BATCH_MAX_POLL_S 3600.0
+#define AH_BATCH_DEFAULT_DISCOUNT 0.5 /* OpenAI's and Anthropic's batch price: half */
 
 typedef struct ah_batch_config {
     size_t max_file_bytes; /* largest file accepted by POST /v1/files */
     int concurrency;       /* requests in flight for the running batch */
+    double poll_s;         /* a provider batch's status is asked this often */
 } ah_batch_config_t;
 
 #endif

@@ -269,6 +269,36 @@ static ah_err_t load_gpu_price(loader_t *L, yaml_node_t *lp, ah_deployment_t *d,
     return AH_E_OK;
 }
 
+/* `batch: live|native` and `batch_discount` (docs/batch.md "Provider batch
+ * APIs"). Only OpenAI's /files + /batches shape is spoken: Anthropic's
+ * Message Batches API has another shape, Azure's another path and auth. */
+static ah_err_t load_dep_batch(loader_t *L, yaml_node_t *lp, ah_deployment_t *d)
+{
+    ah_err_t rc;
+    char *mode = NULL;
+    d->batch_discount = AH_BATCH_DEFAULT_DISCOUNT;
+    if ((rc = get_number(L, lp, "batch_discount", 1e-9, 1, &d->batch_discount)))
+        return rc;
+    if ((rc = get_string(L, lp, "batch", &mode)))
+        return rc;
+    yaml_node_t *n = get(L, lp, "batch");
+    if (mode && strcmp(mode, "native") == 0)
+        d->batch_native = 1;
+    else if (mode && strcmp(mode, "live") != 0)
+        rc = fail(L, n, "'batch' must be 'live' or 'native', not '%s'", mode);
+    ah_free(mode);
+    if (rc)
+        return rc;
+    if (d->batch_native && d->kind != AH_PROVIDER_OPENAI)
+        return fail(L, n,
+                    "model '%s': 'batch: native' is for OpenAI-compatible deployments (their "
+                    "/files and /batches); %s's batch API is not supported yet",
+                    d->alias, d->kind == AH_PROVIDER_ANTHROPIC ? "Anthropic" : "Azure");
+    if (d->batch_native && strchr(d->alias, '*'))
+        return fail(L, n, "model '%s': 'batch: native' needs an alias without '*'", d->alias);
+    return AH_E_OK;
+}
+
 static ah_err_t load_deployment(loader_t *L, yaml_node_t *item, ah_deployment_t *d)
 {
     ah_err_t rc;
@@ -364,6 +394,8 @@ static ah_err_t load_deployment(loader_t *L, yaml_node_t *item, ah_deployment_t 
         d->price.cache_write.base = cwrite >= 0 ? cwrite * 1e6 : -1;
     }
     if ((rc = load_gpu_price(L, lp, d, in >= 0 || out >= 0 || cread >= 0 || cwrite >= 0)))
+        return rc;
+    if ((rc = load_dep_batch(L, lp, d)))
         return rc;
     if (!d->api_base) {
         const char *base = default_base(d->provider_name);
@@ -2125,10 +2157,10 @@ static ah_err_t check_judging(loader_t *L, const ah_config_t *c)
 
 static ah_err_t load_batch(loader_t *L, yaml_node_t *m, ah_batch_config_t *b)
 {
-    static const char *const known[] = {"max_file_bytes", "concurrency", NULL};
+    static const char *const known[] = {"max_file_bytes", "concurrency", "poll_s", NULL};
     ah_err_t rc;
     if (m->type != YAML_MAPPING_NODE)
-        return fail(L, m, "'ahorro.batch' must be a mapping (max_file_bytes, concurrency)");
+        return fail(L, m, "'ahorro.batch' must be a mapping (max_file_bytes, concurrency, poll_s)");
     if ((rc = check_keys(L, m, "batch", known)))
         return rc;
     double v = (double)b->max_file_bytes;
@@ -2139,6 +2171,8 @@ static ah_err_t load_batch(loader_t *L, yaml_node_t *m, ah_batch_config_t *b)
     if ((rc = get_number(L, m, "concurrency", 1, AH_BATCH_MAX_CONCURRENCY, &v)))
         return rc;
     b->concurrency = (int)v;
+    if ((rc = get_number(L, m, "poll_s", AH_BATCH_MIN_POLL_S, AH_BATCH_MAX_POLL_S, &b->poll_s)))
+        return rc;
     return AH_E_OK;
 }
 
@@ -2349,6 +2383,7 @@ ah_err_t ah_config_load(const char *path, ah_config_t **out, char *err, size_t e
     c->guard.forecast_interval_s = AH_GUARD_FORECAST_INTERVAL_S;
     c->batch.max_file_bytes = AH_BATCH_DEFAULT_MAX_FILE_BYTES;
     c->batch.concurrency = AH_BATCH_DEFAULT_CONCURRENCY;
+    c->batch.poll_s = AH_BATCH_DEFAULT_POLL_S;
     c->routing.retries = AH_ROUTE_RETRIES;
     c->routing.backoff_base_s = AH_ROUTE_BACKOFF_S;
     c->routing.backoff_max_s = AH_ROUTE_MAX_BACKOFF_S;
@@ -2381,6 +2416,8 @@ ah_err_t ah_config_load(const char *path, ah_config_t **out, char *err, size_t e
         c->deps[i].index = (int)i;
         if (c->deps[i].weight <= 0)
             c->deps[i].weight = 1;
+        if (c->deps[i].batch_discount <= 0)
+            c->deps[i].batch_discount = AH_BATCH_DEFAULT_DISCOUNT;
     }
     const char *mk = getenv("AHORRO_MASTER_KEY");
     if (mk && *mk) {

@@ -42,6 +42,9 @@ typedef struct ah_deployment {
     long max_output_tokens;       /* the longest answer; 0 = from the catalogue/unknown */
     int index;                    /* position in ah_config_t.deps (state arrays use it) */
     int has_price;                /* price overrides from the config */
+    int batch_native;             /* `batch: native`: Batch API batches go to the provider's
+                                     own Batch API (docs/batch.md "Provider batch APIs") */
+    double batch_discount;        /* price multiplier of such batches, 0 < x <= 1 (0.5) */
     ah_price_t price;
     int line; /* where it was defined, for messages */
 } ah_deployment_t;

@@ -109,6 +109,10 @@ static const char *const migrations[] = {
      " failed INTEGER NOT NULL DEFAULT 0, metadata TEXT, key_id TEXT, owner TEXT, errors TEXT,"
      " cost_usd REAL NOT NULL DEFAULT 0);"
      "CREATE INDEX batches_status ON batches(status);"),
+    /* a batch forwarded to a provider's own Batch API (batch/native.c): the
+     * provider's batch id, so that a restarted gateway polls it again
+     * instead of submitting it twice */
+    "ALTER TABLE batches ADD COLUMN provider_batch_id TEXT;",
 };
 
 ah_err_t ah_db_exec(sqlite3 *db, const char *sql)
