@@ -87,6 +87,14 @@ static int reader_next(reader_t *r, ah_err_t *rc)
     }
 }
 
+/* After reader_next refused a line as too long: skip the rest of it. */
+static void reader_skip_line(reader_t *r)
+{
+    int c;
+    while ((c = getc_unlocked(r->f)) != EOF && c != '\n')
+        ;
+}
+
 /* ---- one input line --------------------------------------------------------------------- */
 
 typedef struct item {
@@ -290,22 +298,37 @@ ah_err_t ah_batch_scan(const char *input_path, ah_batch_scan_t *out, char *err, 
     doneset_t seen = {0};
     ah_err_t rc = AH_E_OK;
     int got;
-    while ((got = reader_next(&r, &rc)) == 1) {
+    for (;;) {
+        got = reader_next(&r, &rc);
+        if (got < 0 && rc == AH_E_TOOBIG) {
+            /* reported in the error file by the run, like any malformed line */
+            reader_skip_line(&r);
+            rc = AH_E_OK;
+            out->lines++;
+            out->malformed++;
+            continue;
+        }
+        if (got != 1)
+            break;
         if (++out->lines > AH_BATCH_MAX_LINES) {
             snprintf(err, errlen, "%s: more than %d lines", input_path, AH_BATCH_MAX_LINES);
             rc = AH_E_TOOBIG;
             break;
         }
         item_t *it = item_parse(r.line.data, r.line.len, r.lineno, NULL);
-        if (it->bad_code) {
-            out->malformed++;
-        } else {
+        if (it->custom_id) {
+            /* a custom_id names one line, malformed or not: a repeat would let
+             * one line's result pass for the other's */
             uint64_t k = key_of(it->custom_id, 0);
             if (done_has(&seen, k) && !out->first_duplicate_line) {
                 out->first_duplicate_line = r.lineno;
                 snprintf(out->duplicate_id, sizeof out->duplicate_id, "%s", it->custom_id);
             }
             done_add(&seen, k);
+        }
+        if (it->bad_code) {
+            out->malformed++;
+        } else {
             json_t *b = json_loads(it->body, 0, NULL);
             json_t *mt = json_object_get(b, "max_completion_tokens");
             if (!json_is_integer(mt))
@@ -320,10 +343,9 @@ ah_err_t ah_batch_scan(const char *input_path, ah_batch_scan_t *out, char *err, 
         }
         item_free(it);
     }
-    if (got < 0 && rc == AH_E_TOOBIG)
-        snprintf(err, errlen, "%s: line %ld is longer than %u bytes", input_path, r.lineno,
-                 AH_BATCH_MAX_LINE);
-    else if (got < 0)
+    if (got < 0 && rc == AH_E_OK)
+        rc = AH_E_IO;
+    if (got < 0)
         snprintf(err, errlen, "%s: read error", input_path);
     ah_free(seen.slot);
     reader_close(&r);
@@ -627,10 +649,9 @@ static item_t *next_item(run_t *R, int64_t now, int64_t *wait_us)
                          AH_BATCH_MAX_LINE);
                 if (!done_has(&R->done, key_of(NULL, tmp.lineno)))
                     record_error(R, &tmp, "line_too_long", msg);
-                /* skip the rest of the line */
-                int c;
-                while ((c = getc_unlocked(R->in.f)) != EOF && c != '\n')
-                    ;
+                else
+                    R->p.skipped++;
+                reader_skip_line(&R->in);
                 continue;
             }
             R->io_failed = 1;

@@ -111,6 +111,30 @@ test('duplicate custom_ids are refused before anything is sent', async () => {
   assert.match(r.stderr, /line 3 repeats custom_id 'x'/);
   assert.equal((await fakeStats()).chat_completions, before);
   assert.equal(existsSync(join(dir, 'dup.out.jsonl')), false);
+  // a malformed line's custom_id counts too: its error would stand for the other line
+  const input2 = writeInput('dup2.jsonl', [line('z', 'free', 'a'),
+    JSON.stringify({ custom_id: 'z', method: 'POST', url: '/v1/images', body: {} })]);
+  const r2 = ahorro(['batch', 'run', input2, '-o', join(dir, 'dup2.out.jsonl')]);
+  assert.equal(r2.status, 1);
+  assert.match(r2.stderr, /line 2 repeats custom_id 'z'/);
+});
+
+test('a line over 4 MiB is reported on its own line; the rest runs', () => {
+  const huge = line('huge', 'free', 'x'.repeat(4 * 1024 * 1024 + 10));
+  const input = writeInput('long.jsonl', [line('l1', 'free', 'one'), huge, line('l3', 'free', 'three')]);
+  const out = join(dir, 'long.out.jsonl');
+  const r = ahorro(['batch', 'run', input, '-o', out]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(readLines(out).map((x) => x.custom_id).sort(), ['l1', 'l3']);
+  const errs = readLines(join(dir, 'long.out.errors.jsonl'));
+  assert.equal(errs.length, 1);
+  assert.equal(errs[0].error.code, 'line_too_long');
+  assert.equal(errs[0].error.line, 2);
+  // resuming finds it done
+  const again = ahorro(['batch', 'run', input, '-o', out]);
+  assert.equal(again.status, 0, again.stderr);
+  assert.equal(readLines(join(dir, 'long.out.errors.jsonl')).length, 1);
+  assert.equal(readLines(out).length, 2);
 });
 
 test('pacing: two deployments of 300 rpm, checked from the fake provider\'s own log', async () => {
