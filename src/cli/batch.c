@@ -104,6 +104,29 @@ static int parse_long(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
+/* "k=v,k=v": each part one '=', both sides non-empty and short, no control
+ * characters (the gateway's rule for x-ahorro-tags). */
+static int tags_ok(const char *tags)
+{
+    const char *p = tags;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', n);
+        if (!eq || eq == p || eq + 1 == p + n || memchr(eq + 1, '=', n - (size_t)(eq + 1 - p)))
+            return 0;
+        if ((size_t)(eq - p) > 256 || n - (size_t)(eq + 1 - p) > 256)
+            return 0;
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)p[i] < 0x20)
+                return 0;
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return 1;
+}
+
 static int cmd_run(int argc, char **argv, ah_config_t *cfg)
 {
     const char *input = NULL, *output = NULL, *errors = NULL, *model = NULL, *tags = NULL;
@@ -166,13 +189,11 @@ static int cmd_run(int argc, char **argv, ah_config_t *cfg)
         batch_usage(stderr);
         return 2;
     }
-    if (tags) {
-        /* the gateway refuses malformed tags per request: refuse them once, here */
-        for (const char *t = tags; *t; t++)
-            if ((unsigned char)*t < 0x20) {
-                fprintf(stderr, "ahorro batch run: --tags has a control character\n");
-                return 2;
-            }
+    if (tags && !tags_ok(tags)) {
+        /* the gateway would refuse every line: refuse them once, here */
+        fprintf(stderr, "ahorro batch run: --tags must be key=value,key=value (no control "
+                        "characters, at most 256 bytes a part)\n");
+        return 2;
     }
     char errbuf[1200], ebuf[4200];
     if (!errors) {
