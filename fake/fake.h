@@ -11,7 +11,8 @@
  *   fake_openai.c     POST /v1/chat/completions (and the Azure deployment form)
  *   fake_anthropic.c  POST /v1/messages
  *   fake_embed.c      POST /v1/embeddings
- *   fake_batch.c      an in-memory Files and Batches API (/v1/files, /v1/batches)
+ *   fake_batch.c      an in-memory Files and Batches API (/v1/files, /v1/batches) and
+ *                     Anthropic's Message Batches API (/v1/messages/batches)
  *   fake_answers.c    recorded answers (--answers FILE) that replace the simulated text
  *   fake_limits.c     provider-side rate limits per model (--rate-limit MODEL=RPM[:TPM])
  *   fake_log.c        the request log (--log FILE): one JSON line per request, at arrival
@@ -296,6 +297,15 @@ void fake_batch_api(const fake_ctx_t *ctx, const char *path, int post, const cha
 /* Batches created, and batch lines answered, since start or the last reset. */
 unsigned long long fake_batch_count(void);
 unsigned long long fake_batch_lines(void);
+/* 1 when path is one of Anthropic's Message Batches API's. */
+int fake_message_batch_path(const char *path);
+/* Serves a Message Batches API request (post: POST, else GET; ctx->body the JSON of the
+ * len-byte request body, or NULL). Anthropic's error shapes. Thread-safe. */
+void fake_message_batch_api(const fake_ctx_t *ctx, const char *path, int post, size_t len,
+                            fake_reply_t *r);
+/* Message batches created, and their requests answered, since start or the last reset. */
+unsigned long long fake_message_batch_count(void);
+unsigned long long fake_message_batch_lines(void);
 /* Drops every file and batch and zeroes the counts (POST /_fake/reset). */
 void fake_batch_reset(void);
 /* Frees everything; call once at exit. */

@@ -12,7 +12,19 @@
  * exactly as POST /v1/chat/completions would answer it (fake_openai_chat: the same
  * token rule, directives and recorded answers), and the output and error files are made.
  * Everything is in memory, shared by the loops under one lock, and bounded
- * (FAKE_BATCH_MAX_*): past a bound the request is refused, as a real provider's quota. */
+ * (FAKE_BATCH_MAX_*): past a bound the request is refused, as a real provider's quota.
+ *
+ * Anthropic's Message Batches API, in the same memory and bounds:
+ *
+ *   POST /v1/messages/batches               {requests: [{custom_id, params}...]}
+ *   GET  /v1/messages/batches/{id}          the batch (processing_status, request_counts)
+ *   POST /v1/messages/batches/{id}/cancel   canceling, then ended (every request canceled)
+ *   GET  /v1/messages/batches/{id}/results  JSONL of {custom_id, result}, once ended
+ *
+ * A message batch is `in_progress` until --batch-delay-ms has passed, then `ended`: at
+ * the first look after the delay every request is answered exactly as POST /v1/messages
+ * would answer it (fake_anthropic_messages: the same token rule, directives and recorded
+ * answers), a 2xx as {type: succeeded, message}, else {type: errored, error}. */
 #include "fake.h"
 
 #include <pthread.h>
@@ -20,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/http.h>
 
@@ -64,6 +77,35 @@ static size_t bytes_held;
 static unsigned long long id_seq;
 static atomic_ullong batches_made, lines_answered, line_seq;
 
+/* An Anthropic message batch: its requests (the create body's array) until they are
+ * answered, then its results (JSONL). */
+typedef struct mbatch {
+    char id[FAKE_BATCH_ID_MAX];
+    int64_t created_ms;
+    int cancel; /* 1: canceling asked, 2: ended by the cancel */
+    int done;   /* the results are made */
+    json_t *requests;
+    size_t bytes; /* counted in bytes_held */
+    char *results;
+    size_t results_len;
+    long total, succeeded, errored, canceled;
+    int64_t cancel_ms, ended_ms;
+} mbatch_t;
+
+static mbatch_t mbatches[FAKE_BATCH_MAX_BATCHES];
+static int nmbatches;
+static atomic_ullong mbatches_made, mlines_answered;
+
+unsigned long long fake_message_batch_count(void)
+{
+    return atomic_load(&mbatches_made);
+}
+
+unsigned long long fake_message_batch_lines(void)
+{
+    return atomic_load(&mlines_answered);
+}
+
 unsigned long long fake_batch_count(void)
 {
     return atomic_load(&batches_made);
@@ -79,11 +121,17 @@ void fake_batch_reset(void)
     pthread_mutex_lock(&lock);
     for (int i = 0; i < nfiles; i++)
         ah_free(files[i].data);
-    nfiles = nbatches = 0;
+    for (int i = 0; i < nmbatches; i++) {
+        json_decref(mbatches[i].requests);
+        ah_free(mbatches[i].results);
+    }
+    nfiles = nbatches = nmbatches = 0;
     bytes_held = 0;
     pthread_mutex_unlock(&lock);
     atomic_store(&batches_made, 0);
     atomic_store(&lines_answered, 0);
+    atomic_store(&mbatches_made, 0);
+    atomic_store(&mlines_answered, 0);
 }
 
 static bfile_t *file_find(const char *id)
@@ -474,6 +522,257 @@ void fake_batch_api(const fake_ctx_t *ctx, const char *path, int post, const cha
                           "POST /v1/batches/{id}/cancel",
                           post ? "POST" : "GET", path);
     }
+}
+
+/* ---- Anthropic's Message Batches API ---------------------------------------------------- */
+
+static mbatch_t *mbatch_find(const char *id)
+{
+    for (int i = 0; i < nmbatches; i++)
+        if (strcmp(mbatches[i].id, id) == 0)
+            return &mbatches[i];
+    return NULL;
+}
+
+/* RFC 3339 UTC time of ms, into out. */
+static void rfc3339(int64_t ms, char *out, size_t n)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* One request answered as POST /v1/messages would answer it, as a result line. */
+static void mbatch_answer(mbatch_t *b, const json_t *req, fake_out_t *out)
+{
+    const char *cid = json_string_value(json_object_get(req, "custom_id"));
+    fake_meter_t meter = {.max_tokens = -1};
+    fake_ctx_t ctx = {.body = json_object_get(req, "params"),
+                      .seq = FAKE_BATCH_SEQ_BASE + atomic_fetch_add(&line_seq, 1),
+                      .t_ms = fake_now_ms(),
+                      .meter = &meter};
+    fake_reply_t r;
+    fake_reply_init(&r);
+    fake_anthropic_messages(&ctx, &r);
+    int ok = r.status >= 200 && r.status <= 299 && !r.body.err;
+    fake_out_cstr(out, "{\"custom_id\":");
+    fake_out_jcstr(out, cid);
+    if (ok) {
+        fake_out_cstr(out, ",\"result\":{\"type\":\"succeeded\",\"message\":");
+        b->succeeded++;
+    } else {
+        fake_out_cstr(out, ",\"result\":{\"type\":\"errored\",\"error\":");
+        b->errored++;
+    }
+    if (r.body.err)
+        fake_out_cstr(out, "{\"type\":\"error\",\"error\":{\"type\":\"api_error\","
+                           "\"message\":\"ahorro-fake: the answer is too large\"}}");
+    else
+        fake_out_raw(out, r.body.buf.data, r.body.buf.len);
+    fake_out_cstr(out, "}}\n");
+    fake_reply_free(&r);
+    atomic_fetch_add(&mlines_answered, 1);
+}
+
+/* The batch's results, made once its time has come (or its cancel seen). Under lock. */
+static void mbatch_run(mbatch_t *b)
+{
+    fake_out_t out;
+    fake_out_init(&out, FAKE_BATCH_MAX_BYTES);
+    size_t i;
+    json_t *req;
+    json_array_foreach(b->requests, i, req)
+    {
+        if (b->cancel) {
+            fake_out_cstr(&out, "{\"custom_id\":");
+            fake_out_jcstr(&out, json_string_value(json_object_get(req, "custom_id")));
+            fake_out_cstr(&out, ",\"result\":{\"type\":\"canceled\"}}\n");
+            b->canceled++;
+        } else {
+            mbatch_answer(b, req, &out);
+        }
+    }
+    bytes_held -= b->bytes;
+    b->bytes = 0;
+    json_decref(b->requests);
+    b->requests = NULL;
+    size_t len = 0;
+    char *text = out.err ? NULL : ah_buf_steal(&out.buf, &len);
+    if (text && len <= FAKE_BATCH_MAX_BYTES - bytes_held) {
+        b->results = text;
+        b->results_len = len;
+        bytes_held += len;
+    } else { /* no room: every request is errored, as an overloaded provider */
+        ah_free(text);
+        b->results = NULL;
+        b->results_len = 0;
+        b->errored += b->succeeded;
+        b->succeeded = 0;
+    }
+    fake_out_free(&out);
+    b->done = 1;
+    b->ended_ms = fake_now_ms();
+}
+
+/* The batch's processing_status now, moving it along. Under lock. */
+static const char *mbatch_status(mbatch_t *b)
+{
+    if (!b->done && b->cancel == 1) {
+        b->cancel = 2; /* canceling is seen once, then it is over */
+        return "canceling";
+    }
+    if (!b->done && (b->cancel || fake_now_ms() - b->created_ms >= fake_opts.batch_delay_ms))
+        mbatch_run(b);
+    return b->done ? "ended" : "in_progress";
+}
+
+static void mbatch_json(const fake_ctx_t *ctx, fake_out_t *o, mbatch_t *b)
+{
+    const char *status = mbatch_status(b);
+    char t[40];
+    fake_out_cstr(o, "{\"id\":");
+    fake_out_jcstr(o, b->id);
+    fake_out_cstr(o, ",\"type\":\"message_batch\",\"processing_status\":");
+    fake_out_jcstr(o, status);
+    long processing = b->done ? 0 : b->total;
+    fake_out_printf(o,
+                    ",\"request_counts\":{\"processing\":%ld,\"succeeded\":%ld,\"errored\":%ld,"
+                    "\"canceled\":%ld,\"expired\":0}",
+                    processing, b->succeeded, b->errored, b->canceled);
+    rfc3339(b->created_ms, t, sizeof t);
+    fake_out_cstr(o, ",\"created_at\":");
+    fake_out_jcstr(o, t);
+    rfc3339(b->created_ms + 86400000, t, sizeof t);
+    fake_out_cstr(o, ",\"expires_at\":");
+    fake_out_jcstr(o, t);
+    fake_out_cstr(o, ",\"archived_at\":null,\"cancel_initiated_at\":");
+    if (b->cancel_ms) {
+        rfc3339(b->cancel_ms, t, sizeof t);
+        fake_out_jcstr(o, t);
+    } else {
+        fake_out_cstr(o, "null");
+    }
+    fake_out_cstr(o, ",\"ended_at\":");
+    if (b->done) {
+        rfc3339(b->ended_ms, t, sizeof t);
+        fake_out_jcstr(o, t);
+    } else {
+        fake_out_cstr(o, "null");
+    }
+    fake_out_cstr(o, ",\"results_url\":");
+    const char *host =
+        ctx->req ? evhttp_find_header(evhttp_request_get_input_headers(ctx->req), "Host") : NULL;
+    if (b->done && host && strlen(host) < 256 && !strpbrk(host, "\"\\/ ")) {
+        char url[400];
+        snprintf(url, sizeof url, "http://%s/v1/messages/batches/%s/results", host, b->id);
+        fake_out_jcstr(o, url);
+    } else {
+        fake_out_cstr(o, "null");
+    }
+    fake_out_cstr(o, "}");
+}
+
+static void mbatch_create(const fake_ctx_t *ctx, size_t len, fake_reply_t *r)
+{
+    json_t *reqs = json_object_get(ctx->body, "requests");
+    size_t n = json_array_size(reqs), i;
+    json_t *q;
+    int shape = json_is_array(reqs) && n > 0;
+    json_array_foreach(reqs, i, q)
+    {
+        if (!json_is_string(json_object_get(q, "custom_id")) ||
+            !json_is_object(json_object_get(q, "params")))
+            shape = 0;
+    }
+    if (!shape) {
+        fake_anthropic_error(r, 400, "invalid_request_error",
+                             "ahorro-fake: a message batch needs a non-empty 'requests' array of "
+                             "{custom_id, params}");
+        return;
+    }
+    if (n > FAKE_BATCH_MAX_LINES) {
+        fake_anthropic_error(r, 413, "request_too_large",
+                             "ahorro-fake: at most %d requests in a message batch",
+                             FAKE_BATCH_MAX_LINES);
+        return;
+    }
+    pthread_mutex_lock(&lock);
+    int ok = nmbatches < FAKE_BATCH_MAX_BATCHES && len <= FAKE_BATCH_MAX_BYTES - bytes_held;
+    if (ok) {
+        mbatch_t *b = &mbatches[nmbatches++];
+        memset(b, 0, sizeof *b);
+        snprintf(b->id, sizeof b->id, "msgbatch_fake%llu", ++id_seq);
+        b->created_ms = fake_now_ms();
+        b->requests = json_incref(reqs);
+        b->bytes = len;
+        b->total = (long)n;
+        bytes_held += len;
+        mbatch_json(ctx, &r->body, b);
+        atomic_fetch_add(&mbatches_made, 1);
+    }
+    pthread_mutex_unlock(&lock);
+    if (!ok)
+        fake_anthropic_error(r, 429, "rate_limit_error",
+                             "ahorro-fake holds at most %d message batches and %llu bytes.",
+                             FAKE_BATCH_MAX_BATCHES, FAKE_BATCH_MAX_BYTES);
+}
+
+/* GET the batch (what 0), POST its cancel (1), GET its results (2). */
+static void mbatch_get(const fake_ctx_t *ctx, const char *id, int what, fake_reply_t *r)
+{
+    pthread_mutex_lock(&lock);
+    mbatch_t *b = mbatch_find(id);
+    int ended = 0;
+    if (b && what == 1 && !b->cancel && !b->done) {
+        b->cancel = 1;
+        b->cancel_ms = fake_now_ms();
+    }
+    if (b && what == 2) {
+        ended = strcmp(mbatch_status(b), "ended") == 0;
+        if (ended) {
+            r->content_type = "application/binary";
+            fake_out_raw(&r->body, b->results ? b->results : "", b->results_len);
+        }
+    } else if (b) {
+        mbatch_json(ctx, &r->body, b);
+    }
+    pthread_mutex_unlock(&lock);
+    if (!b)
+        fake_anthropic_error(r, 404, "not_found_error", "ahorro-fake: no message batch %s", id);
+    else if (what == 2 && !ended)
+        fake_anthropic_error(r, 400, "invalid_request_error",
+                             "ahorro-fake: message batch %s has not ended yet", id);
+    else if (r->body.err)
+        fake_anthropic_error(r, 500, "api_error", "ahorro-fake: the results are too large");
+}
+
+int fake_message_batch_path(const char *path)
+{
+    return strcmp(path, "/v1/messages/batches") == 0 ||
+           strncmp(path, "/v1/messages/batches/", 21) == 0;
+}
+
+void fake_message_batch_api(const fake_ctx_t *ctx, const char *path, int post, size_t len,
+                            fake_reply_t *r)
+{
+    char id[FAKE_BATCH_ID_MAX];
+    const char *rest = path_id(path, "/v1/messages/batches/", id, sizeof id);
+    if (strcmp(path, "/v1/messages/batches") == 0 && post)
+        mbatch_create(ctx, len, r);
+    else if (rest && !*rest && !post)
+        mbatch_get(ctx, id, 0, r);
+    else if (rest && strcmp(rest, "/cancel") == 0 && post)
+        mbatch_get(ctx, id, 1, r);
+    else if (rest && strcmp(rest, "/results") == 0 && !post)
+        mbatch_get(ctx, id, 2, r);
+    else
+        fake_anthropic_error(r, 404, "not_found_error",
+                             "Invalid URL (%s %.200s): ahorro-fake serves POST "
+                             "/v1/messages/batches, GET /v1/messages/batches/{id}, POST "
+                             "/v1/messages/batches/{id}/cancel, GET "
+                             "/v1/messages/batches/{id}/results",
+                             post ? "POST" : "GET", path);
 }
 
 void fake_batch_free(void)

@@ -39,12 +39,14 @@ typedef enum {
     EP_EMBEDDINGS,
     EP_MODELS,
     EP_BATCH_API,
+    EP_MESSAGE_BATCHES,
     EP_OTHER,
     EP__COUNT,
 } endpoint_t;
 
 static const char *const endpoint_names[EP__COUNT] = {
-    "chat_completions", "messages", "embeddings", "models", "batch_api", "other",
+    "chat_completions", "messages",          "embeddings", "models",
+    "batch_api",        "message_batch_api", "other",
 };
 
 static const char *const model_ids[] = {
@@ -260,6 +262,10 @@ static void serve_control(fake_server_t *s, struct evhttp_request *req, const ch
         json_object_set_new(v, "rate_limited", json_integer((json_int_t)fake_limits_refused()));
         json_object_set_new(v, "batches", json_integer((json_int_t)fake_batch_count()));
         json_object_set_new(v, "batch_lines", json_integer((json_int_t)fake_batch_lines()));
+        json_object_set_new(v, "message_batches",
+                            json_integer((json_int_t)fake_message_batch_count()));
+        json_object_set_new(v, "message_batch_lines",
+                            json_integer((json_int_t)fake_message_batch_lines()));
         send_json_value(req, s->base, 200, v);
     } else if (strcmp(path, "/_fake/fault") == 0 && cmd == EVHTTP_REQ_POST) {
         struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -348,6 +354,8 @@ static endpoint_t route(const char *path, char *dep, size_t depsize, int *has_de
         return EP_CHAT;
     if (strcmp(path, "/v1/messages") == 0)
         return EP_MESSAGES;
+    if (fake_message_batch_path(path))
+        return EP_MESSAGE_BATCHES;
     if (strcmp(path, "/v1/embeddings") == 0)
         return EP_EMBEDDINGS;
     if (strcmp(path, "/v1/models") == 0 || strncmp(path, "/v1/models/", 11) == 0)
@@ -377,7 +385,7 @@ static int authorized(struct evhttp_request *req, endpoint_t ep)
     if (!key)
         return 1;
     struct evkeyvalq *h = evhttp_request_get_input_headers(req);
-    if (ep == EP_MESSAGES)
+    if (ep == EP_MESSAGES || ep == EP_MESSAGE_BATCHES)
         return key_is(evhttp_find_header(h, "x-api-key"), key);
     const char *auth = evhttp_find_header(h, "authorization");
     if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
@@ -446,7 +454,7 @@ static void header_faults(struct evhttp_request *req, fake_fault_t *fault, long 
 static void reject(fake_reply_t *r, endpoint_t ep, int status, const char *type, const char *code,
                    const char *msg)
 {
-    if (ep == EP_MESSAGES)
+    if (ep == EP_MESSAGES || ep == EP_MESSAGE_BATCHES)
         fake_anthropic_error(r, status, status == 401 ? "authentication_error" : type, "%s", msg);
     else
         fake_openai_error(r, status, type, NULL, code, "%s", msg);
@@ -505,15 +513,16 @@ static void dispatch(struct evhttp_request *req, void *arg)
     fake_reply_init(&r);
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     int want_post = ep != EP_MODELS;
+    int any_method = ep == EP_BATCH_API || ep == EP_MESSAGE_BATCHES;
     if (ep == EP_OTHER) {
         char msg[FAKE_MAX_MODEL_BYTES + 64];
         snprintf(msg, sizeof msg, "Invalid URL (%s %.*s)", method_name(cmd), FAKE_MAX_MODEL_BYTES,
                  path);
         reject(&r, ep, 404, "invalid_request_error", NULL, msg);
-    } else if (ep == EP_BATCH_API && cmd != EVHTTP_REQ_POST && cmd != EVHTTP_REQ_GET) {
+    } else if (any_method && cmd != EVHTTP_REQ_POST && cmd != EVHTTP_REQ_GET) {
         reject(&r, ep, 405, "invalid_request_error", "method_not_allowed",
                "Method not allowed: use GET or POST.");
-    } else if (ep != EP_BATCH_API && cmd != (want_post ? EVHTTP_REQ_POST : EVHTTP_REQ_GET)) {
+    } else if (!any_method && cmd != (want_post ? EVHTTP_REQ_POST : EVHTTP_REQ_GET)) {
         reject(&r, ep, 405, "invalid_request_error", "method_not_allowed",
                want_post ? "Method not allowed: use POST." : "Method not allowed: use GET.");
     } else if (!authorized(req, ep)) {
@@ -529,6 +538,9 @@ static void dispatch(struct evhttp_request *req, void *arg)
         if (ep == EP_BATCH_API) {
             ctx.body = tree = json_loadb(body, body_len, 0, NULL);
             fake_batch_api(&ctx, path, cmd == EVHTTP_REQ_POST, body, body_len, &r);
+        } else if (ep == EP_MESSAGE_BATCHES) {
+            ctx.body = tree = json_loadb(body, body_len, 0, NULL);
+            fake_message_batch_api(&ctx, path, cmd == EVHTTP_REQ_POST, body_len, &r);
         } else if (ep == EP_MODELS) {
             r.delay_ms = ctx.hdr_delay_ms;
             render_models(&r, path);

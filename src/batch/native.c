@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +25,9 @@
 #include "core/clock.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "ingress/ingress.h"
+#include "pipeline/request.h"
+#include "provider/provider.h"
 #include "upstream/curl_util.h"
 
 #define NATIVE_URL_MAX 4096
@@ -41,7 +45,10 @@ const ah_deployment_t *ah_batch_native_dep(const ah_config_t *cfg, const char *a
             return NULL; /* more than one deployment: the balancer's, not ours */
         found = &cfg->deps[i];
     }
-    return found && found->batch_native && found->kind == AH_PROVIDER_OPENAI ? found : NULL;
+    return found && found->batch_native &&
+                   (found->kind == AH_PROVIDER_OPENAI || found->kind == AH_PROVIDER_ANTHROPIC)
+               ? found
+               : NULL;
 }
 
 int ah_batch_native_usage(const json_t *body, ah_usage_t *u)
@@ -79,6 +86,69 @@ int ah_batch_native_id_ok(const char *s)
             return 0;
     }
     return 1;
+}
+
+/* ---- Anthropic: the gateway's own translations, one line at a time ---------------------- */
+
+json_t *ah_batch_native_to_anthropic(const ah_deployment_t *d, const json_t *body, char *code,
+                                     size_t codelen, char *msg, size_t msglen)
+{
+    json_t *params = NULL, *b = json_deep_copy(body);
+    ah_request_t *r = ah_request_new(AH_API_OPENAI, AH_OP_CHAT);
+    ah_provider_req_t pr = {0};
+    if (!b || !json_is_object(b)) {
+        ah_request_fail(r, 400, "invalid_request_error", "invalid_body", NULL,
+                        "the body is not a JSON object");
+        goto out;
+    }
+    if (ah_ingress_openai.parse_chat(r, b) != AH_E_OK)
+        goto out;
+    r->upstream_model = ah_arena_strdup(&r->arena, d->model);
+    if (ah_provider_anthropic.build(r, d, &pr) != AH_E_OK)
+        goto out;
+    params = json_loadb(pr.body, pr.body_len, 0, NULL);
+    if (!json_is_object(params)) {
+        json_decref(params);
+        params = NULL;
+        ah_request_fail(r, 400, "invalid_request_error", "invalid_body", NULL,
+                        "the body cannot be translated");
+        goto out;
+    }
+    json_object_del(params, "stream"); /* a batch's answers are whole */
+out:
+    if (!params) {
+        snprintf(code, codelen, "%s",
+                 r->fail.code   ? r->fail.code
+                 : r->fail.type ? r->fail.type
+                                : "invalid_request");
+        snprintf(msg, msglen, "%s", r->fail.message[0] ? r->fail.message : "invalid request");
+    }
+    ah_provider_req_free(&pr);
+    json_decref(b);
+    ah_request_free(r);
+    return params;
+}
+
+json_t *ah_batch_native_from_anthropic(const ah_deployment_t *d, const json_t *message,
+                                       ah_usage_t *u)
+{
+    memset(u, 0, sizeof *u);
+    if (!json_is_object(message))
+        return NULL;
+    char *text = json_dumps(message, JSON_COMPACT);
+    if (!text)
+        return NULL;
+    ah_request_t *r = ah_request_new(AH_API_OPENAI, AH_OP_CHAT);
+    r->upstream_model = ah_arena_strdup(&r->arena, d->model);
+    json_t *canon = NULL, *out = NULL;
+    if (ah_provider_anthropic.parse_response(r, text, strlen(text), &canon) == AH_E_OK && canon) {
+        out = ah_ingress_openai.render_response(r, canon);
+        *u = r->usage;
+    }
+    json_decref(canon);
+    free(text);
+    ah_request_free(r);
+    return out;
 }
 
 /* ---- reading our input, by the engine's rules ------------------------------------------- */
@@ -178,15 +248,37 @@ static size_t to_file(char *p, size_t sz, size_t n, void *ud)
     return fwrite(p, sz, n, ud) * sz;
 }
 
-/* One request to {api_base}{path}. JSON answers into c->body; with out, the
- * answer goes to that file instead (downloads). */
+static int is_anthropic(const ah_deployment_t *d)
+{
+    return d->kind == AH_PROVIDER_ANTHROPIC;
+}
+
+/* The URL of path at the provider: {api_base}{path} for OpenAI's shape; for
+ * Anthropic's, paths start with /v1 and api_base is the host root (a base
+ * that already ends in /v1 is accepted, as provider/anthropic.c does). */
+static void url_of(const ah_deployment_t *d, const char *path, char *url, size_t n)
+{
+    size_t bl = strlen(d->api_base);
+    if (is_anthropic(d) && bl >= 3 && strcmp(d->api_base + bl - 3, "/v1") == 0 &&
+        strncmp(path, "/v1/", 4) == 0)
+        bl -= 3;
+    snprintf(url, n, "%.*s%s", (int)bl, d->api_base, path);
+}
+
+/* One request to the provider's path (url_of), or to an absolute URL. JSON
+ * answers into c->body; with out, the answer goes to that file instead
+ * (downloads); with in, the JSON body is sent from that file (uploads). */
 static void http(const ah_deployment_t *d, const char *method, const char *path,
-                 const char *json_body, curl_mime *mime, FILE *out, long timeout_s, call_t *c)
+                 const char *json_body, curl_mime *mime, FILE *in, FILE *out, long timeout_s,
+                 call_t *c)
 {
     memset(c, 0, sizeof *c);
     ah_buf_init(&c->body, AH_NATIVE_MAX_JSON);
     char url[NATIVE_URL_MAX], auth[1024];
-    snprintf(url, sizeof url, "%s%s", d->api_base, path);
+    if (strncmp(path, "http://", 7) == 0 || strncmp(path, "https://", 8) == 0)
+        snprintf(url, sizeof url, "%s", path);
+    else
+        url_of(d, path, url, sizeof url);
     CURL *h = curl_easy_init();
     struct curl_slist *hdrs = NULL;
     if (!h) {
@@ -195,20 +287,29 @@ static void http(const ah_deployment_t *d, const char *method, const char *path,
     }
     hdrs = curl_slist_append(hdrs, "Expect:");
     if (d->api_key && *d->api_key) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", d->api_key);
+        snprintf(auth, sizeof auth, is_anthropic(d) ? "x-api-key: %s" : "Authorization: Bearer %s",
+                 d->api_key);
         hdrs = curl_slist_append(hdrs, auth);
         memset(auth, 0, sizeof auth);
     }
-    if (json_body)
+    if (is_anthropic(d))
+        hdrs = curl_slist_append(hdrs, "anthropic-version: " AH_NATIVE_ANTHROPIC_VERSION);
+    if (json_body || in)
         hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    if (mime)
+    struct stat st;
+    if (mime) {
         curl_easy_setopt(h, CURLOPT_MIMEPOST, mime);
-    else if (json_body)
+    } else if (in && fstat(fileno(in), &st) == 0) {
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        curl_easy_setopt(h, CURLOPT_READDATA, in); /* libcurl's default reader: fread */
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)st.st_size);
+    } else if (json_body) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, json_body);
-    else if (strcmp(method, "POST") == 0)
+    } else if (strcmp(method, "POST") == 0) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+    }
     if (out) {
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, to_file);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
@@ -318,9 +419,41 @@ static int write_line(int fd, json_t *j)
     return w == (ssize_t)(n + 1) ? 0 : -1;
 }
 
+static int write_raw(int fd, const char *s, size_t n)
+{
+    return write(fd, s, n) == (ssize_t)n ? 0 : -1;
+}
+
+/* An Anthropic deployment's request of a well-formed line: {custom_id,
+ * params}, new reference; NULL with code and msg (prefixed by the line
+ * number, as the engine's) when the line cannot go to Anthropic. */
+static json_t *anthropic_request(const ah_native_opts_t *o, json_t *line, long lineno, char *code,
+                                 size_t codelen, char *msg, size_t msglen)
+{
+    char why[AH_NATIVE_ANTHROPIC_MSG_MAX];
+    json_t *params = NULL;
+    if (strcmp(o->endpoint, "/v1/chat/completions") != 0) {
+        snprintf(code, codelen, "model_not_supported");
+        snprintf(why, sizeof why, "model '%s' is served by Anthropic, which has no %s API",
+                 o->dep->alias, o->endpoint);
+    } else {
+        params = ah_batch_native_to_anthropic(o->dep, json_object_get(line, "body"), code, codelen,
+                                              why, sizeof why);
+    }
+    if (!params) {
+        snprintf(msg, msglen, "line %ld: %s", lineno, why);
+        return NULL;
+    }
+    return json_pack("{s:O,s:o}", "custom_id", json_object_get(line, "custom_id"), "params",
+                     params);
+}
+
 /* One pass over our input: the index of well-formed lines; with up_fd, the
- * provider's input (each body's model replaced by the deployment's); with
- * err_fd, the malformed lines as the engine reports them. -1 on an I/O error. */
+ * provider's input (OpenAI's shape: each body's model replaced by the
+ * deployment's; Anthropic's: the elements of the create body's `requests`
+ * array, the caller writes what surrounds them); with err_fd, the malformed
+ * lines as the engine reports them, and for Anthropic the lines its
+ * translation refuses. -1 on an I/O error. */
 static int read_input(const ah_native_opts_t *o, index_t *ix, int up_fd, int err_fd, long *bad)
 {
     lines_t r;
@@ -329,14 +462,22 @@ static int read_input(const ah_native_opts_t *o, index_t *ix, int up_fd, int err
     int got, rc = 0;
     *bad = 0;
     while (rc == 0 && (got = lines_next(&r)) == 1) {
-        json_t *line = NULL;
+        json_t *line = NULL, *areq = NULL;
         const char *code = "line_too_long";
-        char msg[300];
+        char msg[AH_NATIVE_ANTHROPIC_MSG_MAX + 64], acode[64];
         if (r.toolong)
             snprintf(msg, sizeof msg, "line %ld: longer than %u bytes", r.lineno,
                      AH_BATCH_MAX_LINE);
-        if (r.toolong ||
-            ah_batch_check_line(r.line.data, r.line.len, r.lineno, &line, &code, msg, sizeof msg)) {
+        int malformed = r.toolong || ah_batch_check_line(r.line.data, r.line.len, r.lineno, &line,
+                                                         &code, msg, sizeof msg);
+        if (!malformed && is_anthropic(o->dep) &&
+            !(areq = anthropic_request(o, line, r.lineno, acode, sizeof acode, msg, sizeof msg))) {
+            malformed = 1;
+            code = acode;
+            json_decref(line);
+            line = NULL;
+        }
+        if (malformed) {
             (*bad)++;
             if (err_fd >= 0) {
                 json_t *src = r.toolong ? NULL : json_loadb(r.line.data, r.line.len, 0, NULL);
@@ -359,12 +500,16 @@ static int read_input(const ah_native_opts_t *o, index_t *ix, int up_fd, int err
             ix->v = ah_realloc(ix->v, ix->cap * sizeof *ix->v);
         }
         ix->v[ix->n++] = (slot_t){.h = h64(cid), .lineno = r.lineno};
-        if (up_fd >= 0) {
+        if (up_fd >= 0 && areq) {
+            if ((ix->n > 1 && write_raw(up_fd, ",", 1)) || write_line(up_fd, areq))
+                rc = -1;
+        } else if (up_fd >= 0) {
             json_object_set_new(json_object_get(line, "body"), "model", json_string(o->dep->model));
             json_object_set_new(line, "method", json_string("POST"));
             if (write_line(up_fd, line))
                 rc = -1;
         }
+        json_decref(areq);
         json_decref(line);
     }
     if (got < 0)
@@ -437,7 +582,7 @@ static int submit(const ah_native_opts_t *o, ah_native_result_t *res, long bad)
         curl_mime_filename(p, "batch_input.jsonl");
         curl_mime_type(p, "application/jsonl");
         call_t c;
-        http(o->dep, "POST", "/files", NULL, mime, NULL, AH_NATIVE_TRANSFER_TIMEOUT_S, &c);
+        http(o->dep, "POST", "/files", NULL, mime, NULL, NULL, AH_NATIVE_TRANSFER_TIMEOUT_S, &c);
         curl_mime_free(mime);
         curl_easy_cleanup(tmp);
         json_t *j = c.status >= 200 && c.status < 300 ? call_json(&c) : NULL;
@@ -468,7 +613,7 @@ static int submit(const ah_native_opts_t *o, ah_native_result_t *res, long bad)
     json_decref(req);
     for (int attempt = 1;; attempt++) {
         call_t c;
-        http(o->dep, "POST", "/batches", body, NULL, NULL, AH_NATIVE_CALL_TIMEOUT_S, &c);
+        http(o->dep, "POST", "/batches", body, NULL, NULL, NULL, AH_NATIVE_CALL_TIMEOUT_S, &c);
         json_t *j = c.status >= 200 && c.status < 300 ? call_json(&c) : NULL;
         const char *id = json_string_value(json_object_get(j, "id"));
         if (id && ah_batch_native_id_ok(id))
@@ -505,14 +650,110 @@ out:
     return rc;
 }
 
+/* Anthropic's Message Batches API: one create call carries every request
+ * (POST /v1/messages/batches {requests: [{custom_id, params}...]}), its body
+ * written to disk first and sent from there. 0 when the batch was created
+ * (its id in res), 1 when no line could go (every one malformed or refused
+ * by the translation: only our error file), -1 with res set as submit. */
+static int submit_anthropic(const ah_native_opts_t *o, ah_native_result_t *res, long bad)
+{
+    char up_path[4200], why[NATIVE_MSG_MAX] = "";
+    snprintf(up_path, sizeof up_path, "%s/%s-native-input.json", o->work_dir, o->batch_id);
+    int fd = open(up_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    index_t ix = {0};
+    long bad2 = 0;
+    int rc = -1;
+    static const char head[] = "{\"requests\":[\n", tail[] = "]}\n";
+    if (fd < 0 || write_raw(fd, head, sizeof head - 1) || read_input(o, &ix, fd, -1, &bad2) ||
+        write_raw(fd, tail, sizeof tail - 1)) {
+        snprintf(why, sizeof why, "cannot write the provider's input file: %s", strerror(errno));
+        fail_with(res, "batch_failed", why);
+        goto out;
+    }
+    struct stat st;
+    if (fstat(fd, &st)) {
+        fail_with(res, "batch_failed", "cannot read the provider's input file");
+        goto out;
+    }
+    close(fd);
+    fd = -1;
+    if (ix.n == 0) {
+        rc = 1;
+        goto out;
+    }
+    if (ix.n > AH_NATIVE_ANTHROPIC_MAX_REQUESTS ||
+        (unsigned long long)st.st_size > AH_NATIVE_ANTHROPIC_MAX_BYTES) {
+        char m[NATIVE_MSG_MAX];
+        snprintf(m, sizeof m,
+                 "The batch is too large for Anthropic's Message Batches API: %zu requests, "
+                 "%lld bytes (at most %d requests and %llu bytes)",
+                 ix.n, (long long)st.st_size, AH_NATIVE_ANTHROPIC_MAX_REQUESTS,
+                 AH_NATIVE_ANTHROPIC_MAX_BYTES);
+        fail_with(res, "batch_too_large", m);
+        goto out;
+    }
+    for (int attempt = 1;; attempt++) {
+        int a = o->poll ? o->poll(o->poll_ctx, 0, bad, 0) : AH_NATIVE_GO;
+        if (a != AH_NATIVE_GO) {
+            res->end = a == AH_NATIVE_STOP     ? AH_NATIVE_STOPPED
+                       : a == AH_NATIVE_CANCEL ? AH_NATIVE_CANCELLED
+                                               : AH_NATIVE_EXPIRED;
+            goto out;
+        }
+        FILE *in = fopen(up_path, "rb");
+        call_t c;
+        if (in) {
+            http(o->dep, "POST", AH_NATIVE_ANTHROPIC_PATH, NULL, NULL, in, NULL,
+                 AH_NATIVE_TRANSFER_TIMEOUT_S, &c);
+            fclose(in);
+        } else {
+            memset(&c, 0, sizeof c);
+            snprintf(c.err, sizeof c.err, "cannot read the provider's input file: %s",
+                     strerror(errno));
+        }
+        json_t *j = c.status >= 200 && c.status < 300 ? call_json(&c) : NULL;
+        const char *id = json_string_value(json_object_get(j, "id"));
+        if (id && ah_batch_native_id_ok(id))
+            snprintf(res->provider_batch_id, sizeof res->provider_batch_id, "%s", id);
+        json_decref(j);
+        if (!res->provider_batch_id[0])
+            call_why(&c, why, sizeof why);
+        int again = !res->provider_batch_id[0] && transient(c.status) && attempt < AH_NATIVE_TRIES;
+        call_free(&c);
+        if (res->provider_batch_id[0])
+            break;
+        if (!again) {
+            char m[NATIVE_MSG_MAX + 64];
+            snprintf(m, sizeof m, "The provider refused the batch: %s", why);
+            fail_with(res, "provider_batch_refused", m);
+            goto out;
+        }
+        ah_warn("batch %s: creating the provider's batch failed (%s); trying again", o->batch_id,
+                why);
+        nap(o, 1000L << attempt, 0, bad, 1);
+    }
+    if (ah_batches_set_provider_id(o->db, o->batch_id, res->provider_batch_id)) {
+        fail_with(res, "batch_failed", "cannot record the provider's batch id");
+        goto out;
+    }
+    ah_info("batch %s: forwarded to %s as %s (%zu lines)", o->batch_id, o->dep->alias,
+            res->provider_batch_id, ix.n);
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    unlink(up_path);
+    ah_free(ix.v);
+    return rc;
+}
+
 /* ---- results ---------------------------------------------------------------------------- */
 
-/* Download the provider's file id into path. 0, or -1 with why. */
-static int download(const ah_native_opts_t *o, const char *id, const char *path, char *why,
+/* Download the provider's src (a path, or an absolute URL) into path. 0, or
+ * -1 with why. */
+static int download(const ah_native_opts_t *o, const char *src, const char *path, char *why,
                     size_t n)
 {
-    char p[AH_NATIVE_ID_MAX + 32];
-    snprintf(p, sizeof p, "/files/%s/content", id);
     for (int attempt = 1;; attempt++) {
         FILE *f = fopen(path, "wb");
         if (!f) {
@@ -520,7 +761,7 @@ static int download(const ah_native_opts_t *o, const char *id, const char *path,
             return -1;
         }
         call_t c;
-        http(o->dep, "GET", p, NULL, NULL, f, AH_NATIVE_TRANSFER_TIMEOUT_S, &c);
+        http(o->dep, "GET", src, NULL, NULL, NULL, f, AH_NATIVE_TRANSFER_TIMEOUT_S, &c);
         int ok = fclose(f) == 0 && c.status >= 200 && c.status < 300;
         if (!ok)
             call_why(&c, why, n);
@@ -534,9 +775,10 @@ static int download(const ah_native_opts_t *o, const char *id, const char *path,
     }
 }
 
-/* One ledger row for an answered line. */
-static double ledger_row(const ah_native_opts_t *o, const char *result, const char *custom_id,
-                         long status, const json_t *body)
+/* One ledger row for an answered line: usage u (ah_usage_t's convention),
+ * or NULL when the answer had none. */
+static double ledger_row(const ah_native_opts_t *o, const char *result, long status,
+                         const json_t *body, const ah_usage_t *u)
 {
     ah_ledger_row_t *row = ah_calloc(1, sizeof *row);
     size_t n = strlen(result) + 1;
@@ -554,17 +796,17 @@ static double ledger_row(const ah_native_opts_t *o, const char *result, const ch
     row->provider = ah_strdup(o->dep->provider_name);
     row->deployment = ah_strdup(o->dep->alias);
     row->route_reason = ah_strdup(AH_NATIVE_ROUTE_REASON);
-    ah_usage_t u;
     row->usage_source = "none";
     row->cost_usd = -1;
-    if (ah_batch_native_usage(body, &u)) {
+    if (u) {
         row->usage_source = "provider";
-        row->prompt_tokens = u.input_tokens;
-        row->completion_tokens = u.output_tokens;
-        row->cached_tokens = u.cache_read_tokens;
-        row->reasoning_tokens = u.reasoning_tokens;
+        row->prompt_tokens = u->input_tokens;
+        row->completion_tokens = u->output_tokens;
+        row->cached_tokens = u->cache_read_tokens;
+        row->cache_write_tokens = u->cache_write_tokens;
+        row->reasoning_tokens = u->reasoning_tokens;
         if (o->price)
-            row->cost_usd = ah_price_cost(o->price, &u) * o->dep->batch_discount;
+            row->cost_usd = ah_price_cost(o->price, u) * o->dep->batch_discount;
     }
     row->baseline_usd = -1;
     row->ttft_ms = -1;
@@ -575,7 +817,6 @@ static double ledger_row(const ah_native_opts_t *o, const char *result, const ch
             json_string_value(json_object_get(json_object_get(body, "error"), "message"));
         row->error = ah_strdup(m ? m : "the provider's batch answered this line with an error");
     }
-    (void)custom_id;
     double cost = row->cost_usd > 0 ? row->cost_usd : 0;
     if (o->ledger)
         ah_ledger_append(o->ledger, row);
@@ -617,7 +858,9 @@ static int convert(const ah_native_opts_t *o, index_t *ix, const char *path, int
                              "response", "status_code", (json_int_t)status, "request_id",
                              rid ? rid : "", "body", body ? body : json_null(), "error");
             to_out = status >= 200 && status <= 299;
-            res->cost_usd += ledger_row(o, id, cid, status, body);
+            ah_usage_t u;
+            int has_usage = ah_batch_native_usage(body, &u);
+            res->cost_usd += ledger_row(o, id, status, body, has_usage ? &u : NULL);
         } else {
             json_t *e = json_object_get(j, "error");
             const char *code = json_string_value(json_object_get(e, "code"));
@@ -642,9 +885,121 @@ static int convert(const ah_native_opts_t *o, index_t *ix, const char *path, int
     return rc;
 }
 
+/* The HTTP status Anthropic answers an error type with. */
+static long anthropic_status(const char *type)
+{
+    static const struct {
+        const char *type;
+        long status;
+    } map[] = {
+        {"invalid_request_error", 400}, {"authentication_error", 401},
+        {"billing_error", 402},         {"permission_error", 403},
+        {"not_found_error", 404},       {"request_too_large", 413},
+        {"rate_limit_error", 429},      {"api_error", 500},
+        {"overloaded_error", 529},
+    };
+    for (size_t i = 0; type && i < sizeof map / sizeof map[0]; i++)
+        if (strcmp(map[i].type, type) == 0)
+            return map[i].status;
+    return 500;
+}
+
+/* One Anthropic result ({custom_id, result}) as our result line (new
+ * reference): succeeded -> a 200 response whose body is the message as an
+ * OpenAI chat.completion; errored -> the error's status and an OpenAI error
+ * body; canceled and expired -> an error line, no response. *to_out when it
+ * goes to the output file; the ledger row of an answered line is written. */
+static json_t *anthropic_result(const ah_native_opts_t *o, const json_t *j, const char *id,
+                                const char *cid, long lineno, int *to_out, double *cost)
+{
+    const json_t *result = json_object_get(j, "result");
+    const char *type = json_string_value(json_object_get(result, "type"));
+    *to_out = 0;
+    if (type && strcmp(type, "succeeded") == 0) {
+        const json_t *message = json_object_get(result, "message");
+        ah_usage_t u;
+        json_t *body = ah_batch_native_from_anthropic(o->dep, message, &u);
+        if (body) {
+            const char *rid = json_string_value(json_object_get(message, "id"));
+            int has_usage = json_is_object(json_object_get(message, "usage"));
+            *cost += ledger_row(o, id, 200, body, has_usage ? &u : NULL);
+            *to_out = 1;
+            return json_pack("{s:s,s:s,s:{s:i,s:s,s:o},s:n}", "id", id, "custom_id", cid,
+                             "response", "status_code", 200, "request_id", rid ? rid : "", "body",
+                             body, "error");
+        }
+        type = "errored"; /* a message we cannot read */
+    }
+    if (type && strcmp(type, "errored") == 0) {
+        const json_t *e = json_object_get(result, "error");
+        if (json_is_object(json_object_get(e, "error")))
+            e = json_object_get(e, "error"); /* {type: "error", error: {type, message}} */
+        const char *et = json_string_value(json_object_get(e, "type"));
+        const char *em = json_string_value(json_object_get(e, "message"));
+        long status = anthropic_status(et);
+        json_t *body = json_pack("{s:{s:s,s:s,s:n,s:n}}", "error", "message",
+                                 em ? em : "the provider's batch answered this line with an error",
+                                 "type", et ? et : "api_error", "param", "code");
+        *cost += ledger_row(o, id, status, body, NULL);
+        return json_pack("{s:s,s:s,s:{s:I,s:s,s:o},s:n}", "id", id, "custom_id", cid, "response",
+                         "status_code", (json_int_t)status, "request_id", "", "body", body,
+                         "error");
+    }
+    const char *code = type && strcmp(type, "canceled") == 0  ? "batch_cancelled"
+                       : type && strcmp(type, "expired") == 0 ? "batch_expired"
+                                                              : "provider_error";
+    const char *msg =
+        strcmp(code, "batch_cancelled") == 0 ? "This line was not answered: the batch was cancelled"
+        : strcmp(code, "batch_expired") == 0 ? "This line was not answered before the batch expired"
+                                             : "the provider gave no answer for this line";
+    return json_pack("{s:s,s:s,s:n,s:{s:s,s:s,s:I}}", "id", id, "custom_id", cid, "response",
+                     "error", "code", code, "message", msg, "line", (json_int_t)lineno);
+}
+
+/* Our result lines from Anthropic's results file. */
+static int convert_anthropic(const ah_native_opts_t *o, index_t *ix, const char *path, int out_fd,
+                             int err_fd, ah_native_result_t *res)
+{
+    lines_t r;
+    if (lines_open(&r, path))
+        return -1;
+    int got, rc = 0;
+    while (rc == 0 && (got = lines_next(&r)) == 1) {
+        json_t *j = r.toolong ? NULL : json_loadb(r.line.data, r.line.len, 0, NULL);
+        const char *cid = json_string_value(json_object_get(j, "custom_id"));
+        slot_t *s = cid ? index_find(ix, cid) : NULL;
+        if (!s || s->answered) {
+            ah_warn("batch %s: the provider's result line %ld is for no line of ours (or a "
+                    "second time); left out",
+                    o->batch_id, r.lineno);
+            json_decref(j);
+            continue;
+        }
+        s->answered = 1;
+        char id[64];
+        result_id(o->batch_id, cid, s->lineno, id, sizeof id);
+        int to_out;
+        json_t *ours = anthropic_result(o, j, id, cid, s->lineno, &to_out, &res->cost_usd);
+        if (to_out)
+            res->completed++;
+        else
+            res->failed++;
+        if (!ours || write_line(to_out ? out_fd : err_fd, ours))
+            rc = -1;
+        json_decref(ours);
+        json_decref(j);
+    }
+    if (got < 0)
+        rc = -1;
+    lines_close(&r);
+    return rc;
+}
+
 /* Our result files, rewritten whole from our input (malformed lines) and
- * the provider's files (ids may be NULL). -1 with why on an error. */
-static int finish(const ah_native_opts_t *o, const char *out_id, const char *err_id,
+ * the provider's files: OpenAI's output and error files (paths at the
+ * provider, either may be NULL), or Anthropic's results (out_src; err_src
+ * NULL). -1 with why on an error. */
+static int finish(const ah_native_opts_t *o, const char *out_src, const char *err_src,
                   ah_native_result_t *res, char *why, size_t n)
 {
     char pout[4200], perr[4200];
@@ -653,8 +1008,8 @@ static int finish(const ah_native_opts_t *o, const char *out_id, const char *err
     index_t ix = {0};
     int rc = -1, out_fd = -1, err_fd = -1;
     long bad = 0;
-    if ((out_id && download(o, out_id, pout, why, n)) ||
-        (err_id && download(o, err_id, perr, why, n)))
+    if ((out_src && download(o, out_src, pout, why, n)) ||
+        (err_src && download(o, err_src, perr, why, n)))
         goto out;
     out_fd = open(o->output_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     err_fd = open(o->error_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -665,8 +1020,11 @@ static int finish(const ah_native_opts_t *o, const char *out_id, const char *err
     res->completed = 0;
     res->failed = bad;
     res->cost_usd = 0;
-    if ((out_id && convert(o, &ix, pout, out_fd, err_fd, res)) ||
-        (err_id && convert(o, &ix, perr, out_fd, err_fd, res))) {
+    int failed = is_anthropic(o->dep)
+                     ? out_src && convert_anthropic(o, &ix, pout, out_fd, err_fd, res)
+                     : (out_src && convert(o, &ix, pout, out_fd, err_fd, res)) ||
+                           (err_src && convert(o, &ix, perr, out_fd, err_fd, res));
+    if (failed) {
         snprintf(why, n, "cannot write the results (%s, %s)", o->output_path, o->error_path);
         goto out;
     }
@@ -694,10 +1052,108 @@ static int terminal(const char *s)
            strcmp(s, "cancelled") == 0;
 }
 
-static const char *file_id_of(const json_t *b, const char *key)
+/* The path of the provider's file named by b's key, into p; NULL when none. */
+static const char *file_of(const json_t *b, const char *key, char *p, size_t n)
 {
     const char *id = json_string_value(json_object_get(b, key));
-    return id && ah_batch_native_id_ok(id) ? id : NULL;
+    if (!id || !ah_batch_native_id_ok(id))
+        return NULL;
+    snprintf(p, n, "/files/%s/content", id);
+    return p;
+}
+
+/* Where Anthropic's results are fetched: the batch's results_url when it is
+ * on the deployment's own host (the api key goes along: never to another
+ * host), else the documented path under api_base. */
+static void results_src(const ah_native_opts_t *o, const char *id, const json_t *b, char *out,
+                        size_t n)
+{
+    char root[NATIVE_URL_MAX];
+    url_of(o->dep, "/", root, sizeof root);
+    const char *u = json_string_value(json_object_get(b, "results_url"));
+    if (u && strncmp(u, root, strlen(root)) == 0 && strlen(u) < n && !strchr(u, ' ')) {
+        snprintf(out, n, "%s", u);
+        return;
+    }
+    snprintf(out, n, "%s/%s/results", AH_NATIVE_ANTHROPIC_PATH, id);
+}
+
+/* Poll an Anthropic message batch until it ends (processing_status
+ * "ended"), cancelling it when ours is; then collect its results. */
+static ah_err_t wait_anthropic(const ah_native_opts_t *o, ah_native_result_t *res, long bad)
+{
+    char why[NATIVE_MSG_MAX] = "", path[AH_NATIVE_ID_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", AH_NATIVE_ANTHROPIC_PATH, res->provider_batch_id);
+    long completed = 0, failed = bad;
+    int cancel_sent = 0, wanted = AH_NATIVE_GO, warned = 0;
+    long poll_ms = (long)(o->poll_s * 1000);
+    if (poll_ms < 10)
+        poll_ms = 10;
+    for (;;) {
+        call_t c;
+        http(o->dep, "GET", path, NULL, NULL, NULL, NULL, AH_NATIVE_CALL_TIMEOUT_S, &c);
+        json_t *b = c.status == 200 ? call_json(&c) : NULL;
+        const char *status = json_string_value(json_object_get(b, "processing_status"));
+        if (!status && (c.status == 404 || (c.status >= 400 && c.status < 500 && c.status != 429 &&
+                                            c.status != 408 && c.status != 409))) {
+            call_why(&c, why, sizeof why);
+            call_free(&c);
+            json_decref(b);
+            char m[NATIVE_MSG_MAX + 80];
+            snprintf(m, sizeof m, "The provider's batch %s cannot be read: %s",
+                     res->provider_batch_id, why);
+            fail_with(res, "provider_batch_failed", m);
+            return AH_E_OK;
+        }
+        if (!status && !warned) {
+            call_why(&c, why, sizeof why);
+            ah_warn("batch %s: polling the provider failed (%s); trying again", o->batch_id, why);
+            warned = 1;
+        }
+        call_free(&c);
+        long expired = 0;
+        if (status) {
+            json_t *rc = json_object_get(b, "request_counts");
+            completed = (long)json_integer_value(json_object_get(rc, "succeeded"));
+            expired = (long)json_integer_value(json_object_get(rc, "expired"));
+            failed = bad + (long)json_integer_value(json_object_get(rc, "errored")) +
+                     (long)json_integer_value(json_object_get(rc, "canceled")) + expired;
+        }
+        if (status && strcmp(status, "ended") == 0) {
+            char src[NATIVE_URL_MAX];
+            results_src(o, res->provider_batch_id, b, src, sizeof src);
+            json_decref(b);
+            if (finish(o, src, NULL, res, why, sizeof why)) {
+                char m[NATIVE_MSG_MAX + 64];
+                snprintf(m, sizeof m, "The provider's results cannot be collected: %s", why);
+                fail_with(res, "batch_failed", m);
+                return AH_E_OK;
+            }
+            res->end = cancel_sent
+                           ? (wanted == AH_NATIVE_EXPIRE ? AH_NATIVE_EXPIRED : AH_NATIVE_CANCELLED)
+                       : expired ? AH_NATIVE_EXPIRED
+                                 : AH_NATIVE_COMPLETED;
+            return AH_E_OK;
+        }
+        json_decref(b);
+        int a = nap(o, poll_ms, completed, failed, cancel_sent);
+        if (a == AH_NATIVE_STOP) {
+            res->end = AH_NATIVE_STOPPED;
+            return AH_E_OK;
+        }
+        if ((a == AH_NATIVE_CANCEL || a == AH_NATIVE_EXPIRE) && !cancel_sent) {
+            char cp[sizeof path + 16];
+            snprintf(cp, sizeof cp, "%s/cancel", path);
+            http(o->dep, "POST", cp, NULL, NULL, NULL, NULL, AH_NATIVE_CALL_TIMEOUT_S, &c);
+            if (c.status < 200 || c.status > 299) {
+                call_why(&c, why, sizeof why);
+                ah_warn("batch %s: cancelling the provider's batch: %s", o->batch_id, why);
+            }
+            call_free(&c);
+            cancel_sent = 1;
+            wanted = a;
+        }
+    }
 }
 
 ah_err_t ah_batch_native_run(const ah_native_opts_t *o, ah_native_result_t *res)
@@ -719,9 +1175,16 @@ ah_err_t ah_batch_native_run(const ah_native_opts_t *o, ah_native_result_t *res)
         fail_with(res, "batch_failed", "cannot read the batch's row");
         return AH_E_OK;
     }
+    int sent = 0;
     if (res->provider_batch_id[0]) {
         ah_info("batch %s: resuming the provider's batch %s", o->batch_id, res->provider_batch_id);
-    } else if (submit(o, res, bad)) {
+    } else if (is_anthropic(o->dep) && (sent = submit_anthropic(o, res, bad)) == 1) {
+        /* nothing could go: every line is in our error file */
+        if (finish(o, NULL, NULL, res, why, sizeof why))
+            return AH_E_IO;
+        res->end = AH_NATIVE_COMPLETED;
+        return AH_E_OK;
+    } else if (is_anthropic(o->dep) ? sent != 0 : submit(o, res, bad) != 0) {
         if (res->end == AH_NATIVE_CANCELLED || res->end == AH_NATIVE_EXPIRED) {
             /* nothing reached the provider: only the malformed lines are results */
             if (finish(o, NULL, NULL, res, why, sizeof why))
@@ -729,6 +1192,8 @@ ah_err_t ah_batch_native_run(const ah_native_opts_t *o, ah_native_result_t *res)
         }
         return AH_E_OK;
     }
+    if (is_anthropic(o->dep))
+        return wait_anthropic(o, res, bad);
     char path[AH_NATIVE_ID_MAX + 16];
     snprintf(path, sizeof path, "/batches/%s", res->provider_batch_id);
     long completed = 0, failed = bad;
@@ -738,7 +1203,7 @@ ah_err_t ah_batch_native_run(const ah_native_opts_t *o, ah_native_result_t *res)
         poll_ms = 10;
     for (;;) {
         call_t c;
-        http(o->dep, "GET", path, NULL, NULL, NULL, AH_NATIVE_CALL_TIMEOUT_S, &c);
+        http(o->dep, "GET", path, NULL, NULL, NULL, NULL, AH_NATIVE_CALL_TIMEOUT_S, &c);
         json_t *b = c.status == 200 ? call_json(&c) : NULL;
         const char *status = json_string_value(json_object_get(b, "status"));
         if (!status && (c.status == 404 || (c.status >= 400 && c.status < 500 && c.status != 429 &&
@@ -772,8 +1237,9 @@ ah_err_t ah_batch_native_run(const ah_native_opts_t *o, ah_native_result_t *res)
                 json_decref(b);
                 return AH_E_OK;
             }
-            if (finish(o, file_id_of(b, "output_file_id"), file_id_of(b, "error_file_id"), res, why,
-                       sizeof why)) {
+            char po[AH_NATIVE_ID_MAX + 32], pe[AH_NATIVE_ID_MAX + 32];
+            if (finish(o, file_of(b, "output_file_id", po, sizeof po),
+                       file_of(b, "error_file_id", pe, sizeof pe), res, why, sizeof why)) {
                 json_decref(b);
                 char m[NATIVE_MSG_MAX + 64];
                 snprintf(m, sizeof m, "The provider's results cannot be collected: %s", why);
@@ -796,7 +1262,7 @@ ah_err_t ah_batch_native_run(const ah_native_opts_t *o, ah_native_result_t *res)
         if ((a == AH_NATIVE_CANCEL || a == AH_NATIVE_EXPIRE) && !cancel_sent) {
             char cp[AH_NATIVE_ID_MAX + 32];
             snprintf(cp, sizeof cp, "/batches/%s/cancel", res->provider_batch_id);
-            http(o->dep, "POST", cp, NULL, NULL, NULL, AH_NATIVE_CALL_TIMEOUT_S, &c);
+            http(o->dep, "POST", cp, NULL, NULL, NULL, NULL, AH_NATIVE_CALL_TIMEOUT_S, &c);
             if (c.status < 200 || c.status > 299) {
                 call_why(&c, why, sizeof why);
                 ah_warn("batch %s: cancelling the provider's batch: %s", o->batch_id, why);

@@ -13,8 +13,13 @@
  * ids, the provider's response bodies), with one ledger row per answered
  * line priced at the deployment's price times its batch_discount.
  *
- * Only OpenAI's shape (/files + /batches) is spoken: Anthropic's Message
- * Batches API is another shape and is refused at config load.
+ * Two shapes are spoken: OpenAI's (/files + /batches, OpenAI-compatible
+ * servers too) and Anthropic's Message Batches API (/v1/messages/batches:
+ * one create call carrying every request, translated from OpenAI's chat
+ * body by the gateway's own translation (ingress/openai.c parse_chat, then
+ * provider/anthropic.c build), and a JSONL of results whose messages are
+ * translated back (provider/anthropic.c parse_response) to OpenAI's
+ * chat.completion). Azure's is refused at config load.
  *
  * Restarts: the provider's batch id is kept in the batch's row
  * (batches.provider_batch_id) as soon as the provider accepts it; a run that
@@ -24,7 +29,8 @@
  *
  * Threads: ah_batch_native_run blocks the runner's thread (blocking libcurl
  * easy calls); nothing here is shared. The deployment's api key is sent in
- * the Authorization header only: never logged, never in errors. */
+ * the Authorization header (x-api-key for Anthropic) only, and only to the
+ * deployment's api_base host: never logged, never in errors. */
 #ifndef AH_BATCH_NATIVE_H
 #define AH_BATCH_NATIVE_H
 
@@ -44,6 +50,12 @@
 #define AH_NATIVE_TRIES 4                     /* upload and create, on 429/5xx/transport */
 #define AH_NATIVE_TICK_MS 200                 /* how often the caller's poll fn is asked */
 #define AH_NATIVE_ROUTE_REASON "batch:native"
+/* Anthropic's Message Batches API (docs/batch.md "Provider batch APIs") */
+#define AH_NATIVE_ANTHROPIC_PATH "/v1/messages/batches"
+#define AH_NATIVE_ANTHROPIC_VERSION "2023-06-01"
+#define AH_NATIVE_ANTHROPIC_MAX_REQUESTS 100000              /* requests of one batch */
+#define AH_NATIVE_ANTHROPIC_MAX_BYTES (256ull * 1024 * 1024) /* its create body */
+#define AH_NATIVE_ANTHROPIC_MSG_MAX 512                      /* a line's translation error */
 
 /* How a forwarded batch ended. */
 typedef enum {
@@ -62,7 +74,7 @@ enum { AH_NATIVE_GO = 0, AH_NATIVE_CANCEL = 1, AH_NATIVE_EXPIRE = 2, AH_NATIVE_S
 typedef int (*ah_native_poll_fn)(void *ctx, long completed, long failed, double cost_usd);
 
 typedef struct ah_native_opts {
-    const ah_deployment_t *dep; /* batch_native, kind openai */
+    const ah_deployment_t *dep; /* batch_native, kind openai or anthropic */
     const char *batch_id;       /* ours */
     const char *endpoint;       /* "/v1/chat/completions" */
     const char *input_path;     /* our input file */
@@ -101,6 +113,19 @@ const ah_deployment_t *ah_batch_native_dep(const ah_config_t *cfg, const char *a
 /* Usage of an OpenAI response body (chat or embeddings) in ah_usage_t's
  * convention; 1 when the body has a usage object, else 0 (u zeroed). Pure. */
 int ah_batch_native_usage(const json_t *body, ah_usage_t *u);
+
+/* The Anthropic Messages params of one OpenAI chat body for d (the gateway's
+ * own translation), new reference, caller decrefs; NULL when the body cannot
+ * go to Anthropic, with the error's code and message written (bounded). */
+json_t *ah_batch_native_to_anthropic(const ah_deployment_t *d, const json_t *body, char *code,
+                                     size_t codelen, char *msg, size_t msglen);
+
+/* An Anthropic message as an OpenAI chat.completion (the gateway's own
+ * translation), new reference, caller decrefs; its usage into *u in
+ * ah_usage_t's convention (input_tokens counts cache reads and writes).
+ * NULL when message is not one (u zeroed). */
+json_t *ah_batch_native_from_anthropic(const ah_deployment_t *d, const json_t *message,
+                                       ah_usage_t *u);
 
 /* A provider id is used in URLs: letters, digits, '-', '_' and '.', at most
  * AH_NATIVE_ID_MAX - 1 bytes. 1 when s is one. Pure. */

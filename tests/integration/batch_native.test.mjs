@@ -5,7 +5,7 @@
 // the ledger prices each line at half the live price; mixed or `live` batches still run
 // line by line; cancel reaches the provider; a gateway killed while the provider's batch
 // runs resumes polling it without submitting a second one; `batch: native` on an
-// Anthropic deployment is refused at load.
+// Azure deployment is refused at load (Anthropic's: batch_native_anthropic.test.mjs).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI, { toFile } from 'openai';
@@ -183,15 +183,15 @@ test('SIGKILL while the provider\'s batch runs: a restarted gateway polls it, no
   assert.match(gw.logs(), /resuming the provider's batch/);
 });
 
-test('batch: native on an Anthropic deployment is refused at load, with file:line', async () => {
+test('batch: native on an Azure deployment is refused at load, with file:line', async () => {
   const bad = (dir) => testConfig(fake, dir).replace('model_list:\n', `model_list:
-  - model_name: claude-batch
-    litellm_params: { model: anthropic/claude-3-5-haiku-latest, api_base: "http://127.0.0.1:${fake.port}", api_key: "k", batch: native }
+  - model_name: azure-batch
+    litellm_params: { model: azure/my-deployment, api_base: "http://127.0.0.1:${fake.port}", api_key: "k", api_version: "2024-10-21", batch: native }
 `);
   await assert.rejects(startGateway({ fake, config: bad }), (e) => {
     assert.match(e.message, /ahorro\.yaml:\d+/);
     assert.match(e.message, /batch: native/);
-    assert.match(e.message, /Anthropic/);
+    assert.match(e.message, /Azure/);
     return true;
   });
 });

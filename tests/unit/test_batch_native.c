@@ -2,8 +2,9 @@
  * Batch API (batch/native.h): which deployment a batch goes to (one alias,
  * one `batch: native` deployment, malformed lines ignored), usage read from
  * a provider's answer, provider ids fit for URLs, the engine's line check
- * (engine.h), and the config's `batch` / `batch_discount` (refused on
- * Anthropic, with file:line). */
+ * (engine.h), the OpenAI <-> Anthropic translations of a line, and the
+ * config's `batch` / `batch_discount` (refused on Azure and wildcard
+ * aliases, with file:line). */
 #include <check.h>
 
 #include "check_run.h"
@@ -70,9 +71,19 @@ START_TEST(config_fields)
     ck_assert_ptr_null(ah_batch_native_dep(c, "live"));
     ck_assert_ptr_null(ah_batch_native_dep(c, "nope"));
     ah_config_free(c);
-    load("model_list:\n  - model_name: c\n    litellm_params: {model: "
-         "anthropic/claude-3-5-haiku-latest, api_key: k, batch: native}\n",
-         AH_E_CONFIG, "Anthropic");
+    /* Anthropic's Message Batches API is spoken; Azure's and wildcard aliases are not */
+    c = load("model_list:\n  - model_name: c\n    litellm_params: {model: "
+             "anthropic/claude-3-5-haiku-latest, api_key: k, batch: native}\n",
+             AH_E_OK, NULL);
+    ck_assert_int_eq(c->deps[0].batch_native, 1);
+    ck_assert_ptr_eq(ah_batch_native_dep(c, "c"), &c->deps[0]);
+    ah_config_free(c);
+    load("model_list:\n  - model_name: c\n    litellm_params: {model: azure/dep, api_base: "
+         "'https://x.openai.azure.com', api_key: k, batch: native}\n",
+         AH_E_CONFIG, "Azure");
+    load("model_list:\n  - model_name: 'claude-*'\n    litellm_params: {model: "
+         "'anthropic/*', api_key: k, batch: native}\n",
+         AH_E_CONFIG, "without '*'");
     load("model_list:\n  - model_name: c\n    litellm_params: {model: openai/x, api_key: k, "
          "batch: sometimes}\n",
          AH_E_CONFIG, "'batch' must be");
@@ -144,6 +155,60 @@ START_TEST(usage)
 }
 END_TEST
 
+/* The gateway's own translations, both ways, for an Anthropic deployment. */
+START_TEST(anthropic_translation)
+{
+    ah_config_t *c = load("model_list:\n  - model_name: cb\n    litellm_params: {model: "
+                          "anthropic/claude-3-5-haiku-latest, api_key: k, batch: native}\n",
+                          AH_E_OK, NULL);
+    const ah_deployment_t *d = &c->deps[0];
+    char code[64], msg[512];
+    json_t *body = json_loads("{\"model\":\"cb\",\"max_tokens\":7,\"stream\":true,\"messages\":["
+                              "{\"role\":\"system\",\"content\":\"be brief\"},"
+                              "{\"role\":\"user\",\"content\":\"hi\"}]}",
+                              0, NULL);
+    json_t *p = ah_batch_native_to_anthropic(d, body, code, sizeof code, msg, sizeof msg);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_str_eq(json_string_value(json_object_get(p, "model")), "claude-3-5-haiku-latest");
+    ck_assert_int_eq(json_integer_value(json_object_get(p, "max_tokens")), 7);
+    ck_assert_ptr_nonnull(json_object_get(p, "system"));
+    ck_assert_ptr_null(json_object_get(p, "stream"));
+    ck_assert_int_eq(json_array_size(json_object_get(p, "messages")), 1);
+    json_decref(p);
+    json_decref(body);
+    body = json_loads("{\"model\":\"cb\",\"n\":2,\"messages\":[{\"role\":\"user\","
+                      "\"content\":\"hi\"}]}",
+                      0, NULL);
+    ck_assert_ptr_null(ah_batch_native_to_anthropic(d, body, code, sizeof code, msg, sizeof msg));
+    ck_assert_msg(strstr(msg, "'n'"), "%s", msg);
+    json_decref(body);
+
+    json_t *m = json_loads(
+        "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":"
+        "\"claude-3-5-haiku-latest\",\"content\":[{\"type\":\"text\",\"text\":\"hello\"}],"
+        "\"stop_reason\":\"end_turn\",\"usage\":{\"input_tokens\":6,"
+        "\"cache_read_input_tokens\":4,\"cache_creation_input_tokens\":2,\"output_tokens\":3}}",
+        0, NULL);
+    ah_usage_t u;
+    json_t *o = ah_batch_native_from_anthropic(d, m, &u);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "object")), "chat.completion");
+    json_t *ch = json_array_get(json_object_get(o, "choices"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(ch, "message"), "content")),
+                     "hello");
+    ck_assert_str_eq(json_string_value(json_object_get(ch, "finish_reason")), "stop");
+    /* ah_usage_t's convention: input counts the cache reads and writes */
+    ck_assert_int_eq(u.input_tokens, 12);
+    ck_assert_int_eq(u.cache_read_tokens, 4);
+    ck_assert_int_eq(u.cache_write_tokens, 2);
+    ck_assert_int_eq(u.output_tokens, 3);
+    json_decref(o);
+    json_decref(m);
+    ck_assert_ptr_null(ah_batch_native_from_anthropic(d, NULL, &u));
+    ah_config_free(c);
+}
+END_TEST
+
 START_TEST(ids)
 {
     ck_assert(ah_batch_native_id_ok("batch_abc-123.x"));
@@ -200,6 +265,7 @@ int main(void)
     tcase_add_test(t, config_fields);
     tcase_add_test(t, route);
     tcase_add_test(t, usage);
+    tcase_add_test(t, anthropic_translation);
     tcase_add_test(t, ids);
     tcase_add_test(t, check_line);
     suite_add_tcase(s, t);
