@@ -11,7 +11,8 @@
  *   fake_openai.c     POST /v1/chat/completions (and the Azure deployment form)
  *   fake_anthropic.c  POST /v1/messages
  *   fake_embed.c      POST /v1/embeddings
- *   fake_batch.c      an in-memory Files and Batches API (/v1/files, /v1/batches) and
+ *   fake_batch.c      an in-memory Files and Batches API (/v1/files, /v1/batches; Azure's
+ *                     /openai/files, /openai/batches) and
  *                     Anthropic's Message Batches API (/v1/messages/batches)
  *   fake_answers.c    recorded answers (--answers FILE) that replace the simulated text
  *   fake_limits.c     provider-side rate limits per model (--rate-limit MODEL=RPM[:TPM])
@@ -288,8 +289,10 @@ void fake_embeddings(const fake_ctx_t *ctx, fake_reply_t *r);
 
 /* ---- fake_batch.c: the Files and Batches API --------------------------------------- */
 
-/* 1 when path is one of the Files or Batches API's. */
+/* 1 when path is one of the Files or Batches API's (under /v1, or Azure's /openai). */
 int fake_batch_path(const char *path);
+/* 1 when path is one of them in Azure's form (/openai/files..., /openai/batches...). */
+int fake_batch_azure_path(const char *path);
 /* Serves a Files or Batches API request (post: POST, else GET; body: the raw request
  * body of len bytes, ctx->body its JSON when it parsed). Thread-safe. */
 void fake_batch_api(const fake_ctx_t *ctx, const char *path, int post, const char *body, size_t len,
@@ -297,6 +300,8 @@ void fake_batch_api(const fake_ctx_t *ctx, const char *path, int post, const cha
 /* Batches created, and batch lines answered, since start or the last reset. */
 unsigned long long fake_batch_count(void);
 unsigned long long fake_batch_lines(void);
+/* Of those batches, the ones created on Azure's paths. */
+unsigned long long fake_azure_batch_count(void);
 /* 1 when path is one of Anthropic's Message Batches API's. */
 int fake_message_batch_path(const char *path);
 /* Serves a Message Batches API request (post: POST, else GET; ctx->body the JSON of the

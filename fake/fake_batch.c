@@ -7,6 +7,10 @@
  *   GET  /v1/batches/{id}             the batch
  *   POST /v1/batches/{id}/cancel      cancelling, then cancelled at the next look
  *
+ * and Azure OpenAI's form of the same: /openai/files..., /openai/batches... with
+ * ?api-version= (any non-empty value), endpoint and line urls "/chat/completions" (body
+ * model: the deployment's name).
+ *
  * A batch is `validating` for the first half of --batch-delay-ms, `in_progress` for the
  * second, then `completed`: at the first look after the delay every line is answered
  * exactly as POST /v1/chat/completions would answer it (fake_openai_chat: the same
@@ -32,9 +36,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 
 #include "batch/multipart.h"
 #include "core/alloc.h"
@@ -59,6 +65,7 @@ typedef struct bbatch {
     char id[FAKE_BATCH_ID_MAX];
     char input_file_id[FAKE_BATCH_ID_MAX];
     char endpoint[64];
+    int azure; /* made on Azure's paths: its lines' url is "/chat/completions" */
     int64_t created_ms;
     int cancel; /* 1: cancelling asked, 2: cancelled */
     int done;   /* 1: completed (answers made), 2: failed */
@@ -75,7 +82,10 @@ static bbatch_t batches[FAKE_BATCH_MAX_BATCHES];
 static int nbatches;
 static size_t bytes_held;
 static unsigned long long id_seq;
-static atomic_ullong batches_made, lines_answered, line_seq;
+static atomic_ullong batches_made, lines_answered, line_seq, azure_batches_made;
+
+/* The endpoint of a batch, and its lines' url, on OpenAI's paths or Azure's. */
+#define CHAT_URL(azure) ((azure) ? "/chat/completions" : "/v1/chat/completions")
 
 /* An Anthropic message batch: its requests (the create body's array) until they are
  * answered, then its results (JSONL). */
@@ -111,6 +121,11 @@ unsigned long long fake_batch_count(void)
     return atomic_load(&batches_made);
 }
 
+unsigned long long fake_azure_batch_count(void)
+{
+    return atomic_load(&azure_batches_made);
+}
+
 unsigned long long fake_batch_lines(void)
 {
     return atomic_load(&lines_answered);
@@ -129,6 +144,7 @@ void fake_batch_reset(void)
     bytes_held = 0;
     pthread_mutex_unlock(&lock);
     atomic_store(&batches_made, 0);
+    atomic_store(&azure_batches_made, 0);
     atomic_store(&lines_answered, 0);
     atomic_store(&mbatches_made, 0);
     atomic_store(&mlines_answered, 0);
@@ -204,20 +220,22 @@ static void result_line(fake_out_t *out, const char *custom_id, int status, cons
     }
 }
 
-/* Answers one input line as POST /v1/chat/completions would. 1 when it went to the
- * output (2xx), 0 to the errors. */
-static int answer_line(const char *text, size_t len, fake_out_t *out, fake_out_t *err)
+/* Answers one input line as POST /v1/chat/completions would (its url: CHAT_URL(azure)).
+ * 1 when it went to the output (2xx), 0 to the errors. */
+static int answer_line(const char *text, size_t len, int azure, fake_out_t *out, fake_out_t *err)
 {
     json_t *line = json_loadb(text, len, 0, NULL);
     const char *cid = json_string_value(json_object_get(line, "custom_id"));
     const char *url = json_string_value(json_object_get(line, "url"));
     json_t *body = json_object_get(line, "body");
     int ok = 0;
-    if (!cid || !json_is_object(body) || !url || strcmp(url, "/v1/chat/completions") != 0 ||
+    if (!cid || !json_is_object(body) || !url || strcmp(url, CHAT_URL(azure)) != 0 ||
         json_is_true(json_object_get(body, "stream"))) {
         result_line(err, cid, 0, NULL, NULL, 0, "invalid_request",
-                    "ahorro-fake: a batch line needs a custom_id, url /v1/chat/completions "
-                    "and a non-streamed body");
+                    azure ? "ahorro-fake: a batch line needs a custom_id, url /chat/completions "
+                            "and a non-streamed body"
+                          : "ahorro-fake: a batch line needs a custom_id, url "
+                            "/v1/chat/completions and a non-streamed body");
         json_decref(line);
         return 0;
     }
@@ -255,7 +273,7 @@ static void batch_run(bbatch_t *b)
         while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r'))
             k++;
         if (k < n) {
-            if (answer_line(p, n, &out, &err))
+            if (answer_line(p, n, b->azure, &out, &err))
                 b->completed++;
             else
                 b->failed++;
@@ -422,16 +440,17 @@ static void content(const char *id, fake_reply_t *r)
         fake_openai_error(r, 500, "server_error", NULL, NULL, "ahorro-fake: file too large");
 }
 
-static void create(const fake_ctx_t *ctx, fake_reply_t *r)
+static void create(const fake_ctx_t *ctx, int azure, fake_reply_t *r)
 {
     const json_t *b = ctx->body;
     const char *in = json_string_value(json_object_get(b, "input_file_id"));
     const char *ep = json_string_value(json_object_get(b, "endpoint"));
     const char *win = json_string_value(json_object_get(b, "completion_window"));
-    if (!in || !ep || strcmp(ep, "/v1/chat/completions") != 0 || !win || strcmp(win, "24h")) {
+    if (!in || !ep || strcmp(ep, CHAT_URL(azure)) != 0 || !win || strcmp(win, "24h")) {
         fake_openai_error(r, 400, "invalid_request_error", NULL, NULL,
-                          "ahorro-fake: a batch needs input_file_id, endpoint "
-                          "/v1/chat/completions and completion_window 24h");
+                          "ahorro-fake: a batch needs input_file_id, endpoint %s and "
+                          "completion_window 24h",
+                          CHAT_URL(azure));
         return;
     }
     pthread_mutex_lock(&lock);
@@ -447,10 +466,13 @@ static void create(const fake_ctx_t *ctx, fake_reply_t *r)
         snprintf(nb->id, sizeof nb->id, "batch_fake%llu", ++id_seq);
         snprintf(nb->input_file_id, sizeof nb->input_file_id, "%s", in);
         snprintf(nb->endpoint, sizeof nb->endpoint, "%s", ep);
+        nb->azure = azure;
         nb->created_ms = fake_now_ms();
         nb->total = lines;
         batch_json(&r->body, nb);
         atomic_fetch_add(&batches_made, 1);
+        if (azure)
+            atomic_fetch_add(&azure_batches_made, 1);
     }
     int nfull = nbatches >= FAKE_BATCH_MAX_BATCHES;
     pthread_mutex_unlock(&lock);
@@ -493,25 +515,65 @@ static const char *path_id(const char *path, const char *prefix, char *out, size
     return id + len;
 }
 
+/* The path under the API's root ("/files...", "/batches..."): after /v1, or after
+ * /openai for Azure's form (*azure set); NULL when path is neither. */
+static const char *batch_subpath(const char *path, int *azure)
+{
+    *azure = strncmp(path, "/openai/", 8) == 0;
+    const char *p = *azure ? path + 7 : strncmp(path, "/v1/", 4) == 0 ? path + 3 : NULL;
+    if (p && (strcmp(p, "/files") == 0 || strncmp(p, "/files/", 7) == 0 ||
+              strcmp(p, "/batches") == 0 || strncmp(p, "/batches/", 9) == 0))
+        return p;
+    return NULL;
+}
+
 int fake_batch_path(const char *path)
 {
-    return strcmp(path, "/v1/files") == 0 || strncmp(path, "/v1/files/", 10) == 0 ||
-           strcmp(path, "/v1/batches") == 0 || strncmp(path, "/v1/batches/", 12) == 0;
+    int azure;
+    return batch_subpath(path, &azure) != NULL;
+}
+
+int fake_batch_azure_path(const char *path)
+{
+    int azure;
+    return batch_subpath(path, &azure) && azure;
+}
+
+/* Azure's api-version query parameter, non-empty: 1 when the request has one. */
+static int has_api_version(const fake_ctx_t *ctx)
+{
+    const struct evhttp_uri *uri = ctx->req ? evhttp_request_get_evhttp_uri(ctx->req) : NULL;
+    const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
+    struct evkeyvalq params;
+    TAILQ_INIT(&params);
+    if (!q || evhttp_parse_query_str(q, &params) != 0) {
+        evhttp_clear_headers(&params);
+        return 0;
+    }
+    const char *v = evhttp_find_header(&params, "api-version");
+    int ok = v && *v;
+    evhttp_clear_headers(&params);
+    return ok;
 }
 
 void fake_batch_api(const fake_ctx_t *ctx, const char *path, int post, const char *body, size_t len,
                     fake_reply_t *r)
 {
     char id[FAKE_BATCH_ID_MAX];
-    const char *rest;
-    if (strcmp(path, "/v1/files") == 0 && post) {
+    const char *rest = NULL;
+    int azure = 0;
+    const char *p = batch_subpath(path, &azure);
+    if (p && azure && !has_api_version(ctx)) {
+        fake_openai_error(r, 404, "invalid_request_error", NULL, "404",
+                          "Resource not found: ahorro-fake's Azure paths need ?api-version=");
+    } else if (p && strcmp(p, "/files") == 0 && post) {
         upload(ctx, body, len, r);
-    } else if ((rest = path_id(path, "/v1/files/", id, sizeof id)) &&
+    } else if (p && (rest = path_id(p, "/files/", id, sizeof id)) &&
                strcmp(rest, "/content") == 0 && !post) {
         content(id, r);
-    } else if (strcmp(path, "/v1/batches") == 0 && post) {
-        create(ctx, r);
-    } else if ((rest = path_id(path, "/v1/batches/", id, sizeof id)) && !*rest && !post) {
+    } else if (p && strcmp(p, "/batches") == 0 && post) {
+        create(ctx, azure, r);
+    } else if (p && (rest = path_id(p, "/batches/", id, sizeof id)) && !*rest && !post) {
         retrieve(id, 0, r);
     } else if (rest && strcmp(rest, "/cancel") == 0 && post) {
         retrieve(id, 1, r);
@@ -519,7 +581,7 @@ void fake_batch_api(const fake_ctx_t *ctx, const char *path, int post, const cha
         fake_openai_error(r, 404, "invalid_request_error", NULL, NULL,
                           "Invalid URL (%s %.200s): ahorro-fake serves POST /v1/files, GET "
                           "/v1/files/{id}/content, POST /v1/batches, GET /v1/batches/{id}, "
-                          "POST /v1/batches/{id}/cancel",
+                          "POST /v1/batches/{id}/cancel (or under /openai/ with ?api-version=)",
                           post ? "POST" : "GET", path);
     }
 }

@@ -262,6 +262,7 @@ static void serve_control(fake_server_t *s, struct evhttp_request *req, const ch
         json_object_set_new(v, "rate_limited", json_integer((json_int_t)fake_limits_refused()));
         json_object_set_new(v, "batches", json_integer((json_int_t)fake_batch_count()));
         json_object_set_new(v, "batch_lines", json_integer((json_int_t)fake_batch_lines()));
+        json_object_set_new(v, "azure_batches", json_integer((json_int_t)fake_azure_batch_count()));
         json_object_set_new(v, "message_batches",
                             json_integer((json_int_t)fake_message_batch_count()));
         json_object_set_new(v, "message_batch_lines",
@@ -378,8 +379,9 @@ static int key_is(const char *value, const char *key)
     return value && strcmp(value, key) == 0;
 }
 
-/* OpenAI and Azure: "Authorization: Bearer KEY" or "api-key: KEY"; Anthropic: x-api-key. */
-static int authorized(struct evhttp_request *req, endpoint_t ep)
+/* OpenAI and Azure: "Authorization: Bearer KEY" or "api-key: KEY"; Azure's Files and
+ * Batches API: "api-key: KEY" only; Anthropic: x-api-key. */
+static int authorized(struct evhttp_request *req, endpoint_t ep, const char *path)
 {
     const char *key = fake_opts.require_key;
     if (!key)
@@ -387,6 +389,8 @@ static int authorized(struct evhttp_request *req, endpoint_t ep)
     struct evkeyvalq *h = evhttp_request_get_input_headers(req);
     if (ep == EP_MESSAGES || ep == EP_MESSAGE_BATCHES)
         return key_is(evhttp_find_header(h, "x-api-key"), key);
+    if (ep == EP_BATCH_API && fake_batch_azure_path(path))
+        return key_is(evhttp_find_header(h, "api-key"), key);
     const char *auth = evhttp_find_header(h, "authorization");
     if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
         auth += 7;
@@ -525,7 +529,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
     } else if (!any_method && cmd != (want_post ? EVHTTP_REQ_POST : EVHTTP_REQ_GET)) {
         reject(&r, ep, 405, "invalid_request_error", "method_not_allowed",
                want_post ? "Method not allowed: use POST." : "Method not allowed: use GET.");
-    } else if (!authorized(req, ep)) {
+    } else if (!authorized(req, ep, path)) {
         reject(&r, ep, 401, "invalid_request_error", "invalid_api_key",
                ep == EP_MESSAGES ? "invalid x-api-key"
                                  : "Incorrect API key provided (simulated by ahorro-fake).");

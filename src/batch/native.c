@@ -46,7 +46,8 @@ const ah_deployment_t *ah_batch_native_dep(const ah_config_t *cfg, const char *a
         found = &cfg->deps[i];
     }
     return found && found->batch_native &&
-                   (found->kind == AH_PROVIDER_OPENAI || found->kind == AH_PROVIDER_ANTHROPIC)
+                   (found->kind == AH_PROVIDER_OPENAI || found->kind == AH_PROVIDER_AZURE ||
+                    found->kind == AH_PROVIDER_ANTHROPIC)
                ? found
                : NULL;
 }
@@ -253,19 +254,36 @@ static int is_anthropic(const ah_deployment_t *d)
     return d->kind == AH_PROVIDER_ANTHROPIC;
 }
 
-/* The URL of path at the provider: {api_base}{path} for OpenAI's shape; for
- * Anthropic's, paths start with /v1 and api_base is the host root (a base
- * that already ends in /v1 is accepted, as provider/anthropic.c does). */
-static void url_of(const ah_deployment_t *d, const char *path, char *url, size_t n)
+static int is_azure(const ah_deployment_t *d)
+{
+    return d->kind == AH_PROVIDER_AZURE;
+}
+
+void ah_batch_native_url(const ah_deployment_t *d, const char *path, char *url, size_t n)
 {
     size_t bl = strlen(d->api_base);
+    if (is_azure(d)) {
+        const char *v =
+            d->api_version && *d->api_version ? d->api_version : AH_NATIVE_AZURE_API_VERSION;
+        snprintf(url, n, "%s/openai%s%sapi-version=%s", d->api_base, path,
+                 strchr(path, '?') ? "&" : "?", v);
+        return;
+    }
     if (is_anthropic(d) && bl >= 3 && strcmp(d->api_base + bl - 3, "/v1") == 0 &&
         strncmp(path, "/v1/", 4) == 0)
         bl -= 3;
     snprintf(url, n, "%.*s%s", (int)bl, d->api_base, path);
 }
 
-/* One request to the provider's path (url_of), or to an absolute URL. JSON
+/* The endpoint of a batch (its create call's and its lines' url) as the
+ * provider names it: ours ("/v1/chat/completions") for OpenAI's shape,
+ * without the /v1 for Azure's ("/chat/completions"). */
+static const char *provider_endpoint(const ah_deployment_t *d, const char *ours)
+{
+    return is_azure(d) && strncmp(ours, "/v1/", 4) == 0 ? ours + 3 : ours;
+}
+
+/* One request to the provider's path (ah_batch_native_url), or to an absolute URL. JSON
  * answers into c->body; with out, the answer goes to that file instead
  * (downloads); with in, the JSON body is sent from that file (uploads). */
 static void http(const ah_deployment_t *d, const char *method, const char *path,
@@ -278,7 +296,7 @@ static void http(const ah_deployment_t *d, const char *method, const char *path,
     if (strncmp(path, "http://", 7) == 0 || strncmp(path, "https://", 8) == 0)
         snprintf(url, sizeof url, "%s", path);
     else
-        url_of(d, path, url, sizeof url);
+        ah_batch_native_url(d, path, url, sizeof url);
     CURL *h = curl_easy_init();
     struct curl_slist *hdrs = NULL;
     if (!h) {
@@ -287,7 +305,10 @@ static void http(const ah_deployment_t *d, const char *method, const char *path,
     }
     hdrs = curl_slist_append(hdrs, "Expect:");
     if (d->api_key && *d->api_key) {
-        snprintf(auth, sizeof auth, is_anthropic(d) ? "x-api-key: %s" : "Authorization: Bearer %s",
+        snprintf(auth, sizeof auth,
+                 is_anthropic(d) ? "x-api-key: %s"
+                 : is_azure(d)   ? "api-key: %s"
+                                 : "Authorization: Bearer %s",
                  d->api_key);
         hdrs = curl_slist_append(hdrs, auth);
         memset(auth, 0, sizeof auth);
@@ -506,6 +527,9 @@ static int read_input(const ah_native_opts_t *o, index_t *ix, int up_fd, int err
         } else if (up_fd >= 0) {
             json_object_set_new(json_object_get(line, "body"), "model", json_string(o->dep->model));
             json_object_set_new(line, "method", json_string("POST"));
+            const char *url = json_string_value(json_object_get(line, "url"));
+            if (url && is_azure(o->dep))
+                json_object_set_new(line, "url", json_string(provider_endpoint(o->dep, url)));
             if (write_line(up_fd, line))
                 rc = -1;
         }
@@ -606,9 +630,9 @@ static int submit(const ah_native_opts_t *o, ah_native_result_t *res, long bad)
         nap(o, 1000L << attempt, 0, bad, 1);
     }
     /* create */
-    json_t *req =
-        json_pack("{s:s,s:s,s:s,s:{s:s}}", "input_file_id", file_id, "endpoint", o->endpoint,
-                  "completion_window", "24h", "metadata", "ahorro_batch_id", o->batch_id);
+    json_t *req = json_pack("{s:s,s:s,s:s,s:{s:s}}", "input_file_id", file_id, "endpoint",
+                            provider_endpoint(o->dep, o->endpoint), "completion_window", "24h",
+                            "metadata", "ahorro_batch_id", o->batch_id);
     char *body = json_dumps(req, JSON_COMPACT);
     json_decref(req);
     for (int attempt = 1;; attempt++) {
@@ -1069,7 +1093,7 @@ static void results_src(const ah_native_opts_t *o, const char *id, const json_t 
                         size_t n)
 {
     char root[NATIVE_URL_MAX];
-    url_of(o->dep, "/", root, sizeof root);
+    ah_batch_native_url(o->dep, "/", root, sizeof root);
     const char *u = json_string_value(json_object_get(b, "results_url"));
     if (u && strncmp(u, root, strlen(root)) == 0 && strlen(u) < n && !strchr(u, ' ')) {
         snprintf(out, n, "%s", u);

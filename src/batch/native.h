@@ -19,7 +19,10 @@
  * body by the gateway's own translation (ingress/openai.c parse_chat, then
  * provider/anthropic.c build), and a JSONL of results whose messages are
  * translated back (provider/anthropic.c parse_response) to OpenAI's
- * chat.completion). Azure's is refused at config load.
+ * chat.completion). Azure OpenAI's Batch API is OpenAI's shape under the
+ * resource's own paths ({api_base}/openai/files, /openai/batches, each with
+ * ?api-version=, the deployment's), with an `api-key` header, "/chat/completions"
+ * as the endpoint and each line's url, and the deployment name as body.model.
  *
  * Restarts: the provider's batch id is kept in the batch's row
  * (batches.provider_batch_id) as soon as the provider accepts it; a run that
@@ -29,7 +32,8 @@
  *
  * Threads: ah_batch_native_run blocks the runner's thread (blocking libcurl
  * easy calls); nothing here is shared. The deployment's api key is sent in
- * the Authorization header (x-api-key for Anthropic) only, and only to the
+ * the Authorization header (x-api-key for Anthropic, api-key for
+ * Azure) only, and only to the
  * deployment's api_base host: never logged, never in errors. */
 #ifndef AH_BATCH_NATIVE_H
 #define AH_BATCH_NATIVE_H
@@ -56,6 +60,8 @@
 #define AH_NATIVE_ANTHROPIC_MAX_REQUESTS 100000              /* requests of one batch */
 #define AH_NATIVE_ANTHROPIC_MAX_BYTES (256ull * 1024 * 1024) /* its create body */
 #define AH_NATIVE_ANTHROPIC_MSG_MAX 512                      /* a line's translation error */
+/* Azure OpenAI's Batch API: the api-version when the deployment has none */
+#define AH_NATIVE_AZURE_API_VERSION "2024-10-21"
 
 /* How a forwarded batch ended. */
 typedef enum {
@@ -74,7 +80,7 @@ enum { AH_NATIVE_GO = 0, AH_NATIVE_CANCEL = 1, AH_NATIVE_EXPIRE = 2, AH_NATIVE_S
 typedef int (*ah_native_poll_fn)(void *ctx, long completed, long failed, double cost_usd);
 
 typedef struct ah_native_opts {
-    const ah_deployment_t *dep; /* batch_native, kind openai or anthropic */
+    const ah_deployment_t *dep; /* batch_native, kind openai, azure or anthropic */
     const char *batch_id;       /* ours */
     const char *endpoint;       /* "/v1/chat/completions" */
     const char *input_path;     /* our input file */
@@ -126,6 +132,14 @@ json_t *ah_batch_native_to_anthropic(const ah_deployment_t *d, const json_t *bod
  * NULL when message is not one (u zeroed). */
 json_t *ah_batch_native_from_anthropic(const ah_deployment_t *d, const json_t *message,
                                        ah_usage_t *u);
+
+/* The URL of path ("/files", "/batches/{id}"...) at d's provider, into url
+ * (n bytes, cut to fit): {api_base}{path} for OpenAI's shape; for Anthropic's,
+ * paths start with /v1 and api_base is the host root (a base that already
+ * ends in /v1 is accepted, as provider/anthropic.c does); for Azure's,
+ * {api_base}/openai{path}?api-version={the deployment's api_version, else
+ * AH_NATIVE_AZURE_API_VERSION}. Pure. */
+void ah_batch_native_url(const ah_deployment_t *d, const char *path, char *url, size_t n);
 
 /* A provider id is used in URLs: letters, digits, '-', '_' and '.', at most
  * AH_NATIVE_ID_MAX - 1 bytes. 1 when s is one. Pure. */

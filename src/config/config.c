@@ -270,8 +270,8 @@ static ah_err_t load_gpu_price(loader_t *L, yaml_node_t *lp, ah_deployment_t *d,
 }
 
 /* `batch: live|native` and `batch_discount` (docs/batch.md "Provider batch
- * APIs"). OpenAI's /files + /batches shape and Anthropic's Message Batches
- * API are spoken; Azure's (another path and auth) is not. */
+ * APIs"). OpenAI's /files + /batches shape (Azure OpenAI's too, under its
+ * /openai/ paths) and Anthropic's Message Batches API are spoken. */
 static ah_err_t load_dep_batch(loader_t *L, yaml_node_t *lp, ah_deployment_t *d)
 {
     ah_err_t rc;
@@ -289,12 +289,6 @@ static ah_err_t load_dep_batch(loader_t *L, yaml_node_t *lp, ah_deployment_t *d)
     ah_free(mode);
     if (rc)
         return rc;
-    if (d->batch_native && d->kind == AH_PROVIDER_AZURE)
-        return fail(L, n,
-                    "model '%s': 'batch: native' is for OpenAI-compatible deployments (their "
-                    "/files and /batches) and Anthropic's (/v1/messages/batches); Azure's "
-                    "batch API is not supported yet",
-                    d->alias);
     if (d->batch_native && strchr(d->alias, '*'))
         return fail(L, n, "model '%s': 'batch: native' needs an alias without '*'", d->alias);
     return AH_E_OK;

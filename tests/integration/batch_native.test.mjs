@@ -4,8 +4,9 @@
 // polled upstream (no chat completion is sent for it), results come back under our ids,
 // the ledger prices each line at half the live price; mixed or `live` batches still run
 // line by line; cancel reaches the provider; a gateway killed while the provider's batch
-// runs resumes polling it without submitting a second one; `batch: native` on an
-// Azure deployment is refused at load (Anthropic's: batch_native_anthropic.test.mjs).
+// runs resumes polling it without submitting a second one; an Azure OpenAI deployment's
+// batch goes to Azure's Batch API (/openai/files, /openai/batches, api-version, api-key)
+// (Anthropic's: batch_native_anthropic.test.mjs).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI, { toFile } from 'openai';
@@ -17,6 +18,8 @@ const native = (fk) => `  - model_name: gpt-batch
     litellm_params: { model: openai/gpt-4o-mini, api_base: "http://127.0.0.1:${fk.port}/v1", api_key: "${PROVIDER_KEY}", batch: native }
   - model_name: gpt-batch-live
     litellm_params: { model: openai/gpt-4o-mini, api_base: "http://127.0.0.1:${fk.port}/v1", api_key: "${PROVIDER_KEY}", batch: live }
+  - model_name: azure-batch
+    litellm_params: { model: azure/my-batch-deployment, api_base: "http://127.0.0.1:${fk.port}", api_key: "${PROVIDER_KEY}", api_version: "2024-10-21", batch: native, input_cost_per_token: 0.00000015, output_cost_per_token: 0.0000006 }
 `;
 const config = (dir) => testConfig(fake, dir, '  batch: { poll_s: 0.2, concurrency: 8 }\n')
   .replace('model_list:\n', `model_list:\n${native(fake)}`);
@@ -183,15 +186,54 @@ test('SIGKILL while the provider\'s batch runs: a restarted gateway polls it, no
   assert.match(gw.logs(), /resuming the provider's batch/);
 });
 
-test('batch: native on an Azure deployment is refused at load, with file:line', async () => {
-  const bad = (dir) => testConfig(fake, dir).replace('model_list:\n', `model_list:
-  - model_name: azure-batch
-    litellm_params: { model: azure/my-deployment, api_base: "http://127.0.0.1:${fake.port}", api_key: "k", api_version: "2024-10-21", batch: native }
-`);
-  await assert.rejects(startGateway({ fake, config: bad }), (e) => {
-    assert.match(e.message, /ahorro\.yaml:\d+/);
-    assert.match(e.message, /batch: native/);
-    assert.match(e.message, /Azure/);
-    return true;
-  });
+test('batch: native on an Azure deployment goes to Azure\'s Batch API, at half the price', async () => {
+  const n = 5;
+  const s0 = await fakeStats();
+  const f = await upload(Array.from({ length: n }, (_, i) => line(`az-${i}`, `hello azure ${i}`, 'azure-batch')));
+  const b = await create(f, { team: 'azure' });
+  const done = await until(b.id, finished);
+  assert.equal(done.status, 'completed', JSON.stringify(done));
+  assert.deepEqual(done.request_counts, { total: n, completed: n, failed: 0 });
+  assert.equal(done.error_file_id ?? null, null);
+
+  const out = parseLines(await (await master.files.content(done.output_file_id)).text());
+  assert.equal(out.length, n);
+  assert.deepEqual(out.map((x) => x.custom_id).sort(), Array.from({ length: n }, (_, i) => `az-${i}`).sort());
+  for (const x of out) {
+    assert.match(x.id, /^batch_req_/);
+    assert.equal(x.response.status_code, 200);
+    // the provider's lines named the Azure deployment, not our alias
+    assert.match(x.response.body.choices[0].message.content,
+      /^\[simulated\] ahorro-fake answer from my-batch-deployment:/);
+    assert.equal(x.response.body.usage.prompt_tokens, 10);
+    assert.equal(x.response.body.usage.completion_tokens, 5);
+  }
+
+  const s1 = await fakeStats();
+  assert.equal(s1.batches - s0.batches, 1, 'one provider batch');
+  assert.equal(s1.azure_batches - s0.azure_batches, 1, 'on the Azure paths');
+  assert.equal(s1.batch_lines - s0.batch_lines, n);
+  assert.equal(s1.chat_completions - s0.chat_completions, 0, 'no live request for a native batch');
+  // the last provider call (the output's download) went to Azure's path, api-version, api-key
+  const last = await (await fetch(`${fake.url}/_fake/last`)).json();
+  assert.match(last.path, /^\/openai\/(files|batches)\//);
+  assert.match(last.query, /(^|&)api-version=2024-10-21(&|$)/);
+  assert.equal(last.headers['api-key'], PROVIDER_KEY);
+  assert.equal(last.headers.authorization, undefined);
+
+  const rows = ledger(gw.db, `json_extract(tags, '$.batch_id') = '${b.id}'`);
+  assert.equal(rows.length, n);
+  const half = livePrice(3) / 2;
+  for (const r of rows) {
+    assert.equal(r.route_reason, 'batch:native');
+    assert.equal(r.status, 200);
+    assert.equal(r.requested_model, 'azure-batch');
+    assert.equal(r.deployment, 'azure-batch');
+    assert.equal(r.provider, 'azure');
+    assert.equal(r.served_model, 'my-batch-deployment');
+    assert.equal(r.prompt_tokens, 10);
+    assert.equal(r.completion_tokens, 5);
+    assert.ok(Math.abs(r.cost_usd - half) < 1e-15, `${r.cost_usd} vs ${half}`);
+    assert.equal(JSON.parse(r.tags).team, 'azure');
+  }
 });

@@ -2,9 +2,10 @@
  * Batch API (batch/native.h): which deployment a batch goes to (one alias,
  * one `batch: native` deployment, malformed lines ignored), usage read from
  * a provider's answer, provider ids fit for URLs, the engine's line check
- * (engine.h), the OpenAI <-> Anthropic translations of a line, and the
- * config's `batch` / `batch_discount` (refused on Azure and wildcard
- * aliases, with file:line). */
+ * (engine.h), the OpenAI <-> Anthropic translations of a line, the
+ * provider's URLs (OpenAI's, Anthropic's, Azure's with its api-version), and
+ * the config's `batch` / `batch_discount` (Azure deployments accepted,
+ * wildcard aliases refused, with file:line). */
 #include <check.h>
 
 #include "check_run.h"
@@ -71,16 +72,23 @@ START_TEST(config_fields)
     ck_assert_ptr_null(ah_batch_native_dep(c, "live"));
     ck_assert_ptr_null(ah_batch_native_dep(c, "nope"));
     ah_config_free(c);
-    /* Anthropic's Message Batches API is spoken; Azure's and wildcard aliases are not */
+    /* Anthropic's and Azure's Batch APIs are spoken; wildcard aliases are not */
     c = load("model_list:\n  - model_name: c\n    litellm_params: {model: "
              "anthropic/claude-3-5-haiku-latest, api_key: k, batch: native}\n",
              AH_E_OK, NULL);
     ck_assert_int_eq(c->deps[0].batch_native, 1);
     ck_assert_ptr_eq(ah_batch_native_dep(c, "c"), &c->deps[0]);
     ah_config_free(c);
-    load("model_list:\n  - model_name: c\n    litellm_params: {model: azure/dep, api_base: "
+    c = load("model_list:\n  - model_name: c\n    litellm_params: {model: azure/dep, api_base: "
+             "'https://x.openai.azure.com/', api_key: k, api_version: '2025-01-01', "
+             "batch: native}\n",
+             AH_E_OK, NULL);
+    ck_assert_int_eq(c->deps[0].batch_native, 1);
+    ck_assert_ptr_eq(ah_batch_native_dep(c, "c"), &c->deps[0]);
+    ah_config_free(c);
+    load("model_list:\n  - model_name: 'az-*'\n    litellm_params: {model: 'azure/*', api_base: "
          "'https://x.openai.azure.com', api_key: k, batch: native}\n",
-         AH_E_CONFIG, "Azure");
+         AH_E_CONFIG, "without '*'");
     load("model_list:\n  - model_name: 'claude-*'\n    litellm_params: {model: "
          "'anthropic/*', api_key: k, batch: native}\n",
          AH_E_CONFIG, "without '*'");
@@ -209,6 +217,43 @@ START_TEST(anthropic_translation)
 }
 END_TEST
 
+START_TEST(urls)
+{
+    ah_config_t *c = load("model_list:\n"
+                          "  - model_name: o\n"
+                          "    litellm_params: {model: openai/gpt-4o-mini, api_base: "
+                          "'http://h/v1', api_key: k, batch: native}\n"
+                          "  - model_name: a\n"
+                          "    litellm_params: {model: anthropic/claude-3-5-haiku-latest, "
+                          "api_base: 'https://api.anthropic.com/v1', api_key: k, batch: native}\n"
+                          "  - model_name: z\n"
+                          "    litellm_params: {model: azure/my-dep, api_base: "
+                          "'https://x.openai.azure.com/', api_key: k, api_version: "
+                          "'2025-01-01', batch: native}\n",
+                          AH_E_OK, NULL);
+    char url[512];
+    ah_batch_native_url(&c->deps[0], "/batches/b1", url, sizeof url);
+    ck_assert_str_eq(url, "http://h/v1/batches/b1");
+    ah_batch_native_url(&c->deps[1], "/v1/messages/batches", url, sizeof url);
+    ck_assert_str_eq(url, "https://api.anthropic.com/v1/messages/batches");
+    ah_batch_native_url(&c->deps[2], "/files", url, sizeof url);
+    ck_assert_str_eq(url, "https://x.openai.azure.com/openai/files?api-version=2025-01-01");
+    ah_batch_native_url(&c->deps[2], "/batches/batch_1/cancel", url, sizeof url);
+    ck_assert_str_eq(
+        url, "https://x.openai.azure.com/openai/batches/batch_1/cancel?api-version=2025-01-01");
+    ah_batch_native_url(&c->deps[2], "/files/file-1/content", url, sizeof url);
+    ck_assert_str_eq(
+        url, "https://x.openai.azure.com/openai/files/file-1/content?api-version=2025-01-01");
+    /* a deployment without an api-version (the config always gives one) */
+    ah_deployment_t d = c->deps[2];
+    d.api_version = NULL;
+    ah_batch_native_url(&d, "/batches", url, sizeof url);
+    ck_assert_str_eq(
+        url, "https://x.openai.azure.com/openai/batches?api-version=" AH_NATIVE_AZURE_API_VERSION);
+    ah_config_free(c);
+}
+END_TEST
+
 START_TEST(ids)
 {
     ck_assert(ah_batch_native_id_ok("batch_abc-123.x"));
@@ -266,6 +311,7 @@ int main(void)
     tcase_add_test(t, route);
     tcase_add_test(t, usage);
     tcase_add_test(t, anthropic_translation);
+    tcase_add_test(t, urls);
     tcase_add_test(t, ids);
     tcase_add_test(t, check_line);
     suite_add_tcase(s, t);
