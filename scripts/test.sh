@@ -10,6 +10,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh --test
 (cd tests/integration && npm ci --no-audit --no-fund --silent)
+# A Redis of the tests' own on a free loopback port (never the system's), for the
+# shared counters' tests (docs/state.md); killed at exit.
+REDIS_PORT=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1",
+  () => { console.log(s.address().port); s.close(); })')
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize no --save '' --appendonly no \
+  --logfile '' >/dev/null 2>&1 &
+REDIS_PID=$!
+trap 'kill "$REDIS_PID" 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+  redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break
+  kill -0 "$REDIS_PID" 2>/dev/null || { echo "redis-server did not start"; exit 1; }
+  sleep 0.1
+done
+export AHORRO_TEST_REDIS="redis://127.0.0.1:$REDIS_PORT/0"
+echo "== Redis for the tests at $AHORRO_TEST_REDIS"
 echo "== lint: clang-format, banned functions"
 make -s lint
 make -s -j"$(nproc)" all

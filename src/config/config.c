@@ -18,6 +18,7 @@
 #include "core/alloc.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "state/state.h"
 
 typedef struct loader {
     yaml_document_t doc;
@@ -1383,6 +1384,61 @@ static ah_err_t load_guard_lists(loader_t *L, yaml_node_t *m, ah_guard_config_t 
     return AH_E_OK;
 }
 
+/* ---- ahorro.state (state_config.h) ---- */
+
+static ah_err_t check_state_url(loader_t *L, yaml_node_t *n, const char *url)
+{
+    char host[256];
+    int port, db;
+    if (ah_state_redis_parse_url(url, host, sizeof host, &port, &db, NULL, 0))
+        return fail(L, n,
+                    "'state' must be redis://[:PASSWORD@]HOST[:PORT][/DB] "
+                    "(e.g. redis://127.0.0.1:6379/0), not '%s'",
+                    url);
+    return AH_E_OK;
+}
+
+static ah_err_t load_state(loader_t *L, yaml_node_t *m, ah_state_config_t *s)
+{
+    static const char *const known[] = {"url", "prefix", "on_failure", "timeout_ms", NULL};
+    ah_err_t rc;
+    s->line = (int)m->start_mark.line + 1;
+    if (m->type == YAML_SCALAR_NODE) { /* the short form: state: redis://... */
+        const char *v = scalar(m);
+        if (strcmp(v, "local") == 0)
+            return AH_E_OK;
+        if ((rc = check_state_url(L, m, v)))
+            return rc;
+        ah_free(s->url);
+        s->url = ah_strdup(v);
+        return AH_E_OK;
+    }
+    if ((rc = check_keys(L, m, "state", known)) || (rc = get_string(L, m, "url", &s->url)) ||
+        (rc = get_string(L, m, "prefix", &s->prefix)))
+        return rc;
+    if (s->url && (rc = check_state_url(L, get(L, m, "url"), s->url)))
+        return rc;
+    if (s->prefix && strlen(s->prefix) > AH_STATE_MAX_PREFIX)
+        return fail(L, get(L, m, "prefix"), "'prefix' is at most %d bytes", AH_STATE_MAX_PREFIX);
+    yaml_node_t *of = get(L, m, "on_failure");
+    if (of) {
+        const char *v = scalar(of);
+        if (v && strcmp(v, "open") == 0)
+            s->fail_open = 1;
+        else if (v && strcmp(v, "closed") == 0)
+            s->fail_open = 0;
+        else
+            return fail(L, of,
+                        "'on_failure' must be open (admit requests while Redis cannot be "
+                        "reached) or closed (refuse them)");
+    }
+    double t = AH_STATE_DEFAULT_TIMEOUT_MS;
+    if ((rc = get_number(L, m, "timeout_ms", 1, AH_STATE_MAX_TIMEOUT_MS, &t)))
+        return rc;
+    s->timeout_ms = (int)t;
+    return AH_E_OK;
+}
+
 /* ---- ahorro.shaping (shape_config.h) ---- */
 
 void ah_shape_policy_unset(ah_shape_policy_t *p)
@@ -2176,7 +2232,7 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
     static const char *const known[] = {
         "listen",  "threads",     "db",      "prices",      "limits",  "cache",
         "routing", "budgets",     "shaping", "rate_limits", "logging", "tracing",
-        "metrics", "experiments", "judging", "batch",       NULL};
+        "metrics", "experiments", "judging", "batch",       "state",   NULL};
     ah_err_t rc;
     if (m->type != YAML_MAPPING_NODE)
         return fail(L, m, "'ahorro' must be a mapping");
@@ -2189,7 +2245,7 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
             return fail(L, node(L, p->key),
                         "unknown setting 'ahorro.%s' (known: listen, threads, "
                         "db, prices, limits, cache, routing, budgets, rate_limits, shaping, "
-                        "logging, tracing, metrics, experiments, judging, batch)",
+                        "logging, tracing, metrics, experiments, judging, batch, state)",
                         k ? k : "?");
     }
     char *listen = NULL;
@@ -2215,6 +2271,9 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
     if (routing && (rc = load_routing(L, routing, &c->routing)))
         return rc;
     if ((rc = load_guard_lists(L, m, &c->guard)))
+        return rc;
+    yaml_node_t *state = get(L, m, "state");
+    if (state && (rc = load_state(L, state, &c->state)))
         return rc;
     yaml_node_t *shaping = get(L, m, "shaping");
     if (shaping && (rc = load_shaping(L, shaping, &c->shape)))
@@ -2443,6 +2502,8 @@ void ah_config_free(ah_config_t *c)
     ah_free(c->db_path);
     ah_free(c->prices_path);
     ah_free(c->master_key);
+    ah_free(c->state.url);
+    ah_free(c->state.prefix);
     for (size_t i = 0; i < c->cache.nroutes; i++)
         ah_free(c->cache.routes[i].model);
     ah_free(c->cache.routes);

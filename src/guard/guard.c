@@ -121,7 +121,19 @@ ah_err_t ah_guard_new(const ah_config_t *cfg, const ah_prices_t *prices, const c
         return AH_E_OK;
     ah_guard_t *g = ah_calloc(1, sizeof *g);
     g->cfg = cfg;
-    g->state = ah_state_local_new(GUARD_MAX_KEYS);
+    if (cfg->state.url) {
+        /* Shared with the other instances (docs/state.md); Redis itself is
+         * reached on the first request, and its absence degrades then. */
+        if (!(g->state = ah_state_redis_new(&cfg->state, err, errlen))) {
+            ah_free(g);
+            return AH_E_CONFIG;
+        }
+        ah_info("state: budgets and rate limits count in Redis (on_failure: %s); the ledger's "
+                "spend is not reloaded at start",
+                cfg->state.fail_open ? "open" : "closed");
+    } else {
+        g->state = ah_state_local_new(GUARD_MAX_KEYS);
+    }
     g->periods = ah_calloc(gc->nbudgets ? gc->nbudgets : 1, sizeof *g->periods);
     int64_t now = ah_wall_ms();
     for (size_t i = 0; i < gc->nbudgets; i++) {
@@ -156,8 +168,10 @@ ah_err_t ah_guard_new(const ah_config_t *cfg, const ah_prices_t *prices, const c
         g->in[d] = in >= 0 ? in / 1e6 : -1;
         g->out[d] = o >= 0 ? o / 1e6 : -1;
     }
+    /* A shared state already holds every instance's spend, and is the
+     * truth: reloading this instance's ledger would count it again. */
     sqlite3 *db = NULL;
-    if (gc->nbudgets && ah_db_open(db_path, &db) == AH_E_OK) {
+    if (gc->nbudgets && !ah_state_shared(g->state) && ah_db_open(db_path, &db) == AH_E_OK) {
         for (size_t i = 0; i < gc->nbudgets; i++)
             load_spend(g, db, i, now);
         sqlite3_close(db);

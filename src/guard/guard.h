@@ -32,9 +32,11 @@ typedef struct ah_guard_hold {
     int tokens; /* 1: tokens (tpm), 0: money */
 } ah_guard_hold_t;
 
-/* Build the runtime of cfg->guard over a new in-process state; reads the
- * current periods' spend from the ledger at db_path (which may not exist
- * yet). *out is NULL when nothing is configured. On error returns
+/* Build the runtime of cfg->guard over its counters: a new in-process
+ * state, which reads the current periods' spend from the ledger at db_path
+ * (which may not exist yet); or, with ahorro.state in Redis, the shared
+ * counters as they stand there (no reload: docs/state.md). *out is NULL
+ * when nothing is configured. On error returns
  * AH_E_CONFIG with the reason in err. Free with ah_guard_free. */
 ah_err_t ah_guard_new(const ah_config_t *cfg, const ah_prices_t *prices, const char *db_path,
                       ah_guard_t **out, char *err, size_t errlen);

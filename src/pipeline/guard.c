@@ -117,6 +117,19 @@ static int refuse(ah_request_t *r, const char *code, int retry_s, const char *fm
     return r->fail.status;
 }
 
+/* A counter refused with value -1: not a limit reached, but the state that
+ * holds the counters failed (Redis unreachable with state.on_failure:
+ * closed, or the local table full). A 503 that says so, not a misleading
+ * "limit reached". */
+static int state_down(ah_request_t *r)
+{
+    ah_request_fail(r, 503, "api_error", "state_unavailable", NULL,
+                    "The gateway cannot check its budgets and rate limits right now (the shared "
+                    "state is unreachable or full), and it is configured to refuse meanwhile");
+    r->fail.retry_after_s = 1;
+    return r->fail.status;
+}
+
 int ah_stage_guard(ah_worker_t *w, ah_request_t *r)
 {
     ah_guard_t *g = w->gw->guard;
@@ -138,6 +151,8 @@ int ah_stage_guard(ah_worker_t *w, ah_request_t *r)
         if (rl->rpm) {
             snprintf(key, sizeof key, "r%zu:q:%s:%lld", i, v, (long long)minute);
             if (!ah_state_add_if(st, key, 1, rl->rpm, (minute + 2) * 60000, &val)) {
+                if (val < 0)
+                    return state_down(r);
                 note_window(r, 0, rl->rpm, 0, reset_s);
                 return refuse(r, "rate_limit_exceeded", reset_s,
                               "Rate limit reached for %s: %ld requests per minute", desc, rl->rpm);
@@ -152,6 +167,8 @@ int ah_stage_guard(ah_worker_t *w, ah_request_t *r)
             /* A request alone over the whole tpm still goes in a fresh minute. */
             int64_t take = est > rl->tpm ? rl->tpm : est;
             if (!ah_state_add_if(st, key, take, rl->tpm, (minute + 2) * 60000, &val)) {
+                if (val < 0)
+                    return state_down(r);
                 note_window(r, 1, rl->tpm, rl->tpm - (long)val, reset_s);
                 return refuse(r, "rate_limit_exceeded", reset_s,
                               "Rate limit reached for %s: %ld tokens per minute", desc, rl->tpm);
@@ -201,6 +218,8 @@ int ah_stage_guard(ah_worker_t *w, ah_request_t *r)
             int64_t val;
             snprintf(key, sizeof key, "bt%zu:%s:%lld", i, v, (long long)minute);
             if (!ah_state_add_if(st, key, 1, b->throttle_rpm, (minute + 2) * 60000, &val)) {
+                if (val < 0)
+                    return state_down(r);
                 note_window(r, 0, b->throttle_rpm, 0, reset_s);
                 return refuse(r, "rate_limit_exceeded", reset_s,
                               "Budget '%s' is spent: its requests are throttled to %ld a minute",
@@ -288,6 +307,8 @@ int ah_stage_guard_reserve(ah_worker_t *w, ah_request_t *r)
                             : AH_STATE_NO_LIMIT;
         if (!ah_state_add_if(st, key, need, limit, end + 86400000, &val)) {
             ah_stage_guard_settle(w, r); /* gives back what was reserved so far */
+            if (val < 0)
+                return state_down(r);
             alerts(w, b, key, val, end + 86400000, 1);
             ah_guard_scope_describe(&b->scope, v, desc, sizeof desc);
             ah_request_fail(r, 429, "insufficient_quota", "budget_exceeded", NULL,

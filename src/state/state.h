@@ -5,13 +5,16 @@
  * conditional add: add delta only if the total stays at or under a limit,
  * atomically, so that a budget or a limit cannot be overrun by requests
  * racing each other. The in-process backend (local.c) is a striped hash
- * table; a Redis backend (issue 9) implements the same table with a script,
- * so that several gateway instances share one truth. */
+ * table; the Redis backend (redis.c, docs/state.md) implements the same
+ * operation with one Lua script, so that several gateway instances share
+ * one truth. */
 #ifndef AH_STATE_H
 #define AH_STATE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
+#include "config/state_config.h"
 #include "core/error.h"
 
 /* No limit for ah_state_add_if. */
@@ -34,11 +37,33 @@ typedef struct ah_state_ops {
 
 struct ah_state {
     const ah_state_ops_t *ops;
+    int shared; /* 1: other processes see the same counters (0 when zeroed) */
 };
 
 /* The in-process backend, holding at most max_keys live counters. Free with
  * ah_state_free. */
 ah_state_t *ah_state_local_new(size_t max_keys);
+
+/* The Redis backend (redis.c) for cfg (url set): every call is one
+ * synchronous round trip from the calling thread. Connects lazily; a Redis
+ * that cannot be reached does not fail this call: add_if then admits
+ * (cfg->fail_open: returns 1) or refuses (returns 0), with *value -1 either
+ * way, and the outage is logged once. NULL with the reason in err when the
+ * URL is malformed. Free with ah_state_free. */
+ah_state_t *ah_state_redis_new(const ah_state_config_t *cfg, char *err, size_t errlen);
+
+/* Split redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] into host (port 6379 and
+ * db 0 when absent) and password (may be NULL; "" when none). Returns 0, or
+ * -1 when url is not of that form or a part does not fit. */
+int ah_state_redis_parse_url(const char *url, char *host, size_t hostlen, int *port, int *db,
+                             char *password, size_t passlen);
+
+/* Whether backend s is shared between processes (then the counters are
+ * the truth, and nothing is reloaded into them from a local ledger). */
+static inline int ah_state_shared(const ah_state_t *s)
+{
+    return s->shared;
+}
 
 static inline int ah_state_add_if(ah_state_t *s, const char *key, int64_t delta, int64_t limit,
                                   int64_t expires_ms, int64_t *value)
