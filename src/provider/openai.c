@@ -5,6 +5,7 @@
  * canonical body with the upstream model name; in streams the gateway always
  * asks for usage (stream_options.include_usage), and the client only sees the
  * usage chunk when it asked for it (ingress decides). */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -82,6 +83,66 @@ static void read_usage(ah_request_t *r, json_t *usage)
     r->usage_known = 1;
 }
 
+/* An integer member of a skimmed object as json_integer_value reads it: 0
+ * when absent or null. -1 for any other value (a real, a string, an integer
+ * beyond int64, a leading zero...): the caller leaves those to jansson. */
+static int span_int(ah_json_span_t sp, int64_t *out)
+{
+    *out = 0;
+    if (!sp.p || ah_json_span_is(sp, "null"))
+        return 0;
+    size_t i = sp.p[0] == '-';
+    if (i >= sp.n || (sp.p[i] == '0' && i + 1 < sp.n))
+        return -1;
+    int64_t v = 0;
+    for (; i < sp.n; i++) {
+        int d = sp.p[i] - '0';
+        if (d < 0 || d > 9 || v > (INT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = sp.p[0] == '-' ? -v : v;
+    return 0;
+}
+
+/* The integer member `key` of the object spanned by sp (absent or null: 0).
+ * -1 when sp is not an object or the member is not a plain integer. */
+static int span_member_int(ah_json_span_t sp, const char *key, int64_t *out)
+{
+    *out = 0;
+    if (!sp.p || ah_json_span_is(sp, "null"))
+        return 0;
+    const char *const keys[] = {key};
+    ah_json_span_t v;
+    if (ah_json_skim(sp.p, sp.n, keys, 1, &v))
+        return -1;
+    return span_int(v, out);
+}
+
+/* read_usage on a skimmed usage span, without building it in jansson (the
+ * parse of the usage object was ~5% of a proxied request's CPU). Anything
+ * but an object of plain integers (and null, nested details) goes to
+ * jansson, whose reading is the reference. */
+static void read_usage_span(ah_request_t *r, ah_json_span_t sp)
+{
+    static const char *const keys[] = {"prompt_tokens", "completion_tokens",
+                                       "prompt_tokens_details", "completion_tokens_details"};
+    ah_json_span_t v[4];
+    ah_usage_t u;
+    if (sp.p && sp.p[0] == '{' && ah_json_skim(sp.p, sp.n, keys, 4, v) == AH_E_OK &&
+        span_int(v[0], &u.input_tokens) == 0 && span_int(v[1], &u.output_tokens) == 0 &&
+        span_member_int(v[2], "cached_tokens", &u.cache_read_tokens) == 0 &&
+        span_member_int(v[2], "cache_write_tokens", &u.cache_write_tokens) == 0 &&
+        span_member_int(v[3], "reasoning_tokens", &u.reasoning_tokens) == 0) {
+        r->usage = u;
+        r->usage_known = 1;
+        return;
+    }
+    json_t *usage = ah_provider_span_json(sp);
+    read_usage(r, usage);
+    json_decref(usage);
+}
+
 static ah_err_t parse_response(ah_request_t *r, const char *body, size_t len, json_t **canon)
 {
     if (canon) {
@@ -101,9 +162,8 @@ static ah_err_t parse_response(ah_request_t *r, const char *body, size_t len, js
     ah_json_span_t v[2];
     if (ah_json_skim(body, len, keys, 2, v))
         return AH_E_PARSE;
-    json_t *usage = ah_provider_span_json(v[0]);
-    read_usage(r, usage);
-    json_decref(usage);
+    if (v[0].p)
+        read_usage_span(r, v[0]);
     const char *model = ah_provider_span_string(r, v[1]);
     if (model)
         r->served_model = model;
@@ -155,11 +215,8 @@ static ah_err_t stream_skim(ah_provider_stream_t *ps, ah_request_t *r, const cha
     if (!r->served_model && v[3].p)
         r->served_model = ah_provider_span_string(r, v[3]);
     int has_usage = v[1].p && !ah_json_span_is(v[1], "null");
-    if (has_usage) {
-        json_t *usage = ah_provider_span_json(v[1]);
-        read_usage(r, usage);
-        json_decref(usage);
-    }
+    if (has_usage)
+        read_usage_span(r, v[1]);
     if (!ps->first_token_seen && v[2].p &&
         (has_text(v[2], "\"content\"") || has_text(v[2], "\"reasoning_content\"") ||
          memmem(v[2].p, v[2].n, "\"tool_calls\"", 12)))

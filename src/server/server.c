@@ -148,7 +148,17 @@ static ah_err_t make_worker(ah_gateway_t *gw, thread_ctx_t *t, int index, const 
     t->w.index = index;
     t->w.rng = ((uint64_t)ah_now_us() << 8) ^ (uint64_t)(index + 1) * 0x9E3779B97F4A7C15ull;
     t->w.gw = gw;
-    t->w.base = event_base_new();
+    /* epoll's changelist merges the DEL+ADD pairs that curl's re-arms and
+     * evhttp's read/write switches make on one socket into one epoll_ctl
+     * (or none): 8-14% less CPU per proxied request (docs/performance.md).
+     * libevent warns it is unsafe with dup()ed sockets; neither evhttp nor
+     * libcurl dup()s them. */
+    struct event_config *ec = event_config_new();
+    if (ec)
+        event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    t->w.base = ec ? event_base_new_with_config(ec) : event_base_new();
+    if (ec)
+        event_config_free(ec);
     if (!t->w.base)
         return AH_E_IO;
     t->w.http = ah_http_new(t->w.base);
