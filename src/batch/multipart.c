@@ -15,7 +15,7 @@
 static int bchar(char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           strchr("'()+_,-./:=? ", c) != NULL;
+           (c != '\0' && strchr("'()+_,-./:=? ", c) != NULL); /* strchr finds the NUL too */
 }
 
 static int is_ws(char c)
