@@ -41,7 +41,9 @@ function startProcess(bin, args, env, ready, name) {
       if (m) { clearTimeout(timer); res({ proc, match: m, logs: () => err }); }
     });
     proc.stderr.on('data', (d) => { err += d; if (err.length > 1e6) err = err.slice(-5e5); });
-    proc.on('exit', (code) => { clearTimeout(timer); rej(new Error(`${name} exited ${code}: ${err}`)); });
+    // 'close', not 'exit': the last of stderr may arrive after the exit, and a
+    // refused start must carry its message (a race seen under load in CI)
+    proc.on('close', (code) => { clearTimeout(timer); rej(new Error(`${name} exited ${code}: ${err}`)); });
   });
 }
 
