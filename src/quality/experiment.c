@@ -30,17 +30,21 @@ int ah_experiment_find(const ah_experiments_config_t *ec, const char *model, con
 {
     for (size_t i = 0; model && i < ec->n; i++) {
         const ah_experiment_cfg_t *e = &ec->list[i];
-        if (strcmp(e->route, model) != 0)
-            continue;
-        int ok = 1;
-        for (int j = 0; ok && j < e->nwhen; j++) {
-            const char *v = json_string_value(json_object_get(tags, e->when_key[j]));
-            ok = v && strcmp(v, e->when_value[j]) == 0;
-        }
-        if (ok)
+        if (strcmp(e->route, model) == 0 &&
+            ah_when_tags_hold(tags, e->when_key, e->when_value, e->nwhen))
             return (int)i;
     }
     return -1;
+}
+
+int ah_when_tags_hold(const json_t *tags, char *const *keys, char *const *values, int n)
+{
+    for (int k = 0; k < n; k++) {
+        const char *v = json_string_value(json_object_get(tags, keys[k]));
+        if (!v || strcmp(v, values[k]) != 0)
+            return 0;
+    }
+    return 1;
 }
 
 int ah_experiment_pick(const ah_experiment_cfg_t *e, const double *weights, const char *who)

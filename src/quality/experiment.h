@@ -25,6 +25,10 @@
  * (a JSON object, may be NULL) takes part in: the first whose route is
  * model and whose tag conditions all hold; -1 when none. */
 int ah_experiment_find(const ah_experiments_config_t *ec, const char *model, const json_t *tags);
+/* 1 when every one of the n `when` conditions holds in tags (the tag
+ * keys[i] is present with exactly values[i]); the rule experiments and live
+ * judging (quality/judging.h) share. tags may be NULL. */
+int ah_when_tags_hold(const json_t *tags, char *const *keys, char *const *values, int n);
 /* The arm for caller `who` (user, key id or request id): FNV-1a of the
  * experiment's name and who, as a point in [0, 1), on the cumulative
  * weights (NULL: the configured ones). Same inputs, same arm. */

@@ -16,6 +16,7 @@
 
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "quality/experiment.h"
 #include "quality/score.h"
 #include "quality/stats.h"
 
@@ -26,14 +27,8 @@ int ah_judging_find(const ah_judging_config_t *jc, const char *model, const json
 {
     for (size_t i = 0; model && i < jc->n; i++) {
         const ah_judging_cfg_t *j = &jc->list[i];
-        if (strcmp(j->route, model) != 0)
-            continue;
-        int ok = 1;
-        for (int k = 0; ok && k < j->nwhen; k++) {
-            const char *v = json_string_value(json_object_get(tags, j->when_key[k]));
-            ok = v && strcmp(v, j->when_value[k]) == 0;
-        }
-        if (ok)
+        if (strcmp(j->route, model) == 0 &&
+            ah_when_tags_hold(tags, j->when_key, j->when_value, j->nwhen))
             return (int)i;
     }
     return -1;
