@@ -849,6 +849,24 @@ static double ledger_row(const ah_native_opts_t *o, const char *result, long sta
     return cost;
 }
 
+/* The slot of our line that a provider result line answers (custom_id
+ * cid), marked answered, and its result id into id; NULL (logged) when the
+ * line is none of ours or was answered already. */
+static slot_t *claim(const ah_native_opts_t *o, index_t *ix, const char *cid, long lineno, char *id,
+                     size_t idn)
+{
+    slot_t *s = cid ? index_find(ix, cid) : NULL;
+    if (!s || s->answered) {
+        ah_warn("batch %s: the provider's result line %ld is for no line of ours (or a second "
+                "time); left out",
+                o->batch_id, lineno);
+        return NULL;
+    }
+    s->answered = 1;
+    result_id(o->batch_id, cid, s->lineno, id, idn);
+    return s;
+}
+
 /* Our result lines from one provider file (output or errors). */
 static int convert(const ah_native_opts_t *o, index_t *ix, const char *path, int out_fd, int err_fd,
                    ah_native_result_t *res)
@@ -860,17 +878,12 @@ static int convert(const ah_native_opts_t *o, index_t *ix, const char *path, int
     while (rc == 0 && (got = lines_next(&r)) == 1) {
         json_t *j = r.toolong ? NULL : json_loadb(r.line.data, r.line.len, 0, NULL);
         const char *cid = json_string_value(json_object_get(j, "custom_id"));
-        slot_t *s = cid ? index_find(ix, cid) : NULL;
-        if (!s || s->answered) {
-            ah_warn("batch %s: the provider's result line %ld is for no line of ours (or a "
-                    "second time); left out",
-                    o->batch_id, r.lineno);
+        char id[64];
+        slot_t *s = claim(o, ix, cid, r.lineno, id, sizeof id);
+        if (!s) {
             json_decref(j);
             continue;
         }
-        s->answered = 1;
-        char id[64];
-        result_id(o->batch_id, cid, s->lineno, id, sizeof id);
         json_t *resp = json_object_get(j, "response");
         json_t *ours;
         int to_out = 0;
@@ -991,17 +1004,12 @@ static int convert_anthropic(const ah_native_opts_t *o, index_t *ix, const char 
     while (rc == 0 && (got = lines_next(&r)) == 1) {
         json_t *j = r.toolong ? NULL : json_loadb(r.line.data, r.line.len, 0, NULL);
         const char *cid = json_string_value(json_object_get(j, "custom_id"));
-        slot_t *s = cid ? index_find(ix, cid) : NULL;
-        if (!s || s->answered) {
-            ah_warn("batch %s: the provider's result line %ld is for no line of ours (or a "
-                    "second time); left out",
-                    o->batch_id, r.lineno);
+        char id[64];
+        slot_t *s = claim(o, ix, cid, r.lineno, id, sizeof id);
+        if (!s) {
             json_decref(j);
             continue;
         }
-        s->answered = 1;
-        char id[64];
-        result_id(o->batch_id, cid, s->lineno, id, sizeof id);
         int to_out;
         json_t *ours = anthropic_result(o, j, id, cid, s->lineno, &to_out, &res->cost_usd);
         if (to_out)
