@@ -158,11 +158,7 @@ ah_err_t ah_batches_list(sqlite3 *db, const ah_tenant_t *t, const char *after, i
         json_decref(data);
         return AH_E_DB;
     }
-    size_t n = json_array_size(data);
-    json_t *first = n ? json_object_get(json_array_get(data, 0), "id") : json_null();
-    json_t *last = n ? json_object_get(json_array_get(data, n - 1), "id") : json_null();
-    *out = json_pack("{s:s,s:o,s:O,s:O,s:b}", "object", "list", "data", data, "first_id", first,
-                     "last_id", last, "has_more", more);
+    *out = ah_list_json(data, more);
     return AH_E_OK;
 }
 

@@ -27,6 +27,10 @@ typedef struct ah_tenant {
     int all;
 } ah_tenant_t;
 
+/* OpenAI's list envelope {object: "list", data, first_id, last_id,
+ * has_more} around data (an array of objects with "id"), which it takes. */
+json_t *ah_list_json(json_t *data, int more);
+
 typedef struct ah_file {
     char id[AH_FILE_ID_MAX];
     char purpose[32];
