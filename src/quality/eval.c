@@ -719,6 +719,21 @@ static void fmt_stats(char *out, size_t n, const json_t *st, double scale)
         snprintf(out, n, "%.3f", m * scale);
 }
 
+/* A variant's summary figures as text, for the table and the page alike. */
+typedef struct variant_cells {
+    char q[48], cost[24], total[24], p50[24], p95[24], qpd[24];
+} variant_cells_t;
+
+static void variant_cells(const json_t *v, variant_cells_t *c)
+{
+    fmt_stats(c->q, sizeof c->q, json_object_get(v, "quality"), 1);
+    fmt_num(c->cost, sizeof c->cost, v, "cost_per_query_usd", "%.6f");
+    fmt_num(c->total, sizeof c->total, v, "cost_total_usd", "%.4f");
+    fmt_num(c->p50, sizeof c->p50, v, "latency_p50_ms", "%.0f");
+    fmt_num(c->p95, sizeof c->p95, v, "latency_p95_ms", "%.0f");
+    fmt_num(c->qpd, sizeof c->qpd, v, "quality_per_usd", "%.1f");
+}
+
 ah_err_t ah_eval_render_table(const json_t *rep, ah_buf_t *out)
 {
     ah_err_t rc = AH_E_OK;
@@ -733,18 +748,13 @@ ah_err_t ah_eval_render_table(const json_t *rep, ah_buf_t *out)
     json_t *v;
     json_array_foreach(json_object_get(rep, "variants"), i, v)
     {
-        char q[48], c[24], t[24], p50[24], p95[24], qpd[24];
-        fmt_stats(q, sizeof q, json_object_get(v, "quality"), 1);
-        fmt_num(c, sizeof c, v, "cost_per_query_usd", "%.6f");
-        fmt_num(t, sizeof t, v, "cost_total_usd", "%.4f");
-        fmt_num(p50, sizeof p50, v, "latency_p50_ms", "%.0f");
-        fmt_num(p95, sizeof p95, v, "latency_p95_ms", "%.0f");
-        fmt_num(qpd, sizeof qpd, v, "quality_per_usd", "%.1f");
+        variant_cells_t c;
+        variant_cells(v, &c);
         rc |= ah_buf_printf(out, "%-20s %6lld %6lld %16s %12s %12s %9s %9s %10s\n",
                             json_string_value(json_object_get(v, "name")),
                             (long long)json_integer_value(json_object_get(v, "requests")),
-                            (long long)json_integer_value(json_object_get(v, "errors")), q, c, t,
-                            p50, p95, qpd);
+                            (long long)json_integer_value(json_object_get(v, "errors")), c.q,
+                            c.cost, c.total, c.p50, c.p95, c.qpd);
     }
     rc |= ah_buf_appends(out, "\nscores (mean, ±95% CI; judge criteria 1-10)\n");
     json_array_foreach(json_object_get(rep, "variants"), i, v)
@@ -998,13 +1008,8 @@ ah_err_t ah_eval_render_html(const json_t *rep, ah_buf_t *out)
     json_t *v;
     json_array_foreach(json_object_get(rep, "variants"), i, v)
     {
-        char q[48], c[24], t[24], p50[24], p95[24], qpd[24];
-        fmt_stats(q, sizeof q, json_object_get(v, "quality"), 1);
-        fmt_num(c, sizeof c, v, "cost_per_query_usd", "%.6f");
-        fmt_num(t, sizeof t, v, "cost_total_usd", "%.4f");
-        fmt_num(p50, sizeof p50, v, "latency_p50_ms", "%.0f");
-        fmt_num(p95, sizeof p95, v, "latency_p95_ms", "%.0f");
-        fmt_num(qpd, sizeof qpd, v, "quality_per_usd", "%.1f");
+        variant_cells_t c;
+        variant_cells(v, &c);
         rc |= ah_buf_printf(out, "<tr><td><span class=\"key\" style=\"background:%s\"></span> ",
                             palette[i % 8]);
         rc |= html_text(out, json_string_value(json_object_get(v, "name")));
@@ -1012,8 +1017,8 @@ ah_err_t ah_eval_render_html(const json_t *rep, ah_buf_t *out)
                             "</td><td>%lld</td><td>%lld</td><td>%s</td><td>%s</td><td>%s</td>"
                             "<td>%s</td><td>%s</td><td>%s</td><td>%lld</td></tr>\n",
                             (long long)json_integer_value(json_object_get(v, "requests")),
-                            (long long)json_integer_value(json_object_get(v, "errors")), q, c, t,
-                            p50, p95, qpd,
+                            (long long)json_integer_value(json_object_get(v, "errors")), c.q,
+                            c.cost, c.total, c.p50, c.p95, c.qpd,
                             (long long)json_integer_value(json_object_get(v, "cache_hits")));
     }
     rc |= ah_buf_appends(out, "</table>\n<h2>Quality against cost</h2>\n");
