@@ -3,7 +3,8 @@
  * Creates the store when any route caches, opens the semantic cache's
  * embedder when any route asks for it (a missing embedder leaves the exact
  * cache on, and says so), loads the entries kept at the last clean stop, and
- * keeps them again at the next. */
+ * keeps them again at the next. With ahorro.state in Redis, the store is
+ * shared with the other instances through it (shared.h). */
 #include "cache/setup.h"
 
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cache/shared.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/path.h"
@@ -125,6 +127,9 @@ void ah_cache_setup(const ah_config_t *cfg, ah_cache_t **cache, ah_embedder_t **
     }
     ah_info("cache: on (at most %zu entries, %zu MB)", cfg->cache.max_entries,
             cfg->cache.max_bytes >> 20);
+    char err[600];
+    if (cfg->state.url && ah_cache_shared_start(*cache, &cfg->state, err, sizeof err))
+        ah_error("cache: not shared: %s", err);
 }
 
 void ah_cache_teardown(const ah_config_t *cfg, ah_cache_t *cache, ah_embedder_t *embedder,

@@ -52,7 +52,9 @@ struct ah_cache {
     ah_cache_entry_t *lru_head, *lru_tail;
     scope_t *scopes[SCOPE_BUCKETS];
     ah_cache_stats_t st;
-    route_stats_t *routes; /* ROUTE_SLOTS + 1 (the last: every other route) */
+    route_stats_t *routes;         /* ROUTE_SLOTS + 1 (the last: every other route) */
+    const ah_cache_peers_t *peers; /* NULL: this process only */
+    void *peers_ctx;
 };
 
 static uint64_t key_hash(const uint8_t *k)
@@ -255,13 +257,29 @@ static ah_cache_entry_t *take(ah_cache_t *c, ah_cache_entry_t *e, int64_t now_ms
     return e;
 }
 
+void ah_cache_set_peers(ah_cache_t *c, const ah_cache_peers_t *ops, void *ctx)
+{
+    c->peers = ops;
+    c->peers_ctx = ctx;
+}
+
 ah_cache_entry_t *ah_cache_get(ah_cache_t *c, const uint8_t *key, int64_t now_ms,
                                int64_t max_age_ms)
 {
     pthread_mutex_lock(&c->mu);
     ah_cache_entry_t *e = find_key(c, key);
+    int absent = !e || e->expires_ms <= now_ms;
     if (e)
         e = take(c, e, now_ms, max_age_ms);
+    if (absent && c->peers && c->peers->fetch) {
+        /* not here: perhaps another instance has it (an entry here that is
+         * only too old for max_age_ms is not asked for again) */
+        pthread_mutex_unlock(&c->mu);
+        int got = c->peers->fetch(c->peers_ctx, key, now_ms);
+        pthread_mutex_lock(&c->mu);
+        if (got && (e = find_key(c, key)))
+            e = take(c, e, now_ms, max_age_ms);
+    }
     if (e) {
         c->st.hits_exact++;
         route_of(c, e->tenant, e->model)->hits_exact++;
@@ -374,6 +392,7 @@ void ah_cache_insert(ah_cache_t *c, const ah_cache_put_t *p)
         entry_free(e);
         return;
     }
+    int tell = c->peers && c->peers->stored;
     pthread_mutex_lock(&c->mu);
     ah_cache_entry_t *old = find_key(c, e->key);
     if (old)
@@ -405,6 +424,17 @@ void ah_cache_insert(ah_cache_t *c, const ah_cache_put_t *p)
     c->st.bytes += e->bytes;
     c->st.stores++;
     pthread_mutex_unlock(&c->mu);
+    if (tell)
+        c->peers->stored(c->peers_ctx, p);
+}
+
+void ah_cache_remove(ah_cache_t *c, const uint8_t *key)
+{
+    pthread_mutex_lock(&c->mu);
+    ah_cache_entry_t *e = find_key(c, key);
+    if (e)
+        entry_remove(c, e);
+    pthread_mutex_unlock(&c->mu);
 }
 
 ah_cache_verdict_t ah_cache_mark_wrong(ah_cache_t *c, const uint8_t *key, float sim)
@@ -426,6 +456,8 @@ ah_cache_verdict_t ah_cache_mark_wrong(ah_cache_t *c, const uint8_t *key, float 
     }
     c->st.false_hits++;
     pthread_mutex_unlock(&c->mu);
+    if (v == AH_CACHE_REMOVED && c->peers && c->peers->removed)
+        c->peers->removed(c->peers_ctx, key);
     return v;
 }
 
@@ -447,6 +479,8 @@ size_t ah_cache_purge(ah_cache_t *c, const char *tenant, const char *ns, const c
     }
     c->st.purged += n;
     pthread_mutex_unlock(&c->mu);
+    if (c->peers && c->peers->purged)
+        c->peers->purged(c->peers_ctx, tenant, ns, model, before_ms);
     return n;
 }
 
@@ -510,6 +544,8 @@ void ah_cache_free(ah_cache_t *c)
 {
     if (!c)
         return;
+    if (c->peers && c->peers->detach) /* first: its thread may be inserting */
+        c->peers->detach(c->peers_ctx);
     while (c->lru_head)
         entry_remove(c, c->lru_head);
     for (int i = 0; i < SCOPE_BUCKETS; i++)

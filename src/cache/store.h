@@ -117,6 +117,9 @@ ah_cache_verdict_t ah_cache_mark_wrong(ah_cache_t *c, const uint8_t *key, float 
  * tenant, namespace, model, created before before_ms. Returns how many. */
 size_t ah_cache_purge(ah_cache_t *c, const char *tenant, const char *ns, const char *model,
                       int64_t before_ms);
+/* Remove the entry under key, if any (another instance's removal, applied
+ * here; the peers are not told). */
+void ah_cache_remove(ah_cache_t *c, const uint8_t *key);
 void ah_cache_stats(ah_cache_t *c, ah_cache_stats_t *out);
 /* Per tenant and route: a JSON array of {tenant, model, entries,
  * semantic_entries, bytes, hits_exact, hits_semantic, misses, false_hits}
@@ -124,6 +127,30 @@ void ah_cache_stats(ah_cache_t *c, ah_cache_stats_t *out);
  * the rest are counted under "(other)". */
 struct json_t;
 struct json_t *ah_cache_breakdown(ah_cache_t *c);
+
+/* The other gateway instances' side of this cache (shared.h installs a
+ * Redis one): told what this instance stores and removes, asked on a local
+ * exact miss. Every hook is called outside the store's lock, from the
+ * thread that made the call; any may be NULL. */
+typedef struct ah_cache_peers {
+    /* ah_cache_insert kept p. */
+    void (*stored)(void *ctx, const ah_cache_put_t *p);
+    /* ah_cache_get found no live entry under key: insert it into the cache
+     * from the peers if they have it; 1 when it did. */
+    int (*fetch)(void *ctx, const uint8_t *key, int64_t now_ms);
+    /* ah_cache_mark_wrong removed the entry under key. */
+    void (*removed)(void *ctx, const uint8_t *key);
+    /* ah_cache_purge ran with these filters (also when nothing matched here). */
+    void (*purged)(void *ctx, const char *tenant, const char *ns, const char *model,
+                   int64_t before_ms);
+    /* ah_cache_free: stop using the cache and free ctx. */
+    void (*detach)(void *ctx);
+} ah_cache_peers_t;
+
+/* Install the peers' hooks (ops is not copied and must outlive c; ctx is
+ * handed to ops->detach by ah_cache_free). Call before the cache is shared
+ * between threads. */
+void ah_cache_set_peers(ah_cache_t *c, const ah_cache_peers_t *ops, void *ctx);
 
 /* Save every live entry into the database's cache table (replacing what was
  * there) and, when index_dir is not NULL, each scope's vector index into a
