@@ -7,7 +7,7 @@
 #   make fuzz            libFuzzer drivers (clang) in build-fuzz/
 
 CC ?= cc
-PKGS := libevent libevent_pthreads libcurl jansson sqlite3 yaml-0.1 libcrypto hiredis
+PKGS := libevent libevent_pthreads libcurl jansson sqlite3 yaml-0.1 libcrypto hiredis libpq
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS))
 

@@ -25,6 +25,28 @@ for _ in $(seq 50); do
 done
 export AHORRO_TEST_REDIS="redis://127.0.0.1:$REDIS_PORT/0"
 echo "== Redis for the tests at $AHORRO_TEST_REDIS"
+# A PostgreSQL cluster of the tests' own (a scratch data directory, a free loopback
+# port, trust authentication), for the shared ledger's tests (docs/postgres.md). The
+# server refuses to run as root: then the cluster belongs to the postgres user.
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+PG_PORT=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1",
+  () => { console.log(s.address().port); s.close(); })')
+PG_DIR=$(mktemp -d /tmp/ahorro-test-pg.XXXXXX)
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+if [ "$(id -u)" -eq 0 ]; then chown postgres "$PG_DIR"; fi
+as_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres >/dev/null
+printf "port = %s\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\nfsync = off\n" \
+  "$PG_PORT" "$PG_DIR" | as_pg tee -a "$PG_DIR/data/postgresql.conf" >/dev/null
+as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w start >/dev/null
+stop_services() {
+  kill "$REDIS_PID" 2>/dev/null || true
+  as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$PG_DIR"
+}
+trap stop_services EXIT
+export AHORRO_TEST_POSTGRES="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+export AHORRO_TEST_PGDATA="$PG_DIR/data" AHORRO_TEST_PG_BIN="$PG_BIN"
+echo "== PostgreSQL for the tests at $AHORRO_TEST_POSTGRES"
 echo "== lint: clang-format, banned functions"
 make -s lint
 make -s -j"$(nproc)" all

@@ -23,6 +23,8 @@
 #include "core/path.h"
 #include "server/gateway.h"
 #include "server/server.h"
+#include "store/db.h"
+#include "store/pg.h"
 
 #define AHORRO_VERSION "0.1.0"
 
@@ -50,11 +52,38 @@ static void usage(FILE *f)
         "  ahorro eval run --dataset FILE --variant V... [--judge MODEL] | report RUN | list\n"
         "  ahorro batch run INPUT.jsonl -o OUTPUT.jsonl [--concurrency N] [--model M] [--tags ..]\n"
         "  ahorro batch estimate INPUT.jsonl [--model M] [--json]\n"
+        "  ahorro migrate   (brings the SQLite file and, when configured, PostgreSQL up to date)\n"
         "  ahorro version\n\n"
         "Common options (before or after the command): --config FILE, --db PATH.\n"
         "Environment: OPENAI_API_KEY, OPENAI_BASE_URL, ANTHROPIC_API_KEY,\n"
         "ANTHROPIC_BASE_URL, AHORRO_MASTER_KEY, AHORRO_DB, AHORRO_PRICES, AHORRO_LOG.\n",
         AHORRO_VERSION);
+}
+
+/* `ahorro migrate`: the schema of the SQLite file and, with a PostgreSQL
+ * ledger, of PostgreSQL (`serve` does the same at start). */
+static int migrate(const ah_config_t *cfg)
+{
+    sqlite3 *db;
+    if (ah_db_open(cfg->db_path, &db)) {
+        fprintf(stderr, "ahorro migrate: cannot open or migrate %s\n", cfg->db_path);
+        return 1;
+    }
+    sqlite3_close(db);
+    printf("sqlite %s: schema up to date\n", cfg->db_path);
+    if (!cfg->ledger.url)
+        return 0;
+    char err[512], shown[512];
+    ah_pg_redact(cfg->ledger.url, shown, sizeof shown);
+    PGconn *c = ah_pg_connect(cfg->ledger.url, cfg->ledger.timeout_ms, err, sizeof err);
+    if (!c || ah_pg_migrate(c, err, sizeof err)) {
+        fprintf(stderr, "ahorro migrate: PostgreSQL at %s: %s\n", shown, err);
+        PQfinish(c);
+        return 1;
+    }
+    PQfinish(c);
+    printf("postgres %s: schema up to date (version %d)\n", shown, ah_pg_schema_version());
+    return 0;
 }
 
 static int serve(ah_config_t *cfg)
@@ -155,10 +184,12 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (strcmp(rest[0], "serve") == 0)
         rc = nrest == 1 ? serve(cfg) : (usage(stderr), 2);
+    else if (strcmp(rest[0], "migrate") == 0)
+        rc = nrest == 1 ? migrate(cfg) : (usage(stderr), 2);
     else if (strcmp(rest[0], "keys") == 0)
-        rc = ah_cli_keys(nrest - 1, rest + 1, cfg->db_path);
+        rc = ah_cli_keys(nrest - 1, rest + 1, cfg);
     else if (strcmp(rest[0], "report") == 0)
-        rc = ah_cli_report(nrest - 1, rest + 1, cfg->db_path);
+        rc = ah_cli_report(nrest - 1, rest + 1, cfg);
     else if (strcmp(rest[0], "cache") == 0)
         rc = ah_cli_cache(nrest - 1, rest + 1, cfg);
     else if (strcmp(rest[0], "router") == 0)

@@ -8,10 +8,10 @@
 #include "config/config.h"
 
 /* ahorro keys create|list|revoke ... */
-int ah_cli_keys(int argc, char **argv, const char *db_path);
+int ah_cli_keys(int argc, char **argv, const ah_config_t *cfg);
 /* ahorro report [--by DIMS]... [--since T] [--until T] [--forecast] [--format
  * table|csv|json]: spend grouped by columns and tags, or projected (report.c) */
-int ah_cli_report(int argc, char **argv, const char *db_path);
+int ah_cli_report(int argc, char **argv, const ah_config_t *cfg);
 
 /* ahorro cache stats [--json] | purge [--tenant T] [--namespace N] [--model M]
  * [--older-than SECONDS] [--url URL]: the cache lives in the running gateway,

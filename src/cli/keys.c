@@ -9,6 +9,7 @@
 #include "core/limits.h"
 #include "store/db.h"
 #include "store/keys.h"
+#include "store/pg.h"
 
 static json_t *parse_tags(const char *s)
 {
@@ -33,7 +34,7 @@ static json_t *parse_tags(const char *s)
     return tags;
 }
 
-int ah_cli_keys(int argc, char **argv, const char *db_path)
+int ah_cli_keys(int argc, char **argv, const ah_config_t *cfg)
 {
     if (argc < 1) {
         fprintf(stderr, "usage: ahorro keys create --owner OWNER [--tags k=v,...] "
@@ -41,9 +42,20 @@ int ah_cli_keys(int argc, char **argv, const char *db_path)
                         "       ahorro keys list\n       ahorro keys revoke KEY_ID\n");
         return 2;
     }
-    sqlite3 *db;
-    if (ah_db_open(db_path, &db))
+    /* Keys live with the ledger: in PostgreSQL when it is configured. */
+    ah_keydb_t db = {0};
+    if (cfg->ledger.url) {
+        char err[512];
+        db.pg_wanted = 1;
+        db.pg = ah_pg_connect(cfg->ledger.url, cfg->ledger.timeout_ms, err, sizeof err);
+        if (!db.pg || ah_pg_migrate(db.pg, err, sizeof err)) {
+            fprintf(stderr, "ahorro keys: PostgreSQL: %s\n", err);
+            PQfinish(db.pg);
+            return 1;
+        }
+    } else if (ah_db_open(cfg->db_path, &db.lite)) {
         return 1;
+    }
     int rc = 0;
     if (strcmp(argv[0], "create") == 0) {
         const char *owner = NULL, *tags_s = NULL, *role_s = "api";
@@ -135,6 +147,7 @@ int ah_cli_keys(int argc, char **argv, const char *db_path)
         rc = 2;
     }
 out:
-    sqlite3_close(db);
+    sqlite3_close(db.lite);
+    PQfinish(db.pg);
     return rc;
 }

@@ -18,6 +18,7 @@
 #include "cli/cli.h"
 #include "core/clock.h"
 #include "store/db.h"
+#include "store/ledger_read.h"
 #include "store/spend.h"
 
 #define MAX_REPORTS 8
@@ -249,7 +250,7 @@ static int parse_count(const char *s, int max, int *out)
     return 0;
 }
 
-int ah_cli_report(int argc, char **argv, const char *db_path)
+int ah_cli_report(int argc, char **argv, const ah_config_t *cfg)
 {
     const char *bys[MAX_REPORTS], *since = NULL, *until = NULL, *format = "table";
     const char *period = "month";
@@ -325,9 +326,18 @@ int ah_cli_report(int argc, char **argv, const char *db_path)
         qs[0].ndims = 0;
         names[nq++] = "total";
     }
+    /* A forecast looks back over its history as well as the range. */
+    int64_t read_from = from;
+    if (forecast) {
+        int64_t back = (to ? to : now) - (int64_t)(qs[0].history_days + 31) * 86400000LL;
+        read_from = from && from < back ? from : back;
+    }
     sqlite3 *db;
-    if (ah_db_open(db_path, &db))
+    char why[512];
+    if (ah_ledger_read_open(cfg, read_from, forecast ? 0 : to, &db, why, sizeof why)) {
+        fprintf(stderr, "ahorro report: %s\n", why);
         return 1;
+    }
     json_t *out = strcmp(format, "json") == 0 ? json_object() : NULL, *summary = json_object();
     int rc = 0;
     for (int i = 0; i < nq && !rc; i++) {

@@ -2227,12 +2227,57 @@ static ah_err_t load_batch(loader_t *L, yaml_node_t *m, ah_batch_config_t *b)
     return AH_E_OK;
 }
 
+/* ---- ahorro.ledger (ledger_config.h) ---- */
+
+static int is_postgres_url(const char *v)
+{
+    return strncmp(v, "postgres://", 11) == 0 || strncmp(v, "postgresql://", 13) == 0 ||
+           strchr(v, '=') != NULL; /* libpq's key=value form */
+}
+
+static ah_err_t load_ledger(loader_t *L, yaml_node_t *m, ah_ledger_config_t *lc)
+{
+    static const char *const known[] = {"url", "spool", "spool_max_mb", "timeout_ms", NULL};
+    ah_err_t rc;
+    lc->line = (int)m->start_mark.line + 1;
+    if (m->type == YAML_SCALAR_NODE) { /* the short form: ledger: postgres://... */
+        const char *v = scalar(m);
+        if (v && (strcmp(v, "sqlite") == 0 || strcmp(v, "local") == 0))
+            return AH_E_OK;
+        if (!v || !is_postgres_url(v))
+            return fail(L, m,
+                        "'ledger' must be sqlite (the default) or a PostgreSQL connection "
+                        "string (postgres://USER:PASSWORD@HOST:PORT/DB)");
+        ah_free(lc->url);
+        lc->url = ah_strdup(v);
+        return AH_E_OK;
+    }
+    if ((rc = check_keys(L, m, "ledger", known)) || (rc = get_string(L, m, "url", &lc->url)) ||
+        (rc = get_string(L, m, "spool", &lc->spool)))
+        return rc;
+    if (lc->url && !is_postgres_url(lc->url))
+        return fail(L, get(L, m, "url"),
+                    "'url' must be a PostgreSQL connection string "
+                    "(postgres://USER:PASSWORD@HOST:PORT/DB)");
+    if (lc->spool && !*lc->spool)
+        return fail(L, get(L, m, "spool"), "'spool' must name a directory");
+    double v = AH_LEDGER_DEFAULT_SPOOL_MB;
+    if ((rc = get_number(L, m, "spool_max_mb", 1, AH_LEDGER_MAX_SPOOL_MB, &v)))
+        return rc;
+    lc->spool_max_mb = (int)v;
+    v = AH_LEDGER_DEFAULT_TIMEOUT_MS;
+    if ((rc = get_number(L, m, "timeout_ms", 100, AH_LEDGER_MAX_TIMEOUT_MS, &v)))
+        return rc;
+    lc->timeout_ms = (int)v;
+    return AH_E_OK;
+}
+
 static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
 {
     static const char *const known[] = {
-        "listen",  "threads",     "db",      "prices",      "limits",  "cache",
-        "routing", "budgets",     "shaping", "rate_limits", "logging", "tracing",
-        "metrics", "experiments", "judging", "batch",       "state",   NULL};
+        "listen",  "threads", "db",          "prices",  "limits",  "cache",   "routing",
+        "budgets", "shaping", "rate_limits", "logging", "tracing", "metrics", "experiments",
+        "judging", "batch",   "state",       "ledger",  NULL};
     ah_err_t rc;
     if (m->type != YAML_MAPPING_NODE)
         return fail(L, m, "'ahorro' must be a mapping");
@@ -2245,7 +2290,7 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
             return fail(L, node(L, p->key),
                         "unknown setting 'ahorro.%s' (known: listen, threads, "
                         "db, prices, limits, cache, routing, budgets, rate_limits, shaping, "
-                        "logging, tracing, metrics, experiments, judging, batch, state)",
+                        "logging, tracing, metrics, experiments, judging, batch, state, ledger)",
                         k ? k : "?");
     }
     char *listen = NULL;
@@ -2274,6 +2319,9 @@ static ah_err_t load_ahorro(loader_t *L, yaml_node_t *m, ah_config_t *c)
         return rc;
     yaml_node_t *state = get(L, m, "state");
     if (state && (rc = load_state(L, state, &c->state)))
+        return rc;
+    yaml_node_t *ledger = get(L, m, "ledger");
+    if (ledger && (rc = load_ledger(L, ledger, &c->ledger)))
         return rc;
     yaml_node_t *shaping = get(L, m, "shaping");
     if (shaping && (rc = load_shaping(L, shaping, &c->shape)))
@@ -2504,6 +2552,8 @@ void ah_config_free(ah_config_t *c)
     ah_free(c->master_key);
     ah_free(c->state.url);
     ah_free(c->state.prefix);
+    ah_free(c->ledger.url);
+    ah_free(c->ledger.spool);
     for (size_t i = 0; i < c->cache.nroutes; i++)
         ah_free(c->cache.routes[i].model);
     ah_free(c->cache.routes);

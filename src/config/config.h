@@ -16,6 +16,7 @@
 #include "config/batch_config.h"
 #include "config/experiment_config.h"
 #include "config/guard_config.h"
+#include "config/ledger_config.h"
 #include "config/state_config.h"
 #include "config/judge_config.h"
 #include "config/observe_config.h"
@@ -193,6 +194,7 @@ typedef struct ah_config {
     ah_routing_config_t routing;
     ah_guard_config_t guard;             /* budgets and rate limits */
     ah_state_config_t state;             /* where their counters live (docs/state.md) */
+    ah_ledger_config_t ledger;           /* PostgreSQL ledger and keys (docs/postgres.md) */
     ah_shape_config_t shape;             /* prompt and context shaping */
     ah_observe_config_t observe;         /* request log, trace export */
     ah_metrics_config_t metrics;         /* labels of /metrics */

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "route/balance.h"
 #include "store/db.h"
+#include "store/ledger_read.h"
 
 /* Live counters of the in-process state: budgets x scope values x periods,
  * rate limits x values x minutes, alert marks. */
@@ -171,7 +172,16 @@ ah_err_t ah_guard_new(const ah_config_t *cfg, const ah_prices_t *prices, const c
     /* A shared state already holds every instance's spend, and is the
      * truth: reloading this instance's ledger would count it again. */
     sqlite3 *db = NULL;
-    if (gc->nbudgets && !ah_state_shared(g->state) && ah_db_open(db_path, &db) == AH_E_OK) {
+    int64_t since = now;
+    for (size_t i = 0; i < gc->nbudgets; i++) {
+        int64_t start, end;
+        ah_guard_period(g, i, now, &start, &end);
+        since = start < since ? start : since;
+    }
+    char why[512];
+    if (gc->nbudgets && !ah_state_shared(g->state) &&
+        (cfg->ledger.url ? ah_ledger_read_open(cfg, since, 0, &db, why, sizeof why)
+                         : ah_db_open(db_path, &db)) == AH_E_OK) {
         for (size_t i = 0; i < gc->nbudgets; i++)
             load_spend(g, db, i, now);
         sqlite3_close(db);

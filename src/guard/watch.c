@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "store/db.h"
 #include "store/forecast.h"
+#include "store/ledger_read.h"
 
 /* Days of daily history a projection is made from. */
 #define WATCH_HISTORY_DAYS 56
@@ -142,14 +143,26 @@ static int load_series(sqlite3 *db, const ah_budget_cfg_t *b, int64_t day0, int6
 int ah_guard_watch_check(const ah_config_t *cfg, ah_guard_t *g, const char *db_path, int64_t now)
 {
     sqlite3 *db = NULL;
-    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+    int64_t today = now / DAY_MS, day0 = today - (WATCH_HISTORY_DAYS - 1);
+    if (cfg->ledger.url) { /* the history's rows, mirrored from PostgreSQL */
+        char why[512];
+        int64_t since = day0 * DAY_MS;
+        for (size_t i = 0; i < cfg->guard.nbudgets; i++) {
+            int64_t start, end;
+            ah_guard_period(g, i, now, &start, &end);
+            since = start < since ? start : since;
+        }
+        if (ah_ledger_read_open(cfg, since, 0, &db, why, sizeof why)) {
+            ah_warn("budget forecasts: %s", why);
+            return 0;
+        }
+    } else if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
         sqlite3_close(db);
         return 0;
     }
     sqlite3_busy_timeout(db, 2000);
     series_t *s = ah_calloc(WATCH_MAX_VALUES, sizeof *s);
     int sent = 0;
-    int64_t today = now / DAY_MS, day0 = today - (WATCH_HISTORY_DAYS - 1);
     for (size_t i = 0; i < cfg->guard.nbudgets; i++) {
         const ah_budget_cfg_t *b = &cfg->guard.budgets[i];
         int64_t start, end;

@@ -14,6 +14,7 @@
  * batch's lines meet the budgets of, and are attributed to, the key that
  * created it. Keys are stored hashed, so the runner cannot present them.
  * From any peer but loopback the secret is just a wrong key. */
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -21,8 +22,12 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "pipeline/pipeline.h"
+#include "store/pg.h"
 
 #define AH_KEY_CACHE_TTL_US (5 * 1000000LL)
+/* How long past its TTL a cached key is still served while the key store
+ * (PostgreSQL) cannot be reached. */
+#define AH_KEY_STALE_US (10 * 60 * 1000000LL)
 #define VIRTUAL_KEY_PREFIX "sk-ah-"
 #define ACT_AS_SEPARATOR ':' /* "<internal secret>:<key_id>" */
 
@@ -40,6 +45,43 @@ static int is_loopback(const char *peer)
 {
     return peer && (strncmp(peer, "127.", 4) == 0 || strcmp(peer, "::1") == 0 ||
                     strncmp(peer, "::ffff:127.", 11) == 0);
+}
+
+ah_keydb_t ah_worker_keydb(ah_worker_t *w)
+{
+    ah_keydb_t k = {.lite = w->db};
+    const ah_config_t *cfg = w->gw->cfg;
+    if (!cfg->ledger.url)
+        return k;
+    k.pg_wanted = 1;
+    if (w->pg && PQstatus(w->pg) != CONNECTION_OK) {
+        PQfinish(w->pg);
+        w->pg = NULL;
+    }
+    int64_t now = ah_now_us();
+    if (!w->pg && now >= w->pg_retry_us) {
+        char err[256];
+        w->pg = ah_pg_connect(cfg->ledger.url, cfg->ledger.timeout_ms, err, sizeof err);
+        if (!w->pg) {
+            w->pg_retry_us = now + 1000000;
+            if (!w->pg_down)
+                ah_warn("keys: PostgreSQL cannot be reached (%s): keys seen in the last "
+                        "minutes are still served from memory",
+                        err);
+            w->pg_down = 1;
+        } else if (w->pg_down) {
+            ah_info("keys: PostgreSQL is back");
+            w->pg_down = 0;
+        }
+    }
+    k.pg = w->pg;
+    return k;
+}
+
+void ah_worker_close_pg(ah_worker_t *w)
+{
+    PQfinish(w->pg);
+    w->pg = NULL;
 }
 
 void ah_worker_clear_key_cache(ah_worker_t *w)
@@ -64,9 +106,17 @@ static int lookup(ah_worker_t *w, const char *token, ah_key_t **out)
         return 0;
     }
     ah_key_t k;
-    ah_err_t rc = ah_keys_lookup(w->db, token, &k);
+    ah_err_t rc = ah_keys_lookup(ah_worker_keydb(w), token, &k);
+    if (rc == AH_E_DB && w->pg && PQstatus(w->pg) != CONNECTION_OK) /* a restarted server */
+        rc = ah_keys_lookup(ah_worker_keydb(w), token, &k);
     if (rc == AH_E_NOTFOUND)
         return 1;
+    if (rc && strcmp(e->hash, hash) == 0 && e->expires_us + AH_KEY_STALE_US > now) {
+        /* The key store is away: a key this loop saw lately stays valid (a
+         * revocation meanwhile takes effect when the store is back). */
+        *out = &e->key;
+        return 0;
+    }
     if (rc)
         return -1;
     ah_key_clear(&e->key);
@@ -81,30 +131,8 @@ static int lookup(ah_worker_t *w, const char *token, ah_key_t **out)
  * the caller), 1 unknown, -1 db. */
 static int lookup_id(ah_worker_t *w, const char *id, ah_key_t *k)
 {
-    sqlite3_stmt *st = NULL;
-    memset(k, 0, sizeof *k);
-    if (strlen(id) >= sizeof k->id)
-        return 1;
-    if (sqlite3_prepare_v2(w->db, "SELECT owner, tags, revoked_ms, role FROM keys WHERE id = ?", -1,
-                           &st, NULL) != SQLITE_OK)
-        return -1;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int s = sqlite3_step(st), rc = s == SQLITE_ROW ? 0 : s == SQLITE_DONE ? 1 : -1;
-    if (rc == 0) {
-        snprintf(k->id, sizeof k->id, "%s", id);
-        k->owner = ah_strdup((const char *)sqlite3_column_text(st, 0));
-        const char *tags = (const char *)sqlite3_column_text(st, 1);
-        k->tags = tags ? json_loads(tags, 0, NULL) : NULL;
-        if (!json_is_object(k->tags)) {
-            json_decref(k->tags);
-            k->tags = json_object();
-        }
-        k->revoked = sqlite3_column_type(st, 2) != SQLITE_NULL;
-        if (ah_key_role_parse((const char *)sqlite3_column_text(st, 3), &k->role))
-            k->role = AH_KEY_ROLE_UNKNOWN;
-    }
-    sqlite3_finalize(st);
-    return rc;
+    ah_err_t rc = ah_keys_lookup_id(ah_worker_keydb(w), id, k);
+    return rc == AH_E_OK ? 0 : rc == AH_E_NOTFOUND ? 1 : -1;
 }
 
 /* The internal credential: -1 when tok is not it (or the peer is not
@@ -129,7 +157,7 @@ static int internal_auth(ah_worker_t *w, ah_request_t *r, const char *tok)
     int found = lookup_id(w, tok + sl + 1, &k);
     int rc = 0;
     if (found < 0)
-        rc = ah_request_fail(r, 500, NULL, NULL, NULL, "key store unavailable");
+        rc = ah_request_fail(r, 503, NULL, NULL, NULL, "key store unavailable");
     else if (found > 0 || k.revoked)
         rc = ah_request_fail(r, 401, "authentication_error", "invalid_api_key", NULL,
                              found > 0 ? "The batch's key no longer exists"
@@ -163,7 +191,9 @@ int ah_stage_auth(ah_worker_t *w, ah_request_t *r)
         ah_key_t *k = NULL;
         int found = lookup(w, tok, &k);
         if (found < 0)
-            return ah_request_fail(r, 500, NULL, NULL, NULL, "key store unavailable");
+            return ah_request_fail(r, 503, NULL, NULL, NULL,
+                                   "key store unavailable: the gateway cannot check API keys "
+                                   "right now; retry shortly");
         if (found > 0 || k->revoked)
             return ah_request_fail(r, 401, "authentication_error", "invalid_api_key", NULL,
                                    found > 0 ? "Invalid API key: not a key of this gateway"

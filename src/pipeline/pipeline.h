@@ -78,6 +78,9 @@ typedef struct ah_worker {
     struct ah_embed_batcher *embed_batcher; /* this loop's calls to remote_embed, or NULL */
     struct ah_judging *judging;             /* this loop's judge calls (judge.c), or NULL */
     ah_key_cache_entry_t key_cache[AH_KEY_CACHE_SLOTS];
+    struct pg_conn *pg;  /* keys in PostgreSQL: this thread's connection, or NULL */
+    int64_t pg_retry_us; /* no connection attempt before (after a failure) */
+    int pg_down;         /* the last attempt failed (logged once) */
 } ah_worker_t;
 
 int ah_stage_auth(ah_worker_t *w, ah_request_t *r);
@@ -170,5 +173,11 @@ void ah_pipeline_after(ah_worker_t *w, ah_request_t *r);
 
 /* Free the worker's key cache. */
 void ah_worker_clear_key_cache(ah_worker_t *w);
+/* Where this thread reads and writes virtual keys: its SQLite connection,
+ * or, with a PostgreSQL ledger, its PostgreSQL connection (opened on first
+ * use; after a failure, tried again at most once a second). */
+ah_keydb_t ah_worker_keydb(ah_worker_t *w);
+/* Close the worker's PostgreSQL connection, if any. */
+void ah_worker_close_pg(ah_worker_t *w);
 
 #endif

@@ -24,6 +24,7 @@
 #include "server/dashboard.h"
 #include "server/exchange.h"
 #include "store/keys.h"
+#include "store/ledger_read.h"
 #include "store/spend.h"
 
 static int admin_allowed(ah_worker_t *w, struct evhttp_request *req, const char *path)
@@ -90,7 +91,7 @@ static void keys_create(ah_worker_t *w, struct evhttp_request *req)
         return;
     }
     char *key = NULL, *id = NULL;
-    if (ah_keys_create(w->db, owner, tags, role, &key, &id)) {
+    if (ah_keys_create(ah_worker_keydb(w), owner, tags, role, &key, &id)) {
         ah_reply_error(req, AH_API_OPENAI, 500, NULL, NULL, "cannot store the key");
     } else {
         json_t *out =
@@ -350,14 +351,32 @@ static void spend(ah_worker_t *w, struct evhttp_request *req)
     }
     sq.period =
         period && strcmp(period, "week") == 0 ? AH_SPEND_PERIOD_WEEK : AH_SPEND_PERIOD_MONTH;
-    ah_err_t rc = ah_spend_run(w->db, &sq, &res, err, sizeof err);
-    if (!rc && fc && (strcmp(fc, "1") == 0 || strcmp(fc, "true") == 0)) {
+    int want_forecast = fc && (strcmp(fc, "1") == 0 || strcmp(fc, "true") == 0);
+    /* With a PostgreSQL ledger, the range's rows are mirrored first (on this
+     * loop: an admin query, bounded by AH_LEDGER_MIRROR_MAX_ROWS). */
+    sqlite3 *db = w->db, *mirror = NULL;
+    ah_err_t rc = AH_E_OK;
+    if (w->gw->cfg->ledger.url) {
+        int64_t from = sq.since_ms;
+        if (want_forecast) {
+            int64_t back =
+                (sq.until_ms ? sq.until_ms : now) - (int64_t)(sq.history_days + 31) * 86400000LL;
+            from = back < from ? back : from;
+        }
+        if (!(rc = ah_ledger_read_open(w->gw->cfg, from, want_forecast ? 0 : sq.until_ms, &mirror,
+                                       err, sizeof err)))
+            db = mirror;
+    }
+    if (!rc)
+        rc = ah_spend_run(db, &sq, &res, err, sizeof err);
+    if (!rc && want_forecast) {
         ah_spend_query_t fq = sq;
         fq.since_ms = 0; /* a forecast reads its own history (since: the report's range) */
-        if (!(rc = ah_spend_forecast(w->db, &fq, sq.until_ms ? sq.until_ms : now, &f, err,
-                                     sizeof err)))
+        if (!(rc =
+                  ah_spend_forecast(db, &fq, sq.until_ms ? sq.until_ms : now, &f, err, sizeof err)))
             json_object_set_new(res, "forecast", f);
     }
+    sqlite3_close(mirror);
     if (rc) {
         ah_reply_error(req, AH_API_OPENAI, rc == AH_E_TIMEOUT ? 503 : 500, NULL, NULL, err);
         goto out;
@@ -407,7 +426,7 @@ void ah_admin_handle(ah_worker_t *w, struct evhttp_request *req, const char *pat
         keys_create(w, req);
     } else if (strcmp(path, "/admin/keys") == 0 && m == EVHTTP_REQ_GET) {
         json_t *list = NULL;
-        if (ah_keys_list(w->db, &list)) {
+        if (ah_keys_list(ah_worker_keydb(w), &list)) {
             ah_reply_error(req, AH_API_OPENAI, 500, NULL, NULL, "cannot read keys");
             return;
         }
@@ -415,7 +434,7 @@ void ah_admin_handle(ah_worker_t *w, struct evhttp_request *req, const char *pat
         ah_reply_json(req, 200, b);
         json_decref(b);
     } else if (strncmp(path, "/admin/keys/", 12) == 0 && m == EVHTTP_REQ_DELETE) {
-        ah_err_t rc = ah_keys_revoke(w->db, path + 12);
+        ah_err_t rc = ah_keys_revoke(ah_worker_keydb(w), path + 12);
         if (rc == AH_E_NOTFOUND) {
             ah_reply_error(req, AH_API_OPENAI, 404, NULL, NULL, "no such live key");
         } else if (rc) {

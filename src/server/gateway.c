@@ -14,6 +14,7 @@
 #include "route/balance.h"
 #include "route/router_rt.h"
 #include "store/ledger.h"
+#include "store/pg.h"
 #include "store/prices.h"
 #include "tokenize/bpe.h"
 
@@ -90,7 +91,17 @@ int ah_gateway_open(ah_config_t *cfg, ah_gateway_t *gw, ah_gateway_rt_t **rtp)
         goto fail;
     }
     gw->prices = load_prices(cfg->prices_path);
-    if (ah_ledger_open_sqlite(cfg->db_path, &gw->ledger)) {
+    if (cfg->ledger.url) {
+        char spool[4096], why_pg[512], shown[512];
+        snprintf(spool, sizeof spool, "%s-spool", cfg->db_path);
+        ah_pg_redact(cfg->ledger.url, shown, sizeof shown);
+        if (ah_ledger_open_postgres(&cfg->ledger, spool, &gw->ledger, why_pg, sizeof why_pg)) {
+            ah_error("cannot open the PostgreSQL ledger at %s: %s", shown, why_pg);
+            goto fail;
+        }
+        ah_info("ledger and keys: PostgreSQL at %s (spool %s)", shown,
+                cfg->ledger.spool ? cfg->ledger.spool : spool);
+    } else if (ah_ledger_open_sqlite(cfg->db_path, &gw->ledger)) {
         ah_error("cannot open the ledger at %s", cfg->db_path);
         goto fail;
     }

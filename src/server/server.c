@@ -213,6 +213,7 @@ static void free_worker(thread_ctx_t *t)
     ah_embed_batcher_free(t->w.embed_batcher);
     ah_http_free(t->w.http);
     ah_worker_clear_key_cache(&t->w);
+    ah_worker_close_pg(&t->w);
     if (t->w.db)
         sqlite3_close(t->w.db);
     if (t->w.base)

@@ -80,15 +80,19 @@ void ah_ledger_row_free(ah_ledger_row_t *r)
 #define INSERT_MAX_ROWS (1 << (LEDGER_INSERT_LEVELS - 1))
 _Static_assert((INSERT_MAX_ROWS * LEDGER_COLUMNS) <= 32766, "SQLite's limit on parameters");
 
-static const char insert_head[] =
-    "INSERT OR IGNORE INTO ledger(request_id, ts_ms, key_id, owner, user, "
-    "tags, api, endpoint, stream, requested_model, served_model, provider, "
-    "deployment, prompt_tokens, completion_tokens, cached_tokens, "
-    "cache_write_tokens, reasoning_tokens, usage_source, cost_usd, "
-    "latency_ms, ttft_ms, overhead_us, status, error, cache, cache_key, saved_usd, "
-    "prompt_cache_saved_usd, cache_similarity, attempt_of, attempts, route_reason, baseline_usd, "
-    "saved_routing_usd, shape, shape_tokens_saved, saved_shaping_usd, prefix_hash, prefix_tokens) "
-    "VALUES ";
+#define LEDGER_COLUMN_LIST                                                                         \
+    "request_id, ts_ms, key_id, owner, \"user\", "                                                 \
+    "tags, api, endpoint, stream, requested_model, served_model, provider, "                       \
+    "deployment, prompt_tokens, completion_tokens, cached_tokens, "                                \
+    "cache_write_tokens, reasoning_tokens, usage_source, cost_usd, "                               \
+    "latency_ms, ttft_ms, overhead_us, status, error, cache, cache_key, saved_usd, "               \
+    "prompt_cache_saved_usd, cache_similarity, attempt_of, attempts, route_reason, baseline_usd, " \
+    "saved_routing_usd, shape, shape_tokens_saved, saved_shaping_usd, prefix_hash, prefix_tokens"
+_Static_assert(LEDGER_COLUMNS == AH_LEDGER_COLUMNS, "one list of columns");
+
+const char ah_ledger_columns[] = LEDGER_COLUMN_LIST;
+
+static const char insert_head[] = "INSERT OR IGNORE INTO ledger(" LEDGER_COLUMN_LIST ") VALUES ";
 
 typedef struct sqlite_sink {
     sqlite3 *db;
@@ -221,7 +225,7 @@ static void sqlite_close(void *ctx)
     ah_free(s);
 }
 
-static const ah_ledger_sink_t sqlite_sink = {"sqlite", sqlite_write, sqlite_close};
+static const ah_ledger_sink_t sqlite_sink = {"sqlite", sqlite_write, sqlite_close, NULL};
 
 /* --- queue and writer -------------------------------------------------- */
 
@@ -279,6 +283,26 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+ah_err_t ah_ledger_open_sink(const ah_ledger_sink_t *sink, void *sink_ctx, ah_ledger_t **out)
+{
+    ah_ledger_t *l = ah_calloc(1, sizeof *l);
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->not_empty, NULL);
+    pthread_cond_init(&l->not_full, NULL);
+    l->sink = sink;
+    l->sink_ctx = sink_ctx;
+    if (pthread_create(&l->writer, NULL, writer_main, l) != 0) {
+        sink->close(sink_ctx);
+        pthread_mutex_destroy(&l->mu);
+        pthread_cond_destroy(&l->not_empty);
+        pthread_cond_destroy(&l->not_full);
+        ah_free(l);
+        return AH_E_IO;
+    }
+    *out = l;
+    return AH_E_OK;
+}
+
 ah_err_t ah_ledger_open_sqlite(const char *path, ah_ledger_t **out)
 {
     sqlite3 *db;
@@ -299,19 +323,7 @@ ah_err_t ah_ledger_open_sqlite(const char *path, ah_ledger_t **out)
             return rc;
         }
     }
-    ah_ledger_t *l = ah_calloc(1, sizeof *l);
-    pthread_mutex_init(&l->mu, NULL);
-    pthread_cond_init(&l->not_empty, NULL);
-    pthread_cond_init(&l->not_full, NULL);
-    l->sink = &sqlite_sink;
-    l->sink_ctx = s;
-    if (pthread_create(&l->writer, NULL, writer_main, l) != 0) {
-        sqlite_close(s);
-        ah_free(l);
-        return AH_E_IO;
-    }
-    *out = l;
-    return AH_E_OK;
+    return ah_ledger_open_sink(&sqlite_sink, s, out);
 }
 
 ah_err_t ah_ledger_observe(ah_ledger_t *l, ah_ledger_observer_fn fn, void *ctx)
@@ -329,6 +341,9 @@ void ah_ledger_append(ah_ledger_t *l, ah_ledger_row_t *row)
     pthread_mutex_lock(&l->mu);
     while (l->count == AH_LEDGER_QUEUE_ROWS)
         pthread_cond_wait(&l->not_full, &l->mu);
+    row->journal_seg = -1;
+    if (l->sink->journal)
+        l->sink->journal(l->sink_ctx, row);
     l->ring[(l->head + l->count) % AH_LEDGER_QUEUE_ROWS] = row;
     if (l->count++ == 0)
         pthread_cond_signal(&l->not_empty); /* the writer only sleeps on an empty queue */

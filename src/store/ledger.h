@@ -12,6 +12,7 @@
 #ifndef AH_LEDGER_H
 #define AH_LEDGER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -47,6 +48,9 @@ typedef struct ah_ledger_row {
     double saved_shaping_usd;      /* those tokens at the served model's input price */
     char *prefix_hash;             /* hex hash of the static prefix, or NULL */
     int64_t prefix_tokens;         /* its tokens (estimated) */
+    /* for the sink only, not stored: the spool segment the row was
+     * journaled in (ledger_pg.c), or -1 */
+    int64_t journal_seg;
     /* for observers only, not stored: */
     struct ah_trace *trace; /* the request's trace when tracing sampled it, or NULL */
     char *prompt;           /* the messages as JSON, when prompt logging is on, or NULL */
@@ -62,13 +66,32 @@ typedef struct ah_ledger_sink {
     /* Write n rows in one transaction. */
     ah_err_t (*write)(void *ctx, ah_ledger_row_t **rows, int n);
     void (*close)(void *ctx);
+    /* Optional: make row durable before it is queued (the producer's thread,
+     * under the queue's lock, so journal order is queue order). */
+    void (*journal)(void *ctx, ah_ledger_row_t *row);
 } ah_ledger_sink_t;
+
+/* The stored columns, in the order of the SQL lists ("user" quoted: a
+ * reserved word in PostgreSQL). */
+#define AH_LEDGER_COLUMNS 40
+extern const char ah_ledger_columns[];
 
 typedef struct ah_ledger ah_ledger_t;
 
 /* Start the writer thread over a SQLite database at path. Close (and free)
  * with ah_ledger_close. */
 ah_err_t ah_ledger_open_sqlite(const char *path, ah_ledger_t **out);
+/* Start the writer thread over PostgreSQL (cfg->url), with rows journaled
+ * to a spool directory (cfg->spool, else default_spool) before they are
+ * queued: a killed gateway or an unreachable database loses none
+ * (ledger_pg.c, docs/postgres.md). Connects and migrates first; AH_E_DB
+ * with the reason in err when it cannot. */
+struct ah_ledger_config;
+ah_err_t ah_ledger_open_postgres(const struct ah_ledger_config *cfg, const char *default_spool,
+                                 ah_ledger_t **out, char *err, size_t errlen);
+/* Start the writer thread over any sink (takes sink_ctx; the sink's close
+ * frees it, also on failure). */
+ah_err_t ah_ledger_open_sink(const ah_ledger_sink_t *sink, void *sink_ctx, ah_ledger_t **out);
 /* Add an observer before traffic starts (not thread-safe against the
  * writer's batches). AH_E_TOOBIG past AH_LEDGER_MAX_OBSERVERS. */
 ah_err_t ah_ledger_observe(ah_ledger_t *l, ah_ledger_observer_fn fn, void *ctx);

@@ -210,6 +210,42 @@ START_TEST(cache_settings)
 }
 END_TEST
 
+START_TEST(ledger_settings)
+{
+    ah_config_t *c;
+    char err[512] = "";
+    /* The short form, and the long one with the spool's settings. */
+    ck_assert_int_eq(
+        load("ahorro:\n  ledger: postgres://u:pw@db.example:5432/ahorro\n", &c, err, sizeof err),
+        AH_E_OK);
+    ck_assert_str_eq(c->ledger.url, "postgres://u:pw@db.example:5432/ahorro");
+    ck_assert_ptr_null(c->ledger.spool);
+    ah_config_free(c);
+    ck_assert_int_eq(load("ahorro:\n  ledger:\n    url: host=db dbname=ahorro\n"
+                          "    spool: /var/spool/ahorro\n    spool_max_mb: 64\n",
+                          &c, err, sizeof err),
+                     AH_E_OK);
+    ck_assert_str_eq(c->ledger.url, "host=db dbname=ahorro");
+    ck_assert_str_eq(c->ledger.spool, "/var/spool/ahorro");
+    ck_assert_int_eq(c->ledger.spool_max_mb, 64);
+    ah_config_free(c);
+    ck_assert_int_eq(load("ahorro:\n  ledger: sqlite\n", &c, err, sizeof err), AH_E_OK);
+    ck_assert_ptr_null(c->ledger.url);
+    ah_config_free(c);
+    /* Mistakes name their line. */
+    ck_assert_int_ne(load("ahorro:\n  ledger: mysql://db\n", &c, err, sizeof err), AH_E_OK);
+    ck_assert_ptr_nonnull(strstr(err, ":2:"));
+    ck_assert_ptr_nonnull(strstr(err, "PostgreSQL connection string"));
+    ck_assert_int_ne(load("ahorro:\n  ledger:\n    url: postgres://x/y\n    spool_max_mb: 0\n", &c,
+                          err, sizeof err),
+                     AH_E_OK);
+    ck_assert_ptr_nonnull(strstr(err, "spool_max_mb"));
+    ck_assert_int_ne(load("ahorro:\n  ledger:\n    uri: postgres://x/y\n", &c, err, sizeof err),
+                     AH_E_OK);
+    ck_assert_ptr_nonnull(strstr(err, "uri"));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("config");
@@ -219,6 +255,7 @@ int main(void)
     tcase_add_test(tc, self_hosted_gpu_price);
     tcase_add_test(tc, environment_only);
     tcase_add_test(tc, cache_settings);
+    tcase_add_test(tc, ledger_settings);
     suite_add_tcase(s, tc);
     return ah_check_run(s);
 }

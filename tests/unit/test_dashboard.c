@@ -76,8 +76,9 @@ START_TEST(key_roles)
     int fd = mkstemp(path);
     ck_assert_int_ge(fd, 0);
     close(fd);
-    sqlite3 *db;
-    ck_assert_int_eq(ah_db_open(path, &db), AH_E_OK);
+    sqlite3 *lite;
+    ck_assert_int_eq(ah_db_open(path, &lite), AH_E_OK);
+    ah_keydb_t db = {.lite = lite};
     char *key = NULL, *id = NULL, *key2 = NULL, *id2 = NULL;
     ck_assert_int_eq(ah_keys_create(db, "ops", NULL, AH_KEY_ROLE_VIEWER, &key, &id), AH_E_OK);
     ck_assert_int_eq(ah_keys_create(db, "app", NULL, AH_KEY_ROLE_API, &key2, &id2), AH_E_OK);
@@ -90,7 +91,7 @@ START_TEST(key_roles)
     ck_assert_int_eq(k.role, AH_KEY_ROLE_API);
     ah_key_clear(&k);
     /* A role a newer ahorro wrote is read as unknown: it may do nothing. */
-    ck_assert_int_eq(ah_db_exec(db, "UPDATE keys SET role = 'auditor' WHERE owner = 'app'"),
+    ck_assert_int_eq(ah_db_exec(lite, "UPDATE keys SET role = 'auditor' WHERE owner = 'app'"),
                      AH_E_OK);
     ck_assert_int_eq(ah_keys_lookup(db, key2, &k), AH_E_OK);
     ck_assert_int_eq(k.role, AH_KEY_ROLE_UNKNOWN);
@@ -99,7 +100,24 @@ START_TEST(key_roles)
     ck_assert_int_eq(ah_keys_list(db, &list), AH_E_OK);
     ck_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 0), "role")), "viewer");
     json_decref(list);
-    sqlite3_close(db);
+    /* By id (the internal credential), and revoked. */
+    ck_assert_int_eq(ah_keys_lookup_id(db, id, &k), AH_E_OK);
+    ck_assert_str_eq(k.owner, "ops");
+    ck_assert_int_eq(k.revoked, 0);
+    ah_key_clear(&k);
+    ck_assert_int_eq(ah_keys_revoke(db, id), AH_E_OK);
+    ck_assert_int_eq(ah_keys_revoke(db, id), AH_E_NOTFOUND);
+    ck_assert_int_eq(ah_keys_lookup(db, key, &k), AH_E_OK);
+    ck_assert_int_eq(k.revoked, 1);
+    ah_key_clear(&k);
+    ck_assert_int_eq(ah_keys_lookup_id(db, "key_nope", &k), AH_E_NOTFOUND);
+    /* Keys wanted in PostgreSQL that cannot be reached: every call fails
+     * (never a fall back to the local file's keys). */
+    ah_keydb_t away = {.lite = lite, .pg_wanted = 1};
+    ck_assert_int_eq(ah_keys_lookup(away, key, &k), AH_E_DB);
+    ck_assert_int_eq(ah_keys_list(away, &list), AH_E_DB);
+    ck_assert_int_eq(ah_keys_revoke(away, id), AH_E_DB);
+    sqlite3_close(lite);
     ah_free(key);
     ah_free(id);
     ah_free(key2);
