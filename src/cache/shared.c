@@ -18,11 +18,11 @@
  * applies the other instances' records; at start it first applies the last
  * CATCH_UP_MAX records.
  *
- * Calls from the event loops are synchronous, on a small pool of
- * connections, as the counters' are (src/state/redis.c), with the same
- * outage rule: a failure is logged once, nobody tries Redis for BACKOFF_MS,
- * then one caller (a loop or the thread) probes it. The cache never fails
- * because of Redis: without it, it is this process's own.
+ * Calls from the event loops are synchronous, on the pool of connections
+ * of src/state/redis_conn.h, as the counters' are, with the same outage
+ * rule: a failure is logged once, nobody tries Redis for a second, then one
+ * caller (a loop or the thread) probes it. The cache never fails because of
+ * Redis: without it, it is this process's own.
  *
  * An entry, serialized (integers little-endian; floats as their IEEE bits):
  *   "AHC1", key[32], created_ms i64, expires_ms i64, cost_usd f64, dim u32,
@@ -49,6 +49,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "state/redis_conn.h"
 #include "state/state.h"
 
 #define MAGIC "AHC1"
@@ -57,10 +58,6 @@
 #define HEAD_MAX (MAGIC_LEN + AH_CACHE_KEY_BYTES + 28 + 3 * (4 + AH_CACHE_SHARED_MAX_NAME))
 #define HEX_KEY (2 * AH_CACHE_KEY_BYTES)
 
-#define MAX_IDLE 64     /* idle connections kept by the loops' pool */
-#define BACKOFF_MS 1000 /* after a failure, nobody tries Redis for this long */
-#define MAX_HOST 256
-#define MAX_PASSWORD 256
 #define MAX_KEY 256           /* prefix + "cache:e:" + hex key */
 #define STREAM_MAXLEN "10000" /* XADD MAXLEN ~: records kept in the stream */
 #define STREAM_BLOCK_MS 250   /* XREAD BLOCK: how soon the thread sees a stop */
@@ -76,18 +73,11 @@
 
 typedef struct shared {
     ah_cache_t *cache;
-    char host[MAX_HOST], password[MAX_PASSWORD];
+    ah_redis_pool_t *pool;
     char prefix[AH_STATE_MAX_PREFIX + 1];
     char stream[AH_STATE_MAX_PREFIX + 16];
-    char id[17]; /* this instance, in its records */
-    int port, db;
-    struct timeval timeout, read_timeout;
-    pthread_mutex_t lock; /* the pool */
-    redisContext *idle[MAX_IDLE];
-    int nidle;
-    _Atomic int64_t retry_at_us; /* while down: no attempt before this (monotonic) */
-    atomic_int down;
-    atomic_uint_fast64_t degraded; /* calls that went without Redis in this outage */
+    char id[17];         /* this instance, in its records */
+    int read_timeout_ms; /* of the thread's connection */
     atomic_uint_fast64_t applied, skipped;
     atomic_int stop;
     pthread_t thread;
@@ -310,7 +300,7 @@ bad:
     return AH_E_PARSE;
 }
 
-/* --- connections and outages ------------------------------------------------ */
+/* --- keys and commands ----------------------------------------------------- */
 
 static void hex_of(const uint8_t *k, char out[HEX_KEY + 1])
 {
@@ -346,114 +336,6 @@ static void entry_key(const shared_t *s, const uint8_t *key, char out[MAX_KEY])
 static const char *reply_error(const redisReply *rep)
 {
     return rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "";
-}
-
-/* A new connection with timeout tv, authenticated and on the configured
- * database; NULL with the reason in why. */
-static redisContext *conn_open(shared_t *s, struct timeval tv, char *why, size_t n)
-{
-    redisContext *c = redisConnectWithTimeout(s->host, s->port, s->timeout);
-    redisReply *rep = NULL;
-    if (!c || c->err) {
-        snprintf(why, n, "connect: %s", c ? c->errstr : "out of memory");
-        goto fail;
-    }
-    if (redisSetTimeout(c, tv) != REDIS_OK) {
-        snprintf(why, n, "cannot set the command timeout");
-        goto fail;
-    }
-    if (s->password[0]) {
-        rep = redisCommand(c, "AUTH %s", s->password);
-        if (!rep || rep->type == REDIS_REPLY_ERROR) {
-            snprintf(why, n, "AUTH: %s", rep ? rep->str : c->errstr);
-            goto fail;
-        }
-        freeReplyObject(rep);
-        rep = NULL;
-    }
-    if (s->db) {
-        rep = redisCommand(c, "SELECT %d", s->db);
-        if (!rep || rep->type == REDIS_REPLY_ERROR) {
-            snprintf(why, n, "SELECT %d: %s", s->db, rep ? rep->str : c->errstr);
-            goto fail;
-        }
-        freeReplyObject(rep);
-    }
-    return c;
-fail:
-    if (rep)
-        freeReplyObject(rep);
-    if (c)
-        redisFree(c);
-    return NULL;
-}
-
-static redisContext *pool_take(shared_t *s)
-{
-    redisContext *c = NULL;
-    pthread_mutex_lock(&s->lock);
-    if (s->nidle)
-        c = s->idle[--s->nidle];
-    pthread_mutex_unlock(&s->lock);
-    return c;
-}
-
-static void pool_give(shared_t *s, redisContext *c)
-{
-    pthread_mutex_lock(&s->lock);
-    if (s->nidle < MAX_IDLE) {
-        s->idle[s->nidle++] = c;
-        c = NULL;
-    }
-    pthread_mutex_unlock(&s->lock);
-    if (c)
-        redisFree(c);
-}
-
-static void pool_flush(shared_t *s)
-{
-    redisContext *all[MAX_IDLE];
-    pthread_mutex_lock(&s->lock);
-    int n = s->nidle;
-    memcpy(all, s->idle, (size_t)n * sizeof *all);
-    s->nidle = 0;
-    pthread_mutex_unlock(&s->lock);
-    for (int i = 0; i < n; i++)
-        redisFree(all[i]);
-}
-
-/* Whether to try Redis now: always while it is up; while it is down, one
- * caller per BACKOFF_MS (the probe). A call that goes without is counted
- * when count is set. */
-static int may_try(shared_t *s, int count)
-{
-    if (!atomic_load(&s->down))
-        return 1;
-    int64_t at = atomic_load(&s->retry_at_us), now = ah_now_us();
-    if (now >= at &&
-        atomic_compare_exchange_strong(&s->retry_at_us, &at, now + (int64_t)BACKOFF_MS * 1000))
-        return 1;
-    if (count)
-        atomic_fetch_add(&s->degraded, 1);
-    return 0;
-}
-
-static void outage(shared_t *s, const char *why)
-{
-    atomic_store(&s->retry_at_us, ah_now_us() + (int64_t)BACKOFF_MS * 1000);
-    pool_flush(s);
-    if (!atomic_exchange(&s->down, 1))
-        ah_warn("cache: Redis at %s:%d cannot be reached (%s): the answer caches go on in this "
-                "instance only until it is back",
-                s->host, s->port, why);
-}
-
-static void back(shared_t *s)
-{
-    if (atomic_load(&s->down) && atomic_exchange(&s->down, 0))
-        ah_warn("cache: Redis at %s:%d is back (%" PRIuFAST64
-                " cache calls went without it during the outage)",
-                s->host, s->port, atomic_exchange(&s->degraded, 0));
 }
 
 /* One command: up to CMD_ARGS arguments with their lengths. */
@@ -510,37 +392,31 @@ static void free_replies(redisReply **rep, int n)
 static int run(shared_t *s, const cmd_t *cmds, int n, redisReply **out)
 {
     char why[256] = "";
-    if (!may_try(s, 1))
+    int pooled;
+    if (!ah_redis_pool_may_try(s->pool)) {
+        ah_redis_pool_went_without(s->pool);
         return -1;
-    redisContext *c = pool_take(s);
-    int pooled = c != NULL;
-    for (int attempt = 0;; attempt++) {
-        if (!c && !(c = conn_open(s, s->timeout, why, sizeof why)))
-            goto down;
-        if (pipeline(c, cmds, n, out) == 0)
-            break;
-        /* A pooled connection the server closed (a restart while idle):
-         * one retry on a new one. Every command here may run twice. */
-        int closed = c->err == REDIS_ERR_EOF || (c->err == REDIS_ERR_IO && errno != EAGAIN);
-        snprintf(why, sizeof why, "%s", c->errstr[0] ? c->errstr : "I/O error");
-        redisFree(c);
-        c = NULL;
-        if (!pooled || attempt > 0 || !closed)
-            goto down;
-        pool_flush(s);
     }
-    pool_give(s, c);
+    redisContext *c = ah_redis_pool_get(s->pool, &pooled, why, sizeof why);
+    if (!c)
+        goto down;
+    /* A pooled connection the server closed (a restart while idle): one
+     * retry on a new one. Every command here may run twice. */
+    while (pipeline(c, cmds, n, out))
+        if (!(c = ah_redis_pool_retry(s->pool, c, &pooled, why, sizeof why)))
+            goto down;
+    ah_redis_pool_put(s->pool, c);
     for (int i = 0; i < n; i++)
         if (out[i]->type == REDIS_REPLY_ERROR) {
             snprintf(why, sizeof why, "%s answered %s", cmds[i].argv[0], out[i]->str);
             free_replies(out, n);
             goto down;
         }
-    back(s);
+    ah_redis_pool_answered(s->pool);
     return 0;
 down:
-    outage(s, why);
-    atomic_fetch_add(&s->degraded, 1);
+    ah_redis_pool_failed(s->pool, why);
+    ah_redis_pool_went_without(s->pool);
     return -1;
 }
 
@@ -933,22 +809,22 @@ static void *reader(void *arg)
     applying = 1; /* everything this thread inserts came from the others */
     while (!atomic_load(&s->stop)) {
         if (!c) {
-            if (!may_try(s, 0)) {
+            if (!ah_redis_pool_may_try(s->pool)) {
                 nap(s, NAP_MS);
                 continue;
             }
-            if (!(c = conn_open(s, s->read_timeout, why, sizeof why))) {
-                outage(s, why);
+            if (!(c = ah_redis_pool_open(s->pool, s->read_timeout_ms, why, sizeof why))) {
+                ah_redis_pool_failed(s->pool, why);
                 continue;
             }
             if (!caught_up && catch_up(s, c, last, why, sizeof why)) {
                 redisFree(c);
                 c = NULL;
-                outage(s, why);
+                ah_redis_pool_failed(s->pool, why);
                 continue;
             }
             caught_up = 1;
-            back(s);
+            ah_redis_pool_answered(s->pool);
         }
         redisReply *rep = redisCommand(c, "XREAD COUNT %d BLOCK %d STREAMS %s %s", STREAM_COUNT,
                                        STREAM_BLOCK_MS, s->stream, last);
@@ -967,7 +843,7 @@ static void *reader(void *arg)
                      rep && rep->type == REDIS_REPLY_ERROR ? rep->str : c->errstr);
             redisFree(c);
             c = NULL;
-            outage(s, why);
+            ah_redis_pool_failed(s->pool, why);
         }
         if (rep)
             freeReplyObject(rep);
@@ -983,12 +859,11 @@ static void on_detach(void *ctx)
     atomic_store(&s->stop, 1);
     if (s->started)
         pthread_join(s->thread, NULL);
-    pool_flush(s);
+    ah_redis_pool_free(s->pool);
     ah_info("cache: %" PRIuFAST64
             " entries and records from the other instances applied, %" PRIuFAST64
             " malformed skipped",
             atomic_load(&s->applied), atomic_load(&s->skipped));
-    pthread_mutex_destroy(&s->lock);
     ah_free(s);
 }
 
@@ -996,25 +871,22 @@ static const ah_cache_peers_t redis_peers = {on_stored, on_fetch, on_removed, on
 
 int ah_cache_shared_start(ah_cache_t *cache, const ah_state_config_t *cfg, char *err, size_t errlen)
 {
-    shared_t *s = ah_calloc(1, sizeof *s);
-    if (ah_state_redis_parse_url(cfg->url, s->host, sizeof s->host, &s->port, &s->db, s->password,
-                                 sizeof s->password)) {
+    ah_redis_pool_t *pool = ah_redis_pool_new(
+        cfg, "cache", "the answer caches go on in this instance only until it is back");
+    if (!pool) {
         snprintf(err, errlen, "'%s' is not redis://[:PASSWORD@]HOST[:PORT][/DB]",
                  cfg->url ? cfg->url : "");
-        ah_free(s);
         return -1;
     }
+    shared_t *s = ah_calloc(1, sizeof *s);
     s->cache = cache;
+    s->pool = pool;
     snprintf(s->prefix, sizeof s->prefix, "%s",
              cfg->prefix ? cfg->prefix : AH_STATE_DEFAULT_PREFIX);
     snprintf(s->stream, sizeof s->stream, "%scache:stream", s->prefix);
-    int ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : AH_STATE_DEFAULT_TIMEOUT_MS;
-    s->timeout.tv_sec = ms / 1000;
-    s->timeout.tv_usec = (ms % 1000) * 1000;
     /* the thread's reads block up to STREAM_BLOCK_MS on purpose */
-    int rms = ms + STREAM_BLOCK_MS + 1000;
-    s->read_timeout.tv_sec = rms / 1000;
-    s->read_timeout.tv_usec = (rms % 1000) * 1000;
+    int ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : AH_STATE_DEFAULT_TIMEOUT_MS;
+    s->read_timeout_ms = ms + STREAM_BLOCK_MS + 1000;
     unsigned char rnd[8];
     if (RAND_bytes(rnd, sizeof rnd) != 1) {
         uint64_t x = (uint64_t)ah_now_us() ^ ((uint64_t)getpid() << 32);
@@ -1022,14 +894,13 @@ int ah_cache_shared_start(ah_cache_t *cache, const ah_state_config_t *cfg, char 
     }
     for (int i = 0; i < 8; i++)
         snprintf(s->id + 2 * i, 3, "%02x", rnd[i]);
-    pthread_mutex_init(&s->lock, NULL);
     ah_cache_set_peers(cache, &redis_peers, s);
     if (pthread_create(&s->thread, NULL, reader, s) == 0)
         s->started = 1;
     else
         ah_warn("cache: cannot start the thread that reads the Redis stream: entries stored by "
                 "the other instances are found by exact lookups only");
-    ah_info("cache: shared with the other instances through Redis at %s:%d (keys %scache:*)",
-            s->host, s->port, s->prefix);
+    ah_info("cache: shared with the other instances through Redis at %s (keys %scache:*)",
+            ah_redis_pool_addr(s->pool), s->prefix);
     return 0;
 }
