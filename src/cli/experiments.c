@@ -12,6 +12,7 @@
 #include "core/clock.h"
 #include "quality/experiment.h"
 #include "store/db.h"
+#include "store/ledger_read.h"
 #include "store/spend.h"
 
 static double num(const json_t *o, const char *k)
@@ -148,10 +149,12 @@ int ah_cli_experiments(int argc, char **argv, const ah_config_t *cfg)
         return 0;
     }
     sqlite3 *db = NULL;
-    if (ah_db_open(cfg->db_path, &db))
+    char err[512] = "";
+    if (ah_ledger_read_open(cfg, since_ms, 0, &db, err, sizeof err)) {
+        fprintf(stderr, "ahorro experiments: %s\n", err);
         return 1;
+    }
     json_t *rep = NULL;
-    char err[256] = "";
     ah_err_t rc = ah_experiment_report(db, cfg, name, since_ms, &rep, err, sizeof err);
     sqlite3_close(db);
     if (rc) {

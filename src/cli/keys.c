@@ -43,7 +43,7 @@ int ah_cli_keys(int argc, char **argv, const ah_config_t *cfg)
         return 2;
     }
     /* Keys live with the ledger: in PostgreSQL when it is configured. */
-    ah_keydb_t db = {0};
+    ah_dbh_t db = {0};
     if (cfg->ledger.url) {
         char err[512];
         db.pg_wanted = 1;

@@ -32,6 +32,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "store/db.h"
+#include "store/ledger_read.h"
 #include "store/prices.h"
 
 /* The least prefix providers cache. */
@@ -85,8 +86,12 @@ int ah_cli_prompts(int argc, char **argv, const ah_config_t *cfg)
         }
     }
     sqlite3 *db = NULL;
-    if (ah_db_open(cfg->db_path, &db))
+    char why[512];
+    int64_t since_ms = ah_wall_ms() - (int64_t)(days * 86400e3);
+    if (ah_ledger_read_open(cfg, since_ms, 0, &db, why, sizeof why)) {
+        fprintf(stderr, "ahorro prompts: %s\n", why);
         return 1;
+    }
     ah_prices_t *prices = ah_prices_open_default(cfg->prices_path, NULL);
     sqlite3_stmt *st = NULL;
     int rc = 0;
@@ -105,7 +110,7 @@ int ah_cli_prompts(int argc, char **argv, const ah_config_t *cfg)
         rc = 1;
         goto out;
     }
-    sqlite3_bind_int64(st, 1, ah_wall_ms() - (int64_t)(days * 86400e3));
+    sqlite3_bind_int64(st, 1, since_ms);
     sqlite3_bind_int64(st, 2, min_requests);
     sqlite3_bind_int(st, 3, AUDIT_MAX_ROUTES);
     while (sqlite3_step(st) == SQLITE_ROW && nr < AUDIT_MAX_ROUTES) {

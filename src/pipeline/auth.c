@@ -47,9 +47,9 @@ static int is_loopback(const char *peer)
                     strncmp(peer, "::ffff:127.", 11) == 0);
 }
 
-ah_keydb_t ah_worker_keydb(ah_worker_t *w)
+ah_dbh_t ah_worker_dbh(ah_worker_t *w)
 {
-    ah_keydb_t k = {.lite = w->db};
+    ah_dbh_t k = {.lite = w->db};
     const ah_config_t *cfg = w->gw->cfg;
     if (!cfg->ledger.url)
         return k;
@@ -106,9 +106,9 @@ static int lookup(ah_worker_t *w, const char *token, ah_key_t **out)
         return 0;
     }
     ah_key_t k;
-    ah_err_t rc = ah_keys_lookup(ah_worker_keydb(w), token, &k);
+    ah_err_t rc = ah_keys_lookup(ah_worker_dbh(w), token, &k);
     if (rc == AH_E_DB && w->pg && PQstatus(w->pg) != CONNECTION_OK) /* a restarted server */
-        rc = ah_keys_lookup(ah_worker_keydb(w), token, &k);
+        rc = ah_keys_lookup(ah_worker_dbh(w), token, &k);
     if (rc == AH_E_NOTFOUND)
         return 1;
     if (rc && strcmp(e->hash, hash) == 0 && e->expires_us + AH_KEY_STALE_US > now) {
@@ -131,7 +131,7 @@ static int lookup(ah_worker_t *w, const char *token, ah_key_t **out)
  * the caller), 1 unknown, -1 db. */
 static int lookup_id(ah_worker_t *w, const char *id, ah_key_t *k)
 {
-    ah_err_t rc = ah_keys_lookup_id(ah_worker_keydb(w), id, k);
+    ah_err_t rc = ah_keys_lookup_id(ah_worker_dbh(w), id, k);
     return rc == AH_E_OK ? 0 : rc == AH_E_NOTFOUND ? 1 : -1;
 }
 

@@ -26,6 +26,7 @@
 #include "pipeline/pipeline.h"
 #include "quality/experiment.h"
 #include "store/db.h"
+#include "store/ledger_read.h"
 
 /* How far back the bandit looks, how long its query may take, and how
  * often its thread looks for stale weights. */
@@ -58,6 +59,15 @@ static void bandit_refresh(ah_experiment_rt_t *rt, sqlite3 *db, size_t i, int64_
     char err[256] = "", note[512] = "";
     json_t *rep = NULL;
     int ok = 0;
+    /* A PostgreSQL ledger: the window's rows and feedback, mirrored. */
+    sqlite3 *mirror = NULL;
+    if (rt->cfg->ledger.url &&
+        ah_ledger_read_open(rt->cfg, now - BANDIT_WINDOW_MS, 0, &mirror, err, sizeof err)) {
+        ah_warn("experiment %s: the bandit's weights were not updated: %s", e->name, err);
+        return;
+    }
+    if (mirror)
+        db = mirror;
     ah_db_deadline_t dl;
     ah_db_deadline_arm(db, &dl, BANDIT_QUERY_MAX_MS);
     if (ah_experiment_report(db, rt->cfg, e->name, now - BANDIT_WINDOW_MS, &rep, err, sizeof err) ==
@@ -70,6 +80,7 @@ static void bandit_refresh(ah_experiment_rt_t *rt, sqlite3 *db, size_t i, int64_
         ah_warn("experiment %s: the bandit's weights were not updated: %s", e->name, err);
     }
     ah_db_deadline_disarm(db);
+    sqlite3_close(mirror);
     json_decref(rep);
     pthread_mutex_lock(&rt->mu);
     exp_state_t *s = &rt->e[i];

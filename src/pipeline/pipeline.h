@@ -176,7 +176,7 @@ void ah_worker_clear_key_cache(ah_worker_t *w);
 /* Where this thread reads and writes virtual keys: its SQLite connection,
  * or, with a PostgreSQL ledger, its PostgreSQL connection (opened on first
  * use; after a failure, tried again at most once a second). */
-ah_keydb_t ah_worker_keydb(ah_worker_t *w);
+ah_dbh_t ah_worker_dbh(ah_worker_t *w);
 /* Close the worker's PostgreSQL connection, if any. */
 void ah_worker_close_pg(ah_worker_t *w);
 

@@ -91,7 +91,7 @@ static void keys_create(ah_worker_t *w, struct evhttp_request *req)
         return;
     }
     char *key = NULL, *id = NULL;
-    if (ah_keys_create(ah_worker_keydb(w), owner, tags, role, &key, &id)) {
+    if (ah_keys_create(ah_worker_dbh(w), owner, tags, role, &key, &id)) {
         ah_reply_error(req, AH_API_OPENAI, 500, NULL, NULL, "cannot store the key");
     } else {
         json_t *out =
@@ -426,7 +426,7 @@ void ah_admin_handle(ah_worker_t *w, struct evhttp_request *req, const char *pat
         keys_create(w, req);
     } else if (strcmp(path, "/admin/keys") == 0 && m == EVHTTP_REQ_GET) {
         json_t *list = NULL;
-        if (ah_keys_list(ah_worker_keydb(w), &list)) {
+        if (ah_keys_list(ah_worker_dbh(w), &list)) {
             ah_reply_error(req, AH_API_OPENAI, 500, NULL, NULL, "cannot read keys");
             return;
         }
@@ -434,7 +434,7 @@ void ah_admin_handle(ah_worker_t *w, struct evhttp_request *req, const char *pat
         ah_reply_json(req, 200, b);
         json_decref(b);
     } else if (strncmp(path, "/admin/keys/", 12) == 0 && m == EVHTTP_REQ_DELETE) {
-        ah_err_t rc = ah_keys_revoke(ah_worker_keydb(w), path + 12);
+        ah_err_t rc = ah_keys_revoke(ah_worker_dbh(w), path + 12);
         if (rc == AH_E_NOTFOUND) {
             ah_reply_error(req, AH_API_OPENAI, 404, NULL, NULL, "no such live key");
         } else if (rc) {

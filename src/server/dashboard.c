@@ -157,7 +157,7 @@ int ah_dashboard_viewer_admit(ah_worker_t *w, struct evhttp_request *req, const 
     if (!tok || strncmp(tok, "sk-ah-", 6) != 0)
         return 0;
     ah_key_t k;
-    ah_err_t rc = ah_keys_lookup(ah_worker_keydb(w), tok, &k);
+    ah_err_t rc = ah_keys_lookup(ah_worker_dbh(w), tok, &k);
     if (rc == AH_E_NOTFOUND)
         return 0;
     if (rc) {

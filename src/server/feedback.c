@@ -18,6 +18,7 @@
 #include "core/limits.h"
 #include "pipeline/pipeline.h"
 #include "server/exchange.h"
+#include "store/feedback.h"
 
 #define FEEDBACK_MAX_BODY 16384
 #define FEEDBACK_MAX_COMMENT 4096
@@ -45,7 +46,7 @@ void ah_feedback_handle(ah_worker_t *w, struct evhttp_request *req)
 {
     ah_request_t *r = ah_request_new(AH_API_OPENAI, AH_OP_CHAT);
     json_t *b = NULL;
-    sqlite3_stmt *st = NULL;
+    ah_feedback_target_t t = {0};
     r->peer = ah_arena_strdup(&r->arena, ah_peer_of(req));
     const char *tok = ah_token_of(req);
     r->auth_token = tok ? ah_arena_strdup(&r->arena, tok) : NULL;
@@ -84,68 +85,41 @@ void ah_feedback_handle(ah_worker_t *w, struct evhttp_request *req)
                        "or \"thumbs\": \"up\"|\"down\", \"comment\": \"...\"}");
         goto out;
     }
-    if (sqlite3_prepare_v2(
-            w->db,
-            "SELECT owner, key_id, cache, cache_key, cache_similarity FROM ledger WHERE "
-            "request_id = ?",
-            -1, &st, NULL) != SQLITE_OK) {
-        ah_reply_error(req, AH_API_OPENAI, 500, NULL, NULL, "cannot read the ledger");
+    ah_dbh_t db = ah_worker_dbh(w);
+    ah_err_t frc = ah_feedback_find(db, rid, &t);
+    if (frc == AH_E_DB) {
+        ah_reply_error(req, AH_API_OPENAI, 503, NULL, NULL,
+                       "cannot read the ledger right now; retry shortly");
         goto out;
     }
-    sqlite3_bind_text(st, 1, rid, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        ah_reply_error(req, AH_API_OPENAI, 404, "invalid_request_error", "not_found",
-                       "No request with that id on the ledger (rows land within milliseconds; "
-                       "retry shortly)");
-        goto out;
-    }
-    const char *owner = (const char *)sqlite3_column_text(st, 0);
-    const char *key_id = (const char *)sqlite3_column_text(st, 1);
     int master = r->key_id && strcmp(r->key_id, "master") == 0;
-    int mine =
-        (r->owner && owner && strcmp(r->owner, owner) == 0) ||
-        (!r->owner && !owner &&
-         ((!r->key_id && !key_id) || (r->key_id && key_id && strcmp(r->key_id, key_id) == 0)));
-    if (!master && !mine) {
-        /* the same answer as for an unknown id: ids of others are not confirmed */
+    int mine = frc == AH_E_OK && ((r->owner && t.owner && strcmp(r->owner, t.owner) == 0) ||
+                                  (!r->owner && !t.owner &&
+                                   ((!r->key_id && !t.key_id) ||
+                                    (r->key_id && t.key_id && strcmp(r->key_id, t.key_id) == 0))));
+    if (frc != AH_E_OK || (!master && !mine)) {
+        /* the same answer for another's id as for an unknown one: ids of
+         * others are not confirmed */
         ah_reply_error(req, AH_API_OPENAI, 404, "invalid_request_error", "not_found",
                        "No request with that id on the ledger (rows land within milliseconds; "
                        "retry shortly)");
         goto out;
     }
-    const char *cache = (const char *)sqlite3_column_text(st, 2);
-    const char *ckey = (const char *)sqlite3_column_text(st, 3);
-    /* column text dies with the statement: keep what the answer needs */
     char kind[16] = "";
-    float sim = (float)sqlite3_column_double(st, 4);
     ah_cache_verdict_t verdict = AH_CACHE_GONE;
-    int was_hit = cache && (!strcmp(cache, "exact") || !strcmp(cache, "semantic"));
+    int was_hit = t.cache && (!strcmp(t.cache, "exact") || !strcmp(t.cache, "semantic"));
     if (was_hit)
-        snprintf(kind, sizeof kind, "%s", cache);
+        snprintf(kind, sizeof kind, "%s", t.cache);
     uint8_t key[AH_CACHE_KEY_BYTES];
-    if (json_is_true(wrong) && was_hit && w->gw->cache && ckey &&
-        strlen(ckey) == 2 * AH_CACHE_KEY_BYTES && unhex(ckey, key, AH_CACHE_KEY_BYTES) == 0)
-        verdict =
-            ah_cache_mark_wrong(w->gw->cache, key, cache && !strcmp(cache, "semantic") ? sim : 0);
-    sqlite3_finalize(st);
-    st = NULL;
-    if (sqlite3_prepare_v2(w->db,
-                           "INSERT INTO feedback(request_id, ts_ms, key_id, owner, wrong, score, "
-                           "comment) VALUES (?,?,?,?,?,?,?)",
-                           -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, rid, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, ah_wall_ms());
-        sqlite3_bind_text(st, 3, r->key_id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, r->owner, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 5, json_is_true(wrong));
-        if (score_v >= 0)
-            sqlite3_bind_double(st, 6, score_v);
-        if (comment)
-            sqlite3_bind_text(st, 7, json_string_value(comment), -1, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE) {
-            ah_reply_error(req, AH_API_OPENAI, 500, NULL, NULL, "cannot store the feedback");
-            goto out;
-        }
+    if (json_is_true(wrong) && was_hit && w->gw->cache && t.cache_key &&
+        strlen(t.cache_key) == 2 * AH_CACHE_KEY_BYTES &&
+        unhex(t.cache_key, key, AH_CACHE_KEY_BYTES) == 0)
+        verdict = ah_cache_mark_wrong(w->gw->cache, key,
+                                      !strcmp(t.cache, "semantic") ? (float)t.similarity : 0);
+    if (ah_feedback_add(db, rid, ah_wall_ms(), r->key_id, r->owner, json_is_true(wrong), score_v,
+                        comment ? json_string_value(comment) : NULL)) {
+        ah_reply_error(req, AH_API_OPENAI, 500, NULL, NULL, "cannot store the feedback");
+        goto out;
     }
     json_t *o = json_pack("{s:s,s:b,s:s?,s:b,s:b}", "request_id", rid, "recorded", 1, "cache",
                           was_hit ? kind : NULL, "cache_entry_removed", verdict == AH_CACHE_REMOVED,
@@ -153,7 +127,7 @@ void ah_feedback_handle(ah_worker_t *w, struct evhttp_request *req)
     ah_reply_json(req, 200, o);
     json_decref(o);
 out:
-    sqlite3_finalize(st);
+    ah_feedback_target_clear(&t);
     json_decref(b);
     ah_request_free(r);
 }

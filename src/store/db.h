@@ -12,6 +12,17 @@
 
 #include "core/error.h"
 
+/* Where the shared tables (virtual keys, feedback) live: the embedded
+ * SQLite database, or PostgreSQL when the ledger is there
+ * (docs/postgres.md). With pg_wanted set and pg NULL (the database cannot be
+ * reached), calls taking it fail with AH_E_DB. */
+struct pg_conn;
+typedef struct ah_dbh {
+    sqlite3 *lite;
+    struct pg_conn *pg;
+    int pg_wanted;
+} ah_dbh_t;
+
 /* Open (creating and migrating if needed) the database at path. On success
  * *out is owned by the caller; close with sqlite3_close. */
 ah_err_t ah_db_open(const char *path, sqlite3 **out);

@@ -116,7 +116,7 @@ static ah_err_t pg_lookup(PGconn *c, const char *column, const char *value, ah_k
 
 /* --- either ----------------------------------------------------------------- */
 
-ah_err_t ah_keys_create(ah_keydb_t db, const char *owner, json_t *tags, ah_key_role_t role,
+ah_err_t ah_keys_create(ah_dbh_t db, const char *owner, json_t *tags, ah_key_role_t role,
                         char **key_out, char **id_out)
 {
     if (role != AH_KEY_ROLE_API && role != AH_KEY_ROLE_VIEWER)
@@ -196,7 +196,7 @@ static ah_err_t lite_lookup(sqlite3 *db, const char *column, const char *value, 
 }
 
 /* column is "hash" or "id" (fixed text, never the caller's). */
-static ah_err_t lookup_by(ah_keydb_t db, const char *column, const char *value, ah_key_t *out)
+static ah_err_t lookup_by(ah_dbh_t db, const char *column, const char *value, ah_key_t *out)
 {
     memset(out, 0, sizeof *out);
     if (db.pg_wanted && !db.pg)
@@ -204,14 +204,14 @@ static ah_err_t lookup_by(ah_keydb_t db, const char *column, const char *value, 
     return db.pg ? pg_lookup(db.pg, column, value, out) : lite_lookup(db.lite, column, value, out);
 }
 
-ah_err_t ah_keys_lookup(ah_keydb_t db, const char *token, ah_key_t *out)
+ah_err_t ah_keys_lookup(ah_dbh_t db, const char *token, ah_key_t *out)
 {
     char hash[AH_KEY_HASH_HEX];
     ah_keys_hash(token, hash);
     return lookup_by(db, "hash", hash, out);
 }
 
-ah_err_t ah_keys_lookup_id(ah_keydb_t db, const char *id, ah_key_t *out)
+ah_err_t ah_keys_lookup_id(ah_dbh_t db, const char *id, ah_key_t *out)
 {
     if (strlen(id) >= AH_KEY_ID_LEN) {
         memset(out, 0, sizeof *out);
@@ -234,7 +234,7 @@ static json_t *key_json(const char *id, const char *prefix, const char *owner, c
     return k;
 }
 
-ah_err_t ah_keys_list(ah_keydb_t db, json_t **out)
+ah_err_t ah_keys_list(ah_dbh_t db, json_t **out)
 {
     static const char sql[] = "SELECT id, prefix, owner, tags, created_ms, revoked_ms, role "
                               "FROM %s ORDER BY created_ms";
@@ -278,7 +278,7 @@ ah_err_t ah_keys_list(ah_keydb_t db, json_t **out)
     return AH_E_OK;
 }
 
-ah_err_t ah_keys_revoke(ah_keydb_t db, const char *id)
+ah_err_t ah_keys_revoke(ah_dbh_t db, const char *id)
 {
     char now[24];
     snprintf(now, sizeof now, "%lld", (long long)ah_wall_ms());

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "store/db.h"
 
 #define AH_KEY_ID_LEN 24
 #define AH_KEY_HASH_HEX 65
@@ -37,30 +38,20 @@ const char *ah_key_role_name(ah_key_role_t role);
 /* Parse a role's name; AH_E_INVAL for anything but "api" and "viewer". */
 ah_err_t ah_key_role_parse(const char *s, ah_key_role_t *out);
 
-/* Where keys live: the embedded SQLite database, or PostgreSQL when the
- * ledger is there (docs/postgres.md). With pg_wanted set and pg NULL (the
- * database cannot be reached), every call fails with AH_E_DB. */
-struct pg_conn;
-typedef struct ah_keydb {
-    sqlite3 *lite;
-    struct pg_conn *pg;
-    int pg_wanted;
-} ah_keydb_t;
-
 /* Create a key with a role (AH_KEY_ROLE_API or AH_KEY_ROLE_VIEWER).
  * *key_out (the secret, shown once) and *id_out are owned by the caller
  * (ah_free). tags may be NULL. */
-ah_err_t ah_keys_create(ah_keydb_t db, const char *owner, json_t *tags, ah_key_role_t role,
+ah_err_t ah_keys_create(ah_dbh_t db, const char *owner, json_t *tags, ah_key_role_t role,
                         char **key_out, char **id_out);
 /* Look a presented token up. AH_E_NOTFOUND when unknown. out is cleared with
  * ah_key_clear. A revoked key is returned with revoked set. */
-ah_err_t ah_keys_lookup(ah_keydb_t db, const char *token, ah_key_t *out);
+ah_err_t ah_keys_lookup(ah_dbh_t db, const char *token, ah_key_t *out);
 /* The same by key id (the internal credential's "act as"). */
-ah_err_t ah_keys_lookup_id(ah_keydb_t db, const char *id, ah_key_t *out);
+ah_err_t ah_keys_lookup_id(ah_dbh_t db, const char *id, ah_key_t *out);
 /* All keys (without secrets or hashes) as a JSON array; new reference. */
-ah_err_t ah_keys_list(ah_keydb_t db, json_t **out);
+ah_err_t ah_keys_list(ah_dbh_t db, json_t **out);
 /* Revoke a key by id; AH_E_NOTFOUND when there is no such live key. */
-ah_err_t ah_keys_revoke(ah_keydb_t db, const char *id);
+ah_err_t ah_keys_revoke(ah_dbh_t db, const char *id);
 void ah_key_clear(ah_key_t *k);
 
 #endif

@@ -54,6 +54,14 @@ static const char *const migrations[] = {
      " created_ms BIGINT NOT NULL,"
      " revoked_ms BIGINT,"
      " role TEXT NOT NULL DEFAULT 'api');"),
+    /* 2: what callers say of answers (POST /v1/feedback), shared like the
+     * ledger it refers to */
+    ("CREATE TABLE ahorro_feedback ("
+     " id BIGSERIAL PRIMARY KEY, request_id TEXT NOT NULL, ts_ms BIGINT NOT NULL,"
+     " key_id TEXT, owner TEXT, wrong INTEGER NOT NULL DEFAULT 0,"
+     " score DOUBLE PRECISION, comment TEXT);"
+     "CREATE INDEX ahorro_feedback_request ON ahorro_feedback(request_id);"
+     "CREATE INDEX ahorro_feedback_ts ON ahorro_feedback(ts_ms);"),
 };
 
 int ah_pg_schema_version(void)
@@ -193,6 +201,48 @@ out:;
     return rc;
 }
 
+/* The feedback given since since_ms (it comes after its request), into the
+ * mirror's feedback table: what the experiments' reports join. */
+static ah_err_t mirror_feedback(PGconn *c, sqlite3 *db, const char *since, int64_t max_rows,
+                                char *err, size_t errlen)
+{
+    char limit[24];
+    snprintf(limit, sizeof limit, "%lld", (long long)max_rows);
+    const char *params[2] = {since, limit};
+    PGresult *r = PQexecParams(c,
+                               "SELECT request_id, ts_ms, key_id, owner, wrong, score, comment "
+                               "FROM ahorro_feedback WHERE ts_ms >= $1 ORDER BY id LIMIT $2",
+                               2, NULL, params, NULL, NULL, 0);
+    sqlite3_stmt *st = NULL;
+    ah_err_t rc = AH_E_OK;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        pg_reason(c, r, err, errlen);
+        rc = AH_E_DB;
+    } else if (sqlite3_prepare_v2(db,
+                                  "INSERT INTO feedback(request_id, ts_ms, key_id, owner, wrong, "
+                                  "score, comment) VALUES (?,?,?,?,?,?,?)",
+                                  -1, &st, NULL) != SQLITE_OK) {
+        ah_err_printf(err, errlen, "mirror: %s", sqlite3_errmsg(db));
+        rc = AH_E_DB;
+    }
+    for (int i = 0; rc == AH_E_OK && i < PQntuples(r); i++) {
+        for (int k = 0; k < 7; k++) {
+            if (PQgetisnull(r, i, k))
+                sqlite3_bind_null(st, k + 1);
+            else
+                sqlite3_bind_text(st, k + 1, PQgetvalue(r, i, k), -1, SQLITE_TRANSIENT);
+        }
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            ah_err_printf(err, errlen, "mirror insert: %s", sqlite3_errmsg(db));
+            rc = AH_E_DB;
+        }
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    PQclear(r);
+    return rc;
+}
+
 ah_err_t ah_pg_ledger_mirror(PGconn *c, int64_t since_ms, int64_t until_ms, int64_t max_rows,
                              sqlite3 **out, char *err, size_t errlen)
 {
@@ -258,6 +308,8 @@ ah_err_t ah_pg_ledger_mirror(PGconn *c, int64_t since_ms, int64_t until_ms, int6
         }
         PQclear(r); /* the remaining results are read to the end either way */
     }
+    if (rc == AH_E_OK)
+        rc = mirror_feedback(c, db, since, max_rows, err, errlen);
     if (rc == AH_E_OK && ah_db_exec(db, "COMMIT"))
         rc = AH_E_DB;
 out:

@@ -40,7 +40,8 @@ int ah_pg_connection_lost(PGconn *c, const PGresult *res);
 
 /* Copy the ledger rows with since_ms <= ts_ms < until_ms (until_ms <= 0: no
  * end) from PostgreSQL into a new in-memory SQLite database with the
- * embedded schema, so that the reports' queries run on either backend.
+ * embedded schema, so that the reports' queries run on either backend;
+ * with the feedback given since since_ms (what experiment reports join).
  * At most max_rows rows (AH_E_TOOBIG past them). *out: close with
  * sqlite3_close. */
 ah_err_t ah_pg_ledger_mirror(PGconn *c, int64_t since_ms, int64_t until_ms, int64_t max_rows,

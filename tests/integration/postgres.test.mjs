@@ -2,8 +2,8 @@
 // (docs/postgres.md):
 // - keys created on one instance work on all; a key revoked on one stops on every
 //   other within the key cache's 5 s;
-// - every request of every instance is one row of the shared ledger, and
-//   `ahorro report` reads it;
+// - every request of every instance is one row of the shared ledger, `ahorro report`
+//   reads it, and feedback sent to any instance finds it;
 // - an instance killed with SIGKILL under load loses no row of a request that got
 //   its response: the spool it journaled them in is replayed at its next start;
 // - PostgreSQL restarted mid-load loses none either: rows wait in the spool and are
@@ -139,6 +139,21 @@ test('three instances write one ledger, and `ahorro report` reads it', { skip },
       headers: { authorization: `Bearer ${MASTER_KEY}` },
     })).json();
     assert.equal(spend.groups[0].requests, 60);
+    // Feedback on another instance than the one that answered: it finds the row in the
+    // shared ledger and is kept in the shared table.
+    const fb = await fetch(`${gws[1].url}/v1/feedback`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${MASTER_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ request_id: ids[0], thumbs: 'up', comment: 'fine' }),
+    });
+    assert.equal(fb.status, 200, await fb.clone().text());
+    assert.equal(psql(url, `SELECT score || ' ' || comment FROM ahorro_feedback WHERE request_id = '${ids[0]}'`), '1 fine');
+    const unknown = await fetch(`${gws[2].url}/v1/feedback`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${MASTER_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ request_id: 'req_nope', thumbs: 'down' }),
+    });
+    assert.equal(unknown.status, 404);
     // A clean stop leaves nothing in the spools: every row is in.
     for (const g of gws) {
       await g.stop();

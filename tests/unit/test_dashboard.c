@@ -78,7 +78,7 @@ START_TEST(key_roles)
     close(fd);
     sqlite3 *lite;
     ck_assert_int_eq(ah_db_open(path, &lite), AH_E_OK);
-    ah_keydb_t db = {.lite = lite};
+    ah_dbh_t db = {.lite = lite};
     char *key = NULL, *id = NULL, *key2 = NULL, *id2 = NULL;
     ck_assert_int_eq(ah_keys_create(db, "ops", NULL, AH_KEY_ROLE_VIEWER, &key, &id), AH_E_OK);
     ck_assert_int_eq(ah_keys_create(db, "app", NULL, AH_KEY_ROLE_API, &key2, &id2), AH_E_OK);
@@ -113,7 +113,7 @@ START_TEST(key_roles)
     ck_assert_int_eq(ah_keys_lookup_id(db, "key_nope", &k), AH_E_NOTFOUND);
     /* Keys wanted in PostgreSQL that cannot be reached: every call fails
      * (never a fall back to the local file's keys). */
-    ah_keydb_t away = {.lite = lite, .pg_wanted = 1};
+    ah_dbh_t away = {.lite = lite, .pg_wanted = 1};
     ck_assert_int_eq(ah_keys_lookup(away, key, &k), AH_E_DB);
     ck_assert_int_eq(ah_keys_list(away, &list), AH_E_DB);
     ck_assert_int_eq(ah_keys_revoke(away, id), AH_E_DB);
