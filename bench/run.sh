@@ -25,6 +25,8 @@
 #   BENCH_UPSTREAM_WORKERS [1] BENCH_NGINX_WORKERS [2] BENCH_AHORRO_THREADS [2]
 #   BENCH_OUT [bench/RESULTS.md]   BENCH_KEEP=1 keeps the work directory (raw wrk output, logs)
 #   BENCH_NO_INSTALL=1   never call apt-get         BENCH_NO_BUILD=1  do not run make
+#   BENCH_AHORRO_BIN [build/ahorro]  BENCH_FAKE_BIN [build/ahorro-fake]  the binaries to measure
+#                        (another build directory, or a copy kept for an A/B comparison)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -68,8 +70,8 @@ if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
   log "building (make -s -j2)"
   make -C "$ROOT" -s -j2 >/dev/null
 fi
-AHORRO=$ROOT/build/ahorro
-FAKE=$ROOT/build/ahorro-fake
+AHORRO=${BENCH_AHORRO_BIN:-$ROOT/build/ahorro}
+FAKE=${BENCH_FAKE_BIN:-$ROOT/build/ahorro-fake}
 [ -x "$AHORRO" ] && [ -x "$FAKE" ] || die "$AHORRO or $FAKE missing"
 
 for p in "$UP_PORT" "$PX_PORT" "$AH_PORT" "$FAKE_PORT"; do
@@ -549,7 +551,7 @@ Written by \`bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'). Method and how 
 |---|---|---|
 | upstream (\`direct\`) | nginx \`return 200\`: a fixed ${JSON_BYTES}-byte OpenAI \`chat.completion\` (\`"model":"gpt-4o-mini"\`, full \`usage\`), or on \`Accept: text/event-stream\` a fixed SSE stream (role chunk, 20 content chunks, finish chunk, usage chunk with \`"choices":[]\`, \`data: [DONE]\`), sent in one piece | ${UP_WORKERS} worker |
 | \`nginx\` | nginx \`proxy_pass\` to the upstream, \`upstream{}\` with \`keepalive 64\`, \`proxy_http_version 1.1\`, \`Connection ""\`, \`proxy_buffering off\` | ${PX_WORKERS} workers |
-| \`ahorro\` | \`build/ahorro serve\`, keyless loopback mode, one deployment \`openai/gpt-4o-mini\` at the upstream, ledger on (SQLite, WAL, temp file) | ${AH_THREADS} worker threads + ledger writer |
+| \`ahorro\` | \`${AHORRO#"$ROOT"/} serve\`, keyless loopback mode, one deployment \`openai/gpt-4o-mini\` at the upstream, ledger on (SQLite, WAL, temp file) | ${AH_THREADS} worker threads + ledger writer |
 | paced upstream (TTFB only) | \`build/ahorro-fake --threads 1 --itl-ms ${PACED_ITL}\`: the same kind of stream, one event at a time | 1 thread |
 
 Answers as checked before the runs: direct ${SANITY_direct}; nginx ${SANITY_nginx}; ahorro ${SANITY_ahorro}

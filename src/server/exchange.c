@@ -7,14 +7,26 @@
  *
  * libevent 2.1 detaches a request whose connection fails while the handler
  * still owns it (req->evcon = NULL) and then calls the connection's close
- * callback; the request must then be freed by its owner, here. */
+ * callback; the request must then be freed by its owner, here.
+ *
+ * Writing: evhttp queues a reply on the connection's bufferevent, which
+ * writes it only when epoll next reports the socket writable: one more
+ * epoll_wait and two epoll_ctl (add, then drop, EPOLLOUT) per reply.
+ * write_soon makes the bufferevent's write event active instead, as
+ * libevent itself does after a connect that completed at once, so the
+ * bytes leave when the current callback returns, in the same pass of the
+ * loop, and the EPOLLOUT added and dropped in one pass costs no epoll_ctl
+ * (the changelist, server.c). Everything queued in that callback (a
+ * stream's headers, events and last chunk) still goes out in one write. */
 #include "server/exchange.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/http_struct.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -39,11 +51,15 @@ typedef struct exchange {
     ah_upstream_t *up;
     ah_stream_render_t st;
     int streaming;
-    struct event *close_watch;   /* EV_CLOSED on the client socket until the reply starts */
+    struct event *close_watch; /* EV_CLOSED on the client socket until the reply starts */
+    int close_watch_armed;
     struct evbuffer *pending;    /* stream bytes of one upstream read, sent as one chunk */
     ah_buf_t scratch;            /* rendering space reused for every chunk */
     ah_embed_wait_t *embed_wait; /* the semantic cache's embedding in flight, or NULL */
     ah_summary_t *summary;       /* stage 4's summary call in flight, or NULL */
+    /* close_watch's storage, allocated with the exchange (one allocation per
+     * request, not two): event_get_struct_event_size() bytes. */
+    max_align_t close_watch_space[];
 } exchange_t;
 
 const char *ah_peer_of(struct evhttp_request *req)
@@ -101,10 +117,20 @@ void ah_reply_error(struct evhttp_request *req, ah_api_t api, int status, const 
 
 static void stop_close_watch(exchange_t *ex)
 {
-    if (ex->close_watch) {
-        event_free(ex->close_watch);
-        ex->close_watch = NULL;
+    if (ex->close_watch_armed) {
+        event_del(ex->close_watch);
+        ex->close_watch_armed = 0;
     }
+}
+
+/* Write what evhttp queued on conn when the current callback returns
+ * (see the top of the file). */
+static void write_soon(struct evhttp_connection *conn)
+{
+    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+    if (bev && (bufferevent_get_enabled(bev) & EV_WRITE) &&
+        evbuffer_get_length(bufferevent_get_output(bev)))
+        event_active(&bev->ev_write, EV_WRITE, 1);
 }
 
 /* The connection is the client's again (its answer is queued): no more
@@ -214,9 +240,11 @@ static void send_body(exchange_t *ex, int status, const char *body, size_t len)
     }
     struct evbuffer *b = evbuffer_new();
     evbuffer_add(b, body, len);
+    struct evhttp_connection *conn = ex->conn;
     release_conn(ex);
     evhttp_send_reply(ex->req, status, NULL, b);
     evbuffer_free(b);
+    write_soon(conn);
     ex->req = NULL;
 }
 
@@ -278,9 +306,10 @@ static void sink_stream_flush(void *ctx)
     exchange_t *ex = ctx;
     if (!ex->pending || evbuffer_get_length(ex->pending) == 0)
         return;
-    if (ex->req)
+    if (ex->req) {
         evhttp_send_reply_chunk_with_cb(ex->req, ex->pending, on_flushed, ex); /* drains it */
-    else
+        write_soon(ex->conn);
+    } else
         evbuffer_drain(ex->pending, evbuffer_get_length(ex->pending));
 }
 
@@ -356,8 +385,10 @@ static void sink_stream_end(void *ctx, ah_request_t *r, int passthrough)
     stream_queue(ex, ex->scratch.data, ex->scratch.len);
     sink_stream_flush(ex);
     if (ex->req) {
+        struct evhttp_connection *conn = ex->conn;
         release_conn(ex);
         evhttp_send_reply_end(ex->req);
+        write_soon(conn);
         ex->req = NULL;
     }
     finish(ex);
@@ -468,14 +499,15 @@ static void on_early_close(evutil_socket_t fd, short what, void *arg)
 /* Until the reply starts, notice a client that leaves (idempotent). */
 static void watch_close(exchange_t *ex)
 {
-    if (ex->close_watch || !ex->conn)
+    if (ex->close_watch_armed || !ex->conn)
         return;
     evhttp_connection_set_closecb(ex->conn, on_client_close, ex);
     struct bufferevent *bev = evhttp_connection_get_bufferevent(ex->conn);
     evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
     if (fd >= 0) {
-        ex->close_watch = event_new(ex->w->base, fd, EV_CLOSED, on_early_close, ex);
+        event_assign(ex->close_watch, ex->w->base, fd, EV_CLOSED, on_early_close, ex);
         event_add(ex->close_watch, NULL);
+        ex->close_watch_armed = 1;
     }
 }
 
@@ -543,7 +575,8 @@ static void on_summarized(void *ctx, ah_request_t *r)
 
 void ah_exchange_handle(ah_worker_t *w, struct evhttp_request *req, ah_api_t api, ah_op_t op)
 {
-    exchange_t *ex = ah_calloc(1, sizeof *ex);
+    exchange_t *ex = ah_calloc(1, sizeof *ex + event_get_struct_event_size());
+    ex->close_watch = (struct event *)ex->close_watch_space;
     ex->w = w;
     ex->req = req;
     ex->conn = evhttp_request_get_connection(req);

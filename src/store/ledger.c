@@ -5,16 +5,21 @@
  * AH_LEDGER_QUEUE_ROWS row pointers under one mutex; producers wait on
  * `not_full`, the writer on `not_empty`. The writer takes up to
  * AH_LEDGER_BATCH_ROWS at a time, so under load many rows share a commit
- * and at idle a row is committed at once. A batch that fails is retried
+ * and at idle a row is committed at once. Producers wake the writer only
+ * when the queue turns non-empty; the writer then gathers rows for
+ * AH_LEDGER_GROUP_US (a timed wait that a full batch or ah_ledger_close
+ * cuts short) before one commit takes them all. A batch that fails is retried
  * (the database may be busy) before its rows are counted as failed and
  * logged, so a failing disk never wedges the gateway. */
 #include "store/ledger.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sqlite3.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
@@ -30,6 +35,7 @@ struct ah_ledger {
     ah_ledger_row_t *ring[AH_LEDGER_QUEUE_ROWS];
     size_t head, count;
     int closing;
+    int gathering; /* the writer waits for a batch to fill: wake it only when one has */
     pthread_t writer;
     const ah_ledger_sink_t *sink;
     void *sink_ctx;
@@ -246,9 +252,16 @@ static void *writer_main(void *arg)
         }
         if (l->count < AH_LEDGER_BATCH_ROWS && !l->closing) {
             /* Group commit: let more rows arrive before paying for one. */
-            pthread_mutex_unlock(&l->mu);
-            usleep(AH_LEDGER_GROUP_US);
-            pthread_mutex_lock(&l->mu);
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_nsec += (long)AH_LEDGER_GROUP_US * 1000;
+            until.tv_sec += until.tv_nsec / 1000000000;
+            until.tv_nsec %= 1000000000;
+            l->gathering = 1;
+            while (l->count < AH_LEDGER_BATCH_ROWS && !l->closing &&
+                   pthread_cond_timedwait(&l->not_empty, &l->mu, &until) != ETIMEDOUT)
+                ;
+            l->gathering = 0;
         }
         int n = 0;
         while (l->count > 0 && n < AH_LEDGER_BATCH_ROWS) {
@@ -287,7 +300,11 @@ ah_err_t ah_ledger_open_sink(const ah_ledger_sink_t *sink, void *sink_ctx, ah_le
 {
     ah_ledger_t *l = ah_calloc(1, sizeof *l);
     pthread_mutex_init(&l->mu, NULL);
-    pthread_cond_init(&l->not_empty, NULL);
+    pthread_condattr_t monotonic; /* the group commit's timed wait ignores clock changes */
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->not_empty, &monotonic);
+    pthread_condattr_destroy(&monotonic);
     pthread_cond_init(&l->not_full, NULL);
     l->sink = sink;
     l->sink_ctx = sink_ctx;
@@ -345,8 +362,9 @@ void ah_ledger_append(ah_ledger_t *l, ah_ledger_row_t *row)
     if (l->sink->journal)
         l->sink->journal(l->sink_ctx, row);
     l->ring[(l->head + l->count) % AH_LEDGER_QUEUE_ROWS] = row;
-    if (l->count++ == 0)
-        pthread_cond_signal(&l->not_empty); /* the writer only sleeps on an empty queue */
+    /* The writer sleeps on an empty queue, or gathers until a batch is full. */
+    if (l->count++ == 0 || (l->gathering && l->count == AH_LEDGER_BATCH_ROWS))
+        pthread_cond_signal(&l->not_empty);
     pthread_mutex_unlock(&l->mu);
 }
 

@@ -23,6 +23,7 @@ struct ah_http {
     CURLM *multi;
     struct event *timer;
     int active;
+    int in_action; /* inside curl_multi_socket_action (see timer_cb) */
     CURL *idle[IDLE_HANDLES];
     int nidle;
 };
@@ -99,16 +100,20 @@ static void on_socket_event(evutil_socket_t fd, short what, void *arg)
         flags |= CURL_CSELECT_IN;
     if (what & EV_WRITE)
         flags |= CURL_CSELECT_OUT;
+    h->in_action++;
     curl_multi_socket_action(h->multi, fd, flags, &running);
     check_done(h);
+    h->in_action--;
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     ah_http_t *h = arg;
     int running;
+    h->in_action++;
     curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     check_done(h);
+    h->in_action--;
 }
 
 /* curl's interest in a socket changed. Each socket has one event, allocated
@@ -138,11 +143,21 @@ static int socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *sock
     return 0;
 }
 
+/* curl's next timeout changed. 0 ("as soon as possible") is what every
+ * new transfer asks for: the timer is then made active, so that it runs
+ * after the current callback returns, in the same pass of the loop, instead
+ * of a zero timeout costing one more epoll_wait before the request leaves.
+ * Inside curl's own action the zero timeout goes through the loop as usual,
+ * so a curl that keeps asking for 0 cannot starve the other events. */
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
     ah_http_t *h = userp;
     if (timeout_ms < 0) {
         evtimer_del(h->timer);
+        return 0;
+    }
+    if (timeout_ms == 0 && !h->in_action) {
+        event_active(h->timer, EV_TIMEOUT, 1);
         return 0;
     }
     struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};

@@ -11,7 +11,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI, { toFile } from 'openai';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startFake, startGateway, testConfig, ledger, MASTER_KEY, PROVIDER_KEY } from './lib/harness.mjs';
+import { startFake, startGateway, testConfig, ledger, waitFor, MASTER_KEY, PROVIDER_KEY } from './lib/harness.mjs';
 
 let fake, gw, master;
 const native = (fk) => `  - model_name: gpt-batch
@@ -182,7 +182,10 @@ test('SIGKILL while the provider\'s batch runs: a restarted gateway polls it, no
   assert.equal(s1.batches - s0.batches, 1, 'one provider batch');
   assert.equal(s1.batch_lines - s0.batch_lines, 4);
   assert.equal(s1.chat_completions - s0.chat_completions, 0);
-  assert.equal(ledger(gw.db, `json_extract(tags, '$.batch_id') = '${b.id}'`).length, 4);
+  // The rows are queued as the batch completes; the writer commits them a moment later.
+  const rowsOf = () => ledger(gw.db, `json_extract(tags, '$.batch_id') = '${b.id}'`).length;
+  await waitFor(() => rowsOf() >= 4, 5000);
+  assert.equal(rowsOf(), 4);
   assert.match(gw.logs(), /resuming the provider's batch/);
 });
 

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import OpenAI, { toFile } from 'openai';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startFake, startGateway, testConfig, ledger, MASTER_KEY, PROVIDER_KEY } from './lib/harness.mjs';
+import { startFake, startGateway, testConfig, ledger, waitFor, MASTER_KEY, PROVIDER_KEY } from './lib/harness.mjs';
 
 // Prices by config to keep the arithmetic plain: $1/M input, $2/M output, $0.1/M cache reads.
 const PRICE = 'input_cost_per_token: 0.000001, output_cost_per_token: 0.000002, cache_read_input_token_cost: 0.0000001';
@@ -85,6 +85,7 @@ test('a batch: native alias on Anthropic goes to the Message Batches API, at hal
   assert.equal(live.usage.prompt_tokens, 16);
   assert.equal(live.usage.completion_tokens, 5);
   const liveCost = (16 * 1 + 5 * 2) / 1e6;
+  await waitFor(() => ledger(gw.db, `requested_model = 'claude-live'`).length > 0, 5000);
   const liveRow = ledger(gw.db, `requested_model = 'claude-live'`);
   assert.equal(liveRow.length, 1);
   assert.ok(Math.abs(liveRow[0].cost_usd - liveCost) < 1e-15, `${liveRow[0].cost_usd}`);
