@@ -7,7 +7,8 @@
 // - an instance killed with SIGKILL under load loses no row of a request that got
 //   its response: the spool it journaled them in is replayed at its next start;
 // - PostgreSQL restarted mid-load loses none either: rows wait in the spool and are
-//   replayed when it is back, while requests keep being answered.
+//   replayed when it is back, while requests keep being answered; nor does a Redis
+//   restarted mid-load (it holds budgets, limits and caches, not the ledger).
 // Needs a PostgreSQL: AHORRO_TEST_POSTGRES=postgres://USER@127.0.0.1:PORT/DB, and for
 // the restart test AHORRO_TEST_PGDATA (its data directory) and AHORRO_TEST_PG_BIN (where
 // pg_ctl is); scripts/test.sh starts one. Skipped without it.
@@ -19,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
-import { startFake, startGateway, waitFor, MASTER_KEY, PROVIDER_KEY, AHORRO_BIN } from './lib/harness.mjs';
+import { startFake, startGateway, waitFor, freePort, MASTER_KEY, PROVIDER_KEY, AHORRO_BIN } from './lib/harness.mjs';
 
 const PG = process.env.AHORRO_TEST_POSTGRES;
 const PGDATA = process.env.AHORRO_TEST_PGDATA;
@@ -249,6 +250,51 @@ test('PostgreSQL restarted mid-load: requests are answered, and no row is lost',
     await waitFor(() => /PostgreSQL is back after/.test(gw.logs()), 5000);
     assert.match(gw.logs(), /PostgreSQL is back after [\d.]+ s: [1-9]\d* rows replayed/);
   } finally { await gw.stop(); gw.cleanup(); }
+});
+
+// A private redis-server on a free loopback port, for restarting.
+async function startRedis(port) {
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1',
+    '--save', '', '--appendonly', 'no', '--daemonize', 'no'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  proc.stdout.on('data', (d) => { out += d; });
+  const up = await waitFor(() => /Ready to accept connections/.test(out) || proc.exitCode !== null, 5000);
+  assert.ok(up && proc.exitCode === null, `redis-server did not start: ${out}`);
+  return {
+    async stop() {
+      if (proc.exitCode !== null) return;
+      proc.kill('SIGKILL');
+      await new Promise((r) => proc.once('exit', r));
+    },
+  };
+}
+
+test('Redis restarted mid-load (budgets, limits, caches there): no ledger row is lost', { skip }, async () => {
+  const url = freshDb();
+  const port = await freePort();
+  let redis = await startRedis(port);
+  const gws = [];
+  try {
+    // on_failure: open, so that requests keep being answered while Redis is away.
+    const extra = `  state:\n    url: redis://127.0.0.1:${port}/0\n    on_failure: open\n    timeout_ms: 100\n` +
+      '  cache: { exact: true }\n  budgets:\n    - { name: day, scope: global, period: day, limit_usd: 100 }\n' +
+      '  rate_limits:\n    - { scope: global, rpm: 100000 }\n';
+    for (let i = 0; i < 2; i++) gws.push(await startOn(url, extra));
+    const loads = gws.map((g) => load(g, 4));
+    await waitFor(() => loads.every((l) => l.answered.length >= 50), 20000);
+    await redis.stop();
+    await sleep(1000);
+    redis = await startRedis(port);
+    await sleep(1500);
+    for (const l of loads) await l.end();
+    const answered = loads.flatMap((l) => l.answered);
+    assert.equal(loads.reduce((n, l) => n + l.failed(), 0), 0, 'requests failed while Redis was away');
+    const ok = await waitFor(() => { const have = idsOf(url).set; return answered.every((id) => have.has(id)); }, 15000);
+    const have = idsOf(url);
+    assert.ok(ok, `${answered.filter((id) => !have.set.has(id)).length} of ${answered.length} rows missing`);
+    assert.equal(have.rows, have.set.size, 'a row is in twice');
+    for (const g of gws) assert.match(g.logs(), /Redis at 127\.0\.0\.1:\d+ cannot be reached/);
+  } finally { await stopAll(gws); await redis.stop(); }
 });
 
 test('a bad ledger setting or an unreachable PostgreSQL stops the start with the reason', { skip }, async () => {
