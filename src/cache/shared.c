@@ -18,11 +18,17 @@
  * applies the other instances' records; at start it first applies the last
  * CATCH_UP_MAX records.
  *
- * Calls from the event loops are synchronous, on the pool of connections
- * of src/state/redis_conn.h, as the counters' are, with the same outage
- * rule: a failure is logged once, nobody tries Redis for a second, then one
- * caller (a loop or the thread) probes it. The cache never fails because of
- * Redis: without it, it is this process's own.
+ * A store (SET, and XADD for a semantic entry) needs no answer: it is
+ * queued for a pipelined writer (src/state/redis_writer.h), whose thread
+ * sends what has gathered in one round trip; when its queue is full, the
+ * store is made on the loop. The other calls from the event loops (GET on
+ * a local miss, a removal, a purge) are synchronous, on the pool of
+ * connections of src/state/redis_conn.h, as the counters' are; a removal or
+ * a purge first waits for the stores queued before it, so that none lands
+ * after it. The same outage rule holds for all: a failure is logged once,
+ * nobody tries Redis for a second, then one caller (a loop, the writer or
+ * the stream's thread) probes it. The cache never fails because of Redis:
+ * without it, it is this process's own.
  *
  * An entry, serialized (integers little-endian; floats as their IEEE bits):
  *   "AHC1", key[32], created_ms i64, expires_ms i64, cost_usd f64, dim u32,
@@ -50,6 +56,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "state/redis_conn.h"
+#include "state/redis_writer.h"
 #include "state/state.h"
 
 #define MAGIC "AHC1"
@@ -74,6 +81,8 @@
 typedef struct shared {
     ah_cache_t *cache;
     ah_redis_pool_t *pool;
+    ah_redis_writer_t *writer; /* the stores */
+    int flush_ms;              /* how long a removal or purge waits for them */
     char prefix[AH_STATE_MAX_PREFIX + 1];
     char stream[AH_STATE_MAX_PREFIX + 16];
     char id[17];         /* this instance, in its records */
@@ -466,9 +475,12 @@ static void on_stored(void *ctx, const ah_cache_put_t *p)
         args(&cmds[1], hex);
         n = 2;
     }
+    ah_redis_cmd_t queued[2];
+    for (int i = 0; i < n; i++)
+        queued[i] = (ah_redis_cmd_t){cmds[i].argc, cmds[i].argv, cmds[i].len, NULL};
     redisReply *rep[2];
-    if (run(s, cmds, n, rep) == 0)
-        free_replies(rep, n);
+    if (ah_redis_writer_send(s->writer, queued, n) && run(s, cmds, n, rep) == 0)
+        free_replies(rep, n); /* no room in the writer's queue: now */
 out:
     ah_buf_free(&b);
 }
@@ -515,6 +527,7 @@ static void on_removed(void *ctx, const uint8_t *key)
     shared_t *s = ctx;
     if (applying)
         return;
+    ah_redis_writer_flush(s->writer, s->flush_ms); /* its SET first */
     char k[MAX_KEY], hex[HEX_KEY + 1];
     entry_key(s, key, k);
     hex_of(key, hex);
@@ -614,6 +627,7 @@ static void on_purged(void *ctx, const char *tenant, const char *ns, const char 
         return;
     char cursor[32] = "0", pattern[2 * AH_STATE_MAX_PREFIX + 16], before[24];
     long gone = 0;
+    ah_redis_writer_flush(s->writer, s->flush_ms); /* the stores queued before it */
     entry_pattern(s, pattern, sizeof pattern);
     for (int round = 0; round < PURGE_ROUNDS_MAX; round++) {
         cmd_t cmd = {0};
@@ -856,6 +870,7 @@ static void *reader(void *arg)
 static void on_detach(void *ctx)
 {
     shared_t *s = ctx;
+    ah_redis_writer_free(s->writer); /* sends the stores still queued */
     atomic_store(&s->stop, 1);
     if (s->started)
         pthread_join(s->thread, NULL);
@@ -887,6 +902,8 @@ int ah_cache_shared_start(ah_cache_t *cache, const ah_state_config_t *cfg, char 
     /* the thread's reads block up to STREAM_BLOCK_MS on purpose */
     int ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : AH_STATE_DEFAULT_TIMEOUT_MS;
     s->read_timeout_ms = ms + STREAM_BLOCK_MS + 1000;
+    s->flush_ms = 2 * ms;
+    s->writer = ah_redis_writer_new(pool, "cache");
     unsigned char rnd[8];
     if (RAND_bytes(rnd, sizeof rnd) != 1) {
         uint64_t x = (uint64_t)ah_now_us() ^ ((uint64_t)getpid() << 32);

@@ -27,6 +27,7 @@ typedef struct ah_guard ah_guard_t;
 typedef struct ah_guard_hold {
     const char *key;  /* counter (arena) */
     int64_t reserved; /* nano-USD or tokens */
+    int64_t seen;     /* the counter as the reservation left it */
     int64_t expires_ms;
     int budget; /* index of the budget, or -1: a token reservation */
     int tokens; /* 1: tokens (tpm), 0: money */

@@ -4,8 +4,12 @@
  * request falls in takes one request from its minute's window (rpm) and
  * its estimated tokens (tpm), atomically, or the request is refused with
  * 429, Retry-After and OpenAI's x-ratelimit-* headers. A budget already
- * spent for its period acts: reject (429 naming the budget), downgrade (the
- * request goes to a cheaper model), or throttle (a per-minute cap).
+ * spent for its period acts: downgrade (the request goes to a cheaper
+ * model) or throttle (a per-minute cap); those are read here. A budget that
+ * rejects is not: its reservation below refuses a spent budget anyway, and
+ * says so ("is spent", the same 429), which saves a round trip to a shared
+ * state on every request. A spent budget therefore still lets cache hits
+ * through (they cost nothing).
  *
  * After routing, on a cache miss (ah_stage_guard_reserve): every budget the
  * request falls in reserves its worst-case cost - an upper bound of its
@@ -17,7 +21,10 @@
  * ah_stage_guard_settle replaces each reservation by the real cost (and
  * real tokens) once known, then sends the alerts whose thresholds the
  * spend crossed: to the log, and to the budget's webhook, once per
- * threshold and period. */
+ * threshold and period. Nobody waits for a settlement's answer: it is
+ * ah_state_add_later (with Redis, sent by a background writer; state.h),
+ * and its alerts are judged on the counter as the reservation left it,
+ * corrected by this request's own settlement. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -178,6 +185,7 @@ int ah_stage_guard(ah_worker_t *w, ah_request_t *r)
             if (h) {
                 h->key = ah_arena_strdup(&r->arena, key);
                 h->reserved = take;
+                h->seen = val;
                 h->expires_ms = (minute + 2) * 60000;
                 h->budget = -1;
                 h->tokens = 1;
@@ -190,6 +198,8 @@ int ah_stage_guard(ah_worker_t *w, ah_request_t *r)
         if (!v)
             continue;
         int64_t start, end;
+        if (b->action == AH_BUDGET_REJECT)
+            continue; /* the reservation refuses it (ah_stage_guard_reserve) */
         ah_guard_period(g, i, now, &start, &end);
         ah_guard_budget_key(i, v, start, key, sizeof key);
         int64_t spent = ah_state_get(st, key);
@@ -197,17 +207,6 @@ int ah_stage_guard(ah_worker_t *w, ah_request_t *r)
         if (spent < limit)
             continue;
         ah_guard_scope_describe(&b->scope, v, desc, sizeof desc);
-        if (b->action == AH_BUDGET_REJECT) {
-            alerts(w, b, key, spent, end + 86400000, 1);
-            ah_request_fail(r, 429, "insufficient_quota", "budget_exceeded", NULL,
-                            "Budget '%s' (%s, per %s) is spent: $%.4f of $%.2f; it renews at the "
-                            "start of the next %s",
-                            b->name, desc, ah_period_name(b->period), (double)spent / AH_GUARD_NANO,
-                            b->limit_usd, ah_period_name(b->period));
-            int64_t left_s = (end - now) / 1000;
-            r->fail.retry_after_s = left_s > 86400 ? 86400 : (int)(left_s > 0 ? left_s : 1);
-            return r->fail.status;
-        }
         if (b->action == AH_BUDGET_DOWNGRADE && !r->downgrade_to) {
             r->downgrade_to = b->downgrade_to;
             char why[400];
@@ -302,20 +301,32 @@ int ah_stage_guard_reserve(ah_worker_t *w, ah_request_t *r)
         int64_t start, end, val;
         ah_guard_period(g, i, now, &start, &end);
         ah_guard_budget_key(i, v, start, key, sizeof key);
-        int64_t limit = b->action == AH_BUDGET_REJECT
-                            ? (int64_t)llround(b->limit_usd * AH_GUARD_NANO)
-                            : AH_STATE_NO_LIMIT;
-        if (!ah_state_add_if(st, key, need, limit, end + 86400000, &val)) {
+        int reject = b->action == AH_BUDGET_REJECT;
+        int64_t full = (int64_t)llround(b->limit_usd * AH_GUARD_NANO);
+        int64_t limit = reject ? full : AH_STATE_NO_LIMIT;
+        int added = ah_state_add_if(st, key, need, limit, end + 86400000, &val);
+        /* Spent: refused, or a request that may cost nothing (no price
+         * known) at a budget already at its limit. */
+        int spent = reject && val >= full && (!added || need == 0);
+        if (!added || spent) {
             ah_stage_guard_settle(w, r); /* gives back what was reserved so far */
             if (val < 0)
                 return state_down(r);
             alerts(w, b, key, val, end + 86400000, 1);
             ah_guard_scope_describe(&b->scope, v, desc, sizeof desc);
-            ah_request_fail(r, 429, "insufficient_quota", "budget_exceeded", NULL,
-                            "Budget '%s' (%s, per %s) cannot cover this request: $%.4f of $%.2f "
-                            "spent or reserved, and this request may cost up to $%.4f",
-                            b->name, desc, ah_period_name(b->period), (double)val / AH_GUARD_NANO,
-                            b->limit_usd, worst);
+            if (spent)
+                ah_request_fail(r, 429, "insufficient_quota", "budget_exceeded", NULL,
+                                "Budget '%s' (%s, per %s) is spent: $%.4f of $%.2f; it renews at "
+                                "the start of the next %s",
+                                b->name, desc, ah_period_name(b->period),
+                                (double)val / AH_GUARD_NANO, b->limit_usd,
+                                ah_period_name(b->period));
+            else
+                ah_request_fail(r, 429, "insufficient_quota", "budget_exceeded", NULL,
+                                "Budget '%s' (%s, per %s) cannot cover this request: $%.4f of "
+                                "$%.2f spent or reserved, and this request may cost up to $%.4f",
+                                b->name, desc, ah_period_name(b->period),
+                                (double)val / AH_GUARD_NANO, b->limit_usd, worst);
             int64_t left_s = (end - now) / 1000;
             r->fail.retry_after_s = left_s > 86400 ? 86400 : (int)(left_s > 0 ? left_s : 1);
             return r->fail.status;
@@ -324,6 +335,7 @@ int ah_stage_guard_reserve(ah_worker_t *w, ah_request_t *r)
         if (h) {
             h->key = ah_arena_strdup(&r->arena, key);
             h->reserved = need;
+            h->seen = val;
             h->expires_ms = end + 86400000;
             h->budget = (int)i;
         }
@@ -423,10 +435,14 @@ void ah_stage_guard_settle(ah_worker_t *w, ah_request_t *r)
     for (int k = 0; k < r->nholds; k++) {
         ah_guard_hold_t *h = &r->holds[k];
         int64_t actual = h->tokens ? tokens : cost, val;
-        ah_state_add_if(st, h->key, actual - h->reserved, AH_STATE_NO_LIMIT, h->expires_ms, &val);
+        /* Nobody waits for the answer: with Redis it is queued. The
+         * counter is then taken as the reservation left it, with this
+         * request's reservation replaced by its cost. */
+        if (!ah_state_add_later(st, h->key, actual - h->reserved, h->expires_ms, &val))
+            val = h->seen < 0 ? -1 : h->seen - h->reserved + actual;
         /* Alerts on what is spent: others' reservations are part of val,
          * so only a request that spent something may cross a threshold. */
-        if (h->budget >= 0 && actual > 0)
+        if (h->budget >= 0 && actual > 0 && val >= 0)
             alerts(w, &gc->budgets[h->budget], h->key, val, h->expires_ms, 0);
     }
     r->nholds = 0;

@@ -107,6 +107,14 @@ static int local_add_if(ah_state_t *s, const char *key, int64_t delta, int64_t l
     return added;
 }
 
+/* Nothing to gain by deferring: an add here is a lock and a lookup. */
+static int local_add_later(ah_state_t *s, const char *key, int64_t delta, int64_t expires_ms,
+                           int64_t *value)
+{
+    local_add_if(s, key, delta, AH_STATE_NO_LIMIT, expires_ms, value);
+    return 1;
+}
+
 static void local_free(ah_state_t *s)
 {
     local_t *l = (local_t *)s;
@@ -121,7 +129,7 @@ static void local_free(ah_state_t *s)
     ah_free(l);
 }
 
-static const ah_state_ops_t local_ops = {"local", local_add_if, local_free};
+static const ah_state_ops_t local_ops = {"local", local_add_if, local_add_later, local_free};
 
 ah_state_t *ah_state_local_new(size_t max_keys)
 {

@@ -7,11 +7,19 @@
  * only when Redis does not know it yet (NOSCRIPT: a new or restarted
  * server).
  *
- * Calls are synchronous on the calling event-loop thread: a loopback round
+ * add_if is synchronous on the calling event-loop thread: a loopback round
  * trip costs tens of microseconds (docs/state.md has the figure). Each call
  * takes a connection from the pool of redis_conn.h and gives it back, so
  * that the loops never share a connection and the pool holds at most about
- * one per loop.
+ * one per loop. add_later (a settlement: nobody waits for its answer) is
+ * queued for the pipelined writer of redis_writer.h, whose thread sends the
+ * queued adds in batches, one round trip each.
+ *
+ * A settlement still queued when an add_if is refused may be what refused
+ * it (a reservation given back, not yet in Redis): a refused add_if
+ * therefore waits for the writer to send what was queued before it, then
+ * asks again, once. So a process never refuses a request for want of its
+ * own settlements; other instances' in flight are as they always were.
  *
  * When Redis cannot be reached (connect or command fails, or times out):
  * the call degrades as configured (open: as if added; closed: refused;
@@ -29,6 +37,7 @@
 
 #include "core/alloc.h"
 #include "state/redis_conn.h"
+#include "state/redis_writer.h"
 #include "state/state.h"
 
 #define REDIS_MAX_KEY 1024
@@ -62,7 +71,9 @@ typedef struct redis {
     ah_state_t base;
     ah_redis_pool_t *pool;
     char prefix[AH_STATE_MAX_PREFIX + 1];
+    ah_redis_writer_t *writer; /* add_later */
     int fail_open;
+    int flush_ms; /* how long a refused add_if waits for the writer */
     char sha[2 * SHA_DIGEST_LENGTH + 1];
 } redis_t;
 
@@ -147,26 +158,36 @@ static redisReply *call_script(redis_t *r, redisContext *c, const char *key, con
     return rep;
 }
 
-static int redis_add_if(ah_state_t *s, const char *key, int64_t delta, int64_t limit,
-                        int64_t expires_ms, int64_t *value)
+/* The script's arguments: the key with its prefix (0, or -1 when it does
+ * not fit), delta, limit ("-": none), expiry (0: leave). */
+static int script_args(const redis_t *r, const char *key, int64_t delta, int64_t limit,
+                       int64_t expires_ms, char k[REDIS_MAX_KEY], char d[24], char l[24],
+                       char e[24])
 {
-    redis_t *r = (redis_t *)s;
+    if ((size_t)snprintf(k, REDIS_MAX_KEY, "%s%s", r->prefix, key) >= REDIS_MAX_KEY)
+        return -1;
+    snprintf(d, 24, "%" PRId64, delta);
+    if (limit == AH_STATE_NO_LIMIT)
+        snprintf(l, 24, "-");
+    else
+        snprintf(l, 24, "%" PRId64, limit);
+    snprintf(e, 24, "%" PRId64, expires_ms > 0 ? expires_ms : 0);
+    return 0;
+}
+
+static int add_once(redis_t *r, const char *key, int64_t delta, int64_t limit, int64_t expires_ms,
+                    int64_t *value)
+{
     char k[REDIS_MAX_KEY], d[24], l[24], e[24], why[256] = "";
     int added = 0;
     redisReply *rep = NULL;
-    if ((size_t)snprintf(k, sizeof k, "%s%s", r->prefix, key) >= sizeof k) {
+    if (script_args(r, key, delta, limit, expires_ms, k, d, l, e)) {
         if (value) /* as the local backend refuses when it is full */
             *value = -1;
         return 0;
     }
     if (!ah_redis_pool_may_try(r->pool))
         return degrade(r, value); /* in an outage, and another call probes */
-    snprintf(d, sizeof d, "%" PRId64, delta);
-    if (limit == AH_STATE_NO_LIMIT)
-        snprintf(l, sizeof l, "-");
-    else
-        snprintf(l, sizeof l, "%" PRId64, limit);
-    snprintf(e, sizeof e, "%" PRId64, expires_ms > 0 ? expires_ms : 0);
     int pooled;
     redisContext *c = ah_redis_pool_get(r->pool, &pooled, why, sizeof why);
     if (!c)
@@ -200,14 +221,48 @@ down:
     return degrade(r, value);
 }
 
+static int redis_add_if(ah_state_t *s, const char *key, int64_t delta, int64_t limit,
+                        int64_t expires_ms, int64_t *value)
+{
+    redis_t *r = (redis_t *)s;
+    int64_t v;
+    int added = add_once(r, key, delta, limit, expires_ms, &v);
+    /* Refused, perhaps for a reservation of ours given back but still
+     * queued: once it is in Redis, ask again. */
+    if (!added && v >= 0 && delta > 0 && ah_redis_writer_flush(r->writer, r->flush_ms))
+        added = add_once(r, key, delta, limit, expires_ms, &v);
+    if (value)
+        *value = v;
+    return added;
+}
+
+static int redis_add_later(ah_state_t *s, const char *key, int64_t delta, int64_t expires_ms,
+                           int64_t *value)
+{
+    redis_t *r = (redis_t *)s;
+    char k[REDIS_MAX_KEY], d[24], l[24], e[24];
+    if (!script_args(r, key, delta, AH_STATE_NO_LIMIT, expires_ms, k, d, l, e)) {
+        const char *argv[] = {"EVALSHA", r->sha, "1", k, d, l, e};
+        size_t len[7];
+        for (int i = 0; i < 7; i++)
+            len[i] = strlen(argv[i]);
+        ah_redis_cmd_t cmd = {7, argv, len, SCRIPT};
+        if (ah_redis_writer_send(r->writer, &cmd, 1) == 0)
+            return 0;
+    }
+    add_once(r, key, delta, AH_STATE_NO_LIMIT, expires_ms, value); /* no room: now */
+    return 1;
+}
+
 static void redis_free(ah_state_t *s)
 {
     redis_t *r = (redis_t *)s;
+    ah_redis_writer_free(r->writer); /* sends what is queued */
     ah_redis_pool_free(r->pool);
     ah_free(r);
 }
 
-static const ah_state_ops_t redis_ops = {"redis", redis_add_if, redis_free};
+static const ah_state_ops_t redis_ops = {"redis", redis_add_if, redis_add_later, redis_free};
 
 ah_state_t *ah_state_redis_new(const ah_state_config_t *cfg, char *err, size_t errlen)
 {
@@ -229,6 +284,9 @@ ah_state_t *ah_state_redis_new(const ah_state_config_t *cfg, char *err, size_t e
     snprintf(r->prefix, sizeof r->prefix, "%s",
              cfg->prefix ? cfg->prefix : AH_STATE_DEFAULT_PREFIX);
     r->fail_open = cfg->fail_open;
+    int ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : AH_STATE_DEFAULT_TIMEOUT_MS;
+    r->flush_ms = 2 * ms; /* a batch's round trip, and the wait for the one before */
+    r->writer = ah_redis_writer_new(pool, "state");
     unsigned char md[SHA_DIGEST_LENGTH];
     SHA1((const unsigned char *)SCRIPT, sizeof SCRIPT - 1, md);
     for (int i = 0; i < SHA_DIGEST_LENGTH; i++)

@@ -32,6 +32,13 @@ typedef struct ah_state_ops {
      * (too many keys) refuse with *value -1. */
     int (*add_if)(ah_state_t *s, const char *key, int64_t delta, int64_t limit, int64_t expires_ms,
                   int64_t *value);
+    /* Add delta to counter key with no limit, as add_if, when nobody waits
+     * for the total (a settlement): the in-process backend adds now; the
+     * Redis one queues it for its writer thread (redis_writer.h), or adds
+     * now when the queue is full. Returns 1 when added now, *value (may be
+     * NULL) then as add_if's; 0 when queued (*value untouched). */
+    int (*add_later)(ah_state_t *s, const char *key, int64_t delta, int64_t expires_ms,
+                     int64_t *value);
     void (*free)(ah_state_t *s);
 } ah_state_ops_t;
 
@@ -44,8 +51,10 @@ struct ah_state {
  * ah_state_free. */
 ah_state_t *ah_state_local_new(size_t max_keys);
 
-/* The Redis backend (redis.c) for cfg (url set): every call is one
- * synchronous round trip from the calling thread. Connects lazily; a Redis
+/* The Redis backend (redis.c) for cfg (url set): every add_if is one
+ * synchronous round trip from the calling thread; add_later is sent by a
+ * thread of its own, in pipelined batches (freeing the state sends what is
+ * still queued). Connects lazily; a Redis
  * that cannot be reached does not fail this call: add_if then admits
  * (cfg->fail_open: returns 1) or refuses (returns 0), with *value -1 either
  * way, and the outage is logged once. NULL with the reason in err when the
@@ -69,6 +78,12 @@ static inline int ah_state_add_if(ah_state_t *s, const char *key, int64_t delta,
                                   int64_t expires_ms, int64_t *value)
 {
     return s->ops->add_if(s, key, delta, limit, expires_ms, value);
+}
+
+static inline int ah_state_add_later(ah_state_t *s, const char *key, int64_t delta,
+                                     int64_t expires_ms, int64_t *value)
+{
+    return s->ops->add_later(s, key, delta, expires_ms, value);
 }
 
 /* The counter's value (0 when absent). */
