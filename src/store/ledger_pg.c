@@ -51,6 +51,7 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/json_out.h"
 #include "core/log.h"
 #include "store/ledger.h"
 #include "store/pg.h"
@@ -78,6 +79,7 @@ typedef struct pg_sink {
     int behind;     /* the writer could not reach PostgreSQL */
     int replay;     /* segments < resume may be on disk */
     int closing;
+    ah_buf_t line; /* the journal hook's line, under mu */
     uint64_t unspooled, spool_full_logged;
     int64_t outage_since_ms;
 
@@ -270,66 +272,45 @@ static void seg_delete(pg_sink_t *s, int64_t seg)
             (uint64_t)st.st_size < s->spool_bytes ? (uint64_t)st.st_size : s->spool_bytes;
 }
 
-/* A JSON string of s; bytes that are not UTF-8 become '?' (PostgreSQL
- * would refuse them anyway). */
-static json_t *json_text(const char *s)
+/* The row's values as one JSON array line (with its newline) in s->line;
+ * under mu. AH_E_TOOBIG past LINE_MAX_BYTES. */
+static ah_err_t journal_line(pg_sink_t *s, const ah_ledger_row_t *row)
 {
-    json_t *j = json_string(s);
-    if (j)
-        return j;
-    size_t n = strlen(s);
-    char *c = ah_malloc(n + 1);
-    for (size_t i = 0; i < n;) {
-        unsigned char b = (unsigned char)s[i];
-        size_t len = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 0;
-        int ok = len > 0 && i + len <= n;
-        for (size_t k = 1; ok && k < len; k++)
-            ok = ((unsigned char)s[i + k] >> 6) == 2;
-        if (ok && len > 1) { /* overlong forms and surrogates are invalid too */
-            json_t *probe = json_stringn(s + i, len);
-            ok = probe != NULL;
-            json_decref(probe);
-        }
-        if (!ok)
-            len = 1;
-        for (size_t k = 0; k < len; k++)
-            c[i + k] = ok ? s[i + k] : '?';
-        i += len;
+    row_values_t rv;
+    row_values(row, &rv);
+    ah_buf_reset(&s->line);
+    ah_err_t rc = ah_buf_append(&s->line, "[", 1);
+    for (int i = 0; i < AH_LEDGER_COLUMNS && !rc; i++) {
+        if (i)
+            rc = ah_buf_append(&s->line, ",", 1);
+        if (!rc)
+            rc = rv.v[i] ? ah_json_out_string(&s->line, rv.v[i])
+                         : ah_buf_append(&s->line, "null", 4);
     }
-    c[n] = '\0';
-    j = json_string(c);
-    ah_free(c);
-    return j ? j : json_string("?");
+    return rc ? rc : ah_buf_append(&s->line, "]\n", 2);
 }
 
 /* The journal hook: the row's values as one line of the current segment. */
 static void pg_journal(void *ctx, ah_ledger_row_t *row)
 {
     pg_sink_t *s = ctx;
-    row_values_t rv;
-    row_values(row, &rv);
-    json_t *a = json_array();
-    for (int i = 0; i < AH_LEDGER_COLUMNS; i++)
-        json_array_append_new(a, rv.v[i] ? json_text(rv.v[i]) : json_null());
-    char *line = json_dumps(a, JSON_COMPACT);
-    json_decref(a);
-    size_t len = line ? strlen(line) : 0;
     pthread_mutex_lock(&s->mu);
-    if (!line || len + 1 > LINE_MAX_BYTES || s->spool_bytes + len + 1 > s->max_bytes || s->fd < 0) {
+    ah_err_t rc = journal_line(s, row);
+    size_t len = s->line.len;
+    if (rc || s->spool_bytes + len > s->max_bytes || s->fd < 0) {
         if (s->spool_full_logged++ == 0)
-            ah_error("ledger: the spool %s is full (%llu MB) or unwritable: rows are not "
-                     "journaled until it drains",
-                     s->dir, (unsigned long long)(s->max_bytes >> 20));
+            ah_error("ledger: the spool %s is full (%llu MB) or unwritable, or a row is over "
+                     "%u bytes: rows are not journaled until it drains",
+                     s->dir, (unsigned long long)(s->max_bytes >> 20), LINE_MAX_BYTES);
         s->unspooled++;
     } else {
-        if (s->seg_bytes + len + 1 > SEG_MAX_BYTES)
+        if (s->seg_bytes + len > SEG_MAX_BYTES)
             seg_open(s, s->seg + 1);
-        line[len] = '\n';
-        ssize_t w = write(s->fd, line, len + 1);
-        if (w == (ssize_t)(len + 1)) {
+        ssize_t w = write(s->fd, s->line.data, len);
+        if (w == (ssize_t)len) {
             row->journal_seg = s->seg;
-            s->seg_bytes += len + 1;
-            s->spool_bytes += len + 1;
+            s->seg_bytes += len;
+            s->spool_bytes += len;
         } else {
             if (s->spool_full_logged++ == 0)
                 ah_error("ledger: cannot write the spool %s: %s", s->dir,
@@ -340,7 +321,6 @@ static void pg_journal(void *ctx, ah_ledger_row_t *row)
         }
     }
     pthread_mutex_unlock(&s->mu);
-    free(line);
 }
 
 /* --- the writer's side ---------------------------------------------------- */
@@ -621,6 +601,7 @@ static void pg_close(void *ctx)
     PQfinish(s->rconn);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->wake);
+    ah_buf_free(&s->line);
     ah_free(s->url);
     ah_free(s->dir);
     ah_free(s);
@@ -638,6 +619,7 @@ ah_err_t ah_ledger_open_postgres(const ah_ledger_config_t *cfg, const char *defa
     s->max_bytes =
         (uint64_t)(cfg->spool_max_mb > 0 ? cfg->spool_max_mb : AH_LEDGER_DEFAULT_SPOOL_MB) << 20;
     s->fd = s->dir_fd = -1;
+    ah_buf_init(&s->line, LINE_MAX_BYTES);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wake, NULL);
 

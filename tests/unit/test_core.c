@@ -1,5 +1,6 @@
 /* test_core.c - bounded buffers, arenas and the SSE parser. */
 #include <check.h>
+#include <jansson.h>
 
 #include "check_run.h"
 #include <stdint.h>
@@ -9,6 +10,7 @@
 
 #include "core/arena.h"
 #include "core/buf.h"
+#include "core/json_out.h"
 #include "upstream/sse.h"
 
 START_TEST(buf_limits)
@@ -124,6 +126,40 @@ START_TEST(sse_limit)
 }
 END_TEST
 
+/* JSON strings written by hand: escapes, and bytes that are not UTF-8
+ * replaced so that a parser takes every line back. */
+START_TEST(json_out_strings)
+{
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"plain", "\"plain\""},
+        {"q\"b\\", "\"q\\\"b\\\\\""},
+        {"t\tn\n\x01", "\"t\\u0009n\\u000a\\u0001\""},
+        {"caf\xc3\xa9 \xf0\x9f\x98\x80", "\"caf\xc3\xa9 \xf0\x9f\x98\x80\""},
+        {"bad\xff", "\"bad\xef\xbf\xbd\""},                                 /* not a lead byte */
+        {"ov\xc0\xaf", "\"ov\xef\xbf\xbd\xef\xbf\xbd\""},                   /* overlong */
+        {"sur\xed\xa0\x80", "\"sur\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""}, /* surrogate */
+        {"cut\xe2\x82", "\"cut\xef\xbf\xbd\xef\xbf\xbd\""},                 /* truncated */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        ah_buf_t b;
+        ah_buf_init(&b, 1024);
+        ck_assert_int_eq(ah_json_out_string(&b, cases[k].in), AH_E_OK);
+        ck_assert_str_eq(b.data, cases[k].want);
+        json_error_t e;
+        json_t *back = json_loadb(b.data, b.len, JSON_DECODE_ANY, &e);
+        ck_assert_msg(json_is_string(back), "case %zu: %s", k, e.text);
+        json_decref(back);
+        ah_buf_free(&b);
+    }
+    ah_buf_t small;
+    ah_buf_init(&small, 4);
+    ck_assert_int_eq(ah_json_out_string(&small, "too long"), AH_E_TOOBIG);
+    ah_buf_free(&small);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("core");
@@ -132,6 +168,7 @@ int main(void)
     tcase_add_test(tc, arena_alloc);
     tcase_add_test(tc, sse_whole_and_bytewise);
     tcase_add_test(tc, sse_limit);
+    tcase_add_test(tc, json_out_strings);
     suite_add_tcase(s, tc);
     return ah_check_run(s);
 }
