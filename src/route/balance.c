@@ -9,6 +9,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/limits.h"
+#include "route/balance_sync.h"
 
 /* Weight of a new latency sample in the EWMA (1/8, as TCP's SRTT). */
 #define EWMA_SHIFT 3
@@ -21,7 +22,7 @@
  * little longer than a provider's minute, so that the gateway never sends
  * what the provider would refuse at the window's edge (a fixed calendar
  * minute would let 2 x rpm through around each minute's turn). */
-#define WIN_SPAN_S 61
+#define WIN_SPAN_S AH_BALANCE_WINDOW_S
 #define WIN_BUCKETS 64
 typedef struct win_bucket {
     _Atomic int64_t sec; /* the second these counts are for */
@@ -34,6 +35,7 @@ typedef struct dep_state {
     _Atomic int64_t cooldown_until_us; /* monotonic; 0: not cooling */
     _Atomic int64_t ewma_us;           /* 0: no sample yet */
     win_bucket_t win[WIN_BUCKETS];     /* rpm/tpm: requests and tokens per second */
+    win_bucket_t others[WIN_BUCKETS];  /* the other instances' (balance_sync.h), per second */
     _Atomic uint64_t ok, failed;
 } dep_state_t;
 
@@ -44,6 +46,7 @@ struct ah_balancer {
     double *in, *out;  /* per deployment: input and output USD per million tokens (cost known) */
     ah_price_t *price; /* per deployment, when known */
     unsigned char *known;
+    ah_balance_sync_t *sync; /* the cluster view of the windows; NULL: this process only */
 };
 
 double ah_rand01(uint64_t *s)
@@ -96,6 +99,7 @@ ah_balancer_t *ah_balancer_new(const ah_config_t *cfg, const ah_prices_t *prices
             b->out[i] = p.output.base;
         }
     }
+    b->sync = ah_balance_sync_start(cfg, b);
     return b;
 }
 
@@ -103,6 +107,7 @@ void ah_balancer_free(ah_balancer_t *b)
 {
     if (!b)
         return;
+    ah_balance_sync_stop(b->sync);
     ah_free(b->st);
     ah_free(b->cost);
     ah_free(b->in);
@@ -181,6 +186,11 @@ static int64_t second_now(void)
     return ah_now_us() / 1000000;
 }
 
+int64_t ah_balancer_second(void)
+{
+    return second_now();
+}
+
 /* Add to the bucket of second sec (the first to see a new second resets
  * it; a count racing with that may be lost, which only makes the limit a
  * little lenient). */
@@ -196,14 +206,13 @@ static void window_add(dep_state_t *s, int64_t sec, long reqs, long tokens)
     atomic_fetch_add_explicit(&b->tokens, tokens, memory_order_relaxed);
 }
 
-/* Requests and tokens of the last WIN_SPAN_S seconds; *oldest is the
- * earliest second that still counts (sec when none). */
-static void window_sum(dep_state_t *s, int64_t sec, int64_t *reqs, int64_t *tokens, int64_t *oldest)
+/* Add the counts of win[] that fall in the WIN_SPAN_S seconds up to sec;
+ * *oldest becomes the earliest second with a request, if earlier. */
+static void window_add_up(win_bucket_t *win, int64_t sec, int64_t *reqs, int64_t *tokens,
+                          int64_t *oldest)
 {
-    *reqs = *tokens = 0;
-    *oldest = sec;
     for (int i = 0; i < WIN_BUCKETS; i++) {
-        win_bucket_t *b = &s->win[i];
+        win_bucket_t *b = &win[i];
         int64_t bs = atomic_load_explicit(&b->sec, memory_order_relaxed);
         if (bs <= sec - WIN_SPAN_S || bs > sec)
             continue;
@@ -213,6 +222,49 @@ static void window_sum(dep_state_t *s, int64_t sec, int64_t *reqs, int64_t *toke
         *reqs += r;
         *tokens += atomic_load_explicit(&b->tokens, memory_order_relaxed);
     }
+}
+
+/* Requests and tokens of the last WIN_SPAN_S seconds, this process's and
+ * (with a cluster view) the other instances' as last seen; *oldest is the
+ * earliest second that still counts (sec when none). */
+static void window_sum(dep_state_t *s, int64_t sec, int64_t *reqs, int64_t *tokens, int64_t *oldest)
+{
+    *reqs = *tokens = 0;
+    *oldest = sec;
+    window_add_up(s->win, sec, reqs, tokens, oldest);
+    window_add_up(s->others, sec, reqs, tokens, oldest);
+}
+
+/* The count of second sec in win[] (0 when its bucket holds another). */
+static void window_second(win_bucket_t *win, int64_t sec, int64_t *reqs, int64_t *tokens)
+{
+    win_bucket_t *b = &win[sec % WIN_BUCKETS];
+    *reqs = *tokens = 0;
+    if (atomic_load_explicit(&b->sec, memory_order_acquire) != sec)
+        return;
+    *reqs = atomic_load_explicit(&b->reqs, memory_order_relaxed);
+    *tokens = atomic_load_explicit(&b->tokens, memory_order_relaxed);
+}
+
+void ah_balancer_local(ah_balancer_t *b, int i, int64_t sec, int64_t *reqs, int64_t *tokens)
+{
+    window_second(b->st[i].win, sec, reqs, tokens);
+}
+
+void ah_balancer_others(ah_balancer_t *b, int i, int64_t sec, int64_t *reqs, int64_t *tokens)
+{
+    window_second(b->st[i].others, sec, reqs, tokens);
+}
+
+void ah_balancer_set_others(ah_balancer_t *b, int i, int64_t sec, int64_t reqs, int64_t tokens)
+{
+    win_bucket_t *w = &b->st[i].others[sec % WIN_BUCKETS];
+    /* Only the sync thread writes here. The second the bucket held before
+     * is at least WIN_BUCKETS seconds old, out of the window: a reader that
+     * meets the bucket between the stores counts nothing it should not. */
+    atomic_store_explicit(&w->reqs, reqs, memory_order_relaxed);
+    atomic_store_explicit(&w->tokens, tokens, memory_order_relaxed);
+    atomic_store_explicit(&w->sec, sec, memory_order_release);
 }
 
 /* 0 when d may take a request of tokens now; else the seconds until the

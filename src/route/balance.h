@@ -14,6 +14,11 @@
  * is pushed forward again so that others keep away while it runs); a success
  * closes the breaker, a failure keeps it open for another cooldown.
  *
+ * With ahorro.state naming a Redis and a deployment with rpm or tpm, the
+ * windows hold across instances: the balancer runs a sync thread
+ * (balance_sync.h) that shares this process's counts and brings back the
+ * other instances', which the windows add to their own.
+ *
  * Owned by the gateway (ah_gateway_t.balancer), created before the loops
  * start and freed after they stop. */
 #ifndef AH_BALANCE_H
@@ -25,6 +30,9 @@
 #include "store/prices.h"
 
 typedef struct ah_balancer ah_balancer_t;
+
+/* Seconds a request stays counted in a deployment's rpm/tpm window. */
+#define AH_BALANCE_WINDOW_S 61
 
 /* Why no deployment was chosen. */
 typedef enum {
@@ -73,6 +81,18 @@ void ah_balancer_begin(ah_balancer_t *b, const ah_deployment_t *d, long tokens);
  * (counts toward its cooldown), -1 neither (the client left, or the request
  * itself was at fault). latency_us feeds the EWMA on success. */
 void ah_balancer_end(ah_balancer_t *b, const ah_deployment_t *d, int outcome, int64_t latency_us);
+
+/* The rpm/tpm window's clock: the current second (monotonic). */
+int64_t ah_balancer_second(void);
+/* This process's requests and tokens to deployment i in second sec (0 when
+ * that second has left its buckets), for balance_sync.c. */
+void ah_balancer_local(ah_balancer_t *b, int i, int64_t sec, int64_t *reqs, int64_t *tokens);
+/* The other instances' requests and tokens to deployment i in second sec,
+ * as last set (0 when none). */
+void ah_balancer_others(ah_balancer_t *b, int i, int64_t sec, int64_t *reqs, int64_t *tokens);
+/* Set them (the sync thread: one writer); the window counts them with its
+ * own until sec leaves it. */
+void ah_balancer_set_others(ah_balancer_t *b, int i, int64_t sec, int64_t reqs, int64_t tokens);
 
 /* A snapshot of one deployment's state, for /admin and tests. */
 typedef struct ah_dep_health {

@@ -1,6 +1,8 @@
 /* test_balance.c - deployment choice and health: weighted shares, least
  * busy / latency / cost, cooldown and probe, rpm limits, wildcard aliases;
- * and the routing section of the config (fallbacks, rules, tiers). */
+ * the windows shared across instances (balance_sync.c: ids, the others'
+ * counts, and two "instances" through a real Redis when AHORRO_TEST_REDIS
+ * is set); and the routing section of the config (fallbacks, rules, tiers). */
 #include <check.h>
 
 #include "check_run.h"
@@ -12,6 +14,9 @@
 #include "config/config.h"
 #include "core/clock.h"
 #include "route/balance.h"
+#include "route/balance_sync.h"
+
+static const char *redis_url; /* AHORRO_TEST_REDIS, or NULL */
 
 static ah_config_t *load(const char *yaml)
 {
@@ -190,6 +195,121 @@ START_TEST(rpm_limit_and_unknown)
 }
 END_TEST
 
+START_TEST(cluster_ids_and_others)
+{
+    const char *yaml = "model_list:\n" DEP("m", "a", ", rpm: 3") DEP("m", "a", ", rpm: 3")
+        DEP("m", "b", ", tpm: 100") DEP("n", "a", "");
+    ah_config_t *c = load(yaml), *c2 = load(yaml);
+    char id[4][AH_BALANCE_MAX_DEP_ID + 1], again[AH_BALANCE_MAX_DEP_ID + 1];
+    for (int i = 0; i < 4; i++) {
+        ah_balance_sync_dep_id(c, i, id[i]);
+        ah_balance_sync_dep_id(c2, i, again);
+        ck_assert_str_eq(id[i], again); /* the same config: the same ids */
+    }
+    /* a second key of the same model gets an id of its own */
+    ck_assert_int_eq((int)strlen(id[0]), 16);
+    ck_assert_str_eq(id[1] + 16, "-1");
+    ck_assert(strncmp(id[0], id[1], 16) == 0);
+    ck_assert_str_ne(id[0], id[2]);
+    ck_assert_str_ne(id[0], id[3]);
+    /* Without a Redis in the config no sync starts. */
+    ck_assert_ptr_null(ah_balance_sync_new(c, NULL));
+
+    /* The others' counts fill the window as this process's do. */
+    ah_balancer_t *b = ah_balancer_new(c, NULL);
+    uint64_t rng = 9;
+    ah_pick_opts_t o = {.rng = &rng, .tokens = 10};
+    ah_pick_t why;
+    double retry = 0;
+    int64_t now = ah_balancer_second();
+    ah_balancer_set_others(b, 0, now - 30, 2, 0);
+    ah_balancer_set_others(b, 1, now, 3, 0);
+    ah_balancer_set_others(b, 2, now - 70, 500, 500); /* out of the window */
+    int64_t r, t;
+    ah_balancer_others(b, 0, now - 30, &r, &t);
+    ck_assert_int_eq((int)r, 2);
+    ah_balancer_others(b, 0, now - 29, &r, &t);
+    ck_assert_int_eq((int)r, 0);
+    int got_a = 0;
+    for (int i = 0; i < 20; i++) {
+        const ah_deployment_t *d = ah_balancer_pick(b, "m", &o, &why, &retry);
+        ck_assert_ptr_nonnull(d);
+        got_a += d->index == 0;
+        if (d->index == 0) {
+            ah_balancer_begin(b, d, 10);
+            ah_balancer_end(b, d, 1, 10);
+        }
+    }
+    ck_assert_int_eq(got_a, 1); /* 2 of others + 1 of ours = rpm 3 */
+    ah_balancer_set_others(b, 2, now, 0, 95);
+    ck_assert_ptr_null(ah_balancer_pick(b, "m", &o, &why, &retry));
+    ck_assert_int_eq(why, AH_PICK_LIMITED);
+    /* the others' request 30 s ago leaves the window first */
+    ck_assert(retry >= 30 && retry <= 32);
+    ah_balancer_free(b);
+    ah_config_free(c);
+    ah_config_free(c2);
+}
+END_TEST
+
+/* Two balancers stand for two instances; their syncs' rounds run by hand. */
+START_TEST(cluster_through_redis)
+{
+    if (!redis_url)
+        return;
+    char yaml[2048];
+    snprintf(yaml, sizeof yaml,
+             "model_list:\n" DEP("m", "a", ", rpm: 3")
+                 DEP("m", "b", ", tpm: 1000") "ahorro:\n  state:\n    url: %s\n    prefix: "
+                                              "'ahorro-test-balance-%d-%lld:'\n",
+             redis_url, (int)getpid(), (long long)ah_now_us());
+    ah_config_t *plain =
+        load("model_list:\n" DEP("m", "a", ", rpm: 3") DEP("m", "b", ", tpm: 1000"));
+    ah_config_t *shared = load(yaml);
+    ah_balancer_t *b1 = ah_balancer_new(plain, NULL), *b2 = ah_balancer_new(plain, NULL);
+    ah_balance_sync_t *s1 = ah_balance_sync_new(shared, b1), *s2 = ah_balance_sync_new(shared, b2);
+    ck_assert_ptr_nonnull(s1);
+    ck_assert_ptr_nonnull(s2);
+    const ah_deployment_t *a = &plain->deps[0], *tb = &plain->deps[1];
+    ah_balancer_begin(b1, a, 5);
+    ah_balancer_begin(b1, a, 5);
+    ah_balancer_begin(b1, tb, 600);
+    ck_assert_int_eq(ah_balance_sync_round(s1), 0);
+    ck_assert_int_eq(ah_balance_sync_round(s1), 0); /* nothing new: nothing counted twice */
+    ck_assert_int_eq(ah_balance_sync_round(s2), 0);
+    int64_t now = ah_balancer_second(), r = 0, t = 0, sr = 0, st = 0;
+    for (int64_t sec = now - AH_BALANCE_WINDOW_S + 1; sec <= now; sec++) {
+        ah_balancer_others(b2, 0, sec, &r, &t);
+        sr += r;
+        ah_balancer_others(b2, 1, sec, &r, &t);
+        st += t;
+    }
+    ck_assert_int_eq((int)sr, 2);
+    ck_assert_int_eq((int)st, 600);
+    /* b2 has room for one request on a (2 + 1 = rpm 3), none of 600 tokens on b */
+    uint64_t rng = 3;
+    ah_pick_opts_t o = {.rng = &rng, .tokens = 600};
+    ah_pick_t why;
+    double retry = 0;
+    const ah_deployment_t *d = ah_balancer_pick(b2, "m", &o, &why, &retry);
+    ck_assert_ptr_eq(d, a);
+    ah_balancer_begin(b2, d, 600);
+    ck_assert_ptr_null(ah_balancer_pick(b2, "m", &o, &why, &retry));
+    ck_assert_int_eq(why, AH_PICK_LIMITED);
+    /* and b1 learns of b2's request: a is full for it too */
+    ck_assert_int_eq(ah_balance_sync_round(s2), 0);
+    ck_assert_int_eq(ah_balance_sync_round(s1), 0);
+    o.tokens = 1;
+    ck_assert_ptr_eq(ah_balancer_pick(b1, "m", &o, &why, &retry), tb);
+    ah_balance_sync_stop(s1);
+    ah_balance_sync_stop(s2);
+    ah_balancer_free(b1);
+    ah_balancer_free(b2);
+    ah_config_free(plain);
+    ah_config_free(shared);
+}
+END_TEST
+
 START_TEST(routing_config)
 {
     ah_config_t *c = load("model_list:\n" DEP("big", "gpt-4o", "") DEP(
@@ -272,6 +392,11 @@ END_TEST
 
 int main(void)
 {
+    redis_url = getenv("AHORRO_TEST_REDIS");
+    if (redis_url && !*redis_url)
+        redis_url = NULL;
+    if (!redis_url)
+        printf("test_balance: AHORRO_TEST_REDIS is not set; the test against Redis skips\n");
     Suite *s = suite_create("balance");
     TCase *t = tcase_create("balance");
     tcase_add_test(t, weighted_shares);
@@ -279,6 +404,8 @@ int main(void)
     tcase_add_test(t, lowest_cost);
     tcase_add_test(t, cooldown_and_probe);
     tcase_add_test(t, rpm_limit_and_unknown);
+    tcase_add_test(t, cluster_ids_and_others);
+    tcase_add_test(t, cluster_through_redis);
     tcase_add_test(t, routing_config);
     tcase_add_test(t, routing_config_errors);
     suite_add_tcase(s, t);
