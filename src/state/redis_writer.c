@@ -340,6 +340,14 @@ int ah_redis_writer_flush(ah_redis_writer_t *w, int timeout_ms)
     return pending;
 }
 
+uint64_t ah_redis_writer_finished(ah_redis_writer_t *w)
+{
+    pthread_mutex_lock(&w->lock);
+    uint64_t n = w->finished;
+    pthread_mutex_unlock(&w->lock);
+    return n;
+}
+
 void ah_redis_writer_free(ah_redis_writer_t *w)
 {
     if (!w)

@@ -51,6 +51,10 @@ int ah_redis_writer_send(ah_redis_writer_t *w, const ah_redis_cmd_t *cmds, int n
  * was. */
 int ah_redis_writer_flush(ah_redis_writer_t *w, int timeout_ms);
 
+/* How many jobs have been sent (or gone without Redis) so far: a mark to
+ * tell whether any landed between two moments. */
+uint64_t ah_redis_writer_finished(ah_redis_writer_t *w);
+
 /* Send what is queued, stop the thread, log what it sent, and free w (NULL:
  * nothing). No ah_redis_writer_send may run meanwhile. */
 void ah_redis_writer_free(ah_redis_writer_t *w);

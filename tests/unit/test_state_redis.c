@@ -1,9 +1,10 @@
 /* test_state_redis.c - the Redis state backend against a real Redis
  * (AHORRO_TEST_REDIS=redis://HOST:PORT/DB; skipped without it): the
- * script's conditional add, negative deltas, reads, expiry, the key
- * prefix, NOSCRIPT after SCRIPT FLUSH, atomicity under threads, the adds
- * sent later by the pipelined writer (a refusal that waits for them, none
- * lost, NOSCRIPT, drained at free), the URL forms, and both failure modes
+ * conditional add (INCRBY, taken back past the limit), negative deltas,
+ * reads, expiry (set, extended, never shortened), the key prefix, a SCRIPT
+ * FLUSH changing nothing, atomicity under threads, the adds sent later by
+ * the pipelined writer (a refusal that waits for them, none lost, drained
+ * at free), the URL forms, and both failure modes
  * against a port nothing listens on. Prints the measured cost of one call
  * (docs/state.md quotes it). */
 #include <check.h>
@@ -79,7 +80,7 @@ START_TEST(url_forms)
 }
 END_TEST
 
-START_TEST(script_semantics)
+START_TEST(add_semantics)
 {
     if (!url)
         return;
@@ -126,7 +127,7 @@ START_TEST(script_semantics)
     ck_assert_int_eq(ah_state_add_if(s, "short", 5, 10, ah_wall_ms() + 50, &v), 1);
     usleep(150 * 1000);
     ck_assert_int_eq(ah_state_get(s, "short"), 0);
-    /* A Redis that forgot the script (restart, SCRIPT FLUSH): EVAL again. */
+    /* No script to forget: SCRIPT FLUSH changes nothing. */
     r = redisCommand(c, "SCRIPT FLUSH");
     freeReplyObject(r);
     ck_assert_int_eq(ah_state_add_if(s, "sem", 1, 1000, now + 60000, &v), 1);
@@ -223,7 +224,7 @@ START_TEST(adds_later)
     }
     for (int i = 0; i < THREADS; i++)
         pthread_join(t[i], NULL);
-    /* A Redis that forgot the script: the writer loads it and sends again. */
+    /* No script to forget: SCRIPT FLUSH changes nothing for the writer. */
     redisContext *c = raw();
     freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
     int64_t t0 = ah_now_us();
@@ -289,7 +290,7 @@ int main(void)
     TCase *t = tcase_create("state_redis");
     tcase_set_timeout(t, 60);
     tcase_add_test(t, url_forms);
-    tcase_add_test(t, script_semantics);
+    tcase_add_test(t, add_semantics);
     tcase_add_test(t, atomic_under_threads);
     tcase_add_test(t, cost_of_one_call);
     tcase_add_test(t, adds_later);
