@@ -16,6 +16,9 @@
 #   shared-1    1 instance: ledger and keys in PostgreSQL, counters and cache in Redis
 #   shared-2    2 instances, same backends
 #   shared-3    3 instances, same backends
+#   (MB_SCENARIOS="embedded redis-only pg-only shared-1" splits shared-1's cost: redis-only has
+#   the counters and cache in Redis and the SQLite ledger; pg-only the PostgreSQL ledger and
+#   in-process counters and cache)
 # Figures: requests/s and p99 at 50 connections, p50 at 1 connection; medians of MB_RUNS
 # interleaved rounds of MB_DURATION seconds. The "Redis and PostgreSQL on the path" line
 # is shared-1's 1-connection p50 less embedded's: what the round trips add to a request.
@@ -94,12 +97,15 @@ as_pg "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/log" -w start >/dev/null
 wait_port "$FAKE_PORT"; wait_port "$REDIS_PORT"
 
 # ---- instances and the load balancer ---------------------------------------------
-config() { # dir shared(0/1) tag
+config() { # dir shared(0: none, 1: both, pg: ledger only, redis: state only) tag
   local shared=""
-  if [ "$2" = 1 ]; then
-    shared="  ledger:
+  if [ "$2" = 1 ] || [ "$2" = pg ]; then
+    shared+="  ledger:
     url: postgres://postgres@127.0.0.1:$PG_PORT/$3
-  state:
+"
+  fi
+  if [ "$2" = 1 ] || [ "$2" = redis ]; then
+    shared+="  state:
     url: redis://127.0.0.1:$REDIS_PORT/0
     prefix: \"bench-$3:\""
   fi
@@ -156,10 +162,13 @@ SCEN=0
 start_scenario() { # name
   stop_instances
   local name=$1 n=1 shared=1
-  case "$name" in embedded) shared=0 ;; shared-1) n=1 ;; shared-2) n=2 ;; shared-3) n=3 ;; esac
+  case "$name" in
+    embedded) shared=0 ;; shared-1) n=1 ;; shared-2) n=2 ;; shared-3) n=3 ;;
+    redis-only) shared=redis ;; pg-only) shared=pg ;;
+  esac
   SCEN=$((SCEN + 1))
   local tag="mb_${SCEN}"
-  [ "$shared" = 1 ] && psql "postgres://postgres@127.0.0.1:$PG_PORT/postgres" -XAtqc "CREATE DATABASE $tag" >/dev/null
+  [ "$shared" != 0 ] && psql "postgres://postgres@127.0.0.1:$PG_PORT/postgres" -XAtqc "CREATE DATABASE $tag" >/dev/null
   local ports=()
   for i in $(seq 1 "$n"); do
     local d="$WORK/$tag-$i" p=$((PORT + 10 + i))
@@ -192,7 +201,7 @@ to_ms() { # wrk's 1.23ms / 456.00us / 1.20s
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
 }
 
-SCENARIOS=(embedded shared-1 shared-2 shared-3)
+read -ra SCENARIOS <<<"${MB_SCENARIOS:-embedded shared-1 shared-2 shared-3}"
 declare -A RPS P99 P50_1
 for s in "${SCENARIOS[@]}"; do RPS[$s]=""; P99[$s]=""; P50_1[$s]=""; done
 for r in $(seq 1 "$RUNS"); do

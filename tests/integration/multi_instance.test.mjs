@@ -8,11 +8,10 @@
 // redis-server, which it kills.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
-import { startFake, startGateway, ledger, waitFor, freePort, MASTER_KEY, PROVIDER_KEY } from './lib/harness.mjs';
+import { startFake, startGateway, ledger, waitFor, freePort, MASTER_KEY, PROVIDER_KEY, startRedis } from './lib/harness.mjs';
 
 const REDIS = process.env.AHORRO_TEST_REDIS;
 const skip = REDIS ? false : 'AHORRO_TEST_REDIS is not set (scripts/test.sh starts a Redis)';
@@ -107,22 +106,6 @@ test('an RPM limit of 50 is never exceeded in total across three instances', { s
   } finally { await stopAll(gws); }
 });
 
-// A private redis-server on a free loopback port, for killing.
-async function startRedis(port) {
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1',
-    '--save', '', '--appendonly', 'no', '--daemonize', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout.on('data', (d) => { out += d; });
-  const up = await waitFor(() => /Ready to accept connections/.test(out) || proc.exitCode !== null, 5000);
-  assert.ok(up && proc.exitCode === null, `redis-server did not start: ${out}`);
-  return {
-    async stop() {
-      if (proc.exitCode !== null) return;
-      proc.kill('SIGKILL');
-      await new Promise((r) => proc.once('exit', r));
-    },
-  };
-}
 
 test('Redis gone: on_failure closed refuses clearly, open admits; both recover', { skip }, async () => {
   const port = await freePort();

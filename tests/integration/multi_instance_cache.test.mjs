@@ -8,12 +8,12 @@
 // redis-server, which it kills.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
-import { startFake, startGateway, testConfig, waitFor, freePort, MASTER_KEY } from './lib/harness.mjs';
+import { startFake, startGateway, testConfig, waitFor, freePort, MASTER_KEY, startRedis } from './lib/harness.mjs';
 
 const REDIS = process.env.AHORRO_TEST_REDIS;
 const skip = REDIS ? false : 'AHORRO_TEST_REDIS is not set (scripts/test.sh starts a Redis)';
@@ -176,22 +176,6 @@ test('an exact hit reported wrong is removed on every instance', { skip }, async
   } finally { await stopAll(gws); }
 });
 
-// A private redis-server on a free loopback port, for killing.
-async function startRedis(port) {
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1',
-    '--save', '', '--appendonly', 'no', '--daemonize', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout.on('data', (d) => { out += d; });
-  const up = await waitFor(() => /Ready to accept connections/.test(out) || proc.exitCode !== null, 5000);
-  assert.ok(up && proc.exitCode === null, `redis-server did not start: ${out}`);
-  return {
-    async stop() {
-      if (proc.exitCode !== null) return;
-      proc.kill('SIGKILL');
-      await new Promise((r) => proc.once('exit', r));
-    },
-  };
-}
 
 test('Redis gone: requests still succeed (misses, local hits); sharing recovers when it is back', { skip }, async () => {
   const port = await freePort();

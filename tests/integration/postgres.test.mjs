@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
-import { startFake, startGateway, waitFor, freePort, MASTER_KEY, PROVIDER_KEY, AHORRO_BIN } from './lib/harness.mjs';
+import { startFake, startGateway, waitFor, freePort, MASTER_KEY, PROVIDER_KEY, AHORRO_BIN, startRedis } from './lib/harness.mjs';
 
 const PG = process.env.AHORRO_TEST_POSTGRES;
 const PGDATA = process.env.AHORRO_TEST_PGDATA;
@@ -255,22 +255,6 @@ test('PostgreSQL restarted mid-load: requests are answered, and no row is lost',
   } finally { await gw.stop(); gw.cleanup(); }
 });
 
-// A private redis-server on a free loopback port, for restarting.
-async function startRedis(port) {
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1',
-    '--save', '', '--appendonly', 'no', '--daemonize', 'no'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  let out = '';
-  proc.stdout.on('data', (d) => { out += d; });
-  const up = await waitFor(() => /Ready to accept connections/.test(out) || proc.exitCode !== null, 5000);
-  assert.ok(up && proc.exitCode === null, `redis-server did not start: ${out}`);
-  return {
-    async stop() {
-      if (proc.exitCode !== null) return;
-      proc.kill('SIGKILL');
-      await new Promise((r) => proc.once('exit', r));
-    },
-  };
-}
 
 test('Redis restarted mid-load (budgets, limits, caches there): no ledger row is lost', { skip }, async () => {
   const url = freshDb();

@@ -158,3 +158,21 @@ export async function waitFor(pred, timeoutMs = 5000) {
     await sleep(25);
   }
 }
+
+// A private redis-server on a free loopback port, for killing and restarting
+// (the tests' shared Redis, AHORRO_TEST_REDIS, is never stopped).
+export async function startRedis(port) {
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1',
+    '--save', '', '--appendonly', 'no', '--daemonize', 'no'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  proc.stdout.on('data', (d) => { out += d; });
+  const up = await waitFor(() => /Ready to accept connections/.test(out) || proc.exitCode !== null, 5000);
+  if (!up || proc.exitCode !== null) throw new Error(`redis-server did not start: ${out}`);
+  return {
+    async stop() {
+      if (proc.exitCode !== null) return;
+      proc.kill('SIGKILL');
+      await new Promise((r) => proc.once('exit', r));
+    },
+  };
+}
