@@ -60,17 +60,27 @@ static int line(ah_sse_t *s, const char *l, size_t n, const char *raw, size_t ra
     return 0;
 }
 
+/* The offset of the first CR or LF in buf[from, to), or to. memchr finds
+ * them many bytes at a time, where a loop over every byte of a long
+ * data line was the parser's main cost. */
+static size_t eol(const char *buf, size_t from, size_t to)
+{
+    const char *lf = memchr(buf + from, '\n', to - from);
+    size_t end = lf ? (size_t)(lf - buf) : to;
+    const char *cr = memchr(buf + from, '\r', end - from);
+    return cr ? (size_t)(cr - buf) : end;
+}
+
 /* Parse the complete event in buf[0..n) and hand it to the callback. */
 static int dispatch(ah_sse_t *s, const char *buf, size_t n, ah_sse_event_cb cb, void *ud,
                     ah_err_t *rc)
 {
     size_t start = 0, i = 0;
     while (i < n) {
+        i = eol(buf, i, n);
+        if (i == n)
+            break;
         char c = buf[i];
-        if (c != '\n' && c != '\r') {
-            i++;
-            continue;
-        }
         size_t next = i + 1;
         if (c == '\r' && next < n && buf[next] == '\n')
             next++;
@@ -86,17 +96,18 @@ ah_err_t ah_sse_feed(ah_sse_t *s, const char *p, size_t n, ah_sse_event_cb cb, v
     ah_err_t rc = ah_buf_append(&s->pending, p, n);
     if (rc)
         return rc;
-    size_t i = s->scan;
-    while (i < s->pending.len) {
+    /* Events are dispatched in place; the bytes of those done are dropped
+     * from pending once, at the end, not after each event. */
+    size_t head = 0, i = s->scan, len = s->pending.len;
+    while (i < len) {
         const char *buf = s->pending.data;
+        i = eol(buf, i, len);
+        if (i == len)
+            break;
         char c = buf[i];
-        if (c != '\n' && c != '\r') {
-            i++;
-            continue;
-        }
         size_t next = i + 1;
         if (c == '\r') {
-            if (next >= s->pending.len)
+            if (next >= len)
                 break; /* a CR may be followed by LF: wait for the next byte */
             if (buf[next] == '\n')
                 next++;
@@ -106,15 +117,18 @@ ah_err_t ah_sse_feed(ah_sse_t *s, const char *p, size_t n, ah_sse_event_cb cb, v
         i = next;
         if (!blank)
             continue;
-        /* buf[0..next) is one whole event, ending with its blank line. */
-        int stop = dispatch(s, buf, next, cb, ud, &rc);
-        ah_buf_consume(&s->pending, next);
-        i = s->line_start = 0;
+        /* buf[head..next) is one whole event, ending with its blank line. */
+        int stop = dispatch(s, buf + head, next - head, cb, ud, &rc);
+        head = next;
         if (stop) {
-            s->scan = 0;
+            ah_buf_consume(&s->pending, head);
+            s->scan = s->line_start = 0;
             return rc ? rc : AH_E_CLOSED;
         }
     }
-    s->scan = i;
+    if (head)
+        ah_buf_consume(&s->pending, head);
+    s->scan = i - head;
+    s->line_start -= head;
     return AH_E_OK;
 }
