@@ -11,7 +11,8 @@
  * An instance that stores an entry SETs it (with PX, its TTL) and, when it
  * is semantic, adds a put record: the record names the key, and readers GET
  * the entry. A local exact miss GETs the key (the entry is inserted here and
- * served). A removal by feedback DELs the key and adds a del record; a purge
+ * served): asynchronously from an event loop (below), synchronously
+ * otherwise. A removal by feedback DELs the key and adds a del record; a purge
  * deletes the matching keys (SCAN, and GETRANGE of each entry's head for the
  * filters) and adds a purge record. One thread per instance reads the stream
  * (XREAD BLOCK of STREAM_BLOCK_MS, so that it notices when to stop) and
@@ -21,8 +22,17 @@
  * A store (SET, and XADD for a semantic entry) needs no answer: it is
  * queued for a pipelined writer (src/state/redis_writer.h), whose thread
  * sends what has gathered in one round trip; when its queue is full, the
- * store is made on the loop. The other calls from the event loops (GET on
- * a local miss, a removal, a purge) are synchronous, on the pool of
+ * store is made on the loop. The GET of a local miss on an event loop is
+ * asynchronous: each loop has its own hiredis async context attached to its
+ * event_base (opened on its first lookup, authenticated and on the
+ * configured database, opened again after it is lost), the request waits
+ * for the reply (r->cache_pending) and the loop serves others meanwhile; at
+ * most FETCH_MAX_IN_FLIGHT are in flight per loop (past it, a miss), and
+ * one without a reply in the state's timeout_ms ends as a miss and counts
+ * as a failure (the connection is dropped). The loop's connection is
+ * closed when its thread exits (a thread-specific key's destructor: the
+ * worker's event_base is freed after its thread is joined). The other calls
+ * from the event loops (a removal, a purge) are synchronous, on the pool of
  * connections of src/state/redis_conn.h, as the counters' are; a removal or
  * a purge first waits for the stores queued before it, so that none lands
  * after it. The same outage rule holds for all: a failure is logged once,
@@ -38,6 +48,9 @@
 #include "cache/shared.h"
 
 #include <errno.h>
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -77,6 +90,9 @@
 #define PURGE_ROUNDS_MAX 100000 /* SCAN calls of one purge, at most */
 #define PURGE_BATCH 64          /* GETRANGEs pipelined at once */
 #define CMD_ARGS 20
+#define FETCH_MAX_IN_FLIGHT 256 /* GETs in flight on one loop; past it, a miss */
+#define REDIS_MAX_HOST 256
+#define REDIS_MAX_PASSWORD 256
 
 typedef struct shared {
     ah_cache_t *cache;
@@ -87,6 +103,10 @@ typedef struct shared {
     char stream[AH_STATE_MAX_PREFIX + 16];
     char id[17];         /* this instance, in its records */
     int read_timeout_ms; /* of the thread's connection */
+    /* the loops' own connections (asynchronous lookups) */
+    char host[REDIS_MAX_HOST], password[REDIS_MAX_PASSWORD];
+    int port, db, timeout_ms;
+    atomic_int loops; /* loop_conn_t alive */
     atomic_uint_fast64_t applied, skipped;
     atomic_int stop;
     pthread_t thread;
@@ -522,6 +542,238 @@ static int on_fetch(void *ctx, const uint8_t *key, int64_t now_ms)
     return got;
 }
 
+/* --- the asynchronous lookup on an event loop ------------------------------ */
+
+typedef struct loop_conn {
+    shared_t *s;
+    struct event_base *base;
+    redisAsyncContext *ac; /* NULL: none (opened by the next lookup) */
+    int in_flight;         /* lookups whose reply has not come */
+    int closing;           /* the thread exits: no callback is called */
+} loop_conn_t;
+
+/* One GET in flight. It lives until hiredis calls on_get with its reply
+ * (NULL when the connection is lost or freed), which always happens. */
+struct ah_cache_fetch {
+    loop_conn_t *lc;
+    uint8_t key[AH_CACHE_KEY_BYTES];
+    ah_cache_fetched_fn done; /* NULL once cancelled or timed out */
+    void *arg;
+    struct event *timer;
+};
+
+static pthread_key_t loop_key;
+static pthread_once_t loop_key_once = PTHREAD_ONCE_INIT;
+static int loop_key_ok;
+
+static void loop_free(void *p)
+{
+    loop_conn_t *lc = p;
+    redisAsyncContext *ac = lc->ac;
+    lc->closing = 1;
+    lc->ac = NULL;
+    if (ac)
+        redisAsyncFree(ac); /* the lookups still in flight end, uncalled */
+    atomic_fetch_sub(&lc->s->loops, 1);
+    ah_free(lc);
+}
+
+static void loop_key_make(void)
+{
+    loop_key_ok = pthread_key_create(&loop_key, loop_free) == 0;
+}
+
+/* The calling thread's connection state for the loop of base, or NULL. */
+static loop_conn_t *loop_of(shared_t *s, struct event_base *base)
+{
+    pthread_once(&loop_key_once, loop_key_make);
+    if (!loop_key_ok || !base)
+        return NULL;
+    loop_conn_t *lc = pthread_getspecific(loop_key);
+    if (lc)
+        return lc->s == s && lc->base == base ? lc : NULL;
+    lc = ah_calloc(1, sizeof *lc);
+    lc->s = s;
+    lc->base = base;
+    if (pthread_setspecific(loop_key, lc)) {
+        ah_free(lc);
+        return NULL;
+    }
+    atomic_fetch_add(&s->loops, 1);
+    return lc;
+}
+
+/* The loop's connection failed: an outage for everyone (the pool's rule). */
+static void loop_failed(loop_conn_t *lc, const char *why)
+{
+    if (!lc->closing)
+        ah_redis_pool_failed(lc->s->pool, why);
+}
+
+static void on_connected(const redisAsyncContext *ac, int status)
+{
+    loop_conn_t *lc = ac->data;
+    if (status == REDIS_OK)
+        return;
+    char why[256];
+    snprintf(why, sizeof why, "connect: %s", ac->errstr);
+    if (lc->ac == ac) /* hiredis frees it after this call */
+        lc->ac = NULL;
+    loop_failed(lc, why);
+}
+
+static void on_disconnected(const redisAsyncContext *ac, int status)
+{
+    loop_conn_t *lc = ac->data;
+    (void)status; /* an idle connection the server closed is opened again */
+    if (lc->ac == ac)
+        lc->ac = NULL;
+}
+
+/* The reply to AUTH or SELECT: an error reply drops the connection (its
+ * lookups end as misses). */
+static void on_setup(redisAsyncContext *ac, void *reply, void *priv)
+{
+    loop_conn_t *lc = priv;
+    const redisReply *rep = reply;
+    if (!rep || rep->type != REDIS_REPLY_ERROR)
+        return;
+    char why[256];
+    snprintf(why, sizeof why, "%s", rep->str);
+    if (lc->ac == ac)
+        lc->ac = NULL;
+    loop_failed(lc, why);
+    redisAsyncFree(ac); /* deferred by hiredis until this callback returns */
+}
+
+/* Open the loop's connection (non-blocking; AUTH and SELECT are queued
+ * before the first command). 0, or -1 (counted as a failure). */
+static int loop_connect(loop_conn_t *lc)
+{
+    shared_t *s = lc->s;
+    redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
+    char why[256];
+    if (!ac || ac->err) {
+        snprintf(why, sizeof why, "connect: %s", ac ? ac->errstr : "out of memory");
+        goto fail;
+    }
+    ac->data = lc;
+    if (redisLibeventAttach(ac, lc->base) != REDIS_OK) {
+        snprintf(why, sizeof why, "cannot attach to the event loop");
+        goto fail;
+    }
+    redisAsyncSetConnectCallback(ac, on_connected);
+    redisAsyncSetDisconnectCallback(ac, on_disconnected);
+    if ((s->password[0] && redisAsyncCommand(ac, on_setup, lc, "AUTH %s", s->password)) ||
+        (s->db && redisAsyncCommand(ac, on_setup, lc, "SELECT %d", s->db))) {
+        snprintf(why, sizeof why, "AUTH or SELECT: %s", ac->errstr);
+        goto fail;
+    }
+    lc->ac = ac;
+    return 0;
+fail:
+    if (ac)
+        redisAsyncFree(ac);
+    loop_failed(lc, why);
+    return -1;
+}
+
+/* The GET's reply, or NULL when its connection was lost or freed (then
+ * every lookup on it ends here, this one among them). */
+static void on_get(redisAsyncContext *ac, void *reply, void *priv)
+{
+    ah_cache_fetch_t *f = priv;
+    loop_conn_t *lc = f->lc;
+    shared_t *s = lc->s;
+    const redisReply *rep = reply;
+    int got = 0;
+    if (!rep) {
+        if (lc->ac == ac)
+            lc->ac = NULL;
+        loop_failed(lc, ac->errstr[0] ? ac->errstr : "connection lost");
+    } else if (rep->type == REDIS_REPLY_ERROR) {
+        char why[256];
+        snprintf(why, sizeof why, "GET answered %s", rep->str);
+        loop_failed(lc, why);
+    } else {
+        ah_redis_pool_answered(s->pool);
+        if (rep->type == REDIS_REPLY_STRING) /* kept even when nobody waits now */
+            got = insert_value(s, f->key, rep->str, rep->len, ah_wall_ms());
+    }
+    ah_cache_fetched_fn done = f->done;
+    void *arg = f->arg;
+    lc->in_flight--;
+    event_free(f->timer);
+    ah_free(f);
+    if (done && !lc->closing)
+        done(arg, got);
+}
+
+/* No reply in timeout_ms: Redis is slow or gone. The lookup ends as a miss
+ * now; the connection is dropped, which ends the others on it. */
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    ah_cache_fetch_t *f = arg;
+    loop_conn_t *lc = f->lc;
+    char why[64];
+    (void)fd;
+    (void)what;
+    snprintf(why, sizeof why, "GET: no answer in %d ms", lc->s->timeout_ms);
+    loop_failed(lc, why);
+    redisAsyncContext *ac = lc->ac;
+    lc->ac = NULL;
+    ah_cache_fetched_fn done = f->done;
+    f->done = NULL;
+    if (done)
+        done(f->arg, 0);
+    if (ac)
+        redisAsyncFree(ac); /* f, on it, is freed by its on_get */
+}
+
+static ah_cache_fetch_t *on_fetch_start(void *ctx, struct event_base *base, const uint8_t *key,
+                                        int64_t now_ms, ah_cache_fetched_fn done, void *arg)
+{
+    shared_t *s = ctx;
+    loop_conn_t *lc = loop_of(s, base);
+    (void)now_ms; /* liveness is judged when the reply comes */
+    if (!lc || applying || lc->in_flight >= FETCH_MAX_IN_FLIGHT)
+        return NULL;
+    if (!ah_redis_pool_may_try(s->pool)) {
+        ah_redis_pool_went_without(s->pool);
+        return NULL;
+    }
+    if (!lc->ac && loop_connect(lc)) {
+        ah_redis_pool_went_without(s->pool);
+        return NULL;
+    }
+    char k[MAX_KEY];
+    entry_key(s, key, k);
+    const char *argv[2] = {"GET", k};
+    size_t len[2] = {3, strlen(k)};
+    ah_cache_fetch_t *f = ah_calloc(1, sizeof *f);
+    f->lc = lc;
+    memcpy(f->key, key, AH_CACHE_KEY_BYTES);
+    f->done = done;
+    f->arg = arg;
+    f->timer = evtimer_new(base, on_timeout, f);
+    if (!f->timer || redisAsyncCommandArgv(lc->ac, on_get, f, 2, argv, len) != REDIS_OK) {
+        if (f->timer)
+            event_free(f->timer);
+        ah_free(f);
+        return NULL;
+    }
+    struct timeval tv = {s->timeout_ms / 1000, (s->timeout_ms % 1000) * 1000};
+    evtimer_add(f->timer, &tv);
+    lc->in_flight++;
+    return f;
+}
+
+static void on_fetch_cancel(void *ctx, ah_cache_fetch_t *f)
+{
+    (void)ctx;
+    f->done = NULL;
+}
+
 static void on_removed(void *ctx, const uint8_t *key)
 {
     shared_t *s = ctx;
@@ -870,6 +1122,15 @@ static void *reader(void *arg)
 static void on_detach(void *ctx)
 {
     shared_t *s = ctx;
+    /* this thread's loop connection (the workers' closed as they exited) */
+    pthread_once(&loop_key_once, loop_key_make);
+    loop_conn_t *lc = loop_key_ok ? pthread_getspecific(loop_key) : NULL;
+    if (lc && lc->s == s) {
+        pthread_setspecific(loop_key, NULL);
+        loop_free(lc);
+    }
+    if (atomic_load(&s->loops))
+        ah_warn("cache: %d event loops still hold a Redis connection", atomic_load(&s->loops));
     ah_redis_writer_free(s->writer); /* sends the stores still queued */
     atomic_store(&s->stop, 1);
     if (s->started)
@@ -882,7 +1143,15 @@ static void on_detach(void *ctx)
     ah_free(s);
 }
 
-static const ah_cache_peers_t redis_peers = {on_stored, on_fetch, on_removed, on_purged, on_detach};
+static const ah_cache_peers_t redis_peers = {
+    .stored = on_stored,
+    .fetch = on_fetch,
+    .fetch_start = on_fetch_start,
+    .fetch_cancel = on_fetch_cancel,
+    .removed = on_removed,
+    .purged = on_purged,
+    .detach = on_detach,
+};
 
 int ah_cache_shared_start(ah_cache_t *cache, const ah_state_config_t *cfg, char *err, size_t errlen)
 {
@@ -896,12 +1165,16 @@ int ah_cache_shared_start(ah_cache_t *cache, const ah_state_config_t *cfg, char 
     shared_t *s = ah_calloc(1, sizeof *s);
     s->cache = cache;
     s->pool = pool;
+    /* the URL parsed as the pool did */
+    ah_state_redis_parse_url(cfg->url, s->host, sizeof s->host, &s->port, &s->db, s->password,
+                             sizeof s->password);
     snprintf(s->prefix, sizeof s->prefix, "%s",
              cfg->prefix ? cfg->prefix : AH_STATE_DEFAULT_PREFIX);
     snprintf(s->stream, sizeof s->stream, "%scache:stream", s->prefix);
     /* the thread's reads block up to STREAM_BLOCK_MS on purpose */
     int ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : AH_STATE_DEFAULT_TIMEOUT_MS;
     s->read_timeout_ms = ms + STREAM_BLOCK_MS + 1000;
+    s->timeout_ms = ms;
     s->flush_ms = 2 * ms;
     s->writer = ah_redis_writer_new(pool, "cache");
     unsigned char rnd[8];

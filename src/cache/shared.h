@@ -3,10 +3,11 @@
  *
  * Every instance keeps its own store (store.h) and vector indexes, and
  * Redis carries what the others need: each entry under its key with its TTL
- * (an exact miss here is looked up there), and a stream of news (semantic
- * entries stored, entries removed, purges) that one thread per instance
- * reads and applies to its store, so that a paraphrase of a question asked
- * on another instance is a semantic hit here too.
+ * (an exact miss here is looked up there, asynchronously from an event
+ * loop), and a stream of news (semantic entries stored, entries removed,
+ * purges) that one thread per instance reads and applies to its store, so
+ * that a paraphrase of a question asked on another instance is a semantic
+ * hit here too.
  *
  * Redis is never needed for an answer: when it cannot be reached, the cache
  * goes on in this process (the outage is logged once, and Redis is tried

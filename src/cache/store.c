@@ -288,6 +288,38 @@ ah_cache_entry_t *ah_cache_get(ah_cache_t *c, const uint8_t *key, int64_t now_ms
     return e;
 }
 
+ah_cache_entry_t *ah_cache_get_local(ah_cache_t *c, const uint8_t *key, int64_t now_ms,
+                                     int64_t max_age_ms, int *ask)
+{
+    pthread_mutex_lock(&c->mu);
+    ah_cache_entry_t *e = find_key(c, key);
+    int absent = !e || e->expires_ms <= now_ms;
+    if (e)
+        e = take(c, e, now_ms, max_age_ms);
+    if (ask) /* an entry here only too old for max_age_ms is not asked for */
+        *ask = absent && c->peers && c->peers->fetch_start;
+    if (e) {
+        c->st.hits_exact++;
+        route_of(c, e->tenant, e->model)->hits_exact++;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return e;
+}
+
+ah_cache_fetch_t *ah_cache_fetch_start(ah_cache_t *c, struct event_base *base, const uint8_t *key,
+                                       int64_t now_ms, ah_cache_fetched_fn done, void *arg)
+{
+    if (!c->peers || !c->peers->fetch_start)
+        return NULL;
+    return c->peers->fetch_start(c->peers_ctx, base, key, now_ms, done, arg);
+}
+
+void ah_cache_fetch_cancel(ah_cache_t *c, ah_cache_fetch_t *f)
+{
+    if (f && c->peers && c->peers->fetch_cancel)
+        c->peers->fetch_cancel(c->peers_ctx, f);
+}
+
 #define SIMILAR_CANDIDATES 4
 
 ah_cache_entry_t *ah_cache_get_similar(ah_cache_t *c, const uint8_t *scope, const float *vec,

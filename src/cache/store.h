@@ -94,6 +94,31 @@ ah_cache_entry_t *ah_cache_get_similar(ah_cache_t *c, const uint8_t *scope, cons
                                        int dim, float min_sim, int64_t now_ms, int64_t max_age_ms,
                                        ah_cache_rescore_fn rescore, void *rescore_ctx,
                                        const char *query, float *sim);
+/* ah_cache_get without asking the peers: the live entry under key younger
+ * than max_age_ms, with a reference, or NULL (counts a hit, never a miss).
+ * When ask is not NULL, *ask is 1 when no live entry is here and the peers
+ * can be asked asynchronously (ah_cache_fetch_start). */
+ah_cache_entry_t *ah_cache_get_local(ah_cache_t *c, const uint8_t *key, int64_t now_ms,
+                                     int64_t max_age_ms, int *ask);
+
+/* An asynchronous lookup in the peers (shared.c: a GET on the calling
+ * loop's own Redis connection). */
+typedef struct ah_cache_fetch ah_cache_fetch_t;
+/* A lookup ended: got is 1 when the entry was inserted here (look it up
+ * with ah_cache_get_local), 0 for a miss, an error or a timeout. */
+typedef void (*ah_cache_fetched_fn)(void *arg, int got);
+struct event_base;
+
+/* Ask the peers for key from the loop of base, which must be the calling
+ * thread's: done(arg, got) follows from that loop, never from within this
+ * call, unless the lookup is cancelled. NULL when none could start (no
+ * peers, Redis down, too many in flight): a miss, and done never fires. */
+ah_cache_fetch_t *ah_cache_fetch_start(ah_cache_t *c, struct event_base *base, const uint8_t *key,
+                                       int64_t now_ms, ah_cache_fetched_fn done, void *arg);
+/* The caller of a lookup in flight goes away: done will not fire (what the
+ * lookup owns is freed when its reply or timeout comes). NULL is ignored. */
+void ah_cache_fetch_cancel(ah_cache_t *c, ah_cache_fetch_t *f);
+
 /* Count a miss of a lookup that found nothing (exact and semantic both),
  * for a tenant and route. */
 void ah_cache_count_miss(ah_cache_t *c, const char *tenant, const char *model);
@@ -130,14 +155,20 @@ struct json_t *ah_cache_breakdown(ah_cache_t *c);
 
 /* The other gateway instances' side of this cache (shared.h installs a
  * Redis one): told what this instance stores and removes, asked on a local
- * exact miss. Every hook is called outside the store's lock, from the
- * thread that made the call; any may be NULL. */
+ * exact miss (synchronously, or asynchronously from an event loop). Every
+ * hook is called outside the store's lock, from the thread that made the
+ * call; any may be NULL. */
 typedef struct ah_cache_peers {
     /* ah_cache_insert kept p. */
     void (*stored)(void *ctx, const ah_cache_put_t *p);
     /* ah_cache_get found no live entry under key: insert it into the cache
      * from the peers if they have it; 1 when it did. */
     int (*fetch)(void *ctx, const uint8_t *key, int64_t now_ms);
+    /* ah_cache_fetch_start and ah_cache_fetch_cancel: fetch, asynchronously
+     * on the loop of base (the calling thread's). */
+    ah_cache_fetch_t *(*fetch_start)(void *ctx, struct event_base *base, const uint8_t *key,
+                                     int64_t now_ms, ah_cache_fetched_fn done, void *arg);
+    void (*fetch_cancel)(void *ctx, ah_cache_fetch_t *f);
     /* ah_cache_mark_wrong removed the entry under key. */
     void (*removed)(void *ctx, const uint8_t *key);
     /* ah_cache_purge ran with these filters (also when nothing matched here). */

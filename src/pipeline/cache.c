@@ -1,11 +1,15 @@
 /* cache.c - stage 5: answer caches, exact and semantic.
  *
  * Before the call: the request's key (answer.h) is looked up in the exact
- * cache, then, when the route has the semantic cache on, its last user turn
- * is embedded and looked up among the answers of its scope. A hit ends the
- * request here (the exchange replays the answer, streamed or not, in the
- * client's format); a miss marks the request so that its answer is kept once
- * complete (ah_stage_cache_fill, after the call).
+ * cache (in this process, then, with the cache shared through Redis, in
+ * Redis: asynchronously on an event loop, the request waiting with
+ * r->cache_pending AH_CACHE_WAIT_PEERS until the exchange resumes it with
+ * ah_stage_cache_fetched), then, when the route has the semantic cache on,
+ * its last user turn is embedded and looked up among the answers of its
+ * scope. A hit ends the request here (the exchange replays the answer,
+ * streamed or not, in the client's format); a miss marks the request so
+ * that its answer is kept once complete (ah_stage_cache_fill, after the
+ * call).
  *
  * What may be cached is decided per route (ahorro.cache and its routes) and
  * per request: `Cache-Control: no-cache` (do not read), `no-store` (do not
@@ -115,6 +119,8 @@ static int body_controls(ah_request_t *r, json_t *o, controls_t *c)
     return 0;
 }
 
+static void semantic_lookup(ah_worker_t *w, ah_request_t *r, const ah_cache_policy_t *p);
+
 static void hit(ah_worker_t *w, ah_request_t *r, ah_cache_entry_t *e, const char *kind,
                 int64_t now_ms)
 {
@@ -167,22 +173,62 @@ int ah_stage_cache(ah_worker_t *w, ah_request_t *r)
     r->cache_ttl_ms = c.ttl_ms;
     r->cache_threshold = p->threshold;
     int64_t now = ah_wall_ms();
-    ah_cache_entry_t *e = NULL;
-    if (p->exact && !c.no_read && (e = ah_cache_get(cache, r->cache_key, now, c.max_age_ms))) {
-        hit(w, r, e, "exact", now);
-        goto out;
+    if (p->exact && !c.no_read) {
+        int ask = 0;
+        /* without a loop to wait on (w->base NULL), the peers synchronously */
+        ah_cache_entry_t *e = w->base
+                                  ? ah_cache_get_local(cache, r->cache_key, now, c.max_age_ms, &ask)
+                                  : ah_cache_get(cache, r->cache_key, now, c.max_age_ms);
+        if (e) {
+            hit(w, r, e, "exact", now);
+            goto out;
+        }
+        if (ask) { /* the exchange asks Redis (ah_stage_cache_fetch) */
+            r->cache_pending = AH_CACHE_WAIT_PEERS;
+            goto out;
+        }
     }
+    semantic_lookup(w, r, p);
+out:
+    json_decref(ctl);
+    return rc;
+}
+
+int ah_stage_cache_fetch(ah_worker_t *w, ah_request_t *r, ah_cache_fetched_fn done, void *arg,
+                         ah_cache_fetch_t **out)
+{
+    *out = ah_cache_fetch_start(w->gw->cache, w->base, r->cache_key, ah_wall_ms(), done, arg);
+    return *out != NULL;
+}
+
+void ah_stage_cache_fetched(ah_worker_t *w, ah_request_t *r, int got)
+{
+    int64_t now = ah_wall_ms();
+    ah_cache_entry_t *e;
+    r->cache_pending = 0;
+    if (got &&
+        (e = ah_cache_get_local(w->gw->cache, r->cache_key, now, r->cache_max_age_ms, NULL))) {
+        hit(w, r, e, "exact", now);
+        return;
+    }
+    semantic_lookup(w, r, ah_config_cache_policy(w->gw->cfg, r->model));
+}
+
+/* After an exact miss: the semantic lookup, when the route has it on. */
+static void semantic_lookup(ah_worker_t *w, ah_request_t *r, const ah_cache_policy_t *p)
+{
+    const char *tenant = r->cache_tenant, *ns = r->cache_ns;
     ah_embedder_t *emb = w->gw->embedder;
     ah_embed_remote_t *remote = w->gw->remote_embed;
     char *text = p->semantic && (emb || remote) ? ah_answer_last_user_text(r->body) : NULL;
-    if (text && *text && ah_answer_key(tenant, c.ns, r->body, 1, r->cache_scope) == AH_E_OK) {
+    if (text && *text && ah_answer_key(tenant, ns, r->body, 1, r->cache_scope) == AH_E_OK) {
         r->cache_embed_text = ah_arena_strdup(&r->arena, text);
         if (emb) {
             float *vec = ah_arena_alloc(&r->arena, (size_t)emb->dim * sizeof(float));
             if (ah_embed(emb, text, strlen(text), vec) == AH_E_OK) {
                 ah_free(text);
                 ah_stage_cache_embedded(w, r, vec, emb->dim);
-                goto out;
+                return;
             }
         } else {
             float vec[AH_EMBED_MAX_DIM]; /* copied to the arena at its real size */
@@ -190,20 +236,17 @@ int ah_stage_cache(ah_worker_t *w, ah_request_t *r)
             if (dim) {
                 ah_free(text);
                 ah_stage_cache_embedded(w, r, vec, dim);
-                goto out;
+                return;
             }
             /* the exchange waits for the endpoint, then calls
              * ah_stage_cache_embedded */
-            r->cache_pending = 1;
+            r->cache_pending = AH_CACHE_WAIT_EMBED;
             ah_free(text);
-            goto out;
+            return;
         }
     }
     ah_free(text);
     ah_stage_cache_embedded(w, r, NULL, 0);
-out:
-    json_decref(ctl);
-    return rc;
 }
 
 /* The re-ranking check (rerank.h) as the store's rescore callback. */

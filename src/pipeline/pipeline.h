@@ -106,9 +106,23 @@ int ah_stage_guard_reserve(ah_worker_t *w, ah_request_t *r);
 /* Replace the request's reservations by its real cost and tokens, and send
  * the budget alerts this crossed. Called by stage 8; safe to call twice. */
 void ah_stage_guard_settle(ah_worker_t *w, ah_request_t *r);
+/* What stage 5 left r->cache_pending for (0: nothing). */
+#define AH_CACHE_WAIT_EMBED 1 /* an embedding of r->cache_embed_text */
+#define AH_CACHE_WAIT_PEERS 2 /* the exact entry from the other instances (Redis) */
+/* Stage 5 left AH_CACHE_WAIT_PEERS: ask the peers for r's exact key from
+ * w's loop. 1 when the lookup started: done(arg, got) follows from the
+ * loop unless *out is cancelled (ah_cache_fetch_cancel); 0 when it could
+ * not (go on at once with ah_stage_cache_fetched(w, r, 0)). */
+int ah_stage_cache_fetch(ah_worker_t *w, ah_request_t *r, ah_cache_fetched_fn done, void *arg,
+                         ah_cache_fetch_t **out);
+/* The rest of stage 5 once the peers answered (got: the entry is now in
+ * the cache): an exact hit, else the semantic lookup, which may leave
+ * r->cache_pending AH_CACHE_WAIT_EMBED. */
+void ah_stage_cache_fetched(ah_worker_t *w, ah_request_t *r, int got);
 /* Stage 5's semantic lookup once the last user turn's embedding is known
  * (vec NULL: none; the lookup is a miss). Called by the stage itself, or by
- * the exchange when the stage left r->cache_pending for a network embedder. */
+ * the exchange when the stage left r->cache_pending AH_CACHE_WAIT_EMBED for a
+ * network embedder. */
 void ah_stage_cache_embedded(ah_worker_t *w, ah_request_t *r, const float *vec, int dim);
 /* After the answer: keep it in the cache when stage 5 asked for it. */
 void ah_stage_cache_fill(ah_worker_t *w, ah_request_t *r);
@@ -130,8 +144,9 @@ void ah_stage_learn(ah_worker_t *w, ah_request_t *r);
 int ah_pipeline_admit(ah_worker_t *w, ah_request_t *r);
 /* Stages 2-6 in order, on the parsed request; 0 when it should go upstream,
  * or, with r->cache_hit set, be answered from the cache, or, with
- * r->cache_pending set, wait for an embedding and then go on with
- * ah_stage_cache_embedded and ah_pipeline_route. */
+ * r->cache_pending set, wait for the peers' exact entry (AH_CACHE_WAIT_PEERS:
+ * ah_stage_cache_fetch, ah_stage_cache_fetched) or an embedding
+ * (AH_CACHE_WAIT_EMBED: ah_stage_cache_embedded), then ah_pipeline_route. */
 int ah_pipeline_before(ah_worker_t *w, ah_request_t *r);
 /* Stages 5-6, for a request that waited for its summary (r->shape_pending
  * was set by stage 4); 0 as for ah_pipeline_before. */

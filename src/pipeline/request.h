@@ -116,7 +116,7 @@ typedef struct ah_request {
     int cache_no_read, cache_no_store; /* the request's controls */
     int64_t cache_max_age_ms;          /* < 0: any age */
     double cache_threshold;            /* semantic: least similarity */
-    int cache_pending;                 /* waits for an embedding of cache_embed_text */
+    int cache_pending;                 /* AH_CACHE_WAIT_*: an embedding, or peers (pipeline.h) */
     const char *cache_embed_text;      /* arena */
     uint8_t cache_key[AH_CACHE_KEY_BYTES];
     const char *cache_tenant, *cache_ns; /* arena */

@@ -56,6 +56,7 @@ typedef struct exchange {
     struct evbuffer *pending;    /* stream bytes of one upstream read, sent as one chunk */
     ah_buf_t scratch;            /* rendering space reused for every chunk */
     ah_embed_wait_t *embed_wait; /* the semantic cache's embedding in flight, or NULL */
+    ah_cache_fetch_t *fetch;     /* the exact cache's lookup in Redis in flight, or NULL */
     ah_summary_t *summary;       /* stage 4's summary call in flight, or NULL */
     /* close_watch's storage, allocated with the exchange (one allocation per
      * request, not two): event_get_struct_event_size() bytes. */
@@ -455,6 +456,8 @@ static void client_gone(exchange_t *ex)
     ah_request_t *r = ex->r;
     ah_embed_wait_cancel(ex->embed_wait);
     ex->embed_wait = NULL;
+    ah_cache_fetch_cancel(ex->w->gw->cache, ex->fetch);
+    ex->fetch = NULL;
     ah_summary_cancel(ex->summary);
     ex->summary = NULL;
     ah_upstream_cancel(ex->up);
@@ -541,12 +544,37 @@ static void on_embedded(void *ud, const float *vec, int dim)
     proceed(ex);
 }
 
-/* After stage 4: the semantic cache may wait for an embedding; then the
- * cache answers or the call goes upstream. */
+static void after_shape_stages(exchange_t *ex);
+
+/* The exact cache's lookup in Redis ended (got: the entry is here now):
+ * the rest of stage 5, then stage 6 unless it waits for an embedding. */
+static void on_fetched(void *arg, int got)
+{
+    exchange_t *ex = arg;
+    ex->fetch = NULL;
+    ah_stage_cache_fetched(ex->w, ex->r, got);
+    if (!ex->r->cache_hit && !ex->r->cache_pending && ah_pipeline_route(ex->w, ex->r)) {
+        send_error(ex);
+        finish(ex);
+        return;
+    }
+    after_shape_stages(ex);
+}
+
+/* After stage 4: the exact cache may wait for Redis, the semantic cache for
+ * an embedding; then the cache answers or the call goes upstream. */
 static void after_shape_stages(exchange_t *ex)
 {
     ah_worker_t *w = ex->w;
     ah_request_t *r = ex->r;
+    if (r->cache_pending == AH_CACHE_WAIT_PEERS) {
+        if (ah_stage_cache_fetch(w, r, on_fetched, ex, &ex->fetch)) {
+            watch_close(ex);
+            return;
+        }
+        on_fetched(ex, 0); /* could not ask: a miss at once */
+        return;
+    }
     if (r->cache_pending && w->embed_batcher) {
         /* the semantic cache waits for the embeddings endpoint */
         watch_close(ex);

@@ -3,12 +3,17 @@
 // exact hit on the others, a paraphrase is a semantic hit on another instance,
 // another tenant never hits, a purge on one empties the others, and with Redis
 // gone requests still succeed (misses) and sharing recovers when it is back.
+// The lookup of a local exact miss in Redis is asynchronous on the event
+// loop: a hit fetched that way is replayed to a streaming request too, and a
+// Redis that never answers makes a miss after timeout_ms, also for a client
+// that left meanwhile.
 // Needs a Redis: AHORRO_TEST_REDIS=redis://127.0.0.1:PORT/0 (scripts/test.sh
 // starts one); skipped without it. The outage test starts its own
 // redis-server, which it kills.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createServer } from 'node:net';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,11 +34,11 @@ after(async () => { await fake?.stop(); });
 // A prefix of the test's own, so that runs sharing a Redis do not meet.
 const prefixOf = (name) => `ahorro-it-${process.pid}-${Date.now()}-${name}:`;
 
-function config(dir, url, prefix) {
+function config(dir, url, prefix, extra = '') {
   const o = `http://127.0.0.1:${fake.port}/v1`;
   return testConfig(fake, dir, `  state:
     url: ${url}
-    prefix: "${prefix}"
+    prefix: "${prefix}"${extra}
   cache:
     exact: true
     ttl: 600
@@ -71,6 +76,10 @@ const stats = (gw) => admin(gw, '/admin/cache');
 const redisKeys = (url, pattern) => execFileSync('redis-cli', ['-u', url, '--scan', '--pattern', pattern],
   { encoding: 'utf8' }).split('\n').filter(Boolean);
 
+// An instance's stores reach Redis through a background writer: wait for
+// them before another instance looks them up (else its GET may come first).
+const stored = (url, prefix, n) => waitFor(() => redisKeys(url, `${prefix}cache:e:*`).length >= n, 3000);
+
 test('an answer cached through one instance is an exact hit on the two others, with its age', { skip }, async () => {
   const prefix = prefixOf('exact');
   const gws = await startN(3, REDIS, prefix);
@@ -98,6 +107,61 @@ test('an answer cached through one instance is an exact hit on the two others, w
     assert.equal(cacheOf(await ask(other, q)), 'miss');
     for (const g of gws) assert.match(g.logs(), /cache: shared with the other instances through Redis/);
   } finally { await stopAll(gws); }
+});
+
+test('a hit fetched from Redis is replayed to a streaming request', { skip }, async () => {
+  const prefix = prefixOf('stream');
+  const gws = await startN(2, REDIS, prefix);
+  try {
+    const [a, b] = gws.map((g) => clientOf(g));
+    const q = `Stream me from Redis ${Date.now()}`;
+    const first = await ask(a, q);
+    assert.equal(cacheOf(first), 'miss');
+    assert.ok(await stored(REDIS, prefix, 1));
+    const calls = await upstreamCalls();
+    const { data: stream, response } = await b.chat.completions.create({
+      model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: q }],
+    }).withResponse();
+    assert.equal(response.headers.get('x-ahorro-cache'), 'exact');
+    let text = '', finish = null;
+    for await (const c of stream) {
+      text += c.choices[0]?.delta?.content ?? '';
+      finish = c.choices[0]?.finish_reason ?? finish;
+    }
+    assert.equal(text, first.data.choices[0].message.content);
+    assert.equal(finish, 'stop');
+    assert.equal(await upstreamCalls(), calls, 'the hit must not call the provider');
+  } finally { await stopAll(gws); }
+});
+
+test('a Redis that never answers: the lookup ends as a miss after timeout_ms, also for a client that left', { skip }, async () => {
+  // accepts connections and never answers
+  const sockets = [];
+  const silent = createServer((s) => { sockets.push(s); s.on('error', () => {}); });
+  await new Promise((r) => silent.listen(0, '127.0.0.1', r));
+  const url = `redis://127.0.0.1:${silent.address().port}/0`;
+  const gw = await startGateway({ config: (d) => config(d, url, prefixOf('silent'), '\n    timeout_ms: 300') });
+  try {
+    // the client leaves while its lookup waits for Redis
+    const ac = new AbortController();
+    const left = fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST', signal: ac.signal,
+      headers: { authorization: `Bearer ${MASTER_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `Left ${Date.now()}` }] }),
+    });
+    setTimeout(() => ac.abort(), 100);
+    await assert.rejects(left);
+    assert.ok(await waitFor(() => /cache: Redis at .* cannot be reached \(GET: no answer in 300 ms\)/.test(gw.logs()), 3000),
+      gw.logs().slice(-2000));
+    // the instance goes on: a miss, answered
+    const r = await ask(clientOf(gw), `After a silent Redis ${Date.now()}`);
+    assert.equal(cacheOf(r), 'miss');
+    assert.ok(r.data.choices[0].message.content.length > 0);
+  } finally {
+    await gw.stop(); gw.cleanup();
+    for (const s of sockets) s.destroy();
+    silent.close();
+  }
 });
 
 test('a paraphrase asked on another instance is a semantic hit; never for another tenant; a new instance catches up', { skip: skipSemantic }, async () => {
@@ -138,6 +202,7 @@ test('a purge on one instance removes the entries on the others and in Redis', {
     const q1 = `Purge me once ${Date.now()}`, q2 = `Purge me twice ${Date.now()}`;
     await ask(a, q1);
     await ask(a, q2);
+    assert.ok(await stored(REDIS, prefix, 2));
     // B and C hold both now (exact hits fetched from Redis)
     for (const client of [b, c]) {
       assert.equal(cacheOf(await ask(client, q1)), 'exact');
@@ -156,11 +221,13 @@ test('a purge on one instance removes the entries on the others and in Redis', {
 });
 
 test('an exact hit reported wrong is removed on every instance', { skip }, async () => {
-  const gws = await startN(2, REDIS, prefixOf('feedback'));
+  const prefix = prefixOf('feedback');
+  const gws = await startN(2, REDIS, prefix);
   try {
     const [a, b] = gws.map((g) => clientOf(g));
     const q = `Report me ${Date.now()}`;
     await ask(a, q);
+    assert.ok(await stored(REDIS, prefix, 1));
     const hitB = await ask(b, q);
     assert.equal(cacheOf(hitB), 'exact');
     const hitA = await ask(a, q);
@@ -181,11 +248,13 @@ test('Redis gone: requests still succeed (misses, local hits); sharing recovers 
   const port = await freePort();
   let redis = await startRedis(port);
   const url = `redis://127.0.0.1:${port}/0`;
-  const gws = await startN(2, url, prefixOf('outage'));
+  const prefix = prefixOf('outage');
+  const gws = await startN(2, url, prefix);
   try {
     const [a, b] = gws.map((g) => clientOf(g));
     const q1 = `Before the outage ${Date.now()}`;
     await ask(a, q1);
+    assert.ok(await stored(url, prefix, 1));
     assert.equal(cacheOf(await ask(b, q1)), 'exact');
     await redis.stop();
     const q2 = `During the outage ${Date.now()}`;
@@ -207,7 +276,9 @@ test('Redis gone: requests still succeed (misses, local hits); sharing recovers 
       assert.ok(await waitFor(() => /cache: Redis at 127\.0\.0\.1:\d+ is back/.test(g.logs()), 5000),
         'the instance did not see Redis back');
     const q3 = `After the outage ${Date.now()}`;
+    const held = redisKeys(url, `${prefix}cache:e:*`).length;
     assert.equal(cacheOf(await ask(a, q3)), 'miss');
+    assert.ok(await stored(url, prefix, held + 1), 'the store after the outage did not reach Redis');
     assert.equal(cacheOf(await ask(b, q3)), 'exact', 'sharing recovered');
     for (const g of gws) assert.equal(g.logs().match(/cache: Redis at .* cannot be reached/g).length, 1);
   } finally { await stopAll(gws); await redis.stop(); }

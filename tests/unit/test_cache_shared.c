@@ -3,9 +3,14 @@
  * refused), and against a real Redis (AHORRO_TEST_REDIS=redis://HOST:PORT/DB;
  * skipped without it) two stores as two instances: exact entries fetched on
  * a miss, semantic entries applied from the stream, removals and purges,
- * malformed stream records skipped, a Redis that is not there. Prints the
+ * malformed stream records skipped, a Redis that is not there; the
+ * asynchronous lookup of an event loop (hit, miss, cancelled, Redis away, a
+ * Redis that never answers). Prints the
  * measured cost of a local miss that asks Redis (docs/state.md quotes it). */
 #include <check.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "check_run.h"
 #include <hiredis/hiredis.h>
@@ -148,6 +153,15 @@ static redisContext *raw(void)
     ck_assert(c && !c->err);
     if (db)
         freeReplyObject(redisCommand(c, "SELECT %d", db));
+    return c;
+}
+
+static ah_cache_t *open_cache_ms(const char *u, int timeout_ms)
+{
+    ah_state_config_t cfg = {.url = (char *)u, .prefix = prefix, .timeout_ms = timeout_ms};
+    char err[256];
+    ah_cache_t *c = ah_cache_new(10000, 0);
+    ck_assert_int_eq(ah_cache_shared_start(c, &cfg, err, sizeof err), 0);
     return c;
 }
 
@@ -376,6 +390,140 @@ START_TEST(redis_away)
 }
 END_TEST
 
+/* --- the asynchronous lookup ---------------------------------------------- */
+
+static int fetched_calls, fetched_got;
+
+static void on_fetched(void *arg, int got)
+{
+    (void)arg;
+    fetched_calls++;
+    fetched_got = got;
+}
+
+/* Run base until a lookup's callback came (or ms passed); its got, or -1. */
+static int run_until_fetched(struct event_base *base, int ms)
+{
+    int calls = fetched_calls;
+    int64_t until = ah_now_us() + (int64_t)ms * 1000;
+    while (fetched_calls == calls && ah_now_us() < until) {
+        struct timeval tv = {0, 5000};
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    return fetched_calls == calls ? -1 : fetched_got;
+}
+
+START_TEST(async_fetch)
+{
+    if (!url)
+        return;
+    /* keys of its own: the stream's purges of the tests before must not
+     * reach these entries while the stores catch up */
+    char own[sizeof prefix];
+    snprintf(own, sizeof own, "%.40sasync:", prefix);
+    memcpy(prefix, own, sizeof prefix);
+    struct event_base *base = event_base_new();
+    ah_cache_t *a = open_cache(url), *b = open_cache(url);
+    redisContext *rc = raw();
+    uint8_t key[AH_CACHE_KEY_BYTES], k2[AH_CACHE_KEY_BYTES];
+    key_of(30, key);
+    ah_cache_put_t p = put_of(key, NULL, NULL, "t1");
+    p.now_ms -= 5000;
+    ah_cache_insert(a, &p);
+    key_of(31, k2);
+    ah_cache_put_t p2 = put_of(k2, NULL, NULL, "t1");
+    ah_cache_insert(a, &p2);
+    await_stored(rc, key);
+    await_stored(rc, k2);
+    /* a local miss that may ask the peers; the answer comes from the loop */
+    int ask = 0;
+    ck_assert_ptr_null(ah_cache_get_local(b, key, ah_wall_ms(), -1, &ask));
+    ck_assert_int_eq(ask, 1);
+    int calls = fetched_calls;
+    ah_cache_fetch_t *f = ah_cache_fetch_start(b, base, key, ah_wall_ms(), on_fetched, NULL);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fetched_calls, calls); /* never from within the call */
+    ck_assert_int_eq(run_until_fetched(base, 2000), 1);
+    ah_cache_entry_t *e = ah_cache_get_local(b, key, ah_wall_ms(), -1, &ask);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_eq(ask, 0);
+    ck_assert_int_eq(e->created_ms, p.now_ms);
+    ck_assert_str_eq(e->tenant, "t1");
+    ah_cache_entry_release(e);
+    /* a key nobody stored: a miss */
+    uint8_t none[AH_CACHE_KEY_BYTES];
+    key_of(32, none);
+    f = ah_cache_fetch_start(b, base, none, ah_wall_ms(), on_fetched, NULL);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(run_until_fetched(base, 2000), 0);
+    /* cancelled: no callback, and the entry is kept all the same */
+    f = ah_cache_fetch_start(b, base, k2, ah_wall_ms(), on_fetched, NULL);
+    ck_assert_ptr_nonnull(f);
+    ah_cache_fetch_cancel(b, f);
+    ck_assert_int_eq(run_until_fetched(base, 200), -1);
+    e = ah_cache_get_local(b, k2, ah_wall_ms(), -1, NULL);
+    ck_assert_ptr_nonnull(e);
+    ah_cache_entry_release(e);
+    /* many at once on the one connection */
+    for (int i = 0; i < 50; i++) {
+        uint8_t k[AH_CACHE_KEY_BYTES];
+        key_of(1000 + i, k);
+        ck_assert_ptr_nonnull(ah_cache_fetch_start(b, base, k, ah_wall_ms(), on_fetched, NULL));
+    }
+    calls = fetched_calls;
+    for (int i = 0; i < 100 && fetched_calls < calls + 50; i++)
+        run_until_fetched(base, 50);
+    ck_assert_int_eq(fetched_calls, calls + 50);
+    /* one in flight when the cache goes: freed, never called */
+    f = ah_cache_fetch_start(b, base, none, ah_wall_ms(), on_fetched, NULL);
+    ck_assert_ptr_nonnull(f);
+    calls = fetched_calls;
+    ah_cache_free(b); /* before its loop's event_base */
+    ck_assert_int_eq(fetched_calls, calls);
+    ah_cache_free(a);
+    redisFree(rc);
+    event_base_free(base);
+}
+END_TEST
+
+START_TEST(async_fetch_away)
+{
+    struct event_base *base = event_base_new();
+    /* nothing listens on port 1: a miss, then no attempt for a second */
+    ah_cache_t *c = open_cache("redis://127.0.0.1:1/0");
+    uint8_t key[AH_CACHE_KEY_BYTES];
+    key_of(40, key);
+    ah_cache_fetch_t *f = ah_cache_fetch_start(c, base, key, ah_wall_ms(), on_fetched, NULL);
+    if (f)
+        ck_assert_int_eq(run_until_fetched(base, 2000), 0);
+    ck_assert_ptr_null(ah_cache_fetch_start(c, base, key, ah_wall_ms(), on_fetched, NULL));
+    ah_cache_free(c);
+    /* a server that accepts and never answers: a miss after timeout_ms */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(fd, 16), 0);
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    char u[64];
+    snprintf(u, sizeof u, "redis://127.0.0.1:%d/0", ntohs(sa.sin_port));
+    c = open_cache_ms(u, 100);
+    int64_t t0 = ah_now_us();
+    f = ah_cache_fetch_start(c, base, key, ah_wall_ms(), on_fetched, NULL);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(run_until_fetched(base, 2000), 0);
+    int64_t took = ah_now_us() - t0;
+    ck_assert_int_ge(took, 90000);
+    ck_assert_int_lt(took, 1000000);
+    /* the outage rule: no attempt for a second */
+    ck_assert_ptr_null(ah_cache_fetch_start(c, base, key, ah_wall_ms(), on_fetched, NULL));
+    ah_cache_free(c);
+    close(fd);
+    event_base_free(base);
+}
+END_TEST
+
 int main(void)
 {
     url = getenv("AHORRO_TEST_REDIS");
@@ -391,6 +539,8 @@ int main(void)
     tcase_add_test(t, round_trip);
     tcase_add_test(t, two_instances);
     tcase_add_test(t, redis_away);
+    tcase_add_test(t, async_fetch);
+    tcase_add_test(t, async_fetch_away);
     suite_add_tcase(s, t);
     return ah_check_run(s);
 }
