@@ -248,7 +248,6 @@ test('PostgreSQL restarted mid-load: requests are answered, and no row is lost',
     const have = idsOf(url);
     assert.ok(ok, `${answered.filter((id) => !have.set.has(id)).length} of ${answered.length} rows missing`);
     assert.equal(have.rows, have.set.size, 'a row is in twice');
-    if (process.env.DEBUG_PG) console.log(gw.logs());
     assert.match(gw.logs(), /PostgreSQL cannot be reached/);
     await waitFor(() => /PostgreSQL is back after/.test(gw.logs()), 5000);
     assert.match(gw.logs(), /PostgreSQL is back after [\d.]+ s: [1-9]\d* rows replayed/);
