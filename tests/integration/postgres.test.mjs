@@ -108,8 +108,11 @@ test('keys created on one instance work on all; a revoked key stops everywhere w
     }, 8000);
     assert.ok(refusedEverywhere, 'the revoked key still works somewhere after 8 s');
     assert.ok(Date.now() - t0 <= 7500, `took ${Date.now() - t0} ms`); // 5 s TTL, plus polling under load
-    // The CLI reads and writes the same keys.
+    // `ahorro migrate` finds the schema current (the instances migrated it at start).
     const cfg = gws[0].cfgPath;
+    const mig = execFileSync(AHORRO_BIN, ['migrate', '--config', cfg], { encoding: 'utf8' });
+    assert.match(mig, /postgres postgres:\/\/.*: schema up to date \(version \d+\)/);
+    // The CLI reads and writes the same keys.
     const out = execFileSync(AHORRO_BIN, ['keys', 'list', '--config', cfg], { encoding: 'utf8' });
     assert.match(out, new RegExp(made.id));
   } finally { await stopAll(gws); }
