@@ -554,6 +554,32 @@ static void fail_with(ah_native_result_t *res, const char *code, const char *mes
                             "message", message, "param", "line");
 }
 
+/* The reply to a batch's creation (OpenAI's and Anthropic's alike): 1 when
+ * it named the provider's batch (kept in res), 0 when another attempt is
+ * worth it (why says what went wrong), -1 when the provider refused the
+ * batch (res has failed). Frees c. */
+static int creation_reply(call_t *c, int attempt, ah_native_result_t *res, char *why, size_t whylen)
+{
+    json_t *j = c->status >= 200 && c->status < 300 ? call_json(c) : NULL;
+    const char *id = json_string_value(json_object_get(j, "id"));
+    if (id && ah_batch_native_id_ok(id))
+        snprintf(res->provider_batch_id, sizeof res->provider_batch_id, "%s", id);
+    json_decref(j);
+    int got = res->provider_batch_id[0] != 0;
+    if (!got)
+        call_why(c, why, whylen);
+    int again = !got && transient(c->status) && attempt < AH_NATIVE_TRIES;
+    call_free(c);
+    if (got)
+        return 1;
+    if (again)
+        return 0;
+    char m[NATIVE_MSG_MAX + 64];
+    snprintf(m, sizeof m, "The provider refused the batch: %s", why);
+    fail_with(res, "provider_batch_refused", m);
+    return -1;
+}
+
 /* Sleep ms in ticks, asking the caller; its answer when not GO (once a
  * cancel was sent upstream, only a STOP cuts the nap short). */
 static int nap(const ah_native_opts_t *o, long ms, long completed, long failed, int only_stop)
@@ -638,21 +664,10 @@ static int submit(const ah_native_opts_t *o, ah_native_result_t *res, long bad)
     for (int attempt = 1;; attempt++) {
         call_t c;
         http(o->dep, "POST", "/batches", body, NULL, NULL, NULL, AH_NATIVE_CALL_TIMEOUT_S, &c);
-        json_t *j = c.status >= 200 && c.status < 300 ? call_json(&c) : NULL;
-        const char *id = json_string_value(json_object_get(j, "id"));
-        if (id && ah_batch_native_id_ok(id))
-            snprintf(res->provider_batch_id, sizeof res->provider_batch_id, "%s", id);
-        json_decref(j);
-        if (!res->provider_batch_id[0])
-            call_why(&c, why, sizeof why);
-        int again = !res->provider_batch_id[0] && transient(c.status) && attempt < AH_NATIVE_TRIES;
-        call_free(&c);
-        if (res->provider_batch_id[0])
+        int got = creation_reply(&c, attempt, res, why, sizeof why);
+        if (got > 0)
             break;
-        if (!again) {
-            char m[NATIVE_MSG_MAX + 64];
-            snprintf(m, sizeof m, "The provider refused the batch: %s", why);
-            fail_with(res, "provider_batch_refused", m);
+        if (got < 0) {
             free(body);
             goto out;
         }
@@ -735,23 +750,11 @@ static int submit_anthropic(const ah_native_opts_t *o, ah_native_result_t *res, 
             snprintf(c.err, sizeof c.err, "cannot read the provider's input file: %s",
                      strerror(errno));
         }
-        json_t *j = c.status >= 200 && c.status < 300 ? call_json(&c) : NULL;
-        const char *id = json_string_value(json_object_get(j, "id"));
-        if (id && ah_batch_native_id_ok(id))
-            snprintf(res->provider_batch_id, sizeof res->provider_batch_id, "%s", id);
-        json_decref(j);
-        if (!res->provider_batch_id[0])
-            call_why(&c, why, sizeof why);
-        int again = !res->provider_batch_id[0] && transient(c.status) && attempt < AH_NATIVE_TRIES;
-        call_free(&c);
-        if (res->provider_batch_id[0])
+        int got = creation_reply(&c, attempt, res, why, sizeof why);
+        if (got > 0)
             break;
-        if (!again) {
-            char m[NATIVE_MSG_MAX + 64];
-            snprintf(m, sizeof m, "The provider refused the batch: %s", why);
-            fail_with(res, "provider_batch_refused", m);
+        if (got < 0)
             goto out;
-        }
         ah_warn("batch %s: creating the provider's batch failed (%s); trying again", o->batch_id,
                 why);
         nap(o, 1000L << attempt, 0, bad, 1);
