@@ -1,8 +1,10 @@
 /* db.h - the embedded database: one SQLite file in WAL mode.
  *
- * Holds the ledger and the virtual keys. Every thread opens its own
- * connection (SQLite connections are not shared across threads here); WAL
- * lets readers proceed while the ledger writer commits. */
+ * Holds the ledger and the virtual keys (unless they are in PostgreSQL:
+ * ah_dbh_t below, docs/postgres.md), and what is each instance's own:
+ * cache entries, batches, evaluations, judgments, templates. Every thread
+ * opens its own connection (SQLite connections are not shared across
+ * threads here); WAL lets readers proceed while the ledger writer commits. */
 #ifndef AH_DB_H
 #define AH_DB_H
 

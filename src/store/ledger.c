@@ -1,7 +1,8 @@
 /* ledger.c - the batching ledger writer.
  *
  * Threads: producers call ah_ledger_append on their event loop; one writer
- * thread owns the sink (its own SQLite connection). A ring of
+ * thread owns the sink (its own database connection; the SQLite sink is
+ * here, the PostgreSQL one in ledger_pg.c). A ring of
  * AH_LEDGER_QUEUE_ROWS row pointers under one mutex; producers wait on
  * `not_full`, the writer on `not_empty`. The writer takes up to
  * AH_LEDGER_BATCH_ROWS at a time, so under load many rows share a commit

@@ -6,7 +6,9 @@
  * queue blocks the producer (the gateway slows down; no row is dropped).
  * ah_ledger_close drains the queue completely before returning.
  *
- * The sink is a table of functions (SQLite now; PostgreSQL later).
+ * The sink is a table of functions: SQLite (ledger.c) or PostgreSQL with
+ * its spool (ledger_pg.c), whose journal hook makes a row durable before it
+ * is queued.
  * Observers (the request log, the trace exporter) see each batch on the
  * writer thread after the sink, written or not, before the rows are freed. */
 #ifndef AH_LEDGER_H
