@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI, { toFile } from 'openai';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startFake, startGateway, testConfig, ledger, MASTER_KEY } from './lib/harness.mjs';
+import { startFake, startGateway, testConfig, ledger, waitFor, MASTER_KEY } from './lib/harness.mjs';
 
 const MAX_FILE = 300000;
 let fake, gw, master, alice, bob, aliceId;
@@ -253,6 +253,9 @@ test('SIGKILL mid-batch: a restarted gateway resumes it, no line answered twice'
   // sent again: at most the lines in flight when it died (concurrency 8)
   const sent = (await fakeStats()).chat_completions - sent0;
   assert.ok(sent >= n && sent <= n + 8, `${sent} requests for ${n} lines`);
-  const rows = ledger(gw.db, `json_extract(tags, '$.batch_id') = '${b.id}' AND status = 200`);
+  // The last lines' rows reach the ledger a moment after the batch completes.
+  const rowsOf = () => ledger(gw.db, `json_extract(tags, '$.batch_id') = '${b.id}' AND status = 200`);
+  await waitFor(() => rowsOf().length >= n, 5000);
+  const rows = rowsOf();
   assert.ok(rows.length >= n && rows.length <= n + 8, `${rows.length} ledger rows`);
 });
