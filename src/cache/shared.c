@@ -23,15 +23,11 @@
  * queued for a pipelined writer (src/state/redis_writer.h), whose thread
  * sends what has gathered in one round trip; when its queue is full, the
  * store is made on the loop. The GET of a local miss on an event loop is
- * asynchronous: each loop has its own hiredis async context attached to its
- * event_base (opened on its first lookup, authenticated and on the
- * configured database, opened again after it is lost), the request waits
- * for the reply (r->cache_pending) and the loop serves others meanwhile; at
- * most FETCH_MAX_IN_FLIGHT are in flight per loop (past it, a miss), and
- * one without a reply in the state's timeout_ms ends as a miss and counts
- * as a failure (the connection is dropped). The loop's connection is
- * closed when its thread exits (a thread-specific key's destructor: the
- * worker's event_base is freed after its thread is joined). The other calls
+ * asynchronous, on the loop's own connection (src/state/redis_loop.h): the
+ * request waits for the reply (r->cache_pending) and the loop serves others
+ * meanwhile; at most FETCH_MAX_IN_FLIGHT are in flight per loop (past it, a
+ * miss), and one without a reply in the state's timeout_ms ends as a miss
+ * and counts as a failure (the connection is dropped). The other calls
  * from the event loops (a removal, a purge) are synchronous, on the pool of
  * connections of src/state/redis_conn.h, as the counters' are; a removal or
  * a purge first waits for the stores queued before it, so that none lands
@@ -49,8 +45,6 @@
 
 #include <errno.h>
 #include <event2/event.h>
-#include <hiredis/adapters/libevent.h>
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -69,6 +63,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "state/redis_conn.h"
+#include "state/redis_loop.h"
 #include "state/redis_writer.h"
 #include "state/state.h"
 
@@ -91,8 +86,6 @@
 #define PURGE_BATCH 64          /* GETRANGEs pipelined at once */
 #define CMD_ARGS 20
 #define FETCH_MAX_IN_FLIGHT 256 /* GETs in flight on one loop; past it, a miss */
-#define REDIS_MAX_HOST 256
-#define REDIS_MAX_PASSWORD 256
 
 typedef struct shared {
     ah_cache_t *cache;
@@ -101,12 +94,9 @@ typedef struct shared {
     int flush_ms;              /* how long a removal or purge waits for them */
     char prefix[AH_STATE_MAX_PREFIX + 1];
     char stream[AH_STATE_MAX_PREFIX + 16];
-    char id[17];         /* this instance, in its records */
-    int read_timeout_ms; /* of the thread's connection */
-    /* the loops' own connections (asynchronous lookups) */
-    char host[REDIS_MAX_HOST], password[REDIS_MAX_PASSWORD];
-    int port, db, timeout_ms;
-    atomic_int loops; /* loop_conn_t alive */
+    char id[17];             /* this instance, in its records */
+    int read_timeout_ms;     /* of the thread's connection */
+    ah_redis_loops_t *loops; /* the loops' own connections (asynchronous lookups) */
     atomic_uint_fast64_t applied, skipped;
     atomic_int stop;
     pthread_t thread;
@@ -544,227 +534,61 @@ static int on_fetch(void *ctx, const uint8_t *key, int64_t now_ms)
 
 /* --- the asynchronous lookup on an event loop ------------------------------ */
 
-typedef struct loop_conn {
-    shared_t *s;
-    struct event_base *base;
-    redisAsyncContext *ac; /* NULL: none (opened by the next lookup) */
-    int in_flight;         /* lookups whose reply has not come */
-    int closing;           /* the thread exits: no callback is called */
-} loop_conn_t;
-
-/* One GET in flight. It lives until hiredis calls on_get with its reply
- * (NULL when the connection is lost or freed), which always happens. */
+/* One GET in flight, from the loop's own connection (state/redis_loop.h).
+ * It lives until that call is over, which always comes. */
 struct ah_cache_fetch {
-    loop_conn_t *lc;
+    shared_t *s;
     uint8_t key[AH_CACHE_KEY_BYTES];
-    ah_cache_fetched_fn done; /* NULL once cancelled or timed out */
+    ah_cache_fetched_fn done; /* NULL once cancelled */
     void *arg;
-    struct event *timer;
+    int got; /* the entry was inserted */
 };
 
-static pthread_key_t loop_key;
-static pthread_once_t loop_key_once = PTHREAD_ONCE_INIT;
-static int loop_key_ok;
-
-static void loop_free(void *p)
-{
-    loop_conn_t *lc = p;
-    redisAsyncContext *ac = lc->ac;
-    lc->closing = 1;
-    lc->ac = NULL;
-    if (ac)
-        redisAsyncFree(ac); /* the lookups still in flight end, uncalled */
-    atomic_fetch_sub(&lc->s->loops, 1);
-    ah_free(lc);
-}
-
-static void loop_key_make(void)
-{
-    loop_key_ok = pthread_key_create(&loop_key, loop_free) == 0;
-}
-
-/* The calling thread's connection state for the loop of base, or NULL. */
-static loop_conn_t *loop_of(shared_t *s, struct event_base *base)
-{
-    pthread_once(&loop_key_once, loop_key_make);
-    if (!loop_key_ok || !base)
-        return NULL;
-    loop_conn_t *lc = pthread_getspecific(loop_key);
-    if (lc)
-        return lc->s == s && lc->base == base ? lc : NULL;
-    lc = ah_calloc(1, sizeof *lc);
-    lc->s = s;
-    lc->base = base;
-    if (pthread_setspecific(loop_key, lc)) {
-        ah_free(lc);
-        return NULL;
-    }
-    atomic_fetch_add(&s->loops, 1);
-    return lc;
-}
-
-/* The loop's connection failed: an outage for everyone (the pool's rule). */
-static void loop_failed(loop_conn_t *lc, const char *why)
-{
-    if (!lc->closing)
-        ah_redis_pool_failed(lc->s->pool, why);
-}
-
-static void on_connected(const redisAsyncContext *ac, int status)
-{
-    loop_conn_t *lc = ac->data;
-    if (status == REDIS_OK)
-        return;
-    char why[256];
-    snprintf(why, sizeof why, "connect: %s", ac->errstr);
-    if (lc->ac == ac) /* hiredis frees it after this call */
-        lc->ac = NULL;
-    loop_failed(lc, why);
-}
-
-static void on_disconnected(const redisAsyncContext *ac, int status)
-{
-    loop_conn_t *lc = ac->data;
-    (void)status; /* an idle connection the server closed is opened again */
-    if (lc->ac == ac)
-        lc->ac = NULL;
-}
-
-/* The reply to AUTH or SELECT: an error reply drops the connection (its
- * lookups end as misses). */
-static void on_setup(redisAsyncContext *ac, void *reply, void *priv)
-{
-    loop_conn_t *lc = priv;
-    const redisReply *rep = reply;
-    if (!rep || rep->type != REDIS_REPLY_ERROR)
-        return;
-    char why[256];
-    snprintf(why, sizeof why, "%s", rep->str);
-    if (lc->ac == ac)
-        lc->ac = NULL;
-    loop_failed(lc, why);
-    redisAsyncFree(ac); /* deferred by hiredis until this callback returns */
-}
-
-/* Open the loop's connection (non-blocking; AUTH and SELECT are queued
- * before the first command). 0, or -1 (counted as a failure). */
-static int loop_connect(loop_conn_t *lc)
-{
-    shared_t *s = lc->s;
-    redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
-    char why[256];
-    if (!ac || ac->err) {
-        snprintf(why, sizeof why, "connect: %s", ac ? ac->errstr : "out of memory");
-        goto fail;
-    }
-    ac->data = lc;
-    if (redisLibeventAttach(ac, lc->base) != REDIS_OK) {
-        snprintf(why, sizeof why, "cannot attach to the event loop");
-        goto fail;
-    }
-    redisAsyncSetConnectCallback(ac, on_connected);
-    redisAsyncSetDisconnectCallback(ac, on_disconnected);
-    if ((s->password[0] && redisAsyncCommand(ac, on_setup, lc, "AUTH %s", s->password)) ||
-        (s->db && redisAsyncCommand(ac, on_setup, lc, "SELECT %d", s->db))) {
-        snprintf(why, sizeof why, "AUTH or SELECT: %s", ac->errstr);
-        goto fail;
-    }
-    lc->ac = ac;
-    return 0;
-fail:
-    if (ac)
-        redisAsyncFree(ac);
-    loop_failed(lc, why);
-    return -1;
-}
-
-/* The GET's reply, or NULL when its connection was lost or freed (then
- * every lookup on it ends here, this one among them). */
-static void on_get(redisAsyncContext *ac, void *reply, void *priv)
+/* The GET's reply (i 0; NULL: none came), then its end (i 1, or -1 when
+ * the loop's thread exits: nobody waits any more). */
+static void on_get(void *priv, int i, const redisReply *rep)
 {
     ah_cache_fetch_t *f = priv;
-    loop_conn_t *lc = f->lc;
-    shared_t *s = lc->s;
-    const redisReply *rep = reply;
-    int got = 0;
-    if (!rep) {
-        if (lc->ac == ac)
-            lc->ac = NULL;
-        loop_failed(lc, ac->errstr[0] ? ac->errstr : "connection lost");
-    } else if (rep->type == REDIS_REPLY_ERROR) {
-        char why[256];
-        snprintf(why, sizeof why, "GET answered %s", rep->str);
-        loop_failed(lc, why);
-    } else {
-        ah_redis_pool_answered(s->pool);
-        if (rep->type == REDIS_REPLY_STRING) /* kept even when nobody waits now */
-            got = insert_value(s, f->key, rep->str, rep->len, ah_wall_ms());
+    shared_t *s = f->s;
+    if (i == 0) {
+        if (rep && rep->type == REDIS_REPLY_ERROR) {
+            char why[256];
+            snprintf(why, sizeof why, "GET answered %s", rep->str);
+            ah_redis_pool_failed(s->pool, why);
+        } else if (rep && rep->type == REDIS_REPLY_STRING) { /* kept even when nobody waits */
+            f->got = insert_value(s, f->key, rep->str, rep->len, ah_wall_ms());
+        }
+        return;
     }
-    ah_cache_fetched_fn done = f->done;
+    ah_cache_fetched_fn done = i > 0 ? f->done : NULL;
     void *arg = f->arg;
-    lc->in_flight--;
-    event_free(f->timer);
+    int got = f->got;
     ah_free(f);
-    if (done && !lc->closing)
-        done(arg, got);
-}
-
-/* No reply in timeout_ms: Redis is slow or gone. The lookup ends as a miss
- * now; the connection is dropped, which ends the others on it. */
-static void on_timeout(evutil_socket_t fd, short what, void *arg)
-{
-    ah_cache_fetch_t *f = arg;
-    loop_conn_t *lc = f->lc;
-    char why[64];
-    (void)fd;
-    (void)what;
-    snprintf(why, sizeof why, "GET: no answer in %d ms", lc->s->timeout_ms);
-    loop_failed(lc, why);
-    redisAsyncContext *ac = lc->ac;
-    lc->ac = NULL;
-    ah_cache_fetched_fn done = f->done;
-    f->done = NULL;
     if (done)
-        done(f->arg, 0);
-    if (ac)
-        redisAsyncFree(ac); /* f, on it, is freed by its on_get */
+        done(arg, got);
 }
 
 static ah_cache_fetch_t *on_fetch_start(void *ctx, struct event_base *base, const uint8_t *key,
                                         int64_t now_ms, ah_cache_fetched_fn done, void *arg)
 {
     shared_t *s = ctx;
-    loop_conn_t *lc = loop_of(s, base);
     (void)now_ms; /* liveness is judged when the reply comes */
-    if (!lc || applying || lc->in_flight >= FETCH_MAX_IN_FLIGHT)
+    if (applying)
         return NULL;
-    if (!ah_redis_pool_may_try(s->pool)) {
-        ah_redis_pool_went_without(s->pool);
-        return NULL;
-    }
-    if (!lc->ac && loop_connect(lc)) {
-        ah_redis_pool_went_without(s->pool);
-        return NULL;
-    }
     char k[MAX_KEY];
     entry_key(s, key, k);
     const char *argv[2] = {"GET", k};
     size_t len[2] = {3, strlen(k)};
+    ah_redis_cmd_t get = {2, argv, len, NULL};
     ah_cache_fetch_t *f = ah_calloc(1, sizeof *f);
-    f->lc = lc;
+    f->s = s;
     memcpy(f->key, key, AH_CACHE_KEY_BYTES);
     f->done = done;
     f->arg = arg;
-    f->timer = evtimer_new(base, on_timeout, f);
-    if (!f->timer || redisAsyncCommandArgv(lc->ac, on_get, f, 2, argv, len) != REDIS_OK) {
-        if (f->timer)
-            event_free(f->timer);
+    if (!ah_redis_loops_call(s->loops, base, &get, 1, on_get, f)) {
         ah_free(f);
         return NULL;
     }
-    struct timeval tv = {s->timeout_ms / 1000, (s->timeout_ms % 1000) * 1000};
-    evtimer_add(f->timer, &tv);
-    lc->in_flight++;
     return f;
 }
 
@@ -1122,15 +946,7 @@ static void *reader(void *arg)
 static void on_detach(void *ctx)
 {
     shared_t *s = ctx;
-    /* this thread's loop connection (the workers' closed as they exited) */
-    pthread_once(&loop_key_once, loop_key_make);
-    loop_conn_t *lc = loop_key_ok ? pthread_getspecific(loop_key) : NULL;
-    if (lc && lc->s == s) {
-        pthread_setspecific(loop_key, NULL);
-        loop_free(lc);
-    }
-    if (atomic_load(&s->loops))
-        ah_warn("cache: %d event loops still hold a Redis connection", atomic_load(&s->loops));
+    ah_redis_loops_free(s->loops);   /* the workers' connections closed as they exited */
     ah_redis_writer_free(s->writer); /* sends the stores still queued */
     atomic_store(&s->stop, 1);
     if (s->started)
@@ -1165,16 +981,13 @@ int ah_cache_shared_start(ah_cache_t *cache, const ah_state_config_t *cfg, char 
     shared_t *s = ah_calloc(1, sizeof *s);
     s->cache = cache;
     s->pool = pool;
-    /* the URL parsed as the pool did */
-    ah_state_redis_parse_url(cfg->url, s->host, sizeof s->host, &s->port, &s->db, s->password,
-                             sizeof s->password);
+    s->loops = ah_redis_loops_new(pool, cfg, FETCH_MAX_IN_FLIGHT); /* the URL parsed already */
     snprintf(s->prefix, sizeof s->prefix, "%s",
              cfg->prefix ? cfg->prefix : AH_STATE_DEFAULT_PREFIX);
     snprintf(s->stream, sizeof s->stream, "%scache:stream", s->prefix);
     /* the thread's reads block up to STREAM_BLOCK_MS on purpose */
     int ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : AH_STATE_DEFAULT_TIMEOUT_MS;
     s->read_timeout_ms = ms + STREAM_BLOCK_MS + 1000;
-    s->timeout_ms = ms;
     s->flush_ms = 2 * ms;
     s->writer = ah_redis_writer_new(pool, "cache");
     unsigned char rnd[8];

@@ -137,93 +137,187 @@ static int state_down(ah_request_t *r)
     return r->fail.status;
 }
 
+/* What a counter op of a plan is for. */
+enum { OP_RPM, OP_TPM, OP_SPENT, OP_THROTTLE, OP_RESERVE };
+
+typedef struct guard_meta {
+    int kind;
+    size_t index;      /* of the rate limit or budget */
+    const char *value; /* the scope's value (request's or config's) */
+    int64_t spent_at;  /* OP_SPENT: the budget's limit; OP_THROTTLE: its rpm */
+} guard_meta_t;
+
+/* The counter ops of stage 3 or of the reservation, asked for all at once
+ * (ah_state_add_all), then judged in order as if asked one by one. */
+struct ah_guard_plan {
+    int wait; /* AH_GUARD_WAIT_LIMITS or AH_GUARD_WAIT_RESERVE */
+    int n;
+    ah_state_op_t *ops;
+    guard_meta_t *meta;
+    int64_t need; /* the reservation's worst case, nano-USD */
+    double worst; /* the same, USD */
+    int64_t now, minute;
+    int reset_s;
+};
+
+static ah_guard_plan_t *plan_new(ah_request_t *r, int wait, int cap)
+{
+    ah_guard_plan_t *p = ah_arena_alloc(&r->arena, sizeof *p);
+    memset(p, 0, sizeof *p);
+    p->wait = wait;
+    p->ops = ah_arena_alloc(&r->arena, (size_t)(cap ? cap : 1) * sizeof *p->ops);
+    p->meta = ah_arena_alloc(&r->arena, (size_t)(cap ? cap : 1) * sizeof *p->meta);
+    p->now = r->wall_ms;
+    p->minute = p->now / 60000;
+    p->reset_s = (int)(60 - (p->now / 1000) % 60);
+    return p;
+}
+
+static void plan_add(ah_request_t *r, ah_guard_plan_t *p, int kind, size_t index, const char *value,
+                     const char *key, int64_t delta, int64_t limit, int64_t expires_ms)
+{
+    ah_state_op_t *o = &p->ops[p->n];
+    *o = (ah_state_op_t){.key = ah_arena_strdup(&r->arena, key),
+                         .delta = delta,
+                         .limit = limit,
+                         .expires_ms = expires_ms};
+    p->meta[p->n] = (guard_meta_t){.kind = kind, .index = index, .value = value};
+    p->n++;
+}
+
+static int judge_limits(ah_worker_t *w, ah_request_t *r, ah_guard_plan_t *p);
+static int judge_reserve(ah_worker_t *w, ah_request_t *r, ah_guard_plan_t *p);
+
+/* Ask for p's counters: at once with a state that answers in-process (and
+ * judge them), else leave r waiting for the exchange (ah_stage_guard_count). */
+static int plan_run(ah_worker_t *w, ah_request_t *r, ah_guard_plan_t *p)
+{
+    ah_state_t *st = ah_guard_state(w->gw->guard);
+    if (!p->n)
+        return 0;
+    r->guard_plan = p;
+    if (st->ops->add_all) {
+        r->guard_pending = p->wait;
+        return 0;
+    }
+    ah_state_call_t *none;
+    ah_state_add_all(st, NULL, p->ops, p->n, NULL, NULL, &none);
+    return ah_stage_guard_counted(w, r);
+}
+
 int ah_stage_guard(ah_worker_t *w, ah_request_t *r)
 {
     ah_guard_t *g = w->gw->guard;
     if (!g)
         return 0;
     const ah_guard_config_t *gc = &w->gw->cfg->guard;
-    ah_state_t *st = ah_guard_state(g);
-    int64_t now = r->wall_ms, minute = now / 60000;
-    int reset_s = (int)(60 - (now / 1000) % 60);
-    char key[600], desc[300];
+    ah_guard_plan_t *p =
+        plan_new(r, AH_GUARD_WAIT_LIMITS, (int)(2 * gc->nrate_limits + gc->nbudgets));
+    char key[600];
     long est = -1;
     for (size_t i = 0; i < gc->nrate_limits; i++) {
         const ah_rate_limit_cfg_t *rl = &gc->rate_limits[i];
         const char *v = ah_guard_scope_value(&rl->scope, r->key_id, r->owner, r->user, r->tags);
         if (!v)
             continue;
-        int64_t val;
-        ah_guard_scope_describe(&rl->scope, v, desc, sizeof desc);
         if (rl->rpm) {
-            snprintf(key, sizeof key, "r%zu:q:%s:%lld", i, v, (long long)minute);
-            if (!ah_state_add_if(st, key, 1, rl->rpm, (minute + 2) * 60000, &val)) {
-                if (val < 0)
-                    return state_down(r);
-                note_window(r, 0, rl->rpm, 0, reset_s);
-                return refuse(r, "rate_limit_exceeded", reset_s,
-                              "Rate limit reached for %s: %ld requests per minute", desc, rl->rpm);
-            }
-            note_window(r, 0, rl->rpm, rl->rpm - (long)val, reset_s);
+            snprintf(key, sizeof key, "r%zu:q:%s:%lld", i, v, (long long)p->minute);
+            plan_add(r, p, OP_RPM, i, v, key, 1, rl->rpm, (p->minute + 2) * 60000);
         }
         if (rl->tpm) {
             if (est < 0)
                 est = prompt_tokens_bound(r->body) / 4 +
                       (max_output(r->body) > 0 ? max_output(r->body) : 0);
-            snprintf(key, sizeof key, "r%zu:t:%s:%lld", i, v, (long long)minute);
+            snprintf(key, sizeof key, "r%zu:t:%s:%lld", i, v, (long long)p->minute);
             /* A request alone over the whole tpm still goes in a fresh minute. */
-            int64_t take = est > rl->tpm ? rl->tpm : est;
-            if (!ah_state_add_if(st, key, take, rl->tpm, (minute + 2) * 60000, &val)) {
-                if (val < 0)
-                    return state_down(r);
-                note_window(r, 1, rl->tpm, rl->tpm - (long)val, reset_s);
-                return refuse(r, "rate_limit_exceeded", reset_s,
-                              "Rate limit reached for %s: %ld tokens per minute", desc, rl->tpm);
-            }
-            note_window(r, 1, rl->tpm, rl->tpm - (long)val, reset_s);
-            ah_guard_hold_t *h = hold_add(r);
-            if (h) {
-                h->key = ah_arena_strdup(&r->arena, key);
-                h->reserved = take;
-                h->seen = val;
-                h->expires_ms = (minute + 2) * 60000;
-                h->budget = -1;
-                h->tokens = 1;
-            }
+            plan_add(r, p, OP_TPM, i, v, key, est > rl->tpm ? rl->tpm : est, rl->tpm,
+                     (p->minute + 2) * 60000);
         }
     }
     for (size_t i = 0; i < gc->nbudgets; i++) {
         const ah_budget_cfg_t *b = &gc->budgets[i];
         const char *v = ah_guard_scope_value(&b->scope, r->key_id, r->owner, r->user, r->tags);
-        if (!v)
-            continue;
-        int64_t start, end;
-        if (b->action == AH_BUDGET_REJECT)
+        if (!v || b->action == AH_BUDGET_REJECT)
             continue; /* the reservation refuses it (ah_stage_guard_reserve) */
-        ah_guard_period(g, i, now, &start, &end);
+        int64_t start, end;
+        ah_guard_period(g, i, p->now, &start, &end);
         ah_guard_budget_key(i, v, start, key, sizeof key);
-        int64_t spent = ah_state_get(st, key);
-        int64_t limit = (int64_t)llround(b->limit_usd * AH_GUARD_NANO);
-        if (spent < limit)
-            continue;
-        ah_guard_scope_describe(&b->scope, v, desc, sizeof desc);
-        if (b->action == AH_BUDGET_DOWNGRADE && !r->downgrade_to) {
-            r->downgrade_to = b->downgrade_to;
-            char why[400];
-            snprintf(why, sizeof why, "budget %s spent (%s): downgraded to %s", b->name, desc,
-                     b->downgrade_to);
-            r->downgrade_reason = ah_arena_strdup(&r->arena, why);
-        } else if (b->action == AH_BUDGET_THROTTLE) {
-            int64_t val;
-            snprintf(key, sizeof key, "bt%zu:%s:%lld", i, v, (long long)minute);
-            if (!ah_state_add_if(st, key, 1, b->throttle_rpm, (minute + 2) * 60000, &val)) {
-                if (val < 0)
-                    return state_down(r);
-                note_window(r, 0, b->throttle_rpm, 0, reset_s);
-                return refuse(r, "rate_limit_exceeded", reset_s,
-                              "Budget '%s' is spent: its requests are throttled to %ld a minute",
-                              b->name, b->throttle_rpm);
+        plan_add(r, p, OP_SPENT, i, v, key, 0, AH_STATE_NO_LIMIT, 0);
+    }
+    return plan_run(w, r, p);
+}
+
+/* Give back what ops from..n-1 of p took (they were asked, not needed). */
+static void give_back(ah_worker_t *w, ah_guard_plan_t *p, int from)
+{
+    ah_state_t *st = ah_guard_state(w->gw->guard);
+    for (int k = from; k < p->n; k++)
+        if (p->ops[k].added && p->ops[k].delta > 0 && p->ops[k].value >= 0)
+            ah_state_add_later(st, p->ops[k].key, -p->ops[k].delta, p->ops[k].expires_ms, NULL);
+}
+
+static int judge_limits(ah_worker_t *w, ah_request_t *r, ah_guard_plan_t *p)
+{
+    const ah_guard_config_t *gc = &w->gw->cfg->guard;
+    char desc[300];
+    for (int k = 0; k < p->n; k++) {
+        const ah_state_op_t *o = &p->ops[k];
+        const guard_meta_t *m = &p->meta[k];
+        if (m->kind == OP_SPENT) {
+            const ah_budget_cfg_t *b = &gc->budgets[m->index];
+            if (o->value < (int64_t)llround(b->limit_usd * AH_GUARD_NANO))
+                continue;
+            ah_guard_scope_describe(&b->scope, m->value, desc, sizeof desc);
+            if (b->action == AH_BUDGET_DOWNGRADE && !r->downgrade_to) {
+                r->downgrade_to = b->downgrade_to;
+                char why[400];
+                snprintf(why, sizeof why, "budget %s spent (%s): downgraded to %s", b->name, desc,
+                         b->downgrade_to);
+                r->downgrade_reason = ah_arena_strdup(&r->arena, why);
+            } else if (b->action == AH_BUDGET_THROTTLE) {
+                /* A spent budget that throttles: one more count, now (rare:
+                 * only once the budget is spent). */
+                char key[600];
+                int64_t val;
+                snprintf(key, sizeof key, "bt%zu:%s:%lld", m->index, m->value,
+                         (long long)p->minute);
+                if (!ah_state_add_if(ah_guard_state(w->gw->guard), key, 1, b->throttle_rpm,
+                                     (p->minute + 2) * 60000, &val)) {
+                    give_back(w, p, k + 1);
+                    if (val < 0)
+                        return state_down(r);
+                    note_window(r, 0, b->throttle_rpm, 0, p->reset_s);
+                    return refuse(
+                        r, "rate_limit_exceeded", p->reset_s,
+                        "Budget '%s' is spent: its requests are throttled to %ld a minute", b->name,
+                        b->throttle_rpm);
+                }
             }
+            continue;
+        }
+        const ah_rate_limit_cfg_t *rl = &gc->rate_limits[m->index];
+        int tokens = m->kind == OP_TPM;
+        long limit = tokens ? rl->tpm : rl->rpm;
+        if (!o->added) {
+            give_back(w, p, k + 1);
+            if (o->value < 0)
+                return state_down(r);
+            note_window(r, tokens, limit, tokens ? limit - (long)o->value : 0, p->reset_s);
+            ah_guard_scope_describe(&rl->scope, m->value, desc, sizeof desc);
+            return refuse(r, "rate_limit_exceeded", p->reset_s,
+                          tokens ? "Rate limit reached for %s: %ld tokens per minute"
+                                 : "Rate limit reached for %s: %ld requests per minute",
+                          desc, limit);
+        }
+        note_window(r, tokens, limit, limit - (long)o->value, p->reset_s);
+        ah_guard_hold_t *h = tokens ? hold_add(r) : NULL;
+        if (h) {
+            h->key = o->key;
+            h->reserved = o->delta;
+            h->seen = o->value;
+            h->expires_ms = o->expires_ms;
+            h->budget = -1;
+            h->tokens = 1;
         }
     }
     return 0;
@@ -253,8 +347,6 @@ int ah_stage_guard_reserve(ah_worker_t *w, ah_request_t *r)
     if (!g || !w->gw->cfg->guard.nbudgets || !r->dep)
         return 0;
     const ah_guard_config_t *gc = &w->gw->cfg->guard;
-    ah_state_t *st = ah_guard_state(g);
-    int64_t now = r->wall_ms;
     int any = 0;
     for (size_t i = 0; i < gc->nbudgets && !any; i++)
         any = ah_guard_scope_value(&gc->budgets[i].scope, r->key_id, r->owner, r->user, r->tags) !=
@@ -291,56 +383,99 @@ int ah_stage_guard_reserve(ah_worker_t *w, ah_request_t *r)
     double one = in * (double)prompt + out * (double)out_tokens;
     if (one > worst)
         worst = one;
-    int64_t need = (int64_t)ceil(worst * AH_GUARD_NANO);
-    char key[600], desc[300];
+    ah_guard_plan_t *p = plan_new(r, AH_GUARD_WAIT_RESERVE, (int)gc->nbudgets);
+    p->worst = worst;
+    p->need = (int64_t)ceil(worst * AH_GUARD_NANO);
+    char key[600];
     for (size_t i = 0; i < gc->nbudgets; i++) {
         const ah_budget_cfg_t *b = &gc->budgets[i];
         const char *v = ah_guard_scope_value(&b->scope, r->key_id, r->owner, r->user, r->tags);
         if (!v)
             continue;
-        int64_t start, end, val;
-        ah_guard_period(g, i, now, &start, &end);
+        int64_t start, end;
+        ah_guard_period(g, i, p->now, &start, &end);
         ah_guard_budget_key(i, v, start, key, sizeof key);
+        int64_t full = (int64_t)llround(b->limit_usd * AH_GUARD_NANO);
+        plan_add(r, p, OP_RESERVE, i, v, key, p->need,
+                 b->action == AH_BUDGET_REJECT ? full : AH_STATE_NO_LIMIT, end + 86400000);
+    }
+    return plan_run(w, r, p);
+}
+
+static int judge_reserve(ah_worker_t *w, ah_request_t *r, ah_guard_plan_t *p)
+{
+    const ah_guard_config_t *gc = &w->gw->cfg->guard;
+    int refused = -1;
+    for (int k = 0; k < p->n; k++) {
+        const ah_state_op_t *o = &p->ops[k];
+        const ah_budget_cfg_t *b = &gc->budgets[p->meta[k].index];
         int reject = b->action == AH_BUDGET_REJECT;
         int64_t full = (int64_t)llround(b->limit_usd * AH_GUARD_NANO);
-        int64_t limit = reject ? full : AH_STATE_NO_LIMIT;
-        int added = ah_state_add_if(st, key, need, limit, end + 86400000, &val);
         /* Spent: refused, or a request that may cost nothing (no price
          * known) at a budget already at its limit. */
-        int spent = reject && val >= full && (!added || need == 0);
-        if (!added || spent) {
-            ah_stage_guard_settle(w, r); /* gives back what was reserved so far */
-            if (val < 0)
-                return state_down(r);
-            alerts(w, b, key, val, end + 86400000, 1);
-            ah_guard_scope_describe(&b->scope, v, desc, sizeof desc);
-            if (spent)
-                ah_request_fail(r, 429, "insufficient_quota", "budget_exceeded", NULL,
-                                "Budget '%s' (%s, per %s) is spent: $%.4f of $%.2f; it renews at "
-                                "the start of the next %s",
-                                b->name, desc, ah_period_name(b->period),
-                                (double)val / AH_GUARD_NANO, b->limit_usd,
-                                ah_period_name(b->period));
-            else
-                ah_request_fail(r, 429, "insufficient_quota", "budget_exceeded", NULL,
-                                "Budget '%s' (%s, per %s) cannot cover this request: $%.4f of "
-                                "$%.2f spent or reserved, and this request may cost up to $%.4f",
-                                b->name, desc, ah_period_name(b->period),
-                                (double)val / AH_GUARD_NANO, b->limit_usd, worst);
-            int64_t left_s = (end - now) / 1000;
-            r->fail.retry_after_s = left_s > 86400 ? 86400 : (int)(left_s > 0 ? left_s : 1);
-            return r->fail.status;
+        int spent = reject && o->value >= full && (!o->added || p->need == 0);
+        if (refused < 0 && (!o->added || spent)) {
+            refused = k;
+            continue;
         }
-        ah_guard_hold_t *h = hold_add(r);
+        ah_guard_hold_t *h = o->added ? hold_add(r) : NULL;
         if (h) {
-            h->key = ah_arena_strdup(&r->arena, key);
-            h->reserved = need;
-            h->seen = val;
-            h->expires_ms = end + 86400000;
-            h->budget = (int)i;
+            h->key = o->key;
+            h->reserved = o->delta;
+            h->seen = o->value;
+            h->expires_ms = o->expires_ms;
+            h->budget = (int)p->meta[k].index;
         }
     }
-    return 0;
+    if (refused < 0)
+        return 0;
+    const ah_state_op_t *o = &p->ops[refused];
+    const guard_meta_t *m = &p->meta[refused];
+    const ah_budget_cfg_t *b = &gc->budgets[m->index];
+    int64_t val = o->value, full = (int64_t)llround(b->limit_usd * AH_GUARD_NANO);
+    int spent = b->action == AH_BUDGET_REJECT && val >= full && (!o->added || p->need == 0);
+    ah_stage_guard_settle(w, r); /* gives back what the others reserved */
+    if (val < 0)
+        return state_down(r);
+    alerts(w, b, o->key, val, o->expires_ms, 1);
+    char desc[300];
+    ah_guard_scope_describe(&b->scope, m->value, desc, sizeof desc);
+    if (spent)
+        ah_request_fail(r, 429, "insufficient_quota", "budget_exceeded", NULL,
+                        "Budget '%s' (%s, per %s) is spent: $%.4f of $%.2f; it renews at "
+                        "the start of the next %s",
+                        b->name, desc, ah_period_name(b->period), (double)val / AH_GUARD_NANO,
+                        b->limit_usd, ah_period_name(b->period));
+    else
+        ah_request_fail(r, 429, "insufficient_quota", "budget_exceeded", NULL,
+                        "Budget '%s' (%s, per %s) cannot cover this request: $%.4f of "
+                        "$%.2f spent or reserved, and this request may cost up to $%.4f",
+                        b->name, desc, ah_period_name(b->period), (double)val / AH_GUARD_NANO,
+                        b->limit_usd, p->worst);
+    int64_t left_s = (o->expires_ms - 86400000 - p->now) / 1000;
+    r->fail.retry_after_s = left_s > 86400 ? 86400 : (int)(left_s > 0 ? left_s : 1);
+    return r->fail.status;
+}
+
+int ah_stage_guard_count(ah_worker_t *w, ah_request_t *r, ah_state_done_fn done, void *arg,
+                         ah_state_call_t **out)
+{
+    ah_guard_plan_t *p = r->guard_plan;
+    return ah_state_add_all(ah_guard_state(w->gw->guard), w->base, p->ops, p->n, done, arg, out);
+}
+
+void ah_stage_guard_cancel(ah_worker_t *w, ah_state_call_t *c)
+{
+    if (c)
+        ah_state_cancel(ah_guard_state(w->gw->guard), c);
+}
+
+int ah_stage_guard_counted(ah_worker_t *w, ah_request_t *r)
+{
+    ah_guard_plan_t *p = r->guard_plan;
+    r->guard_pending = 0;
+    r->guard_plan = NULL;
+    return p->wait == AH_GUARD_WAIT_LIMITS ? judge_limits(w, r, p) : judge_reserve(w, r, p);
 }
 
 /* The webhook's body: Slack's incoming webhooks read "text"; the rest is for

@@ -19,11 +19,18 @@ int ah_pipeline_before(ah_worker_t *w, ah_request_t *r)
         return rc;
     ah_stage_judge_sample(w, r);            /* on the route asked for, whatever arm it gets */
     if ((rc = ah_stage_experiment(w, r)) || /* 2b: live experiments */
-        (rc = STAGE(r, AH_SPAN_GUARD, ah_stage_guard(w, r))) ||
-        (rc = STAGE(r, AH_SPAN_SHAPE, ah_stage_shape(w, r))))
+        (rc = STAGE(r, AH_SPAN_GUARD, ah_stage_guard(w, r))))
         return rc;
-    if (r->shape_pending)
+    if (r->guard_pending)
         return 0;
+    return ah_pipeline_after_guard(w, r);
+}
+
+int ah_pipeline_after_guard(ah_worker_t *w, ah_request_t *r)
+{
+    int rc = STAGE(r, AH_SPAN_SHAPE, ah_stage_shape(w, r));
+    if (rc || r->shape_pending)
+        return rc;
     return ah_pipeline_after_shape(w, r);
 }
 

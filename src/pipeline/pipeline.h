@@ -28,6 +28,7 @@
 #include "cache/store.h"
 #include "config/config.h"
 #include "pipeline/request.h"
+#include "state/state.h"
 #include "store/keys.h"
 #include "store/ledger.h"
 #include "store/prices.h"
@@ -101,8 +102,26 @@ int ah_stage_cache(ah_worker_t *w, ah_request_t *r);
 int ah_stage_route(ah_worker_t *w, ah_request_t *r);
 /* After stage 6, on a cache miss: reserve the request's worst-case cost in
  * every budget it falls in; nonzero (r->fail set: 429) when one cannot
- * cover it. */
+ * cover it. With a shared state (Redis), stage 3 and this one leave
+ * r->guard_pending instead of holding the loop for the counters. */
 int ah_stage_guard_reserve(ah_worker_t *w, ah_request_t *r);
+/* What r->guard_pending waits for (0: nothing). */
+#define AH_GUARD_WAIT_LIMITS 1  /* stage 3's: rate limits, spent budgets */
+#define AH_GUARD_WAIT_RESERVE 2 /* the reservation's */
+typedef struct ah_guard_plan ah_guard_plan_t;
+/* r->guard_pending is set: ask for its counters from w's loop. 1 when
+ * asked: done(arg) follows from the loop unless *out is cancelled
+ * (ah_stage_guard_cancel); 0 when answered already. Then, either way,
+ * ah_stage_guard_counted. */
+int ah_stage_guard_count(ah_worker_t *w, ah_request_t *r, ah_state_done_fn done, void *arg,
+                         ah_state_call_t **out);
+/* The client left while the counters were asked for (c NULL: nothing):
+ * what they took is given back. */
+void ah_stage_guard_cancel(ah_worker_t *w, ah_state_call_t *c);
+/* The counters are in: the rest of stage 3 (go on with
+ * ah_pipeline_after_guard) or of the reservation (go upstream); nonzero
+ * (r->fail set) when refused. */
+int ah_stage_guard_counted(ah_worker_t *w, ah_request_t *r);
 /* Replace the request's reservations by its real cost and tokens, and send
  * the budget alerts this crossed. Called by stage 8; safe to call twice. */
 void ah_stage_guard_settle(ah_worker_t *w, ah_request_t *r);
@@ -142,12 +161,16 @@ void ah_stage_learn(ah_worker_t *w, ah_request_t *r);
 /* Stage 1, before the body is even parsed: an unauthenticated caller learns
  * nothing about what it sent. 0 when the caller may proceed. */
 int ah_pipeline_admit(ah_worker_t *w, ah_request_t *r);
-/* Stages 2-6 in order, on the parsed request; 0 when it should go upstream,
+/* Stages 2-6 in order, on the parsed request; 0 when it should go upstream
+ * (after r->guard_pending's counters, when set: ah_stage_guard_count),
  * or, with r->cache_hit set, be answered from the cache, or, with
  * r->cache_pending set, wait for the peers' exact entry (AH_CACHE_WAIT_PEERS:
  * ah_stage_cache_fetch, ah_stage_cache_fetched) or an embedding
  * (AH_CACHE_WAIT_EMBED: ah_stage_cache_embedded), then ah_pipeline_route. */
 int ah_pipeline_before(ah_worker_t *w, ah_request_t *r);
+/* Stages 4-6, for a request whose stage 3 waited for its counters
+ * (r->guard_pending); 0 as for ah_pipeline_before. */
+int ah_pipeline_after_guard(ah_worker_t *w, ah_request_t *r);
 /* Stages 5-6, for a request that waited for its summary (r->shape_pending
  * was set by stage 4); 0 as for ah_pipeline_before. */
 int ah_pipeline_after_shape(ah_worker_t *w, ah_request_t *r);

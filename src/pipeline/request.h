@@ -91,6 +91,8 @@ typedef struct ah_request {
     double attempts_cost_usd;     /* priced attempts that did not give the answer */
     long rl_limit_req, rl_remaining_req, rl_limit_tok, rl_remaining_tok; /* -1: none */
     int rl_reset_s;
+    struct ah_guard_plan *guard_plan; /* arena; the counters asked for (guard.c) */
+    int guard_pending;                /* AH_GUARD_WAIT_*: waits for them (a shared state) */
 
     /* 4 shape */
     const char *shape_done;  /* what shaping did, "lossless,sliding_window" (arena), or NULL */

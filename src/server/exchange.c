@@ -58,6 +58,7 @@ typedef struct exchange {
     ah_embed_wait_t *embed_wait; /* the semantic cache's embedding in flight, or NULL */
     ah_cache_fetch_t *fetch;     /* the exact cache's lookup in Redis in flight, or NULL */
     ah_summary_t *summary;       /* stage 4's summary call in flight, or NULL */
+    ah_state_call_t *count;      /* stage 3's or the reservation's counters in flight, or NULL */
     /* close_watch's storage, allocated with the exchange (one allocation per
      * request, not two): event_get_struct_event_size() bytes. */
     max_align_t close_watch_space[];
@@ -460,6 +461,8 @@ static void client_gone(exchange_t *ex)
     ex->fetch = NULL;
     ah_summary_cancel(ex->summary);
     ex->summary = NULL;
+    ah_stage_guard_cancel(ex->w, ex->count);
+    ex->count = NULL;
     ah_upstream_cancel(ex->up);
     ex->up = NULL;
     r->t_upstream_end_us = ah_now_us();
@@ -514,9 +517,16 @@ static void watch_close(exchange_t *ex)
     }
 }
 
-/* After stages 2-6: answer from the cache, or start the upstream call. */
+static void count(exchange_t *ex);
+
+/* After stages 2-6: answer from the cache, or start the upstream call
+ * (once the reservation's counters are in). */
 static void proceed(exchange_t *ex)
 {
+    if (ex->r->guard_pending) {
+        count(ex);
+        return;
+    }
     if (ex->r->cache_hit) {
         serve_cached(ex);
         return;
@@ -585,6 +595,55 @@ static void after_shape_stages(exchange_t *ex)
     if (r->cache_pending)
         ah_stage_cache_embedded(w, r, NULL, 0);
     proceed(ex);
+}
+
+static void on_summarized(void *ctx, ah_request_t *r);
+
+/* After stage 3 (its counters in): stage 4 may wait for a summary. */
+static void after_guard_stages(exchange_t *ex)
+{
+    ah_request_t *r = ex->r;
+    if (r->shape_pending) {
+        ah_trace_enter(&r->trace, AH_SPAN_SUMMARY);
+        if (ah_summary_start(ex->w, r, r->summarizer, r->summary_tokens, on_summarized, ex,
+                             &ex->summary)) {
+            watch_close(ex);
+            return;
+        }
+        on_summarized(ex, r); /* cached, or could not start: on at once */
+        return;
+    }
+    after_shape_stages(ex);
+}
+
+/* The guard's counters are in (a shared state answered): judged, then on
+ * from where they were asked for. */
+static void on_counted(void *arg)
+{
+    exchange_t *ex = arg;
+    ah_request_t *r = ex->r;
+    int wait = r->guard_pending;
+    ex->count = NULL;
+    if (ah_stage_guard_counted(ex->w, r) ||
+        (wait == AH_GUARD_WAIT_LIMITS && ah_pipeline_after_guard(ex->w, r))) {
+        send_error(ex);
+        finish(ex);
+        return;
+    }
+    if (wait == AH_GUARD_WAIT_LIMITS)
+        after_guard_stages(ex);
+    else
+        proceed(ex);
+}
+
+/* r->guard_pending: ask for the counters; the loop serves others meanwhile. */
+static void count(exchange_t *ex)
+{
+    if (ah_stage_guard_count(ex->w, ex->r, on_counted, ex, &ex->count)) {
+        watch_close(ex);
+        return;
+    }
+    on_counted(ex); /* answered at once */
 }
 
 /* Stage 4's summary is in (or was left out): stages 5 and 6, then on. */
@@ -657,17 +716,10 @@ void ah_exchange_handle(ah_worker_t *w, struct evhttp_request *req, ah_api_t api
         goto fail;
     if (ah_pipeline_before(w, r))
         goto fail;
-    if (r->shape_pending) {
-        ah_trace_enter(&r->trace, AH_SPAN_SUMMARY);
-        if (ah_summary_start(w, r, r->summarizer, r->summary_tokens, on_summarized, ex,
-                             &ex->summary)) {
-            watch_close(ex);
-            return;
-        }
-        on_summarized(ex, r); /* cached, or could not start: on at once */
-        return;
-    }
-    after_shape_stages(ex);
+    if (r->guard_pending)
+        count(ex);
+    else
+        after_guard_stages(ex);
     return;
 fail:
     send_error(ex);

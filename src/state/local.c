@@ -129,7 +129,8 @@ static void local_free(ah_state_t *s)
     ah_free(l);
 }
 
-static const ah_state_ops_t local_ops = {"local", local_add_if, local_add_later, local_free};
+static const ah_state_ops_t local_ops = {
+    .name = "local", .add_if = local_add_if, .add_later = local_add_later, .free = local_free};
 
 ah_state_t *ah_state_local_new(size_t max_keys)
 {

@@ -38,18 +38,21 @@
 
 #include "core/alloc.h"
 #include "state/redis_conn.h"
+#include "state/redis_loop.h"
 #include "state/redis_writer.h"
 #include "state/state.h"
 
 #define REDIS_MAX_KEY 1024
 #define REDIS_DEFAULT_PORT 6379
 #define REDIS_MAX_DB 1000000
+#define LOOP_MAX_IN_FLIGHT 1024 /* add_all calls in flight on one loop; past it, synchronous */
 
 typedef struct redis {
     ah_state_t base;
     ah_redis_pool_t *pool;
     char prefix[AH_STATE_MAX_PREFIX + 1];
     ah_redis_writer_t *writer; /* add_later */
+    ah_redis_loops_t *loops;   /* add_all */
     int fail_open;
     int flush_ms;             /* how long a refused add_if waits for the writer */
     _Atomic int plain_expiry; /* a Redis before 7: PEXPIREAT without NX/GT */
@@ -315,15 +318,214 @@ static int redis_add_later(ah_state_t *s, const char *key, int64_t delta, int64_
     return 1;
 }
 
+/* --- add_all: a request's adds together, from its event loop ----------- */
+
+/* One op of a call in flight, as sent. */
+typedef struct call_op {
+    char key[REDIS_MAX_KEY]; /* with the prefix */
+    const char *name;        /* the key as the caller named it (within key) */
+    int64_t delta, limit, expires_ms;
+    int first, ncmds; /* its replies: first (the value), then the expiries */
+    int added, failed;
+    int64_t value;
+    int expiry_refused;
+} call_op_t;
+
+struct ah_state_call {
+    redis_t *r;
+    struct event_base *base;
+    ah_state_op_t *ops; /* the caller's; NULL once cancelled */
+    ah_state_done_fn done;
+    void *arg;
+    int n;
+    uint64_t mark; /* the writer's finished jobs when sent */
+    char why[256]; /* the first failure */
+    call_op_t op[];
+};
+
+/* A command reply of call c (i: its index among the call's commands). */
+static void on_count(void *arg, int i, const redisReply *rep)
+{
+    ah_state_call_t *c = arg;
+    if (i < 0) { /* the loop's thread exits: nobody waits */
+        ah_free(c);
+        return;
+    }
+    int total = c->n ? c->op[c->n - 1].first + c->op[c->n - 1].ncmds : 0;
+    if (i < total) {
+        int k = 0;
+        while (k + 1 < c->n && c->op[k + 1].first <= i)
+            k++;
+        call_op_t *o = &c->op[k];
+        if (i != o->first) {
+            o->expiry_refused |= rep && rep->type == REDIS_REPLY_ERROR;
+            return;
+        }
+        char why[256];
+        if (!rep) {
+            o->failed = 1;
+            if (!c->why[0])
+                snprintf(c->why, sizeof c->why, "no answer");
+        } else if (reply_int(rep, &o->value, why, sizeof why)) {
+            o->failed = 1;
+            if (!c->why[0])
+                snprintf(c->why, sizeof c->why, "%s", why);
+        }
+        return;
+    }
+    /* The end: judge each op as add_once would. */
+    redis_t *r = c->r;
+    int failed = 0;
+    for (int k = 0; k < c->n; k++) {
+        call_op_t *o = &c->op[k];
+        if (o->failed) {
+            failed = 1;
+            o->added = degrade(r, &o->value);
+            continue;
+        }
+        o->added = 1;
+        if (o->expiry_refused && !r->plain_expiry) { /* a Redis before 7 */
+            r->plain_expiry = 1;
+            char e[24];
+            snprintf(e, sizeof e, "%" PRId64, o->expires_ms > 0 ? o->expires_ms : 0);
+            const char *argv[] = {"PEXPIREAT", o->key, e};
+            size_t len[] = {9, strlen(o->key), strlen(e)};
+            ah_redis_cmd_t cmd = {3, argv, len, NULL};
+            ah_redis_loops_call(r->loops, c->base, &cmd, 1, NULL, NULL);
+        }
+        if (o->delta > 0 && o->limit != AH_STATE_NO_LIMIT && o->value > o->limit) {
+            /* Past the limit: taken back now, on a connection of the pool,
+             * so that a retry below sees it gone (at the limit only). */
+            int64_t v;
+            add_once(r, o->name, -o->delta, AH_STATE_NO_LIMIT, 0, &v);
+            o->added = 0;
+            o->value -= o->delta;
+            /* Refused, perhaps for a settlement of ours still queued: once
+             * it is in Redis, ask again (as redis_add_if). */
+            if (ah_redis_writer_flush(r->writer, r->flush_ms) ||
+                ah_redis_writer_finished(r->writer) != c->mark)
+                o->added = add_once(r, o->name, o->delta, o->limit, o->expires_ms, &o->value);
+        }
+    }
+    if (failed)
+        ah_redis_pool_failed(r->pool, c->why[0] ? c->why : "no answer");
+    if (!c->ops) { /* cancelled: give back what was taken */
+        for (int k = 0; k < c->n; k++)
+            if (c->op[k].added && c->op[k].delta > 0 && c->op[k].value >= 0)
+                redis_add_later(&r->base, c->op[k].name, -c->op[k].delta, c->op[k].expires_ms,
+                                NULL);
+        ah_free(c);
+        return;
+    }
+    for (int k = 0; k < c->n; k++) {
+        c->ops[k].added = c->op[k].added;
+        c->ops[k].value = c->op[k].value;
+    }
+    ah_state_done_fn done = c->done;
+    void *done_arg = c->arg;
+    ah_free(c);
+    done(done_arg);
+}
+
+static int redis_add_all(ah_state_t *s, struct event_base *base, ah_state_op_t *ops, int n,
+                         ah_state_done_fn done, void *arg, ah_state_call_t **out)
+{
+    redis_t *r = (redis_t *)s;
+    int ncmds = 0;
+    for (int k = 0; k < n; k++)
+        ncmds += ops[k].delta == 0 ? 1 : 3;
+    ah_state_call_t *c = NULL;
+    if (base && r->loops && n > 0 && ncmds <= AH_REDIS_CALL_MAX)
+        c = ah_calloc(1, sizeof *c + (size_t)n * sizeof c->op[0]);
+    int at = 0;
+    ah_redis_cmd_t cmds[AH_REDIS_CALL_MAX];
+    char ds[AH_REDIS_CALL_MAX][24], es[AH_REDIS_CALL_MAX][24]; /* n <= commands */
+    const char *argv[AH_REDIS_CALL_MAX][4];
+    size_t lens[AH_REDIS_CALL_MAX][4];
+    for (int k = 0; c && k < n; k++) {
+        call_op_t *o = &c->op[k];
+        o->delta = ops[k].delta;
+        o->limit = ops[k].limit;
+        o->expires_ms = ops[k].expires_ms;
+        o->first = at;
+        if (cmd_args(r, ops[k].key, ops[k].delta, ops[k].expires_ms, o->key, ds[k], es[k])) {
+            ah_free(c); /* a key too long: as add_if refuses it */
+            c = NULL;
+            break;
+        }
+        o->name = o->key + strlen(r->prefix);
+        if (o->delta == 0) {
+            argv[at][0] = "GET";
+            argv[at][1] = o->key;
+            lens[at][0] = 3;
+            lens[at][1] = strlen(o->key);
+            cmds[at] = (ah_redis_cmd_t){2, argv[at], lens[at], NULL};
+            at++;
+        } else {
+            argv[at][0] = "INCRBY";
+            argv[at][1] = o->key;
+            argv[at][2] = ds[k];
+            lens[at][0] = 6;
+            lens[at][1] = strlen(o->key);
+            lens[at][2] = strlen(ds[k]);
+            cmds[at] = (ah_redis_cmd_t){3, argv[at], lens[at], NULL};
+            at++;
+            if (o->expires_ms > 0) {
+                const char *exp[2][4];
+                size_t exp_len[2][4];
+                int nexp = expiry_cmds(r, o->key, es[k], exp, exp_len);
+                for (int i = 0; i < nexp; i++, at++) {
+                    memcpy(argv[at], exp[i], sizeof exp[i]);
+                    memcpy(lens[at], exp_len[i], sizeof exp_len[i]);
+                    cmds[at] = (ah_redis_cmd_t){r->plain_expiry ? 3 : 4, argv[at], lens[at], NULL};
+                }
+            }
+        }
+        o->ncmds = at - o->first;
+    }
+    if (c) {
+        c->r = r;
+        c->base = base;
+        c->ops = ops;
+        c->done = done;
+        c->arg = arg;
+        c->n = n;
+        c->mark = ah_redis_writer_finished(r->writer);
+        if (ah_redis_loops_call(r->loops, base, cmds, at, on_count, c)) {
+            *out = c;
+            return 1;
+        }
+        ah_free(c);
+    }
+    /* Not from the loop (no loop, too many in flight, Redis down): each
+     * now, as add_if (which degrades at once during an outage). */
+    for (int k = 0; k < n; k++)
+        ops[k].added = redis_add_if(s, ops[k].key, ops[k].delta, ops[k].limit, ops[k].expires_ms,
+                                    &ops[k].value);
+    return 0;
+}
+
+static void redis_cancel(ah_state_t *s, ah_state_call_t *c)
+{
+    (void)s;
+    c->ops = NULL;
+}
+
 static void redis_free(ah_state_t *s)
 {
     redis_t *r = (redis_t *)s;
+    ah_redis_loops_free(r->loops);   /* the loops' connections closed as their threads exited */
     ah_redis_writer_free(r->writer); /* sends what is queued */
     ah_redis_pool_free(r->pool);
     ah_free(r);
 }
 
-static const ah_state_ops_t redis_ops = {"redis", redis_add_if, redis_add_later, redis_free};
+static const ah_state_ops_t redis_ops = {.name = "redis",
+                                         .add_if = redis_add_if,
+                                         .add_later = redis_add_later,
+                                         .add_all = redis_add_all,
+                                         .cancel = redis_cancel,
+                                         .free = redis_free};
 
 ah_state_t *ah_state_redis_new(const ah_state_config_t *cfg, char *err, size_t errlen)
 {
@@ -348,5 +550,6 @@ ah_state_t *ah_state_redis_new(const ah_state_config_t *cfg, char *err, size_t e
     int ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : AH_STATE_DEFAULT_TIMEOUT_MS;
     r->flush_ms = 2 * ms; /* a batch's round trip, and the wait for the one before */
     r->writer = ah_redis_writer_new(pool, "state");
+    r->loops = ah_redis_loops_new(pool, cfg, LOOP_MAX_IN_FLIGHT);
     return &r->base;
 }

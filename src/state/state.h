@@ -6,8 +6,10 @@
  * atomically, so that a budget or a limit cannot be overrun by requests
  * racing each other. The in-process backend (local.c) is a striped hash
  * table; the Redis backend (redis.c, docs/state.md) implements the same
- * operation with one Lua script, so that several gateway instances share
- * one truth. */
+ * operation with plain commands, so that several gateway instances share
+ * one truth. An event loop asks for all of a request's adds at once
+ * (add_all), and with Redis goes on serving others until they are
+ * answered. */
 #ifndef AH_STATE_H
 #define AH_STATE_H
 
@@ -21,6 +23,20 @@
 #define AH_STATE_NO_LIMIT INT64_MAX
 
 typedef struct ah_state ah_state_t;
+struct event_base;
+
+/* One conditional add of ah_state_add_all: add_if's arguments, and its
+ * result. */
+typedef struct ah_state_op {
+    const char *key;
+    int64_t delta, limit, expires_ms;
+    int added;     /* out: as add_if returns */
+    int64_t value; /* out: as add_if's *value */
+} ah_state_op_t;
+
+/* The ops of an ah_state_add_all are done: their results are in them. */
+typedef void (*ah_state_done_fn)(void *arg);
+typedef struct ah_state_call ah_state_call_t;
 
 typedef struct ah_state_ops {
     const char *name;
@@ -39,6 +55,17 @@ typedef struct ah_state_ops {
      * NULL) then as add_if's; 0 when queued (*value untouched). */
     int (*add_later)(ah_state_t *s, const char *key, int64_t delta, int64_t expires_ms,
                      int64_t *value);
+    /* Every op of ops[n] as add_if (NULL: add_if each, now), from the event
+     * loop of base, which goes on meanwhile: 1 when started (*out the call),
+     * and done(arg) follows from that loop unless cancelled first (ops
+     * must live until then); 0 when done already (results in ops). Every op
+     * runs, also after one is refused: it is the caller's to give back what
+     * it does not keep. */
+    int (*add_all)(ah_state_t *s, struct event_base *base, ah_state_op_t *ops, int n,
+                   ah_state_done_fn done, void *arg, ah_state_call_t **out);
+    /* From base's loop, while c is in flight: done is not called, ops are
+     * not written, and what the ops took is given back once known. */
+    void (*cancel)(ah_state_t *s, ah_state_call_t *c);
     void (*free)(ah_state_t *s);
 } ah_state_ops_t;
 
@@ -52,9 +79,10 @@ struct ah_state {
 ah_state_t *ah_state_local_new(size_t max_keys);
 
 /* The Redis backend (redis.c) for cfg (url set): every add_if is one
- * synchronous round trip from the calling thread; add_later is sent by a
- * thread of its own, in pipelined batches (freeing the state sends what is
- * still queued). Connects lazily; a Redis
+ * synchronous round trip from the calling thread; add_all sends its ops
+ * together on the loop's own connection (redis_loop.h) and returns;
+ * add_later is sent by a thread of its own, in pipelined batches (freeing
+ * the state sends what is still queued). Connects lazily; a Redis
  * that cannot be reached does not fail this call: add_if then admits
  * (cfg->fail_open: returns 1) or refuses (returns 0), with *value -1 either
  * way, and the outage is logged once. NULL with the reason in err when the
@@ -84,6 +112,28 @@ static inline int ah_state_add_later(ah_state_t *s, const char *key, int64_t del
                                      int64_t expires_ms, int64_t *value)
 {
     return s->ops->add_later(s, key, delta, expires_ms, value);
+}
+
+/* Every op of ops[n] as add_if, without holding base's loop when the
+ * backend can (see add_all above): 1 when started (done follows), 0 when
+ * done now. */
+static inline int ah_state_add_all(ah_state_t *s, struct event_base *base, ah_state_op_t *ops,
+                                   int n, ah_state_done_fn done, void *arg, ah_state_call_t **out)
+{
+    *out = NULL;
+    if (s->ops->add_all)
+        return s->ops->add_all(s, base, ops, n, done, arg, out);
+    for (int i = 0; i < n; i++)
+        ops[i].added = s->ops->add_if(s, ops[i].key, ops[i].delta, ops[i].limit, ops[i].expires_ms,
+                                      &ops[i].value);
+    return 0;
+}
+
+/* Cancel an add_all in flight (NULL: nothing). */
+static inline void ah_state_cancel(ah_state_t *s, ah_state_call_t *c)
+{
+    if (c)
+        s->ops->cancel(s, c);
 }
 
 /* The counter's value (0 when absent). */

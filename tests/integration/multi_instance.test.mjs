@@ -8,6 +8,7 @@
 // redis-server, which it kills.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
@@ -145,4 +146,48 @@ test('Redis gone: on_failure closed refuses clearly, open admits; both recover',
     await waitFor(() => /is back/.test(gws[1].logs()), 3000);
     for (const g of gws) assert.match(g.logs(), /Redis at 127\.0\.0\.1:\d+ is back/);
   } finally { await stopAll(gws); await redis.stop(); }
+});
+
+test('a Redis that never answers: the counters wait on the loop without holding it, then degrade', { skip }, async () => {
+  // accepts connections and never answers
+  const sockets = [];
+  const silent = createServer((s) => { sockets.push(s); s.on('error', () => {}); });
+  await new Promise((r) => silent.listen(0, '127.0.0.1', r));
+  const url = `redis://127.0.0.1:${silent.address().port}/0`;
+  const gw = await startGateway({
+    config: (d) => config(d, `    url: ${url}\n    on_failure: open\n    timeout_ms: 1500`,
+      '  rate_limits:\n    - { scope: global, rpm: 1000 }\n' +
+      '  budgets:\n    - { name: day, scope: global, period: day, limit_usd: 10 }\n'),
+  });
+  try {
+    const c = clientOf(gw);
+    const t0 = Date.now();
+    // a client that leaves while its counters wait
+    const ac = new AbortController();
+    const left = fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST', signal: ac.signal,
+      headers: { authorization: `Bearer ${MASTER_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'dear', messages: [{ role: 'user', content: 'hello budget' }], max_tokens: 50 }),
+    }).then(() => 'answered', (e) => e.name);
+    setTimeout(() => ac.abort(), 100);
+    const waiting = Promise.allSettled(Array.from({ length: 4 }, () => ask(c)));
+    await sleep(200);
+    // Both loops have requests waiting for Redis, and still answer at once.
+    for (let i = 0; i < 4; i++) {
+      const t = Date.now();
+      const h = await fetch(`${gw.url}/health`);
+      assert.equal(h.status, 200);
+      assert.ok(Date.now() - t < 700, `/health took ${Date.now() - t} ms while counters waited for Redis`);
+    }
+    assert.equal(await left, 'AbortError');
+    const results = await waiting;
+    // on_failure: open admits once the counters time out
+    for (const r of results) assert.equal(r.status, 'fulfilled', String(r.reason));
+    assert.ok(Date.now() - t0 >= 1400, 'the requests did not wait for timeout_ms');
+    assert.match(gw.logs(), /state: Redis at .* cannot be reached \(INCRBY: no answer in 1500 ms\): admitting/);
+  } finally {
+    await gw.stop(); gw.cleanup();
+    for (const s of sockets) s.destroy();
+    silent.close();
+  }
 });
