@@ -57,4 +57,20 @@ void ah_metrics_render(const ah_config_t *cfg, ah_buf_t *out);
 /* Append each budget's limit and current spend (gauges); g may be NULL. */
 void ah_metrics_render_budgets(const ah_config_t *cfg, struct ah_guard *g, ah_buf_t *out);
 
+/* The shared backends' health (metrics/backends.c), read at scrape time. */
+struct ah_redis_pool_stats;
+/* Append the ledger's counts and, with PostgreSQL, its connection's state
+ * and its spool; l may be NULL. */
+void ah_metrics_render_ledger(ah_ledger_t *l, ah_buf_t *out);
+/* Append each Redis pool's state, outages and calls that went without it;
+ * nothing when no pool lives. */
+void ah_metrics_render_redis(ah_buf_t *out);
+/* Every live Redis pool's health, pools of one name summed into one (down
+ * when any is); at most max into out; returns how many. */
+int ah_metrics_redis_pools(struct ah_redis_pool_stats *out, int max);
+/* The body of GET /health: status "ok", or "degraded" while the ledger's
+ * backend or a Redis pool is away; the ledger's counts and state; each
+ * Redis pool's. The caller owns the result (json_decref). */
+json_t *ah_metrics_health(ah_ledger_t *l);
+
 #endif

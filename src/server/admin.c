@@ -394,10 +394,8 @@ void ah_admin_handle(ah_worker_t *w, struct evhttp_request *req, const char *pat
 {
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
     if (strcmp(path, "/health") == 0) {
-        uint64_t written, failed;
-        ah_ledger_stats(w->gw->ledger, &written, &failed);
-        json_t *b = json_pack("{s:s,s:{s:I,s:I}}", "status", "ok", "ledger", "written",
-                              (json_int_t)written, "failed", (json_int_t)failed);
+        /* 200 even when degraded: the gateway serves as configured. */
+        json_t *b = ah_metrics_health(w->gw->ledger);
         ah_reply_json(req, 200, b);
         json_decref(b);
         return;
@@ -407,6 +405,8 @@ void ah_admin_handle(ah_worker_t *w, struct evhttp_request *req, const char *pat
         ah_buf_init(&out, AH_METRICS_MAX_TEXT);
         ah_metrics_render(w->gw->cfg, &out);
         ah_metrics_render_budgets(w->gw->cfg, w->gw->guard, &out);
+        ah_metrics_render_ledger(w->gw->ledger, &out);
+        ah_metrics_render_redis(&out);
         if (w->gw->balancer)
             deployment_metrics(w, &out);
         if (w->gw->cache)

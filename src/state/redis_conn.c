@@ -3,7 +3,13 @@
  *
  * Idle connections sit in a small array under a mutex: a caller holds the
  * lock only to take or give one, never during a round trip. The outage
- * state is atomics, so that callers that go without Redis take no lock. */
+ * state is atomics, so that callers that go without Redis take no lock.
+ *
+ * Every pool is listed in a small registry while it lives, so that /metrics
+ * and /health can report each one's outages without the modules that own
+ * the pools passing them around. A reader holds the registry's lock while it
+ * reads a pool's atomics, and a pool leaves the registry (under that lock)
+ * before it is freed. */
 #include "state/redis_conn.h"
 
 #include <errno.h>
@@ -36,7 +42,33 @@ struct ah_redis_pool {
     _Atomic int64_t retry_at_us; /* while down: no attempt before this (monotonic) */
     atomic_int down;
     atomic_uint_fast64_t went_without; /* calls answered without Redis in this outage */
+    atomic_uint_fast64_t outages, went_without_total; /* since the pool was made */
 };
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static ah_redis_pool_t *registry[AH_REDIS_MAX_POOLS];
+static int nregistry;
+
+static void registry_add(ah_redis_pool_t *p)
+{
+    pthread_mutex_lock(&registry_lock);
+    if (nregistry < AH_REDIS_MAX_POOLS)
+        registry[nregistry++] = p;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void registry_remove(ah_redis_pool_t *p)
+{
+    pthread_mutex_lock(&registry_lock);
+    for (int i = 0; i < nregistry; i++) {
+        if (registry[i] == p) {
+            memmove(&registry[i], &registry[i + 1], (size_t)(nregistry - i - 1) * sizeof *registry);
+            nregistry--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
 
 ah_redis_pool_t *ah_redis_pool_new(const ah_state_config_t *cfg, const char *name,
                                    const char *meanwhile)
@@ -52,6 +84,7 @@ ah_redis_pool_t *ah_redis_pool_new(const ah_state_config_t *cfg, const char *nam
     p->meanwhile = ah_strdup(meanwhile);
     p->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : AH_STATE_DEFAULT_TIMEOUT_MS;
     pthread_mutex_init(&p->lock, NULL);
+    registry_add(p);
     return p;
 }
 
@@ -72,6 +105,7 @@ void ah_redis_pool_free(ah_redis_pool_t *p)
 {
     if (!p)
         return;
+    registry_remove(p);
     flush(p);
     pthread_mutex_destroy(&p->lock);
     ah_free(p->name);
@@ -177,8 +211,10 @@ void ah_redis_pool_failed(ah_redis_pool_t *p, const char *why)
 {
     atomic_store(&p->retry_at_us, ah_now_us() + (int64_t)REDIS_BACKOFF_MS * 1000);
     flush(p);
-    if (!atomic_exchange(&p->down, 1))
+    if (!atomic_exchange(&p->down, 1)) {
+        atomic_fetch_add(&p->outages, 1);
         ah_warn("%s: Redis at %s cannot be reached (%s): %s", p->name, p->addr, why, p->meanwhile);
+    }
 }
 
 void ah_redis_pool_answered(ah_redis_pool_t *p)
@@ -192,4 +228,23 @@ void ah_redis_pool_answered(ah_redis_pool_t *p)
 void ah_redis_pool_went_without(ah_redis_pool_t *p)
 {
     atomic_fetch_add(&p->went_without, 1);
+    atomic_fetch_add(&p->went_without_total, 1);
+}
+
+void ah_redis_pool_stats(ah_redis_pool_t *p, ah_redis_pool_stats_t *out)
+{
+    snprintf(out->name, sizeof out->name, "%s", p->name);
+    out->up = !atomic_load(&p->down);
+    out->outages = atomic_load(&p->outages);
+    out->calls_without = atomic_load(&p->went_without_total);
+}
+
+int ah_redis_pools_stats(ah_redis_pool_stats_t *out, int max)
+{
+    pthread_mutex_lock(&registry_lock);
+    int n = nregistry < max ? nregistry : max;
+    for (int i = 0; i < n; i++)
+        ah_redis_pool_stats(registry[i], &out[i]);
+    pthread_mutex_unlock(&registry_lock);
+    return n;
 }

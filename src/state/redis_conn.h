@@ -10,17 +10,33 @@
  * It also keeps the outage rule both modules follow: after a failure no
  * caller tries Redis for a second; then one caller probes it while the
  * others go without. The outage is logged once when it starts and once when
- * it ends, with the number of calls that went without Redis. Every function
- * is thread-safe. */
+ * it ends, with the number of calls that went without Redis, and counted for
+ * /metrics and /health: every pool is registered by its name while it lives
+ * (ah_redis_pools_stats). Every function is thread-safe. */
 #ifndef AH_STATE_REDIS_CONN_H
 #define AH_STATE_REDIS_CONN_H
 
 #include <hiredis/hiredis.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config/state_config.h"
 
 typedef struct ah_redis_pool ah_redis_pool_t;
+
+/* A pool's name as reported (longer names are cut). */
+#define AH_REDIS_POOL_NAME_MAX 32
+/* Pools registered for ah_redis_pools_stats; further ones work but are not
+ * reported. */
+#define AH_REDIS_MAX_POOLS 32
+
+/* A pool's health since it was made. */
+typedef struct ah_redis_pool_stats {
+    char name[AH_REDIS_POOL_NAME_MAX]; /* "state", "cache", "balance" */
+    int up;                            /* 0 while in an outage */
+    uint64_t outages;                  /* outages started */
+    uint64_t calls_without;            /* calls that went without Redis, every outage */
+} ah_redis_pool_stats_t;
 
 /* A pool for the Redis of cfg->url (nothing is connected yet). name starts
  * its log lines ("state"); meanwhile ends the line that says an outage
@@ -73,5 +89,12 @@ void ah_redis_pool_answered(ah_redis_pool_t *p);
 
 /* A call went without Redis (counted for the line that ends the outage). */
 void ah_redis_pool_went_without(ah_redis_pool_t *p);
+
+/* p's health into *out. */
+void ah_redis_pool_stats(ah_redis_pool_t *p, ah_redis_pool_stats_t *out);
+
+/* The health of every live pool (at most max, in the order they were made)
+ * into out; returns how many. Copies: nothing points into a pool. */
+int ah_redis_pools_stats(ah_redis_pool_stats_t *out, int max);
 
 #endif

@@ -41,6 +41,8 @@ struct ah_ledger {
     const ah_ledger_sink_t *sink;
     void *sink_ctx;
     uint64_t written, failed;
+    int writing; /* rows the writer took from the queue and has not counted yet */
+    int last_ok; /* the last batch was written */
     int nobservers;
     struct {
         ah_ledger_observer_fn fn;
@@ -232,7 +234,7 @@ static void sqlite_close(void *ctx)
     ah_free(s);
 }
 
-static const ah_ledger_sink_t sqlite_sink = {"sqlite", sqlite_write, sqlite_close, NULL};
+static const ah_ledger_sink_t sqlite_sink = {"sqlite", sqlite_write, sqlite_close, NULL, NULL};
 
 /* --- queue and writer -------------------------------------------------- */
 
@@ -270,6 +272,7 @@ static void *writer_main(void *arg)
             l->head = (l->head + 1) % AH_LEDGER_QUEUE_ROWS;
             l->count--;
         }
+        l->writing = n;
         pthread_cond_broadcast(&l->not_full);
         pthread_mutex_unlock(&l->mu);
 
@@ -284,6 +287,8 @@ static void *writer_main(void *arg)
             l->failed += (uint64_t)n;
         else
             l->written += (uint64_t)n;
+        l->writing = 0;
+        l->last_ok = !rc;
         pthread_mutex_unlock(&l->mu);
         for (int k = 0; k < l->nobservers; k++)
             l->observers[k].fn(l->observers[k].ctx, batch, n);
@@ -309,6 +314,7 @@ ah_err_t ah_ledger_open_sink(const ah_ledger_sink_t *sink, void *sink_ctx, ah_le
     pthread_cond_init(&l->not_full, NULL);
     l->sink = sink;
     l->sink_ctx = sink_ctx;
+    l->last_ok = 1; /* until a batch says otherwise */
     if (pthread_create(&l->writer, NULL, writer_main, l) != 0) {
         sink->close(sink_ctx);
         pthread_mutex_destroy(&l->mu);
@@ -375,6 +381,25 @@ void ah_ledger_stats(ah_ledger_t *l, uint64_t *written, uint64_t *failed)
     *written = l->written;
     *failed = l->failed;
     pthread_mutex_unlock(&l->mu);
+}
+
+void ah_ledger_health(ah_ledger_t *l, ah_ledger_health_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->backend = l->sink->name;
+    pthread_mutex_lock(&l->mu);
+    out->written = l->written;
+    out->failed = l->failed;
+    out->queued = (uint64_t)l->count + (uint64_t)l->writing;
+    out->up = l->last_ok;
+    pthread_mutex_unlock(&l->mu);
+    /* Outside the queue's lock: a scrape that waits for the sink's lock
+     * (busy with a segment) must not hold up the producers. */
+    if (l->sink->stats) {
+        l->sink->stats(l->sink_ctx, &out->sink);
+        out->has_sink_stats = 1;
+        out->up = out->sink.up;
+    }
 }
 
 void ah_ledger_close(ah_ledger_t *l)

@@ -63,6 +63,17 @@ typedef struct ah_ledger_row {
 typedef void (*ah_ledger_observer_fn)(void *ctx, ah_ledger_row_t *const *rows, int n);
 #define AH_LEDGER_MAX_OBSERVERS 4
 
+/* What a sink reports of its backend beyond the writer's counts (the
+ * PostgreSQL sink: its connection and its spool). */
+typedef struct ah_ledger_sink_stats {
+    int up;                  /* the last attempt to reach the backend succeeded */
+    uint64_t spool_bytes;    /* the spool's size on disk */
+    uint64_t spool_segments; /* its segment files, the one being appended included */
+    uint64_t replayed;       /* rows sent from the spool (some may have been in already) */
+    uint64_t dropped;        /* rows the backend refused for their data */
+    uint64_t unspooled;      /* rows not journaled: the spool was full or unwritable */
+} ah_ledger_sink_stats_t;
+
 typedef struct ah_ledger_sink {
     const char *name;
     /* Write n rows in one transaction. */
@@ -71,7 +82,21 @@ typedef struct ah_ledger_sink {
     /* Optional: make row durable before it is queued (the producer's thread,
      * under the queue's lock, so journal order is queue order). */
     void (*journal)(void *ctx, ah_ledger_row_t *row);
+    /* Optional: the backend's state, from any thread (the sink locks what it
+     * reads); *out is zeroed before. */
+    void (*stats)(void *ctx, ah_ledger_sink_stats_t *out);
 } ah_ledger_sink_t;
+
+/* The ledger's health, for /metrics and /health. */
+typedef struct ah_ledger_health {
+    const char *backend; /* the sink's name: "sqlite", "postgres" (static) */
+    uint64_t written;    /* rows the sink took (with PostgreSQL away: journaled) */
+    uint64_t failed;     /* rows lost after the writer's retries */
+    uint64_t queued;     /* rows appended and not yet written or failed */
+    int has_sink_stats;  /* the sink reports the fields of sink (PostgreSQL) */
+    int up;              /* sink.up when it has one; else the last batch was written */
+    ah_ledger_sink_stats_t sink;
+} ah_ledger_health_t;
 
 /* The stored columns, in the order of the SQL lists ("user" quoted: a
  * reserved word in PostgreSQL). */
@@ -104,6 +129,8 @@ void ah_ledger_append(ah_ledger_t *l, ah_ledger_row_t *row);
 void ah_ledger_close(ah_ledger_t *l);
 /* Rows written so far and rows that failed to be written. */
 void ah_ledger_stats(ah_ledger_t *l, uint64_t *written, uint64_t *failed);
+/* The writer's counts and the sink's state into *out. Thread-safe. */
+void ah_ledger_health(ah_ledger_t *l, ah_ledger_health_t *out);
 /* Free a row that was never appended. */
 void ah_ledger_row_free(ah_ledger_row_t *row);
 

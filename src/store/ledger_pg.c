@@ -32,11 +32,17 @@
  *
  * Threads and locks: `mu` guards the segment state; it is taken inside the
  * queue's lock by the journal hook, and alone by the writer and replayer
- * (never the other way round). Each thread has its own connection. */
+ * (never the other way round). Each thread has its own connection.
+ *
+ * Health (pg_stats, for /metrics and /health): whether the last attempt to
+ * reach PostgreSQL succeeded, the spool's size, and counts of rows replayed
+ * and dropped, all read under `mu` but `dropped`, which both threads add to
+ * outside it. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +88,10 @@ typedef struct pg_sink {
     ah_buf_t line; /* the journal hook's line, under mu */
     uint64_t unspooled, spool_full_logged;
     int64_t outage_since_ms;
+    int up;                   /* the last attempt to reach PostgreSQL succeeded */
+    uint64_t spool_segments;  /* segment files on disk */
+    uint64_t replayed;        /* rows inserted by the replayer */
+    _Atomic uint64_t dropped; /* rows refused for their data */
 
     /* the writer's */
     PGconn *conn;
@@ -197,7 +207,8 @@ static ins_t insert_chunk(PGconn *c, const char *const *const *vals, int n, char
  * retried row by row and the bad rows are dropped (logged with ids[k]).
  * INS_LOST when the connection failed (some rows may be in: replaying
  * them later is harmless). */
-static ins_t insert_rows(PGconn *c, const char *const *const *vals, int n)
+static ins_t insert_rows(PGconn *c, const char *const *const *vals, int n,
+                         _Atomic uint64_t *dropped)
 {
     char err[512];
     for (int k = 0; k < n; k += INSERT_CHUNK) {
@@ -210,9 +221,11 @@ static ins_t insert_rows(PGconn *c, const char *const *const *vals, int n)
                 rc = insert_chunk(c, vals + j, 1, err, sizeof err);
                 if (rc == INS_LOST)
                     return INS_LOST;
-                if (rc == INS_BAD)
+                if (rc == INS_BAD) {
                     ah_error("ledger: PostgreSQL refused row %s, dropped: %s",
                              vals[j][0] ? vals[j][0] : "?", err);
+                    atomic_fetch_add(dropped, 1);
+                }
             }
         }
     }
@@ -258,6 +271,7 @@ static int seg_open(pg_sink_t *s, int64_t seg)
     s->fd = fd;
     s->seg = seg;
     s->seg_bytes = 0;
+    s->spool_segments++;
     return 0;
 }
 
@@ -267,9 +281,11 @@ static void seg_delete(pg_sink_t *s, int64_t seg)
     char path[4096];
     struct stat st;
     seg_path(s, seg, path, sizeof path);
-    if (stat(path, &st) == 0 && unlink(path) == 0)
+    if (stat(path, &st) == 0 && unlink(path) == 0) {
         s->spool_bytes -=
             (uint64_t)st.st_size < s->spool_bytes ? (uint64_t)st.st_size : s->spool_bytes;
+        s->spool_segments -= s->spool_segments > 0;
+    }
 }
 
 /* The row's values as one JSON array line (with its newline) in s->line;
@@ -363,8 +379,9 @@ static ah_err_t pg_write(void *ctx, ah_ledger_row_t **rows, int n)
     ah_err_t rc = AH_E_OK;
     if (m > 0) {
         PGconn *c = conn_get(s, &s->conn);
-        ins_t ir = c ? insert_rows(c, vals, m) : INS_LOST;
+        ins_t ir = c ? insert_rows(c, vals, m, &s->dropped) : INS_LOST;
         pthread_mutex_lock(&s->mu);
+        s->up = ir != INS_LOST;
         if (ir == INS_LOST) {
             outage_begins(s, "the writer");
             s->behind = 1;
@@ -442,7 +459,7 @@ static ins_t replay_segment(pg_sink_t *s, PGconn *c, const char *path, uint64_t 
         vals[n] = cols[n];
         batch[n++] = a;
         if (n == INSERT_CHUNK || p >= end) {
-            rc = insert_rows(c, vals, n);
+            rc = insert_rows(c, vals, n, &s->dropped);
             if (rc == INS_OK)
                 *rows += (uint64_t)n;
             for (int k = 0; k < n; k++)
@@ -451,13 +468,12 @@ static ins_t replay_segment(pg_sink_t *s, PGconn *c, const char *path, uint64_t 
         }
     }
     if (n > 0 && rc == INS_OK) {
-        rc = insert_rows(c, vals, n);
+        rc = insert_rows(c, vals, n, &s->dropped);
         if (rc == INS_OK)
             *rows += (uint64_t)n;
     }
     for (int k = 0; k < n; k++)
         json_decref(batch[k]);
-    (void)s;
     ah_free(buf);
     return rc;
 }
@@ -500,9 +516,12 @@ static int64_t *list_segments(const pg_sink_t *s, int64_t below, size_t *n)
 static void replay_round(pg_sink_t *s)
 {
     PGconn *c = conn_get(s, &s->rconn);
-    if (!c)
-        return;
     pthread_mutex_lock(&s->mu);
+    if (!c) {
+        s->up = 0;
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
     /* The writer inserts from a fresh segment on; everything before it is
      * this thread's. */
     if (s->fd < 0 || seg_open(s, s->seg + 1) == 0) {
@@ -529,6 +548,8 @@ static void replay_round(pg_sink_t *s)
     }
     ah_free(segs);
     pthread_mutex_lock(&s->mu);
+    s->replayed += rows; /* a round cut short's too: those chunks are in */
+    s->up = rc == INS_OK;
     if (rc == INS_OK) {
         s->replay = 0;
         if (s->outage_since_ms)
@@ -607,7 +628,20 @@ static void pg_close(void *ctx)
     ah_free(s);
 }
 
-static const ah_ledger_sink_t pg_sink = {"postgres", pg_write, pg_close, pg_journal};
+static void pg_stats(void *ctx, ah_ledger_sink_stats_t *out)
+{
+    pg_sink_t *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    out->up = s->up;
+    out->spool_bytes = s->spool_bytes;
+    out->spool_segments = s->spool_segments;
+    out->replayed = s->replayed;
+    out->unspooled = s->unspooled;
+    pthread_mutex_unlock(&s->mu);
+    out->dropped = atomic_load(&s->dropped);
+}
+
+static const ah_ledger_sink_t pg_sink = {"postgres", pg_write, pg_close, pg_journal, pg_stats};
 
 ah_err_t ah_ledger_open_postgres(const ah_ledger_config_t *cfg, const char *default_spool,
                                  ah_ledger_t **out, char *err, size_t errlen)
@@ -619,6 +653,7 @@ ah_err_t ah_ledger_open_postgres(const ah_ledger_config_t *cfg, const char *defa
     s->max_bytes =
         (uint64_t)(cfg->spool_max_mb > 0 ? cfg->spool_max_mb : AH_LEDGER_DEFAULT_SPOOL_MB) << 20;
     s->fd = s->dir_fd = -1;
+    s->up = 1; /* connected below, or the start fails */
     ah_buf_init(&s->line, LINE_MAX_BYTES);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wake, NULL);
@@ -654,8 +689,10 @@ ah_err_t ah_ledger_open_postgres(const ah_ledger_config_t *cfg, const char *defa
         char path[4096];
         struct stat st;
         seg_path(s, segs[i], path, sizeof path);
-        if (stat(path, &st) == 0)
+        if (stat(path, &st) == 0) {
             s->spool_bytes += (uint64_t)st.st_size;
+            s->spool_segments++;
+        }
     }
     ah_free(segs);
     if (n)
