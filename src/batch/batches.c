@@ -5,18 +5,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch/shared.h"
 #include "core/clock.h"
 #include "core/log.h"
 
-#define BATCH_COLUMNS                                                                              \
-    "id, input_file_id, endpoint, completion_window, status, created_ms, in_progress_ms, "         \
-    "finalizing_ms, completed_ms, failed_ms, expires_ms, expired_ms, cancelling_ms, "              \
-    "cancelled_ms, output_file_id, error_file_id, total, completed, failed, metadata, errors"
+#define BATCH_COLUMNS AH_BATCH_COLUMN_LIST
 
-ah_err_t ah_batches_add(sqlite3 *db, const char *id, const char *input_file_id,
-                        const char *endpoint, long total, json_t *metadata,
-                        const ah_tenant_t *owner)
+ah_err_t ah_batches_add(ah_dbh_t h, const char *id, const char *input_file_id, const char *endpoint,
+                        long total, json_t *metadata, const ah_tenant_t *owner)
 {
+    if (h.pg_wanted)
+        return h.pg ? ah_bpg_batch_add(h.pg, id, input_file_id, endpoint, total, metadata, owner)
+                    : AH_E_DB;
+    sqlite3 *db = h.lite;
     sqlite3_stmt *st = NULL;
     char *meta = metadata ? json_dumps(metadata, JSON_COMPACT) : NULL;
     ah_err_t rc = AH_E_OK;
@@ -51,62 +52,72 @@ out:
     return rc;
 }
 
-/* A time column in seconds, or null. */
-static json_t *secs(sqlite3_stmt *st, int col)
+/* A time column (milliseconds) in seconds, or null. */
+static json_t *secs(const char *v)
 {
-    if (sqlite3_column_type(st, col) == SQLITE_NULL)
-        return json_null();
-    return json_integer((json_int_t)(sqlite3_column_int64(st, col) / 1000));
+    return v ? json_integer((json_int_t)(strtoll(v, NULL, 10) / 1000)) : json_null();
 }
 
-static json_t *text_or_null(sqlite3_stmt *st, int col)
+static json_t *text_or_null(const char *v)
 {
-    const char *s = (const char *)sqlite3_column_text(st, col);
-    return s ? json_string(s) : json_null();
+    return v ? json_string(v) : json_null();
 }
 
-static json_t *json_col(sqlite3_stmt *st, int col)
+static json_t *json_col(const char *v)
 {
-    const char *s = (const char *)sqlite3_column_text(st, col);
-    json_t *j = s ? json_loads(s, 0, NULL) : NULL;
+    json_t *j = v ? json_loads(v, 0, NULL) : NULL;
     return j ? j : json_null();
 }
 
-/* OpenAI's batch object from a row of BATCH_COLUMNS. */
-static json_t *row_json(sqlite3_stmt *st)
+static json_int_t int_col(const char *v)
+{
+    return v ? (json_int_t)strtoll(v, NULL, 10) : 0;
+}
+
+json_t *ah_batch_row_json(const char *const v[AH_BATCH_COLUMNS])
 {
     json_t *b = json_object();
-    json_object_set_new(b, "id", text_or_null(st, 0));
+    json_object_set_new(b, "id", text_or_null(v[0]));
     json_object_set_new(b, "object", json_string("batch"));
-    json_object_set_new(b, "endpoint", text_or_null(st, 2));
-    json_object_set_new(b, "errors", json_col(st, 20));
-    json_object_set_new(b, "input_file_id", text_or_null(st, 1));
-    json_object_set_new(b, "completion_window", text_or_null(st, 3));
-    json_object_set_new(b, "status", text_or_null(st, 4));
-    json_object_set_new(b, "output_file_id", text_or_null(st, 14));
-    json_object_set_new(b, "error_file_id", text_or_null(st, 15));
-    json_object_set_new(b, "created_at", secs(st, 5));
-    json_object_set_new(b, "in_progress_at", secs(st, 6));
-    json_object_set_new(b, "expires_at", secs(st, 10));
-    json_object_set_new(b, "finalizing_at", secs(st, 7));
-    json_object_set_new(b, "completed_at", secs(st, 8));
-    json_object_set_new(b, "failed_at", secs(st, 9));
-    json_object_set_new(b, "expired_at", secs(st, 11));
-    json_object_set_new(b, "cancelling_at", secs(st, 12));
-    json_object_set_new(b, "cancelled_at", secs(st, 13));
+    json_object_set_new(b, "endpoint", text_or_null(v[2]));
+    json_object_set_new(b, "errors", json_col(v[20]));
+    json_object_set_new(b, "input_file_id", text_or_null(v[1]));
+    json_object_set_new(b, "completion_window", text_or_null(v[3]));
+    json_object_set_new(b, "status", text_or_null(v[4]));
+    json_object_set_new(b, "output_file_id", text_or_null(v[14]));
+    json_object_set_new(b, "error_file_id", text_or_null(v[15]));
+    json_object_set_new(b, "created_at", secs(v[5]));
+    json_object_set_new(b, "in_progress_at", secs(v[6]));
+    json_object_set_new(b, "expires_at", secs(v[10]));
+    json_object_set_new(b, "finalizing_at", secs(v[7]));
+    json_object_set_new(b, "completed_at", secs(v[8]));
+    json_object_set_new(b, "failed_at", secs(v[9]));
+    json_object_set_new(b, "expired_at", secs(v[11]));
+    json_object_set_new(b, "cancelling_at", secs(v[12]));
+    json_object_set_new(b, "cancelled_at", secs(v[13]));
     json_object_set_new(b, "request_counts",
-                        json_pack("{s:I,s:I,s:I}", "total",
-                                  (json_int_t)sqlite3_column_int64(st, 16), "completed",
-                                  (json_int_t)sqlite3_column_int64(st, 17), "failed",
-                                  (json_int_t)sqlite3_column_int64(st, 18)));
-    json_object_set_new(b, "metadata", json_col(st, 19));
+                        json_pack("{s:I,s:I,s:I}", "total", int_col(v[16]), "completed",
+                                  int_col(v[17]), "failed", int_col(v[18])));
+    json_object_set_new(b, "metadata", json_col(v[19]));
     return b;
 }
 
-ah_err_t ah_batches_get(sqlite3 *db, const char *id, const ah_tenant_t *t, json_t **out)
+/* OpenAI's batch object from a row of AH_BATCH_COLUMN_LIST. */
+static json_t *row_json(sqlite3_stmt *st)
 {
-    sqlite3_stmt *st = NULL;
+    const char *v[AH_BATCH_COLUMNS];
+    for (int i = 0; i < AH_BATCH_COLUMNS; i++)
+        v[i] = (const char *)sqlite3_column_text(st, i);
+    return ah_batch_row_json(v);
+}
+
+ah_err_t ah_batches_get(ah_dbh_t h, const char *id, const ah_tenant_t *t, json_t **out)
+{
     *out = NULL;
+    if (h.pg_wanted)
+        return h.pg ? ah_bpg_batch_get(h.pg, id, t, out) : AH_E_DB;
+    sqlite3 *db = h.lite;
+    sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(
             db, "SELECT " BATCH_COLUMNS " FROM batches WHERE id = ?1 AND (?2 = 1 OR key_id IS ?3)",
             -1, &st, NULL) != SQLITE_OK)
@@ -121,13 +132,16 @@ ah_err_t ah_batches_get(sqlite3 *db, const char *id, const ah_tenant_t *t, json_
     return rc;
 }
 
-ah_err_t ah_batches_list(sqlite3 *db, const ah_tenant_t *t, const char *after, int limit,
+ah_err_t ah_batches_list(ah_dbh_t h, const ah_tenant_t *t, const char *after, int limit,
                          json_t **out)
 {
     *out = NULL;
+    if (h.pg_wanted)
+        return h.pg ? ah_bpg_batch_list(h.pg, t, after, limit, out) : AH_E_DB;
+    sqlite3 *db = h.lite;
     if (after) {
         json_t *b = NULL;
-        ah_err_t rc = ah_batches_get(db, after, t, &b);
+        ah_err_t rc = ah_batches_get(h, after, t, &b);
         json_decref(b);
         if (rc)
             return rc;
@@ -162,10 +176,13 @@ ah_err_t ah_batches_list(sqlite3 *db, const ah_tenant_t *t, const char *after, i
     return AH_E_OK;
 }
 
-ah_err_t ah_batches_cancel(sqlite3 *db, const char *id, const ah_tenant_t *t, json_t **out)
+ah_err_t ah_batches_cancel(ah_dbh_t h, const char *id, const ah_tenant_t *t, json_t **out)
 {
+    if (h.pg_wanted)
+        return h.pg ? ah_bpg_batch_cancel(h.pg, id, t, out) : AH_E_DB;
+    sqlite3 *db = h.lite;
     json_t *b = NULL;
-    ah_err_t rc = ah_batches_get(db, id, t, &b);
+    ah_err_t rc = ah_batches_get(h, id, t, &b);
     if (rc)
         return rc;
     json_decref(b);
@@ -186,7 +203,7 @@ ah_err_t ah_batches_cancel(sqlite3 *db, const char *id, const ah_tenant_t *t, js
     sqlite3_finalize(st);
     if (s != SQLITE_DONE)
         return AH_E_DB;
-    return ah_batches_get(db, id, t, out);
+    return ah_batches_get(h, id, t, out);
 }
 
 ah_err_t ah_batches_set_provider_id(sqlite3 *db, const char *id, const char *provider_batch_id)

@@ -4,10 +4,12 @@
 #include <errno.h>
 #include <openssl/rand.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "batch/shared.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -52,9 +54,12 @@ void ah_tenant_bind(sqlite3_stmt *st, int all_idx, int key_idx, const ah_tenant_
         sqlite3_bind_null(st, key_idx);
 }
 
-ah_err_t ah_files_add(sqlite3 *db, const char *id, const char *purpose, const char *filename,
+ah_err_t ah_files_add(ah_dbh_t h, const char *id, const char *purpose, const char *filename,
                       long long bytes, const ah_tenant_t *owner, const char *path)
 {
+    if (h.pg_wanted)
+        return h.pg ? ah_bpg_file_add(h.pg, id, purpose, filename, bytes, owner, path) : AH_E_DB;
+    sqlite3 *db = h.lite;
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,
                            "INSERT INTO files(id, purpose, filename, bytes, created_ms, key_id, "
@@ -78,23 +83,34 @@ ah_err_t ah_files_add(sqlite3 *db, const char *id, const char *purpose, const ch
     return s == SQLITE_DONE ? AH_E_OK : AH_E_DB;
 }
 
-static void row_to_file(sqlite3_stmt *st, ah_file_t *f)
+void ah_file_from_row(ah_file_t *f, const char *const v[AH_FILE_COLUMNS])
 {
     memset(f, 0, sizeof *f);
-    snprintf(f->id, sizeof f->id, "%s", (const char *)sqlite3_column_text(st, 0));
-    snprintf(f->purpose, sizeof f->purpose, "%s", (const char *)sqlite3_column_text(st, 1));
-    f->filename = ah_strdup((const char *)sqlite3_column_text(st, 2));
-    f->bytes = sqlite3_column_int64(st, 3);
-    f->created_ms = sqlite3_column_int64(st, 4);
-    f->path = ah_strdup((const char *)sqlite3_column_text(st, 5));
+    snprintf(f->id, sizeof f->id, "%s", v[0] ? v[0] : "");
+    snprintf(f->purpose, sizeof f->purpose, "%s", v[1] ? v[1] : "");
+    f->filename = ah_strdup(v[2] ? v[2] : "");
+    f->bytes = v[3] ? strtoll(v[3], NULL, 10) : 0;
+    f->created_ms = v[4] ? strtoll(v[4], NULL, 10) : 0;
+    f->path = v[5] ? ah_strdup(v[5]) : NULL;
 }
 
-#define FILE_COLUMNS "id, purpose, filename, bytes, created_ms, path"
-
-ah_err_t ah_files_get(sqlite3 *db, const char *id, const ah_tenant_t *t, ah_file_t *out)
+static void row_to_file(sqlite3_stmt *st, ah_file_t *f)
 {
-    sqlite3_stmt *st = NULL;
+    const char *v[AH_FILE_COLUMNS];
+    for (int i = 0; i < AH_FILE_COLUMNS; i++)
+        v[i] = (const char *)sqlite3_column_text(st, i);
+    ah_file_from_row(f, v);
+}
+
+#define FILE_COLUMNS AH_FILE_COLUMN_LIST ", path"
+
+ah_err_t ah_files_get(ah_dbh_t h, const char *id, const ah_tenant_t *t, ah_file_t *out)
+{
     memset(out, 0, sizeof *out);
+    if (h.pg_wanted)
+        return h.pg ? ah_bpg_file_get(h.pg, id, t, out) : AH_E_DB;
+    sqlite3 *db = h.lite;
+    sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,
                            "SELECT " FILE_COLUMNS " FROM files WHERE id = ?1 AND deleted = 0 AND "
                            "(?2 = 1 OR key_id IS ?3)",
@@ -125,13 +141,16 @@ json_t *ah_file_json(const ah_file_t *f)
                      "status_details");
 }
 
-ah_err_t ah_files_list(sqlite3 *db, const ah_tenant_t *t, const char *purpose, const char *after,
+ah_err_t ah_files_list(ah_dbh_t h, const ah_tenant_t *t, const char *purpose, const char *after,
                        int asc, int limit, json_t **out)
 {
     *out = NULL;
+    if (h.pg_wanted)
+        return h.pg ? ah_bpg_file_list(h.pg, t, purpose, after, asc, limit, out) : AH_E_DB;
+    sqlite3 *db = h.lite;
     if (after) {
         ah_file_t f;
-        ah_err_t rc = ah_files_get(db, after, t, &f);
+        ah_err_t rc = ah_files_get(h, after, t, &f);
         ah_file_clear(&f);
         if (rc)
             return rc;
@@ -175,10 +194,13 @@ ah_err_t ah_files_list(sqlite3 *db, const ah_tenant_t *t, const char *purpose, c
     return AH_E_OK;
 }
 
-ah_err_t ah_files_delete(sqlite3 *db, const char *id, const ah_tenant_t *t)
+ah_err_t ah_files_delete(ah_dbh_t h, const char *dir, const char *id, const ah_tenant_t *t)
 {
+    if (h.pg_wanted)
+        return h.pg ? ah_bpg_file_delete(h.pg, dir, id, t) : AH_E_DB;
+    sqlite3 *db = h.lite;
     ah_file_t f;
-    ah_err_t rc = ah_files_get(db, id, t, &f);
+    ah_err_t rc = ah_files_get(h, id, t, &f);
     if (rc)
         return rc;
     sqlite3_stmt *st = NULL;
@@ -196,6 +218,15 @@ ah_err_t ah_files_delete(sqlite3 *db, const char *id, const ah_tenant_t *t)
 out:
     ah_file_clear(&f);
     return rc;
+}
+
+ah_err_t ah_files_fetch(ah_dbh_t h, const char *dir, ah_file_t *f)
+{
+    if (f->path)
+        return AH_E_OK; /* on this disk already (the SQLite store's files) */
+    if (!h.pg_wanted || !h.pg)
+        return AH_E_DB;
+    return ah_bpg_file_fetch(h.pg, dir, f);
 }
 
 json_t *ah_list_json(json_t *data, int more)

@@ -4,7 +4,12 @@
  * (RUNNER_POLL_MS) instead of being told about new batches: creation
  * happens on any worker thread, and a poll keeps the two apart. One batch
  * runs at a time, oldest first; a batch that a previous process left
- * in_progress or finalizing goes before new ones. */
+ * in_progress or finalizing goes before new ones.
+ *
+ * With a PostgreSQL ledger the batches are every instance's (shared.h):
+ * the runner takes one there (a lease in its row), copies it into its own
+ * SQLite file and runs that copy as above, sending it back at each progress
+ * (at most once a second: the lease's renewal) and at the end. */
 #include "batch/runner.h"
 
 #include <errno.h>
@@ -14,11 +19,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "batch/batches.h"
 #include "batch/engine.h"
 #include "batch/files.h"
 #include "batch/native.h"
+#include "batch/shared.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/clock.h"
@@ -26,6 +33,8 @@
 #include "core/log.h"
 #include "route/balance.h"
 #include "store/db.h"
+#include "store/keys.h"
+#include "store/pg.h"
 
 #define RUNNER_POLL_MS 500
 #define RUNNER_PROGRESS_US 1000000 /* progress reaches the row at most this often */
@@ -43,6 +52,13 @@ struct ah_batch_runner {
     int stop;                /* under mu */
     int ended;               /* the thread returned; under mu */
     volatile int *cancel_of; /* the running batch's cancel flag, under mu */
+    /* with a PostgreSQL ledger (shared.h): the runner's own connection */
+    int shared;
+    PGconn *pg;
+    int64_t pg_retry_us;            /* no connection attempt before */
+    int pg_down;                    /* logged once */
+    char runner_id[AH_FILE_ID_MAX]; /* this process, in the rows it holds */
+    int64_t lease_ms;
 };
 
 /* One batch being run. */
@@ -57,6 +73,8 @@ typedef struct job {
     double cost_before; /* of earlier runs (a resumed batch) */
     volatile int cancel;
     int user_cancel, expired;
+    int lost;         /* another instance holds it now (shared.h) */
+    int64_t lease_ms; /* how long each send holds it (0: the runner's) */
     int64_t last_update_us;
 } job_t;
 
@@ -66,6 +84,53 @@ static int stopping(ah_batch_runner_t *R)
     int s = R->stop;
     pthread_mutex_unlock(&R->mu);
     return s;
+}
+
+/* The runner's PostgreSQL connection (opened again after a failure, at
+ * most once a second), or NULL. */
+static PGconn *pg_of(ah_batch_runner_t *R)
+{
+    if (R->pg && PQstatus(R->pg) != CONNECTION_OK) {
+        PQfinish(R->pg);
+        R->pg = NULL;
+    }
+    int64_t now = ah_now_us();
+    if (!R->pg && now >= R->pg_retry_us) {
+        char why[256];
+        const ah_config_t *c = R->gw->cfg;
+        R->pg = ah_pg_connect(c->ledger.url, c->ledger.timeout_ms, why, sizeof why);
+        if (!R->pg) {
+            R->pg_retry_us = now + 1000000;
+            if (!R->pg_down)
+                ah_warn("batches: PostgreSQL cannot be reached (%s): no batch starts until it "
+                        "is back",
+                        why);
+            R->pg_down = 1;
+        } else if (R->pg_down) {
+            ah_info("batches: PostgreSQL is back");
+            R->pg_down = 0;
+        }
+    }
+    return R->pg;
+}
+
+/* With PostgreSQL: send j's copy there (renewing the lease; a cancel asked
+ * on another instance comes back). When another instance holds j now, j
+ * stops here without an end of its own. */
+static void sync_job(ah_batch_runner_t *R, job_t *j)
+{
+    PGconn *c = R->shared ? pg_of(R) : NULL;
+    if (!c)
+        return; /* PostgreSQL away: the lease runs on; the next send renews it */
+    if (ah_bpg_sync(c, R->db, R->runner_id, j->lease_ms ? j->lease_ms : R->lease_ms, j->id) ==
+            AH_E_NOTFOUND &&
+        !j->lost) {
+        ah_warn("batch %s: another instance holds it now (this one was silent past its lease): "
+                "stopping here",
+                j->id);
+        j->lost = 1;
+        j->cancel = 1;
+    }
 }
 
 /* Run sql with the batch id as ?1 and now (ms) as ?2; -1 on a db error,
@@ -210,6 +275,7 @@ static void on_progress(void *ctx, const ah_batch_progress_t *p)
         return;
     j->last_update_us = now;
     write_counts(R, j, p);
+    sync_job(R, j);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(R->db, "SELECT status FROM batches WHERE id = ?", -1, &st, NULL) ==
         SQLITE_OK) {
@@ -296,6 +362,8 @@ static void run_job(ah_batch_runner_t *R, job_t *j, const char *metadata)
         exec_id(R->db, "UPDATE batches SET status = 'finalizing', finalizing_ms = ?2 WHERE id = ?1",
                 j->id);
         finish(R, j, "completed");
+    } else if (rc == AH_E_CANCELLED && j->lost) {
+        ah_info("batch %s: left to the instance that holds it now", j->id);
     } else if (rc == AH_E_CANCELLED && j->user_cancel) {
         finish(R, j, "cancelled");
     } else if (rc == AH_E_CANCELLED && j->expired) {
@@ -323,6 +391,9 @@ static int native_poll(void *ctx, long completed, long failed, double cost_usd)
         j->last_update_us = now;
         ah_batch_progress_t p = {.done = completed + failed, .failed = failed};
         write_counts(R, j, &p);
+        sync_job(R, j);
+        if (j->lost)
+            return AH_NATIVE_STOP;
         sqlite3_stmt *st = NULL;
         if (sqlite3_prepare_v2(R->db, "SELECT status FROM batches WHERE id = ?", -1, &st, NULL) ==
             SQLITE_OK) {
@@ -343,13 +414,11 @@ static int native_poll(void *ctx, long completed, long failed, double cost_usd)
 static char *native_tags(ah_batch_runner_t *R, job_t *j, const char *metadata)
 {
     json_t *t = NULL;
-    sqlite3_stmt *st = NULL;
-    if (j->key_id && sqlite3_prepare_v2(R->db, "SELECT tags FROM keys WHERE id = ?", -1, &st,
-                                        NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, j->key_id, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-            t = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
-        sqlite3_finalize(st);
+    ah_key_t k;
+    ah_dbh_t h = {.lite = R->db, .pg_wanted = R->shared, .pg = R->shared ? pg_of(R) : NULL};
+    if (j->key_id && ah_keys_lookup_id(h, j->key_id, &k) == AH_E_OK) {
+        t = json_incref(k.tags); /* the keys' store, whichever holds them */
+        ah_key_clear(&k);
     }
     if (!json_is_object(t)) {
         json_decref(t);
@@ -384,6 +453,10 @@ static void run_native(ah_batch_runner_t *R, job_t *j, const ah_deployment_t *d,
     int priced =
         d->has_price ? (price = d->price, 1) : ah_balancer_dep_price(gw->balancer, d, &price) == 0;
     char *tags = native_tags(R, j, metadata);
+    /* A provider's batch is heard from once a poll: its lease spans a few. */
+    int64_t polls = (int64_t)(3 * gw->cfg->batch.poll_s * 1000);
+    j->lease_ms = polls > R->lease_ms ? polls : R->lease_ms;
+    sync_job(R, j);
     ah_native_opts_t o = {.dep = d,
                           .batch_id = j->id,
                           .endpoint = j->endpoint ? j->endpoint : "/v1/chat/completions",
@@ -475,23 +548,30 @@ static const ah_deployment_t *native_target(ah_batch_runner_t *R, job_t *j, int 
 }
 
 /* Batches a previous process was cancelling, and queued batches past
- * their window, are settled without running. */
-static void settle(ah_batch_runner_t *R)
+ * their window, are settled without running (only: the batch of that id,
+ * the one taken from PostgreSQL; NULL: all). */
+static void settle(ah_batch_runner_t *R, const char *only)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(R->db,
                            "UPDATE batches SET status = 'expired', expired_ms = ?1 "
-                           "WHERE status = 'validating' AND expires_ms <= ?1",
+                           "WHERE status = 'validating' AND expires_ms <= ?1 AND "
+                           "(?2 IS NULL OR id = ?2)",
                            -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, ah_wall_ms());
+        if (only)
+            sqlite3_bind_text(st, 2, only, -1, SQLITE_STATIC);
         sqlite3_step(st);
     }
     sqlite3_finalize(st);
     st = NULL;
     if (sqlite3_prepare_v2(R->db,
-                           "SELECT id, key_id, owner FROM batches WHERE status = 'cancelling'", -1,
-                           &st, NULL) != SQLITE_OK)
+                           "SELECT id, key_id, owner FROM batches WHERE status = 'cancelling' "
+                           "AND (?1 IS NULL OR id = ?1)",
+                           -1, &st, NULL) != SQLITE_OK)
         return;
+    if (only)
+        sqlite3_bind_text(st, 1, only, -1, SQLITE_STATIC);
     while (sqlite3_step(st) == SQLITE_ROW) {
         job_t j = {.R = R};
         snprintf(j.id, sizeof j.id, "%s", (const char *)sqlite3_column_text(st, 0));
@@ -504,9 +584,9 @@ static void settle(ah_batch_runner_t *R)
     sqlite3_finalize(st);
 }
 
-/* The next batch to run, claimed (validating -> in_progress); 1 when j and
- * *metadata (caller frees) are filled. */
-static int claim(ah_batch_runner_t *R, job_t *j, char **metadata)
+/* The next batch to run (only: that one), claimed (validating ->
+ * in_progress); 1 when j and *metadata (caller frees) are filled. */
+static int claim(ah_batch_runner_t *R, const char *only, job_t *j, char **metadata)
 {
     sqlite3_stmt *st = NULL;
     int got = 0;
@@ -517,9 +597,12 @@ static int claim(ah_batch_runner_t *R, job_t *j, char **metadata)
             "b.endpoint "
             "FROM batches b LEFT JOIN files f ON f.id = b.input_file_id AND f.deleted = 0 "
             "WHERE b.status IN ('in_progress', 'finalizing', 'validating') "
+            "AND (?1 IS NULL OR b.id = ?1) "
             "ORDER BY b.status = 'validating', b.created_ms, b.rowid LIMIT 1",
             -1, &st, NULL) != SQLITE_OK)
         return 0;
+    if (only)
+        sqlite3_bind_text(st, 1, only, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW) {
         memset(j, 0, sizeof *j);
         j->R = R;
@@ -555,10 +638,16 @@ static void *runner_main(void *arg)
 {
     ah_batch_runner_t *R = arg;
     while (!stopping(R)) {
-        settle(R);
+        /* With PostgreSQL: the batch taken there, if any; else all local. */
+        char taken[AH_FILE_ID_MAX] = "";
+        PGconn *c = R->shared ? pg_of(R) : NULL;
+        if (R->shared &&
+            (!c || ah_bpg_take(c, R->db, R->dir, R->runner_id, R->lease_ms, taken) || !taken[0]))
+            goto wait;
+        settle(R, taken[0] ? taken : NULL);
         job_t j;
         char *metadata = NULL;
-        if (claim(R, &j, &metadata)) {
+        if (claim(R, taken[0] ? taken : NULL, &j, &metadata)) {
             if (!j.input_path)
                 fail_batch(R, &j, "input_file_missing", "The batch's input file was deleted");
             else if (ah_wall_ms() >= j.expires_ms)
@@ -575,10 +664,22 @@ static void *runner_main(void *arg)
                 else
                     run_job(R, &j, metadata);
             }
+            if (R->shared && !j.lost) {
+                sync_job(R, &j);             /* the end, or where it stopped */
+                if (stopping(R) && pg_of(R)) /* for any instance now */
+                    ah_bpg_release(pg_of(R), R->runner_id, j.id);
+            }
             job_clear(&j);
             ah_free(metadata);
             continue;
         }
+        if (taken[0]) { /* settled (a cancel): its end goes back */
+            job_t s = {.R = R};
+            snprintf(s.id, sizeof s.id, "%s", taken);
+            sync_job(R, &s);
+            continue;
+        }
+    wait:
         pthread_mutex_lock(&R->mu);
         if (!R->stop) {
             struct timespec ts;
@@ -635,6 +736,13 @@ int ah_batch_runner_start(ah_gateway_t *gw, int port, ah_batch_runner_t **out)
         ah_free(R);
         return 1;
     }
+    if (gw->cfg->ledger.url) {
+        if (ah_files_new_id("", R->runner_id) != AH_E_OK) /* 24 random hex digits */
+            snprintf(R->runner_id, sizeof R->runner_id, "%llx-%d", (unsigned long long)ah_now_us(),
+                     (int)getpid());
+        R->shared = 1;
+        R->lease_ms = (int64_t)(gw->cfg->batch.lease_s * 1000);
+    }
     pthread_mutex_init(&R->mu, NULL);
     pthread_cond_init(&R->cv, NULL);
     if (pthread_create(&R->tid, NULL, runner_main, R)) {
@@ -686,6 +794,7 @@ int ah_batch_runner_join(ah_batch_runner_t *R, long wait_ms)
         return 1;
     pthread_join(R->tid, NULL);
     sqlite3_close(R->db);
+    PQfinish(R->pg);
     pthread_mutex_destroy(&R->mu);
     pthread_cond_destroy(&R->cv);
     ah_free(R);

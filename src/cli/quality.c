@@ -1,6 +1,7 @@
 /* quality.c - `ahorro quality drift [--route R] [--since 30d] [--by day|week]
  * [--json]`: what the live judges said of each route over time, read from
- * the judgments table (quality/judging.h builds the report).
+ * the judgments table (quality/judging.h builds the report): the SQLite
+ * file's, or every instance's in PostgreSQL when the ledger is there.
  *
  * One table per route and judge: per period, the answers judged and the
  * judgments that failed, the mean score (0..1) with its 95% confidence
@@ -14,6 +15,7 @@
 #include "core/clock.h"
 #include "quality/judging.h"
 #include "store/db.h"
+#include "store/pg.h"
 #include "store/spend.h"
 
 static void print_num(const json_t *v, const char *fmt, int width)
@@ -62,6 +64,35 @@ static void print_series(const json_t *s)
     printf("\n\n");
 }
 
+/* The judgments to report on: the SQLite file's, or, with a PostgreSQL
+ * ledger (where every instance writes its judgments), an in-memory mirror
+ * of those since since_ms, no more than the report reads (one past
+ * AH_DRIFT_MAX_ROWS tells it that it is cut). No ledger row is mirrored:
+ * the report reads none, and a month of a busy ledger would not fit. */
+static ah_err_t open_judgments(const ah_config_t *cfg, const char *route, int64_t since_ms,
+                               sqlite3 **db, char *err, size_t errlen)
+{
+    if (!cfg->ledger.url) {
+        if (ah_db_open(cfg->db_path, db)) {
+            ah_err_printf(err, errlen, "cannot open the database %s", cfg->db_path);
+            return AH_E_DB;
+        }
+        return AH_E_OK;
+    }
+    char why[512];
+    PGconn *c = ah_pg_connect(cfg->ledger.url, cfg->ledger.timeout_ms, why, sizeof why);
+    if (!c) {
+        ah_err_printf(err, errlen, "cannot reach the PostgreSQL ledger: %s", why);
+        return AH_E_DB;
+    }
+    /* A database no gateway has written yet reads as no judgment. */
+    ah_err_t rc = ah_pg_migrate(c, err, errlen);
+    if (rc == AH_E_OK)
+        rc = ah_pg_judgments_mirror(c, since_ms, route, AH_DRIFT_MAX_ROWS + 1, db, err, errlen);
+    PQfinish(c);
+    return rc;
+}
+
 static int drift(int argc, char **argv, const ah_config_t *cfg)
 {
     const char *route = NULL, *since = "30d";
@@ -90,11 +121,11 @@ static int drift(int argc, char **argv, const ah_config_t *cfg)
         return 2;
     }
     sqlite3 *db = NULL;
-    if (ah_db_open(cfg->db_path, &db))
-        return 1;
     json_t *rep = NULL;
-    char err[256] = "";
-    ah_err_t rc = ah_drift_report(db, route, since_ms, by, &rep, err, sizeof err);
+    char err[512] = "";
+    ah_err_t rc = open_judgments(cfg, route, since_ms, &db, err, sizeof err);
+    if (rc == AH_E_OK)
+        rc = ah_drift_report(db, route, since_ms, by, &rep, err, sizeof err);
     sqlite3_close(db);
     if (rc) {
         fprintf(stderr, "ahorro quality: %s\n", err);

@@ -5,6 +5,8 @@
  *       max_file_bytes: 209715200   # largest upload (default 200 MiB)
  *       concurrency: 64             # a running batch's requests in flight
  *       poll_s: 30                  # how often a provider's batch is polled
+ *       lease_s: 60                 # with a PostgreSQL ledger: how long a running
+ *                                   # batch stays its instance's without news
  *
  * Per deployment, in litellm_params: `batch: native` (default `live`) and
  * `batch_discount` (default 0.5) forward Batch API batches of its alias to
@@ -23,12 +25,16 @@
 #define AH_BATCH_DEFAULT_POLL_S 30.0
 #define AH_BATCH_MIN_POLL_S 0.01
 #define AH_BATCH_MAX_POLL_S 3600.0
+#define AH_BATCH_DEFAULT_LEASE_S 60.0
+#define AH_BATCH_MIN_LEASE_S 1.0
+#define AH_BATCH_MAX_LEASE_S 86400.0
 #define AH_BATCH_DEFAULT_DISCOUNT 0.5 /* OpenAI's and Anthropic's batch price: half */
 
 typedef struct ah_batch_config {
     size_t max_file_bytes; /* largest file accepted by POST /v1/files */
     int concurrency;       /* requests in flight for the running batch */
     double poll_s;         /* a provider batch's status is asked this often */
+    double lease_s;        /* a batch's runner, silent this long, is replaced (batch/shared.h) */
 } ah_batch_config_t;
 
 #endif

@@ -2208,10 +2208,12 @@ static ah_err_t check_judging(loader_t *L, const ah_config_t *c)
 
 static ah_err_t load_batch(loader_t *L, yaml_node_t *m, ah_batch_config_t *b)
 {
-    static const char *const known[] = {"max_file_bytes", "concurrency", "poll_s", NULL};
+    static const char *const known[] = {"max_file_bytes", "concurrency", "poll_s", "lease_s", NULL};
     ah_err_t rc;
     if (m->type != YAML_MAPPING_NODE)
-        return fail(L, m, "'ahorro.batch' must be a mapping (max_file_bytes, concurrency, poll_s)");
+        return fail(L, m,
+                    "'ahorro.batch' must be a mapping (max_file_bytes, concurrency, poll_s, "
+                    "lease_s)");
     if ((rc = check_keys(L, m, "batch", known)))
         return rc;
     double v = (double)b->max_file_bytes;
@@ -2223,6 +2225,8 @@ static ah_err_t load_batch(loader_t *L, yaml_node_t *m, ah_batch_config_t *b)
         return rc;
     b->concurrency = (int)v;
     if ((rc = get_number(L, m, "poll_s", AH_BATCH_MIN_POLL_S, AH_BATCH_MAX_POLL_S, &b->poll_s)))
+        return rc;
+    if ((rc = get_number(L, m, "lease_s", AH_BATCH_MIN_LEASE_S, AH_BATCH_MAX_LEASE_S, &b->lease_s)))
         return rc;
     return AH_E_OK;
 }
@@ -2486,6 +2490,7 @@ ah_err_t ah_config_load(const char *path, ah_config_t **out, char *err, size_t e
     c->batch.max_file_bytes = AH_BATCH_DEFAULT_MAX_FILE_BYTES;
     c->batch.concurrency = AH_BATCH_DEFAULT_CONCURRENCY;
     c->batch.poll_s = AH_BATCH_DEFAULT_POLL_S;
+    c->batch.lease_s = AH_BATCH_DEFAULT_LEASE_S;
     c->routing.retries = AH_ROUTE_RETRIES;
     c->routing.backoff_base_s = AH_ROUTE_BACKOFF_S;
     c->routing.backoff_max_s = AH_ROUTE_MAX_BACKOFF_S;

@@ -20,10 +20,10 @@
  * The verdict: ah_judge_parse reads it strictly; anything else (an HTTP
  * error, a timeout, an unreadable answer, the gateway stopping) is a
  * failed judgment, with its error and no score. Judgments go to the
- * judgments table through store/judgments.h's writer thread, never from
- * the event loop. The writer is shared by the workers: the first judgment
- * opens it, and the last worker to stop (ah_judge_worker_stop) drains and
- * closes it. */
+ * judgments table (ahorro_judgments with a PostgreSQL ledger) through
+ * store/judgments.h's writer thread, never from the event loop. The writer
+ * is shared by the workers: the first judgment opens it, and the last
+ * worker to stop (ah_judge_worker_stop) drains and closes it. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -113,11 +113,16 @@ static struct ah_judging *state_of(ah_worker_t *w)
 {
     if (w->judging)
         return w->judging->stopped ? NULL : w->judging;
+    const ah_config_t *cfg = w->gw->cfg;
     pthread_mutex_lock(&writer_mu);
-    if (!writer && !writer_failed && ah_judgments_open(w->gw->cfg->db_path, &writer)) {
+    /* Judgments live beside the ledger: with PostgreSQL, every instance's
+     * in one table, so that experiments and drift count them all. */
+    if (!writer && !writer_failed &&
+        (cfg->ledger.url ? ah_judgments_open_pg(cfg->ledger.url, cfg->ledger.timeout_ms, &writer)
+                         : ah_judgments_open(cfg->db_path, &writer))) {
         writer_failed = 1; /* said once; judging stays off */
         ah_error("judging: cannot open the judgments writer on %s: no answer is judged",
-                 w->gw->cfg->db_path);
+                 cfg->ledger.url ? "PostgreSQL" : cfg->db_path);
     }
     int ok = writer != NULL;
     if (ok)

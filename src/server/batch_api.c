@@ -230,13 +230,14 @@ static void file_upload(ah_worker_t *w, struct evhttp_request *req, const ah_ten
         return;
     }
     const char *name = file->filename[0] ? file->filename : FILE_DEFAULT_NAME;
-    if (ah_files_add(w->db, id, "batch", name, (long long)file->len, t, path)) {
+    ah_dbh_t db = ah_worker_dbh(w);
+    if (ah_files_add(db, id, "batch", name, (long long)file->len, t, path)) {
         unlink(path);
         fail(req, 500, NULL, NULL, "Cannot store the file");
         return;
     }
     ah_file_t f = {.bytes = (long long)file->len, .created_ms = 0};
-    if (ah_files_get(w->db, id, t, &f) == AH_E_OK) {
+    if (ah_files_get(db, id, t, &f) == AH_E_OK) {
         json_t *j = ah_file_json(&f);
         ah_reply_json(req, 200, j);
         json_decref(j);
@@ -250,8 +251,14 @@ static void file_get(ah_worker_t *w, struct evhttp_request *req, const char *id,
                      const ah_tenant_t *t, op_t op)
 {
     ah_file_t f;
+    ah_dbh_t db = ah_worker_dbh(w);
+    char dir[AH_FILES_PATH_MAX];
+    if (ah_files_dir(w->gw->cfg->db_path, dir, sizeof dir)) {
+        fail(req, 500, NULL, NULL, "Cannot read the files");
+        return;
+    }
     ah_err_t rc =
-        op == OP_FILE_DELETE ? ah_files_delete(w->db, id, t) : ah_files_get(w->db, id, t, &f);
+        op == OP_FILE_DELETE ? ah_files_delete(db, dir, id, t) : ah_files_get(db, id, t, &f);
     if (rc == AH_E_NOTFOUND) {
         reply_not_found(req, "File", id);
         return;
@@ -273,7 +280,13 @@ static void file_get(ah_worker_t *w, struct evhttp_request *req, const char *id,
         ah_file_clear(&f);
         return;
     }
-    /* the content, from disk (evbuffer_add_file: not read into memory) */
+    /* the content, from disk (evbuffer_add_file: not read into memory);
+     * with PostgreSQL, fetched onto this disk first (once) */
+    if (ah_files_fetch(db, dir, &f)) {
+        fail(req, 500, NULL, NULL, "Cannot read the file's content");
+        ah_file_clear(&f);
+        return;
+    }
     int fd = open(f.path, O_RDONLY | O_CLOEXEC);
     struct stat sb;
     if (fd < 0 || fstat(fd, &sb) != 0) {
@@ -412,7 +425,11 @@ static void batch_create(ah_worker_t *w, struct evhttp_request *req, const ah_te
              "characters, values of at most 512");
         goto out;
     }
-    ah_err_t rc = ah_files_get(w->db, input, t, &f);
+    ah_dbh_t db = ah_worker_dbh(w);
+    char dir[AH_FILES_PATH_MAX];
+    ah_err_t rc = ah_files_dir(w->gw->cfg->db_path, dir, sizeof dir);
+    if (!rc)
+        rc = ah_files_get(db, input, t, &f);
     if (rc == AH_E_NOTFOUND) {
         fail(req, 404, "not_found", "input_file_id", "No such File object: %s", input);
         goto out;
@@ -430,6 +447,10 @@ static void batch_create(ah_worker_t *w, struct evhttp_request *req, const ah_te
     }
     ah_batch_scan_t sc;
     char why[300] = "";
+    if (ah_files_fetch(db, dir, &f)) { /* PostgreSQL: its bytes onto this disk */
+        fail(req, 500, NULL, NULL, "Cannot read the input file");
+        goto out;
+    }
     rc = ah_batch_scan(f.path, &sc, why, sizeof why);
     if (rc == AH_E_TOOBIG || rc == AH_E_PARSE) {
         fail(req, 400, NULL, "input_file_id", "The input file cannot be used: %s", why);
@@ -454,9 +475,8 @@ static void batch_create(ah_worker_t *w, struct evhttp_request *req, const ah_te
     char id[AH_FILE_ID_MAX];
     json_t *obj = NULL;
     if (ah_files_new_id("batch_", id) ||
-        ah_batches_add(w->db, id, input, endpoint, sc.lines, json_is_object(meta) ? meta : NULL,
-                       t) ||
-        ah_batches_get(w->db, id, t, &obj)) {
+        ah_batches_add(db, id, input, endpoint, sc.lines, json_is_object(meta) ? meta : NULL, t) ||
+        ah_batches_get(db, id, t, &obj)) {
         fail(req, 500, NULL, NULL, "Cannot store the batch");
         goto out;
     }
@@ -473,8 +493,9 @@ static void batch_get(ah_worker_t *w, struct evhttp_request *req, const char *id
                       const ah_tenant_t *t, op_t op)
 {
     json_t *obj = NULL;
-    ah_err_t rc = op == OP_BATCH_CANCEL ? ah_batches_cancel(w->db, id, t, &obj)
-                                        : ah_batches_get(w->db, id, t, &obj);
+    ah_dbh_t db = ah_worker_dbh(w);
+    ah_err_t rc = op == OP_BATCH_CANCEL ? ah_batches_cancel(db, id, t, &obj)
+                                        : ah_batches_get(db, id, t, &obj);
     if (rc == AH_E_NOTFOUND) {
         reply_not_found(req, "Batch", id);
         return;
@@ -535,9 +556,9 @@ void ah_batch_api_handle(ah_worker_t *w, struct evhttp_request *req, const char 
                        files ? AH_FILES_LIST_MAX : AH_BATCHES_LIST_MAX) == 0) {
             json_t *list = NULL;
             ah_err_t rc =
-                files ? ah_files_list(w->db, &t, l.purpose, l.after,
+                files ? ah_files_list(ah_worker_dbh(w), &t, l.purpose, l.after,
                                       l.order && strcmp(l.order, "asc") == 0, l.limit, &list)
-                      : ah_batches_list(w->db, &t, l.after, l.limit, &list);
+                      : ah_batches_list(ah_worker_dbh(w), &t, l.after, l.limit, &list);
             reply_list(req, rc, list, files ? "File" : "Batch", l.after);
         }
         evhttp_clear_headers(&l.q);

@@ -33,6 +33,7 @@
 #include "store/db.h"
 #include "store/forecast.h"
 #include "store/keys.h"
+#include "store/ledger_read.h"
 #include "store/spend.h"
 
 /* SQLite time one dashboard request may use (as /admin/spend's budget). */
@@ -339,6 +340,27 @@ static const char *parse_range(struct evkeyvalq *q, const char *def, int64_t now
     return NULL;
 }
 
+/* The database a panel reads the ledger of [since, until) from (until 0:
+ * up to now): the worker's SQLite file, or, with a PostgreSQL ledger, an
+ * in-memory mirror of that range with its feedback, as /admin/spend reads
+ * it (on this loop: an admin query, bounded by AH_LEDGER_MIRROR_MAX_ROWS).
+ * NULL with the reason in err; release with ledger_done. */
+static sqlite3 *ledger_for(ah_worker_t *w, int64_t since, int64_t until, char *err, size_t n)
+{
+    sqlite3 *db = NULL;
+    if (!w->gw->cfg->ledger.url)
+        return w->db;
+    if (ah_ledger_read_open(w->gw->cfg, since, until, &db, err, n))
+        return NULL;
+    return db;
+}
+
+static void ledger_done(ah_worker_t *w, sqlite3 *db)
+{
+    if (db != w->db)
+        sqlite3_close(db);
+}
+
 /* GET /admin/latency?since=24h&until=: see docs/dashboard.md. */
 static void latency(ah_worker_t *w, struct evhttp_request *req, struct evkeyvalq *q)
 {
@@ -348,18 +370,24 @@ static void latency(ah_worker_t *w, struct evhttp_request *req, struct evkeyvalq
         reply_bad(req, bad);
         return;
     }
-    lat_model_t *ms = ah_calloc(DASH_MAX_MODELS + 1, sizeof *ms);
     char err[256] = "";
+    sqlite3 *db = ledger_for(w, since, until, err, sizeof err);
+    if (!db) {
+        reply_failure(req, AH_E_DB, err);
+        return;
+    }
+    lat_model_t *ms = ah_calloc(DASH_MAX_MODELS + 1, sizeof *ms);
     int n = 0;
     ah_db_deadline_t dl;
-    ah_db_deadline_arm(w->db, &dl, DASH_QUERY_MAX_MS);
-    ah_err_t rc = latency_counts(w->db, since, until, ms, &n, &dl, err, sizeof err);
+    ah_db_deadline_arm(db, &dl, DASH_QUERY_MAX_MS);
+    ah_err_t rc = latency_counts(db, since, until, ms, &n, &dl, err, sizeof err);
     int truncated = n > DASH_MAX_MODELS;
     if (truncated)
         n = DASH_MAX_MODELS;
     for (int which = 0; which < 2 && !rc; which++)
-        rc = latency_percentiles(w->db, since, until, which, ms, n, &dl, err, sizeof err);
-    ah_db_deadline_disarm(w->db);
+        rc = latency_percentiles(db, since, until, which, ms, n, &dl, err, sizeof err);
+    ah_db_deadline_disarm(db);
+    ledger_done(w, db);
     if (rc) {
         reply_failure(req, rc, err);
         ah_free(ms);
@@ -535,30 +563,43 @@ static void budgets(ah_worker_t *w, struct evhttp_request *req)
     const ah_guard_config_t *gc = &w->gw->cfg->guard;
     ah_guard_t *g = w->gw->guard;
     int64_t now = ah_wall_ms(), day0 = now / DAY_MS - (DASH_HISTORY_DAYS - 1);
+    char err[256] = "";
+    /* The history's days, and every budget's current period. */
+    int64_t from = day0 * DAY_MS;
+    for (size_t i = 0; g && i < gc->nbudgets; i++) {
+        int64_t pstart, pend;
+        ah_guard_period(g, i, now, &pstart, &pend);
+        from = pstart < from ? pstart : from;
+    }
+    sqlite3 *db = ledger_for(w, from, 0, err, sizeof err);
+    if (!db) {
+        reply_failure(req, AH_E_DB, err);
+        return;
+    }
     json_t *data = json_array();
     budget_value_t *vs = ah_calloc(DASH_BUDGET_MAX_VALUES, sizeof *vs);
-    char err[256] = "";
     ah_err_t rc = AH_E_OK;
     int truncated = 0;
     ah_db_deadline_t dl;
-    ah_db_deadline_arm(w->db, &dl, DASH_QUERY_MAX_MS);
+    ah_db_deadline_arm(db, &dl, DASH_QUERY_MAX_MS);
     for (size_t i = 0; g && i < gc->nbudgets && !rc; i++) {
         const ah_budget_cfg_t *b = &gc->budgets[i];
         int64_t pstart, pend;
         int n = 0;
         ah_guard_period(g, i, now, &pstart, &pend);
-        rc = budget_values(w->db, b, pstart, vs, &n, &truncated, &dl, err, sizeof err);
+        rc = budget_values(db, b, pstart, vs, &n, &truncated, &dl, err, sizeof err);
         if (!rc && n == 0) {
             /* Each value apart, none spent yet: one row, so the budget shows. */
             memset(&vs[0], 0, sizeof vs[0]);
             n = 1;
         }
         if (!rc)
-            rc = budget_history(w->db, b, day0, pstart, vs, n, &dl, err, sizeof err);
+            rc = budget_history(db, b, day0, pstart, vs, n, &dl, err, sizeof err);
         for (int k = 0; k < n && !rc; k++)
             json_array_append_new(data, budget_json(g, i, b, &vs[k], now, pstart, pend));
     }
-    ah_db_deadline_disarm(w->db);
+    ah_db_deadline_disarm(db);
+    ledger_done(w, db);
     ah_free(vs);
     if (rc) {
         reply_failure(req, rc, err);
@@ -591,11 +632,18 @@ static void experiments(ah_worker_t *w, struct evhttp_request *req)
     }
     char err[256] = "";
     json_t *rep = NULL;
+    sqlite3 *db = ledger_for(w, since, 0, err, sizeof err);
+    if (!db) {
+        evhttp_clear_headers(&q);
+        reply_failure(req, AH_E_DB, err);
+        return;
+    }
     ah_db_deadline_t dl;
-    ah_db_deadline_arm(w->db, &dl, DASH_QUERY_MAX_MS);
-    ah_err_t rc = ah_experiment_report(w->db, w->gw->cfg, evhttp_find_header(&q, "name"), since,
-                                       &rep, err, sizeof err);
-    ah_db_deadline_disarm(w->db);
+    ah_db_deadline_arm(db, &dl, DASH_QUERY_MAX_MS);
+    ah_err_t rc = ah_experiment_report(db, w->gw->cfg, evhttp_find_header(&q, "name"), since, &rep,
+                                       err, sizeof err);
+    ah_db_deadline_disarm(db);
+    ledger_done(w, db);
     evhttp_clear_headers(&q);
     if (rc == AH_E_NOTFOUND)
         ah_reply_error(req, AH_API_OPENAI, 404, "invalid_request_error", "not_found", err);

@@ -62,6 +62,36 @@ static const char *const migrations[] = {
      " score DOUBLE PRECISION, comment TEXT);"
      "CREATE INDEX ahorro_feedback_request ON ahorro_feedback(request_id);"
      "CREATE INDEX ahorro_feedback_ts ON ahorro_feedback(ts_ms);"),
+    /* 3: the Files and Batch APIs' state (batch/shared.c): every instance
+     * serves every file and batch, and one at a time runs a batch, holding
+     * it by a lease (runner, lease_ms) that another takes over once past */
+    ("CREATE TABLE ahorro_files ("
+     " seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, purpose TEXT NOT NULL,"
+     " filename TEXT NOT NULL, bytes BIGINT NOT NULL, created_ms BIGINT NOT NULL,"
+     " key_id TEXT, owner TEXT, deleted INTEGER NOT NULL DEFAULT 0);"
+     "CREATE TABLE ahorro_file_parts ("
+     " file_id TEXT NOT NULL, part INTEGER NOT NULL, data BYTEA NOT NULL,"
+     " PRIMARY KEY (file_id, part));"
+     "CREATE TABLE ahorro_batches ("
+     " seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, input_file_id TEXT NOT NULL,"
+     " endpoint TEXT NOT NULL, completion_window TEXT NOT NULL, status TEXT NOT NULL,"
+     " created_ms BIGINT NOT NULL, in_progress_ms BIGINT, finalizing_ms BIGINT,"
+     " completed_ms BIGINT, failed_ms BIGINT, expires_ms BIGINT, expired_ms BIGINT,"
+     " cancelling_ms BIGINT, cancelled_ms BIGINT, output_file_id TEXT, error_file_id TEXT,"
+     " total BIGINT NOT NULL DEFAULT 0, completed BIGINT NOT NULL DEFAULT 0,"
+     " failed BIGINT NOT NULL DEFAULT 0, metadata TEXT, key_id TEXT, owner TEXT, errors TEXT,"
+     " cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0, provider_batch_id TEXT,"
+     " runner TEXT, lease_ms BIGINT);"
+     "CREATE INDEX ahorro_batches_status ON ahorro_batches(status);"),
+    /* 4: the live judges' verdicts (store/judgments.c), the same columns as
+     * the embedded judgments table (db.c): shared, so that an experiment's
+     * judge scores and the drift report count every instance's */
+    ("CREATE TABLE ahorro_judgments ("
+     " id BIGSERIAL PRIMARY KEY, request_id TEXT NOT NULL, ts_ms BIGINT NOT NULL,"
+     " route TEXT, judge TEXT NOT NULL, score DOUBLE PRECISION, scores TEXT,"
+     " reason TEXT, error TEXT, judge_request_id TEXT);"
+     "CREATE INDEX ahorro_judgments_request ON ahorro_judgments(request_id);"
+     "CREATE INDEX ahorro_judgments_ts ON ahorro_judgments(ts_ms);"),
 };
 
 int ah_pg_schema_version(void)
@@ -243,6 +273,103 @@ static ah_err_t mirror_feedback(PGconn *c, sqlite3 *db, const char *since, int64
     return rc;
 }
 
+/* The columns of a judgment, the same in both databases (db.c's judgments,
+ * migration 4's ahorro_judgments). */
+#define JUDGMENT_COLUMNS 9
+#define JUDGMENT_COLUMN_LIST                                                                       \
+    "request_id, ts_ms, route, judge, score, scores, reason, error, judge_request_id"
+
+/* The live judges' judgments with since <= ts_ms < until (route NULL: every
+ * route), at most limit of them, into db's judgments table; *copied says
+ * how many. In the drift report's order (quality/judging.c: route, judge,
+ * ts_ms, bytewise as SQLite compares), so that a report cut at a limit
+ * sees the rows it would see in the SQLite file. Single-row mode, as for
+ * the ledger's rows: each judgment carries the judge's sentence, and a
+ * month of them need not sit in memory twice. */
+static ah_err_t mirror_judgments(PGconn *c, sqlite3 *db, const char *since, const char *until,
+                                 const char *route, int64_t limit, int64_t *copied, char *err,
+                                 size_t errlen)
+{
+    char lim[24];
+    snprintf(lim, sizeof lim, "%lld", (long long)limit);
+    const char *params[4] = {since, until, route, lim};
+    sqlite3_stmt *st = NULL;
+    ah_err_t rc = AH_E_OK;
+    *copied = 0;
+    if (sqlite3_prepare_v2(
+            db, "INSERT INTO judgments(" JUDGMENT_COLUMN_LIST ") VALUES (?,?,?,?,?,?,?,?,?)", -1,
+            &st, NULL) != SQLITE_OK) {
+        ah_err_printf(err, errlen, "mirror: %s", sqlite3_errmsg(db));
+        return AH_E_DB;
+    }
+    if (!PQsendQueryParams(c,
+                           "SELECT " JUDGMENT_COLUMN_LIST " FROM ahorro_judgments "
+                           "WHERE ts_ms >= $1 AND ts_ms < $2 AND ($3::text IS NULL OR route = $3) "
+                           "ORDER BY COALESCE(route, '') COLLATE \"C\", judge COLLATE \"C\", "
+                           "ts_ms LIMIT $4",
+                           4, NULL, params, NULL, NULL, 0) ||
+        !PQsetSingleRowMode(c)) {
+        pg_reason(c, NULL, err, errlen);
+        sqlite3_finalize(st);
+        return AH_E_DB;
+    }
+    PGresult *r;
+    while ((r = PQgetResult(c))) {
+        ExecStatusType s = PQresultStatus(r);
+        if (s == PGRES_SINGLE_TUPLE && rc == AH_E_OK) {
+            for (int i = 0; i < JUDGMENT_COLUMNS; i++) {
+                if (PQgetisnull(r, 0, i))
+                    sqlite3_bind_null(st, i + 1);
+                else /* the column's affinity converts numbers back */
+                    sqlite3_bind_text(st, i + 1, PQgetvalue(r, 0, i), PQgetlength(r, 0, i),
+                                      SQLITE_TRANSIENT);
+            }
+            if (sqlite3_step(st) != SQLITE_DONE) {
+                ah_err_printf(err, errlen, "mirror insert: %s", sqlite3_errmsg(db));
+                rc = AH_E_DB;
+            }
+            sqlite3_reset(st);
+            (*copied)++;
+        } else if (s != PGRES_SINGLE_TUPLE && s != PGRES_TUPLES_OK && rc == AH_E_OK) {
+            pg_reason(c, r, err, errlen);
+            rc = AH_E_DB;
+        }
+        PQclear(r); /* the remaining results are read to the end either way */
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+ah_err_t ah_pg_judgments_mirror(PGconn *c, int64_t since_ms, const char *route, int64_t limit,
+                                sqlite3 **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    sqlite3 *db = NULL;
+    if (ah_db_open(":memory:", &db)) {
+        ah_err_printf(err, errlen, "cannot open an in-memory database");
+        return AH_E_DB;
+    }
+    char since[24], until[24];
+    snprintf(since, sizeof since, "%lld", (long long)since_ms);
+    snprintf(until, sizeof until, "%lld", (long long)INT64_MAX);
+    int64_t copied;
+    ah_err_t rc = AH_E_OK;
+    if (ah_db_exec(db, "BEGIN")) {
+        ah_err_printf(err, errlen, "cannot prepare the mirror: %s", sqlite3_errmsg(db));
+        rc = AH_E_DB;
+    }
+    if (rc == AH_E_OK)
+        rc = mirror_judgments(c, db, since, until, route, limit, &copied, err, errlen);
+    if (rc == AH_E_OK && ah_db_exec(db, "COMMIT"))
+        rc = AH_E_DB;
+    if (rc) {
+        sqlite3_close(db);
+        return rc;
+    }
+    *out = db;
+    return AH_E_OK;
+}
+
 ah_err_t ah_pg_ledger_mirror(PGconn *c, int64_t since_ms, int64_t until_ms, int64_t max_rows,
                              sqlite3 **out, char *err, size_t errlen)
 {
@@ -310,6 +437,18 @@ ah_err_t ah_pg_ledger_mirror(PGconn *c, int64_t since_ms, int64_t until_ms, int6
     }
     if (rc == AH_E_OK)
         rc = mirror_feedback(c, db, since, max_rows, err, errlen);
+    /* The judgments of the range's requests (a judgment bears its judged
+     * request's ts_ms), what experiment reports join; bounded like the
+     * rows they grade. */
+    int64_t judged = 0;
+    if (rc == AH_E_OK)
+        rc = mirror_judgments(c, db, since, until, NULL, max_rows + 1, &judged, err, errlen);
+    if (rc == AH_E_OK && judged > max_rows) {
+        ah_err_printf(err, errlen,
+                      "more than %lld judgments in that range: narrow it (--since, --until)",
+                      (long long)max_rows);
+        rc = AH_E_TOOBIG;
+    }
     if (rc == AH_E_OK && ah_db_exec(db, "COMMIT"))
         rc = AH_E_DB;
 out:

@@ -41,10 +41,20 @@ int ah_pg_connection_lost(PGconn *c, const PGresult *res);
 /* Copy the ledger rows with since_ms <= ts_ms < until_ms (until_ms <= 0: no
  * end) from PostgreSQL into a new in-memory SQLite database with the
  * embedded schema, so that the reports' queries run on either backend;
- * with the feedback given since since_ms (what experiment reports join).
- * At most max_rows rows (AH_E_TOOBIG past them). *out: close with
+ * with the feedback given since since_ms and the live judges' judgments
+ * of the range (what experiment reports join). At most max_rows rows, and
+ * max_rows judgments (AH_E_TOOBIG past them). *out: close with
  * sqlite3_close. */
 ah_err_t ah_pg_ledger_mirror(PGconn *c, int64_t since_ms, int64_t until_ms, int64_t max_rows,
                              sqlite3 **out, char *err, size_t errlen);
+
+/* Copy the live judges' judgments with ts_ms >= since_ms (of route; NULL:
+ * every route), the first limit of them in the drift report's order
+ * (route, judge, ts_ms), into a new in-memory SQLite database with the
+ * embedded schema: `ahorro quality drift` reads no ledger row, so it
+ * mirrors no ledger row. Ask for one more than the report shows to learn
+ * whether it is cut. *out: close with sqlite3_close. */
+ah_err_t ah_pg_judgments_mirror(PGconn *c, int64_t since_ms, const char *route, int64_t limit,
+                                sqlite3 **out, char *err, size_t errlen);
 
 #endif

@@ -21,29 +21,14 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
 import { startFake, startGateway, waitFor, freePort, MASTER_KEY, PROVIDER_KEY, AHORRO_BIN, startRedis } from './lib/harness.mjs';
+import { psql, freshDb, pgCtl, PG, PGDATA, skipPg as skip } from './lib/pg.mjs';
 
-const PG = process.env.AHORRO_TEST_POSTGRES;
-const PGDATA = process.env.AHORRO_TEST_PGDATA;
-const skip = PG ? false : 'AHORRO_TEST_POSTGRES is not set (scripts/test.sh starts a PostgreSQL)';
 const PRICE = 'input_cost_per_token: 0.000001, output_cost_per_token: 0.000002';
 
 let fake;
 before(async () => { if (!skip) fake = await startFake(['--ttft-ms', '5', '--threads', '2']); });
 after(async () => { await fake?.stop(); });
 
-function psql(url, sql) {
-  return execFileSync('psql', [url, '-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', sql],
-    { encoding: 'utf8', maxBuffer: 256 << 20 }).trim();
-}
-// A database of the test's own, so that tests and runs never meet.
-let dbs = 0;
-function freshDb() {
-  const name = `ahorro_it_${process.pid}_${Date.now()}_${dbs++}`;
-  psql(PG, `CREATE DATABASE ${name}`);
-  const u = new URL(PG);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
 // The request ids in the ledger, and how many rows hold them.
 const idsOf = (url) => {
   const ids = psql(url, 'SELECT request_id FROM ahorro_ledger').split('\n').filter(Boolean);
@@ -144,6 +129,11 @@ test('three instances write one ledger, and `ahorro report` reads it', { skip },
       headers: { authorization: `Bearer ${MASTER_KEY}` },
     })).json();
     assert.equal(spend.groups[0].requests, 60);
+    // So do the dashboard's own panels (latency by model here).
+    const lat = await (await fetch(`${gws[1].url}/admin/latency?since=1h`, {
+      headers: { authorization: `Bearer ${MASTER_KEY}` },
+    })).json();
+    assert.equal(lat.models.find((m) => m.model === 'gpt-4o-mini')?.requests, 60, JSON.stringify(lat));
     // Feedback on another instance than the one that answered: it finds the row in the
     // shared ledger and is kept in the shared table.
     const fb = await fetch(`${gws[1].url}/v1/feedback`, {
@@ -224,12 +214,6 @@ test('SIGKILL under load loses no ledger row of an answered request', { skip }, 
     rmSync(dir, { recursive: true, force: true });
   }
 });
-
-function pgCtl(...args) {
-  const bin = join(process.env.AHORRO_TEST_PG_BIN || '/usr/lib/postgresql/15/bin', 'pg_ctl');
-  const cmd = process.getuid() === 0 ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
-  execFileSync(cmd[0], cmd[1], { stdio: 'ignore' });
-}
 
 test('PostgreSQL restarted mid-load: requests are answered, and no row is lost', { skip: skip || (PGDATA ? false : 'AHORRO_TEST_PGDATA is not set') }, async () => {
   const url = freshDb();
