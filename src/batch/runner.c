@@ -7,9 +7,11 @@
  * in_progress or finalizing goes before new ones.
  *
  * With a PostgreSQL ledger the batches are every instance's (shared.h):
- * the runner takes one there (a lease in its row), copies it into its own
- * SQLite file and runs that copy as above, sending it back at each progress
- * (at most once a second: the lease's renewal) and at the end. */
+ * the runner takes one there (a lease in its row), fetches its journals
+ * (where another instance got to), copies it into its own SQLite file and
+ * runs that copy as above, sending it back with its journals' new lines at
+ * each progress (at most once a second: the lease's renewal) and at the
+ * end. */
 #include "batch/runner.h"
 
 #include <errno.h>
@@ -59,6 +61,9 @@ struct ah_batch_runner {
     int pg_down;                    /* logged once */
     char runner_id[AH_FILE_ID_MAX]; /* this process, in the rows it holds */
     int64_t lease_ms;
+    /* the batch taken: its journals' paths, and what PostgreSQL holds of them */
+    char journal[2][AH_FILES_PATH_MAX + 64];
+    ah_bpg_journals_t sent;
 };
 
 /* One batch being run. */
@@ -122,8 +127,8 @@ static void sync_job(ah_batch_runner_t *R, job_t *j)
     PGconn *c = R->shared ? pg_of(R) : NULL;
     if (!c)
         return; /* PostgreSQL away: the lease runs on; the next send renews it */
-    if (ah_bpg_sync(c, R->db, R->runner_id, j->lease_ms ? j->lease_ms : R->lease_ms, j->id) ==
-            AH_E_NOTFOUND &&
+    if (ah_bpg_sync(c, R->db, R->runner_id, j->lease_ms ? j->lease_ms : R->lease_ms, j->id,
+                    &R->sent) == AH_E_NOTFOUND &&
         !j->lost) {
         ah_warn("batch %s: another instance holds it now (this one was silent past its lease): "
                 "stopping here",
@@ -644,6 +649,21 @@ static void *runner_main(void *arg)
         if (R->shared &&
             (!c || ah_bpg_take(c, R->db, R->dir, R->runner_id, R->lease_ms, taken) || !taken[0]))
             goto wait;
+        if (taken[0]) {
+            /* Where it got to, wherever it ran: its journals, as the engine
+             * resumes from them. */
+            job_t t = {.R = R};
+            snprintf(t.id, sizeof t.id, "%s", taken);
+            job_paths(R, &t);
+            snprintf(R->journal[0], sizeof R->journal[0], "%s", t.out_path);
+            snprintf(R->journal[1], sizeof R->journal[1], "%s", t.err_path);
+            R->sent = (ah_bpg_journals_t){.path = {R->journal[0], R->journal[1]}};
+            if (ah_bpg_journals_fetch(c, taken, &R->sent)) {
+                ah_warn("batch %s: cannot fetch its journals from PostgreSQL: given back", taken);
+                ah_bpg_release(c, R->runner_id, taken);
+                goto wait;
+            }
+        }
         settle(R, taken[0] ? taken : NULL);
         job_t j;
         char *metadata = NULL;

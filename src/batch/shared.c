@@ -98,17 +98,19 @@ static ah_err_t put_parts(PGconn *c, const char *id, const char *path)
     return rc;
 }
 
-/* Insert a file's row and bytes in one transaction (conflict: the row is
- * there already, e.g. a batch's output sent twice; nothing changes). */
-static ah_err_t add_file(PGconn *c, const char *id, const char *purpose, const char *filename,
-                         long long bytes, int64_t created_ms, const char *key_id, const char *owner,
-                         const char *path)
+/* Insert a file's row and bytes in one transaction, its own or (own_tx 0)
+ * the caller's (conflict: the row is there already, e.g. a batch's output
+ * sent twice; nothing changes). */
+static ah_err_t add_file(PGconn *c, int own_tx, const char *id, const char *purpose,
+                         const char *filename, long long bytes, int64_t created_ms,
+                         const char *key_id, const char *owner, const char *path)
 {
     char b[24], ms[24];
     snprintf(b, sizeof b, "%lld", bytes);
     snprintf(ms, sizeof ms, "%" PRId64, created_ms);
     const char *params[7] = {id, purpose, filename, b, ms, key_id, owner};
-    exec_quiet(c, "BEGIN");
+    if (own_tx)
+        exec_quiet(c, "BEGIN");
     PGresult *r = run(c,
                       "INSERT INTO ahorro_files(id, purpose, filename, bytes, created_ms, key_id, "
                       "owner) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
@@ -118,14 +120,15 @@ static ah_err_t add_file(PGconn *c, const char *id, const char *purpose, const c
     PQclear(r);
     if (added)
         rc = put_parts(c, id, path);
-    exec_quiet(c, rc ? "ROLLBACK" : "COMMIT");
+    if (own_tx)
+        exec_quiet(c, rc ? "ROLLBACK" : "COMMIT");
     return rc;
 }
 
 ah_err_t ah_bpg_file_add(PGconn *c, const char *id, const char *purpose, const char *filename,
                          long long bytes, const ah_tenant_t *owner, const char *path)
 {
-    return add_file(c, id, purpose, filename, bytes, ah_wall_ms(), owner->key_id, owner->owner,
+    return add_file(c, 1, id, purpose, filename, bytes, ah_wall_ms(), owner->key_id, owner->owner,
                     path);
 }
 
@@ -506,7 +509,7 @@ static ah_err_t send_file(PGconn *c, sqlite3 *local, const char *id)
         return AH_E_DB;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW)
-        rc = add_file(c, id, (const char *)sqlite3_column_text(st, 0),
+        rc = add_file(c, 0, id, (const char *)sqlite3_column_text(st, 0),
                       (const char *)sqlite3_column_text(st, 1), sqlite3_column_int64(st, 2),
                       sqlite3_column_int64(st, 3), (const char *)sqlite3_column_text(st, 4),
                       (const char *)sqlite3_column_text(st, 5),
@@ -515,8 +518,157 @@ static ah_err_t send_file(PGconn *c, sqlite3 *local, const char *id)
     return rc;
 }
 
+/* --- journals ---------------------------------------------------------------- */
+
+static const char *const journal_kinds[2] = {"output", "error"};
+
+/* Bytes PostgreSQL holds of batch id's journal kind; -1 on failure. */
+static int64_t journal_bytes(PGconn *c, const char *id, const char *kind)
+{
+    const char *params[2] = {id, kind};
+    PGresult *r = run(c,
+                      "SELECT COALESCE(SUM(length(data)), 0) FROM ahorro_batch_journal "
+                      "WHERE batch_id = $1 AND kind = $2",
+                      2, params);
+    int64_t n = ok(c, r, PGRES_TUPLES_OK, "reading a batch's journal")
+                    ? strtoll(PQgetvalue(r, 0, 0), NULL, 10)
+                    : -1;
+    PQclear(r);
+    return n;
+}
+
+/* PostgreSQL's journal kind of batch id into path (written aside, then
+ * renamed over it), a part at a time. */
+static ah_err_t journal_get(PGconn *c, const char *id, const char *kind, const char *path)
+{
+    char tmp[AH_FILES_PATH_MAX + 128];
+    static _Atomic unsigned seq;
+    snprintf(tmp, sizeof tmp, "%s.%d.%u.part", path, (int)getpid(), seq++);
+    FILE *out = fopen(tmp, "wb");
+    if (!out)
+        return AH_E_IO;
+    const char *params[2] = {id, kind};
+    ah_err_t rc = AH_E_OK;
+    if (!PQsendQueryParams(c,
+                           "SELECT data FROM ahorro_batch_journal WHERE batch_id = $1 AND kind = "
+                           "$2 ORDER BY at",
+                           2, NULL, params, NULL, NULL, 1) ||
+        !PQsetSingleRowMode(c)) {
+        ok(c, NULL, PGRES_TUPLES_OK, "reading a batch's journal");
+        rc = AH_E_DB;
+    }
+    PGresult *r;
+    while (rc == AH_E_OK && (r = PQgetResult(c))) {
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_SINGLE_TUPLE) {
+            size_t n = (size_t)PQgetlength(r, 0, 0);
+            if (fwrite(PQgetvalue(r, 0, 0), 1, n, out) != n)
+                rc = AH_E_IO;
+        } else if (st != PGRES_TUPLES_OK) {
+            ok(c, r, PGRES_TUPLES_OK, "reading a batch's journal");
+            rc = AH_E_DB;
+        }
+        PQclear(r);
+    }
+    while ((r = PQgetResult(c))) /* the rest, after a failure */
+        PQclear(r);
+    if (fclose(out) != 0 && rc == AH_E_OK)
+        rc = AH_E_IO;
+    if (rc == AH_E_OK && rename(tmp, path) != 0)
+        rc = AH_E_IO;
+    if (rc)
+        unlink(tmp);
+    return rc;
+}
+
+ah_err_t ah_bpg_journals_fetch(PGconn *c, const char *id, ah_bpg_journals_t *j)
+{
+    for (int k = 0; k < 2; k++) {
+        int64_t have = journal_bytes(c, id, journal_kinds[k]);
+        if (have < 0)
+            return AH_E_DB;
+        struct stat sb;
+        int64_t local = stat(j->path[k], &sb) == 0 ? (int64_t)sb.st_size : 0;
+        /* Equal lengths: the same lines (this instance sent them). Nothing
+         * sent: the file, if any, is this instance's own unsent lines.
+         * Otherwise PostgreSQL's are the truth (another instance went on). */
+        if (have > 0 && have != local) {
+            ah_err_t rc = journal_get(c, id, journal_kinds[k], j->path[k]);
+            if (rc)
+                return rc;
+        }
+        j->sent[k] = have;
+    }
+    return AH_E_OK;
+}
+
+/* Send what journal file path gained past `from`, up to its last complete
+ * line, as parts of kind at their offsets (in the caller's transaction);
+ * *to is where that ends. */
+static ah_err_t journal_send(PGconn *c, const char *id, const char *kind, const char *path,
+                             int64_t from, int64_t *to)
+{
+    *to = from;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return errno == ENOENT ? AH_E_OK : AH_E_IO;
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || (int64_t)sb.st_size <= from) {
+        fclose(f);
+        return AH_E_OK;
+    }
+    char *buf = ah_malloc(AH_BPG_PART_BYTES);
+    /* The end: just after the last newline (a line is sent whole). */
+    int64_t end = (int64_t)sb.st_size;
+    while (end > from) {
+        int64_t at = end - AH_BPG_PART_BYTES > from ? end - AH_BPG_PART_BYTES : from;
+        size_t want = (size_t)(end - at);
+        if (fseeko(f, (off_t)at, SEEK_SET) != 0 || fread(buf, 1, want, f) != want) {
+            end = from;
+            break;
+        }
+        const char *nl = memrchr(buf, '\n', want);
+        if (nl) {
+            end = at + (int64_t)(nl - buf) + 1;
+            break;
+        }
+        end = at;
+    }
+    ah_err_t rc = AH_E_OK;
+    for (int64_t at = from; rc == AH_E_OK && at < end;) {
+        size_t n = (size_t)(end - at < AH_BPG_PART_BYTES ? end - at : AH_BPG_PART_BYTES);
+        if (fseeko(f, (off_t)at, SEEK_SET) != 0 || fread(buf, 1, n, f) != n) {
+            rc = AH_E_IO;
+            break;
+        }
+        char off[24];
+        snprintf(off, sizeof off, "%" PRId64, at);
+        const char *params[4] = {id, kind, off, buf};
+        int lens[4] = {0, 0, 0, (int)n}, fmts[4] = {0, 0, 0, 1};
+        PGresult *r = PQexecParams(c,
+                                   "INSERT INTO ahorro_batch_journal(batch_id, kind, at, data) "
+                                   "VALUES ($1, $2, $3, $4)",
+                                   4, NULL, params, lens, fmts, 0);
+        if (!ok(c, r, PGRES_COMMAND_OK, "sending a batch's journal"))
+            rc = AH_E_DB;
+        PQclear(r);
+        at += (int64_t)n;
+    }
+    ah_free(buf);
+    fclose(f);
+    if (rc == AH_E_OK)
+        *to = end;
+    return rc;
+}
+
+static int final_status(const char *s)
+{
+    return s && (!strcmp(s, "completed") || !strcmp(s, "failed") || !strcmp(s, "expired") ||
+                 !strcmp(s, "cancelled"));
+}
+
 ah_err_t ah_bpg_sync(PGconn *c, sqlite3 *local, const char *runner, int64_t lease_ms,
-                     const char *id)
+                     const char *id, ah_bpg_journals_t *j)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(local, "SELECT " RUN_COLS " FROM batches WHERE id = ?1", -1, &st,
@@ -530,33 +682,56 @@ ah_err_t ah_bpg_sync(PGconn *c, sqlite3 *local, const char *runner, int64_t leas
     const char *v[RUN_NCOLS];
     for (int i = 0; i < RUN_NCOLS; i++)
         v[i] = (const char *)sqlite3_column_text(st, i);
-    ah_err_t rc = AH_E_OK;
-    /* The files first: a batch that says it has them has them. */
+    /* One transaction, the row locked first: nothing is sent for a batch
+     * another runner holds, and a take waits for a send to end. */
+    exec_quiet(c, "BEGIN");
+    const char *key[2] = {id, runner};
+    PGresult *r =
+        run(c, "SELECT 1 FROM ahorro_batches WHERE id = $1 AND runner = $2 FOR UPDATE", 2, key);
+    ah_err_t rc = ok(c, r, PGRES_TUPLES_OK, "sending a batch's progress")
+                      ? (PQntuples(r) ? AH_E_OK : AH_E_NOTFOUND)
+                      : AH_E_DB;
+    PQclear(r);
+    r = NULL;
+    int64_t to[2] = {j ? j->sent[0] : 0, j ? j->sent[1] : 0};
+    for (int k = 0; j && k < 2 && rc == AH_E_OK; k++)
+        rc = journal_send(c, id, journal_kinds[k], j->path[k], j->sent[k], &to[k]);
+    /* The files, then the row: a batch that says it has them has them. */
     for (int k = 14; k <= 15 && rc == AH_E_OK; k++)
         if (v[k])
             rc = send_file(c, local, v[k]);
     char lease[24];
     snprintf(lease, sizeof lease, "%" PRId64, ah_wall_ms() + lease_ms);
     /* Status: what the copy says, but a cancel asked meanwhile stays. */
-    const char *params[17] = {id,    runner, v[4],  v[6],  v[7],  v[8],  v[9],  v[11], v[12],
-                              v[13], v[14],  v[15], v[17], v[18], v[20], v[23], v[24]};
-    char sql[1200];
-    snprintf(sql, sizeof sql,
-             "UPDATE ahorro_batches SET status = CASE WHEN status = 'cancelling' AND $3 IN "
-             "('in_progress', 'finalizing') THEN status ELSE $3 END, in_progress_ms = $4, "
-             "finalizing_ms = $5, completed_ms = $6, failed_ms = $7, expired_ms = $8, "
-             "cancelling_ms = COALESCE(cancelling_ms, $9), cancelled_ms = $10, "
-             "output_file_id = $11, error_file_id = $12, completed = $13, failed = $14, "
-             "errors = $15, provider_batch_id = $17, cost_usd = COALESCE($16::float8, 0), "
-             "lease_ms = %s WHERE id = $1 AND runner = $2 RETURNING status, cancelling_ms",
-             lease);
-    PGresult *r = NULL;
+    const char *params[18] = {id,    runner, v[4],  v[6],  v[7],  v[8],  v[9],  v[11], v[12],
+                              v[13], v[14],  v[15], v[17], v[18], v[20], v[23], v[24], lease};
     if (rc == AH_E_OK) {
-        r = run(c, sql, 17, params);
-        if (!ok(c, r, PGRES_TUPLES_OK, "sending a batch's progress"))
+        r = run(c,
+                "UPDATE ahorro_batches SET status = CASE WHEN status = 'cancelling' AND $3 IN "
+                "('in_progress', 'finalizing') THEN status ELSE $3 END, in_progress_ms = $4, "
+                "finalizing_ms = $5, completed_ms = $6, failed_ms = $7, expired_ms = $8, "
+                "cancelling_ms = COALESCE(cancelling_ms, $9), cancelled_ms = $10, "
+                "output_file_id = $11, error_file_id = $12, completed = $13, failed = $14, "
+                "errors = $15, provider_batch_id = $17, cost_usd = COALESCE($16::float8, 0), "
+                "lease_ms = $18 WHERE id = $1 AND runner = $2 RETURNING status, cancelling_ms",
+                18, params);
+        if (!ok(c, r, PGRES_TUPLES_OK, "sending a batch's progress") || PQntuples(r) != 1)
             rc = AH_E_DB;
-        else if (PQntuples(r) == 0)
-            rc = AH_E_NOTFOUND; /* another runner holds it */
+    }
+    if (rc == AH_E_OK && final_status(v[4])) { /* its files hold the lines now */
+        const char *one[1] = {id};
+        PGresult *d = run(c, "DELETE FROM ahorro_batch_journal WHERE batch_id = $1", 1, one);
+        if (!ok(c, d, PGRES_COMMAND_OK, "dropping a finished batch's journal"))
+            rc = AH_E_DB;
+        PQclear(d);
+    }
+    PGresult *end = PQexec(c, rc == AH_E_OK ? "COMMIT" : "ROLLBACK");
+    if (rc == AH_E_OK && !ok(c, end, PGRES_COMMAND_OK, "sending a batch's progress"))
+        rc = AH_E_DB;
+    PQclear(end);
+    if (rc == AH_E_OK && j) {
+        j->sent[0] = to[0];
+        j->sent[1] = to[1];
     }
     /* A cancel asked on any instance: into the copy, where the runner
      * looks for it. */

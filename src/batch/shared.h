@@ -12,12 +12,13 @@
  * writing its own id and a lease (now + batch.lease_s) into the row, and
  * works on a copy of the row in its own SQLite file, as a single instance
  * does (runner.c); it sends the copy back at least once a second while the
- * batch runs (renewing the lease), and at the end with the output and
+ * batch runs (renewing the lease), with what its journals (the output and
+ * error lines, engine.h) gained since, and at the end with the output and
  * error files. A runner that goes silent (killed, its host gone) loses the
- * batch when its lease ends: another instance takes it over and runs it
- * again from its first line (what the silent one had done was on its own
- * disk), so those lines are answered, and paid, twice. A cancel asked on
- * any instance reaches the running one with its next send.
+ * batch when its lease ends: another instance takes it over, fetches the
+ * journals and resumes it, so only the lines answered in the silent one's
+ * last second are answered, and paid, again. A cancel asked on any
+ * instance reaches the running one with its next send.
  *
  * Each function runs on the connection it is given (the caller's thread's
  * own), synchronously. */
@@ -63,12 +64,26 @@ ah_err_t ah_bpg_batch_cancel(PGconn *c, const char *id, const ah_tenant_t *t, js
  * when there is none. */
 ah_err_t ah_bpg_take(PGconn *c, sqlite3 *local, const char *dir, const char *runner,
                      int64_t lease_ms, char id_out[AH_FILE_ID_MAX]);
-/* Send the working copy of batch id (and its output and error files, once
- * it has them), renewing the lease; a cancel asked meanwhile comes back into
- * the copy (status cancelling). AH_E_NOTFOUND when another runner holds
- * the batch now: this one must stop running it. */
+/* A batch's journals on this disk: the output and error lines (engine.h),
+ * and how many of their bytes PostgreSQL holds. */
+typedef struct ah_bpg_journals {
+    const char *path[2]; /* output, error */
+    int64_t sent[2];
+} ah_bpg_journals_t;
+
+/* Bring batch id's journals onto this disk before it runs here: when
+ * PostgreSQL holds some and they differ in length from the files at
+ * j->path (another instance wrote them), the files are replaced by
+ * PostgreSQL's; j->sent says what PostgreSQL holds. */
+ah_err_t ah_bpg_journals_fetch(PGconn *c, const char *id, ah_bpg_journals_t *j);
+/* Send the working copy of batch id, in one transaction: the lines its
+ * journals gained (whole lines; j->sent advances once committed), its
+ * output and error files once it has them, the row, renewing the lease; a
+ * cancel asked meanwhile comes back into the copy (status cancelling). A
+ * finished batch's journal parts are dropped. AH_E_NOTFOUND when another
+ * runner holds the batch now: this one must stop running it. */
 ah_err_t ah_bpg_sync(PGconn *c, sqlite3 *local, const char *runner, int64_t lease_ms,
-                     const char *id);
+                     const char *id, ah_bpg_journals_t *j);
 /* End runner's lease of batch id now, so that any instance may take it
  * (a shutdown in the middle of it). */
 void ah_bpg_release(PGconn *c, const char *runner, const char *id);

@@ -15,6 +15,7 @@
 #include "core/clock.h"
 #include "quality/judging.h"
 #include "store/db.h"
+#include "store/ledger_read.h"
 #include "store/pg.h"
 #include "store/spend.h"
 
@@ -64,6 +65,18 @@ static void print_series(const json_t *s)
     printf("\n\n");
 }
 
+typedef struct drift_range {
+    const char *route;
+    int64_t since_ms;
+} drift_range_t;
+
+static ah_err_t judgments_mirror(PGconn *c, void *ctx, sqlite3 **out, char *err, size_t errlen)
+{
+    const drift_range_t *d = ctx;
+    return ah_pg_judgments_mirror(c, d->since_ms, d->route, AH_DRIFT_MAX_ROWS + 1, out, err,
+                                  errlen);
+}
+
 /* The judgments to report on: the SQLite file's, or, with a PostgreSQL
  * ledger (where every instance writes its judgments), an in-memory mirror
  * of those since since_ms, no more than the report reads (one past
@@ -72,25 +85,8 @@ static void print_series(const json_t *s)
 static ah_err_t open_judgments(const ah_config_t *cfg, const char *route, int64_t since_ms,
                                sqlite3 **db, char *err, size_t errlen)
 {
-    if (!cfg->ledger.url) {
-        if (ah_db_open(cfg->db_path, db)) {
-            ah_err_printf(err, errlen, "cannot open the database %s", cfg->db_path);
-            return AH_E_DB;
-        }
-        return AH_E_OK;
-    }
-    char why[512];
-    PGconn *c = ah_pg_connect(cfg->ledger.url, cfg->ledger.timeout_ms, why, sizeof why);
-    if (!c) {
-        ah_err_printf(err, errlen, "cannot reach the PostgreSQL ledger: %s", why);
-        return AH_E_DB;
-    }
-    /* A database no gateway has written yet reads as no judgment. */
-    ah_err_t rc = ah_pg_migrate(c, err, errlen);
-    if (rc == AH_E_OK)
-        rc = ah_pg_judgments_mirror(c, since_ms, route, AH_DRIFT_MAX_ROWS + 1, db, err, errlen);
-    PQfinish(c);
-    return rc;
+    drift_range_t d = {route, since_ms};
+    return ah_ledger_read_with(cfg, judgments_mirror, &d, db, err, errlen);
 }
 
 static int drift(int argc, char **argv, const ah_config_t *cfg)

@@ -7,7 +7,7 @@
 #include "store/db.h"
 #include "store/pg.h"
 
-ah_err_t ah_ledger_read_open(const ah_config_t *cfg, int64_t since_ms, int64_t until_ms,
+ah_err_t ah_ledger_read_with(const ah_config_t *cfg, ah_ledger_mirror_fn mirror, void *ctx,
                              sqlite3 **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -24,11 +24,27 @@ ah_err_t ah_ledger_read_open(const ah_config_t *cfg, int64_t since_ms, int64_t u
         ah_err_printf(err, errlen, "cannot reach the PostgreSQL ledger: %s", why);
         return AH_E_DB;
     }
-    /* A database no gateway has written yet reads as an empty ledger. */
     ah_err_t rc = ah_pg_migrate(c, err, errlen);
     if (rc == AH_E_OK)
-        rc =
-            ah_pg_ledger_mirror(c, since_ms, until_ms, AH_LEDGER_MIRROR_MAX_ROWS, out, err, errlen);
+        rc = mirror(c, ctx, out, err, errlen);
     PQfinish(c);
     return rc;
+}
+
+typedef struct range {
+    int64_t since_ms, until_ms;
+} range_t;
+
+static ah_err_t ledger_mirror(PGconn *c, void *ctx, sqlite3 **out, char *err, size_t errlen)
+{
+    const range_t *r = ctx;
+    return ah_pg_ledger_mirror(c, r->since_ms, r->until_ms, AH_LEDGER_MIRROR_MAX_ROWS, out, err,
+                               errlen);
+}
+
+ah_err_t ah_ledger_read_open(const ah_config_t *cfg, int64_t since_ms, int64_t until_ms,
+                             sqlite3 **out, char *err, size_t errlen)
+{
+    range_t r = {since_ms, until_ms};
+    return ah_ledger_read_with(cfg, ledger_mirror, &r, out, err, errlen);
 }

@@ -21,4 +21,16 @@
 ah_err_t ah_ledger_read_open(const ah_config_t *cfg, int64_t since_ms, int64_t until_ms,
                              sqlite3 **out, char *err, size_t errlen);
 
+/* What to copy from PostgreSQL for a reader, on connection c (its schema
+ * migrated) into a new in-memory database *out (pg.h's mirrors). */
+struct pg_conn;
+typedef ah_err_t (*ah_ledger_mirror_fn)(struct pg_conn *c, void *ctx, sqlite3 **out, char *err,
+                                        size_t errlen);
+
+/* The SQLite file, or with a PostgreSQL ledger what mirror(ctx) copies
+ * from it (a database no gateway has written yet reads as empty). *out:
+ * close with sqlite3_close. The reason in err on failure. */
+ah_err_t ah_ledger_read_with(const ah_config_t *cfg, ah_ledger_mirror_fn mirror, void *ctx,
+                             sqlite3 **out, char *err, size_t errlen);
+
 #endif

@@ -92,6 +92,12 @@ static const char *const migrations[] = {
      " reason TEXT, error TEXT, judge_request_id TEXT);"
      "CREATE INDEX ahorro_judgments_request ON ahorro_judgments(request_id);"
      "CREATE INDEX ahorro_judgments_ts ON ahorro_judgments(ts_ms);"),
+    /* 5: a running batch's journals (its output and error lines so far, in
+     * parts keyed by their offset), so that an instance taking a batch
+     * over resumes it instead of answering its lines again */
+    ("CREATE TABLE ahorro_batch_journal ("
+     " batch_id TEXT NOT NULL, kind TEXT NOT NULL, at BIGINT NOT NULL, data BYTEA NOT NULL,"
+     " PRIMARY KEY (batch_id, kind, at));"),
 };
 
 int ah_pg_schema_version(void)
@@ -233,6 +239,28 @@ out:;
 
 /* The feedback given since since_ms (it comes after its request), into the
  * mirror's feedback table: what the experiments' reports join. */
+/* Insert result row i of r (its first n columns, as text; SQL NULL as
+ * NULL) with st, the mirror's INSERT of those columns: the columns'
+ * affinities turn numbers back into numbers. AH_E_DB (why in err) when
+ * the insert fails. */
+static ah_err_t copy_row(sqlite3 *db, sqlite3_stmt *st, const PGresult *r, int i, int n, char *err,
+                         size_t errlen)
+{
+    for (int k = 0; k < n; k++) {
+        if (PQgetisnull(r, i, k))
+            sqlite3_bind_null(st, k + 1);
+        else
+            sqlite3_bind_text(st, k + 1, PQgetvalue(r, i, k), PQgetlength(r, i, k),
+                              SQLITE_TRANSIENT);
+    }
+    int s = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (s == SQLITE_DONE)
+        return AH_E_OK;
+    ah_err_printf(err, errlen, "mirror insert: %s", sqlite3_errmsg(db));
+    return AH_E_DB;
+}
+
 static ah_err_t mirror_feedback(PGconn *c, sqlite3 *db, const char *since, int64_t max_rows,
                                 char *err, size_t errlen)
 {
@@ -255,19 +283,8 @@ static ah_err_t mirror_feedback(PGconn *c, sqlite3 *db, const char *since, int64
         ah_err_printf(err, errlen, "mirror: %s", sqlite3_errmsg(db));
         rc = AH_E_DB;
     }
-    for (int i = 0; rc == AH_E_OK && i < PQntuples(r); i++) {
-        for (int k = 0; k < 7; k++) {
-            if (PQgetisnull(r, i, k))
-                sqlite3_bind_null(st, k + 1);
-            else
-                sqlite3_bind_text(st, k + 1, PQgetvalue(r, i, k), -1, SQLITE_TRANSIENT);
-        }
-        if (sqlite3_step(st) != SQLITE_DONE) {
-            ah_err_printf(err, errlen, "mirror insert: %s", sqlite3_errmsg(db));
-            rc = AH_E_DB;
-        }
-        sqlite3_reset(st);
-    }
+    for (int i = 0; rc == AH_E_OK && i < PQntuples(r); i++)
+        rc = copy_row(db, st, r, i, 7, err, errlen);
     sqlite3_finalize(st);
     PQclear(r);
     return rc;
@@ -317,18 +334,7 @@ static ah_err_t mirror_judgments(PGconn *c, sqlite3 *db, const char *since, cons
     while ((r = PQgetResult(c))) {
         ExecStatusType s = PQresultStatus(r);
         if (s == PGRES_SINGLE_TUPLE && rc == AH_E_OK) {
-            for (int i = 0; i < JUDGMENT_COLUMNS; i++) {
-                if (PQgetisnull(r, 0, i))
-                    sqlite3_bind_null(st, i + 1);
-                else /* the column's affinity converts numbers back */
-                    sqlite3_bind_text(st, i + 1, PQgetvalue(r, 0, i), PQgetlength(r, 0, i),
-                                      SQLITE_TRANSIENT);
-            }
-            if (sqlite3_step(st) != SQLITE_DONE) {
-                ah_err_printf(err, errlen, "mirror insert: %s", sqlite3_errmsg(db));
-                rc = AH_E_DB;
-            }
-            sqlite3_reset(st);
+            rc = copy_row(db, st, r, 0, JUDGMENT_COLUMNS, err, errlen);
             (*copied)++;
         } else if (s != PGRES_SINGLE_TUPLE && s != PGRES_TUPLES_OK && rc == AH_E_OK) {
             pg_reason(c, r, err, errlen);
@@ -416,18 +422,7 @@ ah_err_t ah_pg_ledger_mirror(PGconn *c, int64_t since_ms, int64_t until_ms, int6
                               (long long)max_rows);
                 rc = AH_E_TOOBIG;
             } else {
-                for (int i = 0; i < AH_LEDGER_COLUMNS; i++) {
-                    if (PQgetisnull(r, 0, i))
-                        sqlite3_bind_null(st, i + 1);
-                    else /* the column's affinity converts numbers back */
-                        sqlite3_bind_text(st, i + 1, PQgetvalue(r, 0, i), PQgetlength(r, 0, i),
-                                          SQLITE_TRANSIENT);
-                }
-                if (sqlite3_step(st) != SQLITE_DONE) {
-                    ah_err_printf(err, errlen, "mirror insert: %s", sqlite3_errmsg(db));
-                    rc = AH_E_DB;
-                }
-                sqlite3_reset(st);
+                rc = copy_row(db, st, r, 0, AH_LEDGER_COLUMNS, err, errlen);
             }
         } else if (s != PGRES_SINGLE_TUPLE && s != PGRES_TUPLES_OK && rc == AH_E_OK) {
             pg_reason(c, r, err, errlen);

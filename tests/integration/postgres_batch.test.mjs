@@ -111,7 +111,7 @@ test('a cancel asked through one instance stops the batch another runs', { skip 
   } finally { await stopAll(gws); }
 });
 
-test('an instance killed mid-batch: another takes the batch over when its lease ends', { skip }, async () => {
+test('an instance killed mid-batch: another takes the batch over when its lease ends, and resumes it', { skip }, async () => {
   const url = freshDb();
   const gws = [];
   try {
@@ -119,9 +119,11 @@ test('an instance killed mid-batch: another takes the batch over when its lease 
     const a = client(gws[0]);
     const file = await a.files.create({ file: await toFile(Buffer.from(lines(30, 'kill')), 'k.jsonl'), purpose: 'batch' });
     const batch = await a.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
-    await until(a, batch.id, (x) => x.status === 'in_progress' && x.request_counts.completed >= 4);
-    gws.push(await startOn(url, fast));
+    // What a row says was sent with its journal lines (one transaction).
+    const before = await until(a, batch.id, (x) => x.status === 'in_progress' && x.request_counts.completed >= 12);
+    gws.push(await startOn(url, fast)); // B answers through the other fake provider
     const b = client(gws[1]);
+    const sentB0 = (await (await fetch(`${fast.url}/_fake/stats`)).json()).chat_completions;
     const killedAt = Date.now();
     gws[0].proc.kill('SIGKILL');
     const done = await until(b, batch.id, (x) => x.status === 'completed', 60000);
@@ -131,6 +133,12 @@ test('an instance killed mid-batch: another takes the batch over when its lease 
     assert.equal(out.length, 30);
     assert.equal(new Set(out.map((o) => o.custom_id)).size, 30);
     assert.match(gws[1].logs(), new RegExp(`batch ${batch.id}: running`));
+    // Resumed from the journal A had sent: B answered the rest, not every line.
+    const sentB = (await (await fetch(`${fast.url}/_fake/stats`)).json()).chat_completions - sentB0;
+    assert.ok(sentB <= 30 - before.request_counts.completed,
+      `B sent ${sentB} lines; A had sent ${before.request_counts.completed} answers`);
+    // A finished batch leaves no journal behind.
+    assert.equal(psql(url, `SELECT count(*) FROM ahorro_batch_journal WHERE batch_id = '${batch.id}'`), '0');
   } finally {
     await gws[0].stop('SIGKILL').catch(() => {});
     gws[0].cleanup();
