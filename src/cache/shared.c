@@ -487,7 +487,7 @@ static void on_stored(void *ctx, const ah_cache_put_t *p)
     }
     ah_redis_cmd_t queued[2];
     for (int i = 0; i < n; i++)
-        queued[i] = (ah_redis_cmd_t){cmds[i].argc, cmds[i].argv, cmds[i].len, NULL};
+        queued[i] = (ah_redis_cmd_t){cmds[i].argc, cmds[i].argv, cmds[i].len};
     redisReply *rep[2];
     if (ah_redis_writer_send(s->writer, queued, n) && run(s, cmds, n, rep) == 0)
         free_replies(rep, n); /* no room in the writer's queue: now */
@@ -579,7 +579,7 @@ static ah_cache_fetch_t *on_fetch_start(void *ctx, struct event_base *base, cons
     entry_key(s, key, k);
     const char *argv[2] = {"GET", k};
     size_t len[2] = {3, strlen(k)};
-    ah_redis_cmd_t get = {2, argv, len, NULL};
+    ah_redis_cmd_t get = {2, argv, len};
     ah_cache_fetch_t *f = ah_calloc(1, sizeof *f);
     f->s = s;
     memcpy(f->key, key, AH_CACHE_KEY_BYTES);

@@ -308,9 +308,9 @@ static int redis_add_later(ah_state_t *s, const char *key, int64_t delta, int64_
         const char *incr[] = {"INCRBY", k, d}, *exp[2][4];
         size_t incr_len[] = {6, strlen(k), strlen(d)}, exp_len[2][4];
         int nexp = expires_ms > 0 ? expiry_cmds(r, k, e, exp, exp_len) : 0;
-        ah_redis_cmd_t cmds[3] = {{3, incr, incr_len, NULL}};
+        ah_redis_cmd_t cmds[3] = {{3, incr, incr_len}};
         for (int i = 0; i < nexp; i++)
-            cmds[1 + i] = (ah_redis_cmd_t){r->plain_expiry ? 3 : 4, exp[i], exp_len[i], NULL};
+            cmds[1 + i] = (ah_redis_cmd_t){r->plain_expiry ? 3 : 4, exp[i], exp_len[i]};
         if (ah_redis_writer_send(r->writer, cmds, 1 + nexp) == 0)
             return 0;
     }
@@ -390,7 +390,7 @@ static void on_count(void *arg, int i, const redisReply *rep)
             snprintf(e, sizeof e, "%" PRId64, o->expires_ms > 0 ? o->expires_ms : 0);
             const char *argv[] = {"PEXPIREAT", o->key, e};
             size_t len[] = {9, strlen(o->key), strlen(e)};
-            ah_redis_cmd_t cmd = {3, argv, len, NULL};
+            ah_redis_cmd_t cmd = {3, argv, len};
             ah_redis_loops_call(r->loops, c->base, &cmd, 1, NULL, NULL);
         }
         if (o->delta > 0 && o->limit != AH_STATE_NO_LIMIT && o->value > o->limit) {
@@ -459,7 +459,7 @@ static int redis_add_all(ah_state_t *s, struct event_base *base, ah_state_op_t *
             argv[at][1] = o->key;
             lens[at][0] = 3;
             lens[at][1] = strlen(o->key);
-            cmds[at] = (ah_redis_cmd_t){2, argv[at], lens[at], NULL};
+            cmds[at] = (ah_redis_cmd_t){2, argv[at], lens[at]};
             at++;
         } else {
             argv[at][0] = "INCRBY";
@@ -468,7 +468,7 @@ static int redis_add_all(ah_state_t *s, struct event_base *base, ah_state_op_t *
             lens[at][0] = 6;
             lens[at][1] = strlen(o->key);
             lens[at][2] = strlen(ds[k]);
-            cmds[at] = (ah_redis_cmd_t){3, argv[at], lens[at], NULL};
+            cmds[at] = (ah_redis_cmd_t){3, argv[at], lens[at]};
             at++;
             if (o->expires_ms > 0) {
                 const char *exp[2][4];
@@ -477,7 +477,7 @@ static int redis_add_all(ah_state_t *s, struct event_base *base, ah_state_op_t *
                 for (int i = 0; i < nexp; i++, at++) {
                     memcpy(argv[at], exp[i], sizeof exp[i]);
                     memcpy(lens[at], exp_len[i], sizeof exp_len[i]);
-                    cmds[at] = (ah_redis_cmd_t){r->plain_expiry ? 3 : 4, argv[at], lens[at], NULL};
+                    cmds[at] = (ah_redis_cmd_t){r->plain_expiry ? 3 : 4, argv[at], lens[at]};
                 }
             }
         }

@@ -41,7 +41,6 @@ typedef struct job {
     size_t size; /* of data */
     struct {
         size_t off, len;
-        const char *script;
     } cmd[AH_REDIS_WRITER_JOB_CMDS];
     char data[];
 } job_t;
@@ -108,7 +107,6 @@ int ah_redis_writer_send(ah_redis_writer_t *w, const ah_redis_cmd_t *cmds, int n
     for (int k = 0; k < n; k++) {
         j->cmd[k].off = j->size;
         j->cmd[k].len = format(j->data + j->size, &cmds[k]);
-        j->cmd[k].script = cmds[k].script;
         j->size += j->cmd[k].len;
     }
     pthread_mutex_lock(&w->lock);
@@ -133,23 +131,16 @@ int ah_redis_writer_send(ah_redis_writer_t *w, const ah_redis_cmd_t *cmds, int n
     return 0;
 }
 
-/* A command of the batch that Redis did not know the script of. */
-typedef struct again {
+/* One command of a batch: job's k-th. */
+typedef struct cmd_ref {
     const job_t *job;
     int k;
-} again_t;
-
-static int noscript(const redisReply *rep)
-{
-    return rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0;
-}
+} cmd_ref_t;
 
 /* Read the replies of n commands sent on c. Error replies are counted in
- * *errors (the last one in why), except NOSCRIPT ones of a command with a
- * script, which go to again (when it is not NULL). Returns the replies
- * read; fewer than n on an I/O failure. */
-static int read_replies(redisContext *c, const again_t *cmds, int n, again_t *again, int *nagain,
-                        int *errors, char *why, size_t whylen)
+ * *errors (the last one in why). Returns the replies read; fewer than n on
+ * an I/O failure. */
+static int read_replies(redisContext *c, int n, int *errors, char *why, size_t whylen)
 {
     for (int i = 0; i < n; i++) {
         redisReply *rep = NULL;
@@ -157,9 +148,7 @@ static int read_replies(redisContext *c, const again_t *cmds, int n, again_t *ag
             snprintf(why, whylen, "%s", c->errstr[0] ? c->errstr : "I/O error");
             return i;
         }
-        if (again && cmds[i].job->cmd[cmds[i].k].script && noscript(rep)) {
-            again[(*nagain)++] = cmds[i];
-        } else if (rep->type == REDIS_REPLY_ERROR) {
+        if (rep->type == REDIS_REPLY_ERROR) {
             (*errors)++;
             snprintf(why, whylen, "a pipelined command answered %s", rep->str);
         }
@@ -168,7 +157,7 @@ static int read_replies(redisContext *c, const again_t *cmds, int n, again_t *ag
     return n;
 }
 
-static int append(redisContext *c, const again_t *a)
+static int append(redisContext *c, const cmd_ref_t *a)
 {
     const job_t *j = a->job;
     return redisAppendFormattedCommand(c, j->data + j->cmd[a->k].off, j->cmd[a->k].len);
@@ -180,48 +169,19 @@ static int append(redisContext *c, const again_t *a)
  * connection), -2 when it failed after some (it may not: they ran). */
 static int exchange(redisContext *c, const job_t *batch, int ncmds, char *why, size_t whylen)
 {
-    again_t cmds[WRITER_BATCH_CMDS], again[WRITER_BATCH_CMDS];
-    int n = 0, nagain = 0, errors = 0;
+    cmd_ref_t cmds[WRITER_BATCH_CMDS];
+    int n = 0, errors = 0;
     for (const job_t *j = batch; j; j = j->next)
         for (int k = 0; k < j->n && n < ncmds; k++)
-            cmds[n++] = (again_t){j, k};
+            cmds[n++] = (cmd_ref_t){j, k};
     for (int i = 0; i < n; i++)
         if (append(c, &cmds[i]) != REDIS_OK) {
             snprintf(why, whylen, "out of memory");
             return -1;
         }
-    int got = read_replies(c, cmds, n, again, &nagain, &errors, why, whylen);
+    int got = read_replies(c, n, &errors, why, whylen);
     if (got < n)
         return got ? -2 : -1;
-    if (!nagain)
-        return errors;
-    /* A new or restarted Redis (or SCRIPT FLUSH): load each script once,
-     * then send its commands again (they did not run). */
-    const char *loaded = NULL;
-    for (int i = 0; i < nagain; i++) {
-        const char *script = again[i].job->cmd[again[i].k].script;
-        if (script == loaded)
-            continue;
-        redisReply *rep = redisCommand(c, "SCRIPT LOAD %s", script);
-        if (!rep) {
-            snprintf(why, whylen, "SCRIPT LOAD: %s", c->errstr);
-            return -2;
-        }
-        int bad = rep->type == REDIS_REPLY_ERROR;
-        if (bad)
-            snprintf(why, whylen, "SCRIPT LOAD answered %s", rep->str);
-        freeReplyObject(rep);
-        if (bad)
-            return errors + nagain;
-        loaded = script;
-    }
-    for (int i = 0; i < nagain; i++)
-        if (append(c, &again[i]) != REDIS_OK) {
-            snprintf(why, whylen, "out of memory");
-            return -2;
-        }
-    if (read_replies(c, again, nagain, NULL, NULL, &errors, why, whylen) < nagain)
-        return -2;
     return errors;
 }
 

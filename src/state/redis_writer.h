@@ -23,14 +23,11 @@
 
 typedef struct ah_redis_writer ah_redis_writer_t;
 
-/* One command: argc arguments and their lengths. When script is set (the
- * text of the script an EVALSHA names, static) and Redis answers NOSCRIPT,
- * the thread loads the script (SCRIPT LOAD) and sends the command again. */
+/* One command: argc arguments and their lengths. */
 typedef struct ah_redis_cmd {
     int argc;
     const char *const *argv;
     const size_t *len;
-    const char *script;
 } ah_redis_cmd_t;
 
 /* A writer over pool (which must outlive it), and its thread. name starts
