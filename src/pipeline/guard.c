@@ -138,13 +138,12 @@ static int state_down(ah_request_t *r)
 }
 
 /* What a counter op of a plan is for. */
-enum { OP_RPM, OP_TPM, OP_SPENT, OP_THROTTLE, OP_RESERVE };
+enum { OP_RPM, OP_TPM, OP_SPENT, OP_RESERVE };
 
 typedef struct guard_meta {
     int kind;
     size_t index;      /* of the rate limit or budget */
     const char *value; /* the scope's value (request's or config's) */
-    int64_t spent_at;  /* OP_SPENT: the budget's limit; OP_THROTTLE: its rpm */
 } guard_meta_t;
 
 /* The counter ops of stage 3 or of the reservation, asked for all at once
