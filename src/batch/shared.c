@@ -153,16 +153,14 @@ ah_err_t ah_bpg_file_get(PGconn *c, const char *id, const ah_tenant_t *t, ah_fil
     return rc;
 }
 
-ah_err_t ah_bpg_file_fetch(PGconn *c, const char *dir, ah_file_t *f)
+/* The bytes sql's rows hold (one bytea column, binary, in order) into
+ * path: written aside, then renamed over it, one row at a time (single-row
+ * mode: memory is a row's). expect >= 0: the bytes there must be (else
+ * AH_E_DB). what names the bytes in the log. */
+static ah_err_t download(PGconn *c, const char *sql, int n, const char *const *params,
+                         const char *path, long long expect, const char *what)
 {
-    char path[AH_FILES_PATH_MAX + 64], tmp[AH_FILES_PATH_MAX + 128];
-    if (local_path(dir, f->id, path, sizeof path))
-        return AH_E_TOOBIG;
-    struct stat sb;
-    if (stat(path, &sb) == 0 && (long long)sb.st_size == f->bytes) {
-        f->path = ah_strdup(path); /* fetched before (bytes never change) */
-        return AH_E_OK;
-    }
+    char tmp[AH_FILES_PATH_MAX + 128];
     static _Atomic unsigned seq;
     snprintf(tmp, sizeof tmp, "%s.%d.%u.part", path, (int)getpid(), seq++);
     FILE *out = fopen(tmp, "wb");
@@ -170,26 +168,22 @@ ah_err_t ah_bpg_file_fetch(PGconn *c, const char *dir, ah_file_t *f)
         ah_error("files: cannot write %s: %s", tmp, strerror(errno));
         return AH_E_IO;
     }
-    /* One part at a time (single-row mode): memory is a part's. */
-    const char *params[1] = {f->id};
     ah_err_t rc = AH_E_OK;
     long long total = 0;
-    if (!PQsendQueryParams(c, "SELECT data FROM ahorro_file_parts WHERE file_id = $1 ORDER BY part",
-                           1, NULL, params, NULL, NULL, 1) ||
-        !PQsetSingleRowMode(c)) {
-        ok(c, NULL, PGRES_TUPLES_OK, "reading a file's bytes");
+    if (!PQsendQueryParams(c, sql, n, NULL, params, NULL, NULL, 1) || !PQsetSingleRowMode(c)) {
+        ok(c, NULL, PGRES_TUPLES_OK, what);
         rc = AH_E_DB;
     }
     PGresult *r;
     while (rc == AH_E_OK && (r = PQgetResult(c))) {
-        ExecStatusType s = PQresultStatus(r);
-        if (s == PGRES_SINGLE_TUPLE) {
-            size_t n = (size_t)PQgetlength(r, 0, 0);
-            total += (long long)n;
-            if (fwrite(PQgetvalue(r, 0, 0), 1, n, out) != n)
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_SINGLE_TUPLE) {
+            size_t len = (size_t)PQgetlength(r, 0, 0);
+            total += (long long)len;
+            if (fwrite(PQgetvalue(r, 0, 0), 1, len, out) != len)
                 rc = AH_E_IO;
-        } else if (s != PGRES_TUPLES_OK) {
-            ok(c, r, PGRES_TUPLES_OK, "reading a file's bytes");
+        } else if (st != PGRES_TUPLES_OK) {
+            ok(c, r, PGRES_TUPLES_OK, what);
             rc = AH_E_DB;
         }
         PQclear(r);
@@ -198,16 +192,32 @@ ah_err_t ah_bpg_file_fetch(PGconn *c, const char *dir, ah_file_t *f)
         PQclear(r);
     if (fclose(out) != 0 && rc == AH_E_OK)
         rc = AH_E_IO;
-    if (rc == AH_E_OK && total != f->bytes) {
-        ah_error("files: %s has %lld bytes in PostgreSQL, not %lld", f->id, total, f->bytes);
+    if (rc == AH_E_OK && expect >= 0 && total != expect) {
+        ah_error("batches: %s: %lld bytes in PostgreSQL, not %lld", what, total, expect);
         rc = AH_E_DB;
     }
     if (rc == AH_E_OK && rename(tmp, path) != 0)
         rc = AH_E_IO;
-    if (rc) {
+    if (rc)
         unlink(tmp);
-        return rc;
+    return rc;
+}
+
+ah_err_t ah_bpg_file_fetch(PGconn *c, const char *dir, ah_file_t *f)
+{
+    char path[AH_FILES_PATH_MAX + 64];
+    if (local_path(dir, f->id, path, sizeof path))
+        return AH_E_TOOBIG;
+    struct stat sb;
+    if (stat(path, &sb) == 0 && (long long)sb.st_size == f->bytes) {
+        f->path = ah_strdup(path); /* fetched before (bytes never change) */
+        return AH_E_OK;
     }
+    const char *params[1] = {f->id};
+    ah_err_t rc = download(c, "SELECT data FROM ahorro_file_parts WHERE file_id = $1 ORDER BY part",
+                           1, params, path, f->bytes, "a file's bytes");
+    if (rc)
+        return rc;
     f->path = ah_strdup(path);
     return AH_E_OK;
 }
@@ -537,48 +547,14 @@ static int64_t journal_bytes(PGconn *c, const char *id, const char *kind)
     return n;
 }
 
-/* PostgreSQL's journal kind of batch id into path (written aside, then
- * renamed over it), a part at a time. */
+/* PostgreSQL's journal kind of batch id into path. */
 static ah_err_t journal_get(PGconn *c, const char *id, const char *kind, const char *path)
 {
-    char tmp[AH_FILES_PATH_MAX + 128];
-    static _Atomic unsigned seq;
-    snprintf(tmp, sizeof tmp, "%s.%d.%u.part", path, (int)getpid(), seq++);
-    FILE *out = fopen(tmp, "wb");
-    if (!out)
-        return AH_E_IO;
     const char *params[2] = {id, kind};
-    ah_err_t rc = AH_E_OK;
-    if (!PQsendQueryParams(c,
-                           "SELECT data FROM ahorro_batch_journal WHERE batch_id = $1 AND kind = "
-                           "$2 ORDER BY at",
-                           2, NULL, params, NULL, NULL, 1) ||
-        !PQsetSingleRowMode(c)) {
-        ok(c, NULL, PGRES_TUPLES_OK, "reading a batch's journal");
-        rc = AH_E_DB;
-    }
-    PGresult *r;
-    while (rc == AH_E_OK && (r = PQgetResult(c))) {
-        ExecStatusType st = PQresultStatus(r);
-        if (st == PGRES_SINGLE_TUPLE) {
-            size_t n = (size_t)PQgetlength(r, 0, 0);
-            if (fwrite(PQgetvalue(r, 0, 0), 1, n, out) != n)
-                rc = AH_E_IO;
-        } else if (st != PGRES_TUPLES_OK) {
-            ok(c, r, PGRES_TUPLES_OK, "reading a batch's journal");
-            rc = AH_E_DB;
-        }
-        PQclear(r);
-    }
-    while ((r = PQgetResult(c))) /* the rest, after a failure */
-        PQclear(r);
-    if (fclose(out) != 0 && rc == AH_E_OK)
-        rc = AH_E_IO;
-    if (rc == AH_E_OK && rename(tmp, path) != 0)
-        rc = AH_E_IO;
-    if (rc)
-        unlink(tmp);
-    return rc;
+    return download(c,
+                    "SELECT data FROM ahorro_batch_journal WHERE batch_id = $1 AND kind = $2 "
+                    "ORDER BY at",
+                    2, params, path, -1, "a batch's journal");
 }
 
 ah_err_t ah_bpg_journals_fetch(PGconn *c, const char *id, ah_bpg_journals_t *j)
