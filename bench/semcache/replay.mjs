@@ -2,6 +2,7 @@
 // real gateway with the semantic cache on, at several thresholds.
 //
 //   node bench/semcache/replay.mjs [thresholds, default 0.85,0.90,0.93,0.95]
+//   node bench/semcache/replay.mjs --intents [confidences, default 0.7,0.8,0.9]
 //
 // For each threshold: a fresh build/ahorro-fake and build/ahorro (semantic cache on the
 // route, built-in SIF embedder), then the 10,003 queries of banking77-train.csv one at a time
@@ -9,6 +10,10 @@
 // hit's answer names the stored query it came from: the hit is right when that query has the
 // same intent. Prints a table and writes bench/semcache/REPLAY.md. This checks, end to end,
 // the offline replay of eval.c (its order differs, so the figures differ a little).
+// With --intents: the route learns from a labelled history (cache.intents, src/cache/intent.c):
+// one half of the order is the history, the other half is replayed alone, then the halves
+// swap; writes bench/semcache/REPLAY_INTENTS.md (bench/semcache/intent.c is its offline twin,
+// with the same halves).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +24,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const DATA = process.env.SEMCACHE_BANKING || '/work/shared/data/workloads/banking77-train.csv';
 const VECTORS = process.env.SEMCACHE_VECTORS || join(ROOT, 'build/data/sif-100d.bin');
-const thresholds = (process.argv[2] || '0.85,0.90,0.93,0.95').split(',').map(Number);
+const INTENTS = process.argv.includes('--intents');
+const args = process.argv.slice(2).filter((a) => a !== '--intents');
+const thresholds = (args[0] || (INTENTS ? '0.7,0.8,0.9' : '0.85,0.90,0.93,0.95')).split(',').map(Number);
 
 function parseCsv(text) {
   const rows = [];
@@ -55,9 +62,9 @@ const rnd = mulberry32(77);
 const order = rows.map((_, i) => i);
 for (let i = order.length - 1; i > 0; i--) { const j = Math.floor(rnd() * (i + 1)); [order[i], order[j]] = [order[j], order[i]]; }
 
-const results = [];
-for (const t of thresholds) {
+async function replay(routeYaml, queries, files = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'ahorro-replay-'));
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   const fport = 18700 + Math.floor(Math.random() * 200), gport = fport + 300;
   const fake = await start(join(ROOT, 'build/ahorro-fake'), ['--listen', `127.0.0.1:${fport}`, '--threads', '1'], /listening/);
   writeFileSync(join(dir, 'c.yaml'), `model_list:
@@ -66,13 +73,13 @@ for (const t of thresholds) {
 ahorro:
   db: ${join(dir, 'a.db')}
   threads: 2
-  cache: { exact: true, persist: false, embedder_path: ${VECTORS}, routes: { bank-bot: { semantic: true, similarity_threshold: ${t} } } }
+  cache: { exact: true, persist: false, embedder_path: ${VECTORS}, routes: { bank-bot: { semantic: true, ${routeYaml.replaceAll('DIR', dir)} } } }
 `);
   const gw = await start(join(ROOT, 'build/ahorro'), ['serve', '--config', join(dir, 'c.yaml'), '--listen', `127.0.0.1:${gport}`], /listening on/);
   const byAnswer = new Map(); // answer text -> intent of the query that produced it
   let hits = 0, right = 0, exact = 0, semantic = 0, n = 0;
   const t0 = Date.now();
-  for (const i of order) {
+  for (const i of queries) {
     const [text, intent] = rows[i];
     const res = await fetch(`http://127.0.0.1:${gport}/v1/chat/completions`, {
       method: 'POST', headers: { 'content-type': 'application/json' },
@@ -95,14 +102,46 @@ ahorro:
   gw.kill('SIGTERM'); fake.kill('SIGTERM');
   await sleep(300);
   rmSync(dir, { recursive: true, force: true });
-  const r = { t, n, hitRate: hits / n, precision: hits ? right / hits : 0, exact, semantic, rps: n / secs };
-  results.push(r);
-  console.log(`threshold ${t}: hit rate ${r.hitRate.toFixed(3)} precision ${r.precision.toFixed(3)} (exact ${exact}, semantic ${semantic}) ${r.rps.toFixed(0)} req/s`);
+  return { n, hitRate: hits / n, precision: hits ? right / hits : 0, exact, semantic, rps: n / secs };
 }
-const md = ['# Banking77 replayed through the gateway', '',
-  `Written by \`node bench/semcache/replay.mjs\` on ${new Date().toISOString().slice(0, 10)}: ${rows.length} queries, one at a time, in a fixed`,
-  'shuffled order (seed 77), through build/ahorro (semantic cache on, built-in SIF embedder) and the fake',
-  'provider. A hit is right when the stored query it answers with has the same intent.', '',
-  '| threshold | hit rate | precision | exact hits | semantic hits | req/s (sequential) |', '|---|---|---|---|---|---|',
-  ...results.map((r) => `| ${r.t.toFixed(2)} | ${r.hitRate.toFixed(3)} | ${r.precision.toFixed(3)} | ${r.exact} | ${r.semantic} | ${r.rps.toFixed(0)} |`), ''];
-writeFileSync(join(ROOT, 'bench/semcache/REPLAY.md'), md.join('\n'));
+
+const csvField = (s) => (/[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s);
+const history = (idx) => ['text,category', ...idx.map((i) => `${csvField(rows[i][0])},${csvField(rows[i][1])}`)].join('\n') + '\n';
+
+const head = `Written by \`node bench/semcache/replay.mjs${INTENTS ? ' --intents' : ''}\` on ${new Date().toISOString().slice(0, 10)}: `;
+let md;
+if (!INTENTS) {
+  const results = [];
+  for (const t of thresholds) {
+    const r = { t, ...(await replay(`similarity_threshold: ${t}`, order)) };
+    results.push(r);
+    console.log(`threshold ${t}: hit rate ${r.hitRate.toFixed(3)} precision ${r.precision.toFixed(3)} (exact ${r.exact}, semantic ${r.semantic}) ${r.rps.toFixed(0)} req/s`);
+  }
+  md = ['# Banking77 replayed through the gateway', '',
+    head + `${rows.length} queries, one at a time, in a fixed`,
+    'shuffled order (seed 77), through build/ahorro (semantic cache on, built-in SIF embedder) and the fake',
+    'provider. A hit is right when the stored query it answers with has the same intent.', '',
+    '| threshold | hit rate | precision | exact hits | semantic hits | req/s (sequential) |', '|---|---|---|---|---|---|',
+    ...results.map((r) => `| ${r.t.toFixed(2)} | ${r.hitRate.toFixed(3)} | ${r.precision.toFixed(3)} | ${r.exact} | ${r.semantic} | ${r.rps.toFixed(0)} |`), ''];
+} else {
+  // the labelled history of one half trains the route's classifier; the other half is replayed
+  const mid = Math.floor(order.length / 2);
+  const halves = [['A', order.slice(0, mid)], ['B', order.slice(mid)]];
+  const results = [];
+  for (const c of thresholds) {
+    for (const [name, train] of halves) {
+      const [, test] = halves.find(([n]) => n !== name);
+      const r = { c, train: name, ...(await replay(`intents: DIR/history.csv, intent_confidence: ${c}`, test, { 'history.csv': history(train) })) };
+      results.push(r);
+      console.log(`confidence ${c}, trained on ${name}: hit rate ${r.hitRate.toFixed(3)} precision ${r.precision.toFixed(3)} (semantic ${r.semantic}) ${r.rps.toFixed(0)} req/s`);
+    }
+  }
+  md = ['# Banking77 replayed through the gateway, with a labelled history', '',
+    head + `the ${rows.length} queries in a fixed shuffled order (seed 77)`,
+    'cut in halves A and B; the route\'s `intents` file is one half (text,category), the other half is replayed',
+    'alone, one query at a time, from an empty cache, through build/ahorro (semantic cache on, built-in SIF',
+    'embedder) and the fake provider. A hit is right when the stored query it answers with has the same intent.', '',
+    '| intent_confidence | trained on | replayed | hit rate | precision | semantic hits | req/s (sequential) |', '|---|---|---|---|---|---|---|',
+    ...results.map((r) => `| ${r.c.toFixed(2)} | ${r.train} | ${r.train === 'A' ? 'B' : 'A'} (${r.n}) | ${r.hitRate.toFixed(3)} | ${r.precision.toFixed(3)} | ${r.semantic} | ${r.rps.toFixed(0)} |`), ''];
+}
+writeFileSync(join(ROOT, INTENTS ? 'bench/semcache/REPLAY_INTENTS.md' : 'bench/semcache/REPLAY.md'), md.join('\n'));

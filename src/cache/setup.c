@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cache/shared.h"
+#include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/path.h"
@@ -145,4 +146,36 @@ void ah_cache_teardown(const ah_config_t *cfg, ah_cache_t *cache, ah_embedder_t 
     ah_cache_free(cache);
     ah_embed_free(embedder);
     ah_embed_remote_free(remote);
+}
+
+ah_err_t ah_cache_intents_load(const ah_config_t *cfg, ah_intent_t ***out, char *err, size_t errlen)
+{
+    const ah_cache_config_t *cc = &cfg->cache;
+    *out = NULL;
+    if (!cc->nintent_files)
+        return AH_E_OK;
+    ah_intent_t **m = ah_calloc(cc->nintent_files, sizeof *m);
+    for (size_t i = 0; i < cc->nintent_files; i++) {
+        int64_t t0 = ah_wall_ms();
+        char why[512];
+        if (!(m[i] = ah_intent_load_csv(cc->intent_files[i], NULL, why, sizeof why))) {
+            ah_err_printf(err, errlen, "cache intents: %s", why);
+            ah_cache_intents_free(cfg, m);
+            return AH_E_CONFIG;
+        }
+        ah_info("cache: intents from %s: %zu rows, %d labels, trained in %lld ms",
+                cc->intent_files[i], ah_intent_rows(m[i]), ah_intent_classes(m[i]),
+                (long long)(ah_wall_ms() - t0));
+    }
+    *out = m;
+    return AH_E_OK;
+}
+
+void ah_cache_intents_free(const ah_config_t *cfg, ah_intent_t **models)
+{
+    if (!models)
+        return;
+    for (size_t i = 0; i < cfg->cache.nintent_files; i++)
+        ah_intent_free(models[i]);
+    ah_free(models);
 }

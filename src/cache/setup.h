@@ -4,6 +4,7 @@
 
 #include "cache/embed.h"
 #include "cache/embed_remote.h"
+#include "cache/intent.h"
 #include "cache/store.h"
 #include "config/config.h"
 
@@ -22,5 +23,14 @@ void ah_cache_setup(const ah_config_t *cfg, ah_cache_t **cache, ah_embedder_t **
  * embedders; any may be NULL. */
 void ah_cache_teardown(const ah_config_t *cfg, ah_cache_t *cache, ah_embedder_t *embedder,
                        ah_embed_remote_t *remote);
+
+/* The labelled histories the cache policies name (cfg->cache.intent_files),
+ * each trained into a classifier (cache/intent.h): *out gets an array of
+ * cfg->cache.nintent_files models, NULL when there are none. On a file that
+ * does not load, AH_E_CONFIG with the reason in err and nothing kept. Free
+ * with ah_cache_intents_free. */
+ah_err_t ah_cache_intents_load(const ah_config_t *cfg, ah_intent_t ***out, char *err,
+                               size_t errlen);
+void ah_cache_intents_free(const ah_config_t *cfg, ah_intent_t **models);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 #include <yaml.h>
 
@@ -482,15 +483,39 @@ static ah_err_t check_keys(loader_t *L, yaml_node_t *m, const char *what, const 
     return AH_E_OK;
 }
 
-static ah_err_t load_policy(loader_t *L, yaml_node_t *m, ah_cache_policy_t *p)
+static ah_err_t load_policy(loader_t *L, yaml_node_t *m, ah_cache_config_t *cc,
+                            ah_cache_policy_t *p)
 {
     ah_err_t rc;
+    char *intents = NULL;
     if ((rc = get_bool(L, m, "exact", &p->exact)) ||
         (rc = get_bool(L, m, "semantic", &p->semantic)) ||
         (rc = get_number(L, m, "ttl", 1, 365 * 86400.0, &p->ttl_s)) ||
         (rc = get_number(L, m, "max_temperature", 0, 2, &p->max_temperature)) ||
-        (rc = get_number(L, m, "similarity_threshold", 0, 1, &p->threshold)))
+        (rc = get_number(L, m, "similarity_threshold", 0, 1, &p->threshold)) ||
+        (rc = get_number(L, m, "intent_confidence", 0.01, 1, &p->intent_confidence)) ||
+        (rc = get_string(L, m, "intents", &intents)))
         return rc;
+    if (get(L, m, "similarity_threshold"))
+        p->threshold_set = 1;
+    if (!intents)
+        return AH_E_OK;
+    /* a labelled history (text,label CSV) trained at start (cache/setup.c) */
+    if (access(intents, R_OK) != 0) {
+        rc = fail(L, get(L, m, "intents"), "cannot read the intents file '%s'", intents);
+        ah_free(intents);
+        return rc;
+    }
+    size_t i = 0;
+    while (i < cc->nintent_files && strcmp(cc->intent_files[i], intents) != 0)
+        i++;
+    if (i == cc->nintent_files) {
+        cc->intent_files = ah_realloc(cc->intent_files, (i + 1) * sizeof *cc->intent_files);
+        cc->intent_files[cc->nintent_files++] = intents;
+    } else {
+        ah_free(intents);
+    }
+    p->intents = (int)i + 1;
     return AH_E_OK;
 }
 
@@ -511,11 +536,15 @@ static ah_err_t load_cache(loader_t *L, yaml_node_t *m, ah_cache_config_t *cc)
                                         "routes",
                                         "prompt_caching",
                                         "embedder_model",
+                                        "intents",
+                                        "intent_confidence",
                                         NULL};
     static const char *const route_known[] = {
-        "exact", "semantic", "ttl", "max_temperature", "similarity_threshold", NULL};
+        "exact",   "semantic",          "ttl", "max_temperature", "similarity_threshold",
+        "intents", "intent_confidence", NULL};
     ah_err_t rc;
-    if ((rc = check_keys(L, m, "ahorro.cache", known)) || (rc = load_policy(L, m, &cc->policy)) ||
+    if ((rc = check_keys(L, m, "ahorro.cache", known)) ||
+        (rc = load_policy(L, m, cc, &cc->policy)) ||
         (rc = get_string(L, m, "namespace", &cc->ns)) ||
         (rc = get_string(L, m, "embedder", &cc->embedder)) ||
         (rc = get_string(L, m, "embedder_path", &cc->embedder_path)) ||
@@ -555,7 +584,7 @@ static ah_err_t load_cache(loader_t *L, yaml_node_t *m, ah_cache_config_t *cc)
         ah_cache_route_t *r = &cc->routes[cc->nroutes++];
         r->model = ah_strdup(model);
         r->policy = cc->policy; /* unset keys inherit the default */
-        if ((rc = load_policy(L, val, &r->policy)))
+        if ((rc = load_policy(L, val, cc, &r->policy)))
             return rc;
     }
     return AH_E_OK;
@@ -2481,6 +2510,7 @@ ah_err_t ah_config_load(const char *path, ah_config_t **out, char *err, size_t e
     c->cache.policy.ttl_s = AH_CACHE_TTL_S;
     c->cache.policy.max_temperature = AH_CACHE_MAX_TEMPERATURE;
     c->cache.policy.threshold = AH_CACHE_SIF_THRESHOLD;
+    c->cache.policy.intent_confidence = AH_CACHE_INTENT_CONFIDENCE;
     c->cache.max_entries = AH_CACHE_MAX_ENTRIES;
     c->cache.max_bytes = AH_CACHE_MAX_BYTES;
     c->cache.persist = 1;
@@ -2566,6 +2596,9 @@ void ah_config_free(ah_config_t *c)
     ah_free(c->cache.embedder);
     ah_free(c->cache.embedder_path);
     ah_free(c->cache.embedder_model);
+    for (size_t i = 0; i < c->cache.nintent_files; i++)
+        ah_free(c->cache.intent_files[i]);
+    ah_free(c->cache.intent_files);
     routing_free(&c->routing);
     guard_free(&c->guard);
     shape_free(&c->shape);

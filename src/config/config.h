@@ -53,11 +53,15 @@ typedef struct ah_deployment {
 
 /* When answers are cached: globally, or for one route (requested model). */
 typedef struct ah_cache_policy {
-    int exact;              /* exact cache on */
-    int semantic;           /* semantic cache on */
-    double ttl_s;           /* how long an answer is kept */
-    double max_temperature; /* cache only requests at or under this temperature */
-    double threshold;       /* semantic: least similarity of a hit */
+    int exact;                /* exact cache on */
+    int semantic;             /* semantic cache on */
+    double ttl_s;             /* how long an answer is kept */
+    double max_temperature;   /* cache only requests at or under this temperature */
+    double threshold;         /* semantic: least similarity of a hit */
+    int threshold_set;        /* similarity_threshold was given (with intents: a cosine floor) */
+    int intents;              /* labelled history deciding hits: 1 + index into
+                                 cache.intent_files, 0: none (cache/intent.h) */
+    double intent_confidence; /* with intents: least label probability of both texts */
 } ah_cache_policy_t;
 
 typedef struct ah_cache_route {
@@ -77,6 +81,8 @@ typedef struct ah_cache_config {
     char *embedder_model; /* endpoint: the model_list entry that embeds */
     int persist;          /* keep entries across restarts (in the database) */
     int prompt_caching;   /* place Anthropic prompt-cache breakpoints for clients */
+    char **intent_files;  /* the labelled histories the policies name, each once */
+    size_t nintent_files;
 } ah_cache_config_t;
 
 /* How a model alias spreads its traffic over its deployments. */

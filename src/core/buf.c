@@ -100,3 +100,35 @@ void ah_buf_free(ah_buf_t *b)
     b->data = NULL;
     b->len = b->cap = 0;
 }
+
+ah_err_t ah_buf_read_file(const char *path, size_t max, char **out, size_t *len, char *err,
+                          size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        ah_err_printf(err, errlen, "%s: cannot open", path);
+        return AH_E_IO;
+    }
+    ah_buf_t b;
+    ah_buf_init(&b, max);
+    char chunk[65536];
+    size_t n;
+    ah_err_t rc = AH_E_OK;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if ((rc = ah_buf_append(&b, chunk, n)) != AH_E_OK) {
+            ah_err_printf(err, errlen, "%s: larger than %zu bytes", path, max);
+            break;
+        }
+    }
+    if (rc == AH_E_OK && ferror(f)) {
+        ah_err_printf(err, errlen, "%s: read error", path);
+        rc = AH_E_IO;
+    }
+    fclose(f);
+    if (rc) {
+        ah_buf_free(&b);
+        return rc;
+    }
+    *out = ah_buf_steal(&b, len);
+    return AH_E_OK;
+}

@@ -35,4 +35,10 @@ char *ah_buf_steal(ah_buf_t *b, size_t *len);
 /* Free the data; the buffer may be reused after ah_buf_init. */
 void ah_buf_free(ah_buf_t *b);
 
+/* The whole file at path, at most max bytes, into *out (NUL-terminated; free
+ * with ah_free) and *len. AH_E_IO (cannot open, read error) or AH_E_TOOBIG
+ * with "path: why" in err. */
+ah_err_t ah_buf_read_file(const char *path, size_t max, char **out, size_t *len, char *err,
+                          size_t errlen);
+
 #endif

@@ -80,6 +80,10 @@
  * it gives hit rate 0.09 at precision 0.964. Support workloads measure
  * better at 0.80-0.88 (docs/semantic-cache-quality.md). */
 #define AH_CACHE_SIF_THRESHOLD 0.96
+/* With a labelled history (cache.intents): the least probability of the shared
+ * label, for the query and the stored prompt both (docs/semantic-cache-quality.md,
+ * "Labelled history": Banking77, trained on one half, replayed on the other). */
+#define AH_CACHE_INTENT_CONFIDENCE 0.8
 /* Longest namespace a request may name. */
 #define AH_CACHE_MAX_NAMESPACE 128
 

@@ -29,6 +29,7 @@
 
 #include "cache/answer.h"
 #include "cache/embed_remote.h"
+#include "cache/intent.h"
 #include "cache/rerank.h"
 #include "core/alloc.h"
 #include "core/clock.h"
@@ -172,6 +173,13 @@ int ah_stage_cache(ah_worker_t *w, ah_request_t *r)
     r->cache_max_age_ms = c.max_age_ms;
     r->cache_ttl_ms = c.ttl_ms;
     r->cache_threshold = p->threshold;
+    if (p->intents && w->gw->intents) {
+        /* the labels decide; the cosine is a floor only when the route sets one */
+        r->cache_intent = w->gw->intents[p->intents - 1];
+        r->cache_intent_conf = p->intent_confidence;
+        if (!p->threshold_set)
+            r->cache_threshold = 0;
+    }
     int64_t now = ah_wall_ms();
     if (p->exact && !c.no_read) {
         int ask = 0;
@@ -255,6 +263,23 @@ static float rescore(void *ctx, float cosine, const char *query, const char *pro
     return ah_rerank_similarity(ctx, cosine, query, strlen(query), prompt, strlen(prompt));
 }
 
+/* With a labelled history: the query's label, and the least probability both
+ * texts need. */
+typedef struct intent_check {
+    const ah_intent_t *m;
+    int label;
+    float conf;
+} intent_check_t;
+
+/* A candidate is served when its prompt has the query's label, as confidently. */
+static float rescore_intent(void *ctx, float cosine, const char *query, const char *prompt)
+{
+    const intent_check_t *ic = ctx;
+    float conf;
+    int label = ah_intent_predict(ic->m, prompt, strlen(prompt), NULL, &conf);
+    return label == ic->label && conf >= ic->conf ? cosine : -1;
+}
+
 void ah_stage_cache_embedded(ah_worker_t *w, ah_request_t *r, const float *vec, int dim)
 {
     ah_cache_t *cache = w->gw->cache;
@@ -272,11 +297,27 @@ void ah_stage_cache_embedded(ah_worker_t *w, ah_request_t *r, const float *vec, 
         /* the built-in word vectors also check the words of the best candidates */
         ah_embedder_t *emb = w->gw->embedder;
         int check = emb && strcmp(emb->ops->name, "sif") == 0;
-        if (!r->cache_no_read &&
-            (e = ah_cache_get_similar(cache, r->cache_scope, r->cache_vec, dim,
-                                      (float)r->cache_threshold, now, r->cache_max_age_ms,
-                                      check ? rescore : NULL, emb, r->cache_embed_text, &sim))) {
+        ah_cache_rescore_fn fn = check ? rescore : NULL;
+        void *ctx = emb;
+        intent_check_t ic = {
+            .m = r->cache_intent, .label = -1, .conf = (float)r->cache_intent_conf};
+        int lookup = !r->cache_no_read;
+        if (ic.m) {
+            /* with labels, instead of the word check: a query without a confident
+             * label cannot be a hit */
+            float qc = 0;
+            const char *q = r->cache_embed_text ? r->cache_embed_text : "";
+            ic.label = ah_intent_predict(ic.m, q, strlen(q), NULL, &qc);
+            lookup = lookup && ic.label >= 0 && qc >= ic.conf;
+            fn = rescore_intent;
+            ctx = &ic;
+        }
+        if (lookup && (e = ah_cache_get_similar(cache, r->cache_scope, r->cache_vec, dim,
+                                                (float)r->cache_threshold, now, r->cache_max_age_ms,
+                                                fn, ctx, r->cache_embed_text, &sim))) {
             r->cache_similarity = sim;
+            if (ic.m)
+                r->cache_intent_label = ah_intent_label(ic.m, ic.label);
             hit(w, r, e, "semantic", now);
             return;
         }

@@ -44,6 +44,7 @@ typedef struct ah_gateway {
     ah_cache_t *cache;                     /* NULL: no cache configured */
     ah_embedder_t *embedder;               /* local embedder, or NULL */
     struct ah_embed_remote *remote_embed;  /* network embedder, or NULL */
+    struct ah_intent **intents;            /* per cfg->cache.intent_files, or NULL */
     struct ah_balancer *balancer;          /* deployment health and choice */
     struct ah_router_rt *routers;          /* loaded router models, or NULL */
     struct ah_guard *guard;                /* budgets and rate limits, or NULL */

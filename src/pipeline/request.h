@@ -115,11 +115,14 @@ typedef struct ah_request {
     double saved_usd; /* what a hit saved */
     int cache_store;  /* keep the answer once complete */
     int64_t cache_ttl_ms;
-    int cache_no_read, cache_no_store; /* the request's controls */
-    int64_t cache_max_age_ms;          /* < 0: any age */
-    double cache_threshold;            /* semantic: least similarity */
-    int cache_pending;                 /* AH_CACHE_WAIT_*: an embedding, or peers (pipeline.h) */
-    const char *cache_embed_text;      /* arena */
+    int cache_no_read, cache_no_store;    /* the request's controls */
+    int64_t cache_max_age_ms;             /* < 0: any age */
+    double cache_threshold;               /* semantic: least similarity */
+    const struct ah_intent *cache_intent; /* semantic: the route's labelled history, or NULL */
+    double cache_intent_conf;             /* its least label probability */
+    const char *cache_intent_label;       /* a hit's shared label (the model's), or NULL */
+    int cache_pending;                    /* AH_CACHE_WAIT_*: an embedding, or peers (pipeline.h) */
+    const char *cache_embed_text;         /* arena */
     uint8_t cache_key[AH_CACHE_KEY_BYTES];
     const char *cache_tenant, *cache_ns; /* arena */
     int cache_semantic;                  /* store with cache_scope and cache_vec */

@@ -37,39 +37,6 @@ void ah_labels_free(ah_labels_t *l)
     memset(l, 0, sizeof *l);
 }
 
-static ah_err_t read_file(const char *path, char **out, size_t *len, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        ah_err_printf(err, errlen, "%s: cannot open", path);
-        return AH_E_IO;
-    }
-    ah_buf_t b;
-    ah_buf_init(&b, AH_LABELS_MAX_FILE);
-    char chunk[65536];
-    size_t n;
-    ah_err_t rc = AH_E_OK;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if ((rc = ah_buf_append(&b, chunk, n)) != AH_E_OK) {
-            ah_err_printf(err, errlen, "%s: larger than %u bytes", path, AH_LABELS_MAX_FILE);
-            break;
-        }
-    }
-    if (rc == AH_E_OK && ferror(f)) {
-        ah_err_printf(err, errlen, "%s: read error", path);
-        rc = AH_E_IO;
-    }
-    fclose(f);
-    if (rc) {
-        ah_buf_free(&b);
-        return rc;
-    }
-    if (!b.data)
-        ah_buf_append(&b, "", 0);
-    *out = ah_buf_steal(&b, len);
-    return AH_E_OK;
-}
-
 ah_err_t ah_csv_record(const char *p, size_t n, size_t *pos, char *scratch, const char **fields,
                        size_t *lens, size_t maxfields, size_t *nfields, size_t *line)
 {
@@ -404,7 +371,7 @@ ah_err_t ah_labels_load(ah_labels_t *l, const char *path, const char *cheap_col,
 {
     char *data = NULL;
     size_t n = 0;
-    ah_err_t rc = read_file(path, &data, &n, err, errlen);
+    ah_err_t rc = ah_buf_read_file(path, AH_LABELS_MAX_FILE, &data, &n, err, errlen);
     if (rc)
         return rc;
     pending_t pend = {0};
@@ -445,7 +412,7 @@ ah_err_t ah_labels_exclude(ah_labels_t *l, const char *path, size_t *removed, ch
 {
     char *data = NULL;
     size_t n = 0, nh = 0, line = 0;
-    ah_err_t rc = read_file(path, &data, &n, err, errlen);
+    ah_err_t rc = ah_buf_read_file(path, AH_LABELS_MAX_FILE, &data, &n, err, errlen);
     if (rc)
         return rc;
     /* Hashes of the excluded prompts (a 64-bit collision would drop one more

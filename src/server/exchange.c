@@ -212,6 +212,8 @@ static void add_ahorro_headers(exchange_t *ex, struct evkeyvalq *h, int with_cos
             snprintf(v, sizeof v, "%.4f", r->cache_similarity);
             evhttp_add_header(h, "x-ahorro-cache-similarity", v);
         }
+        if (r->cache_intent_label)
+            evhttp_add_header(h, "x-ahorro-cache-intent", r->cache_intent_label);
     }
     if (with_cost && r->cost_known) {
         snprintf(v, sizeof v, "%.8f", r->cost_usd);

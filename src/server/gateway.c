@@ -136,6 +136,10 @@ int ah_gateway_open(ah_config_t *cfg, ah_gateway_t *gw, ah_gateway_rt_t **rtp)
         ah_info("shaping: on (%zu route and %zu feature policies)", cfg->shape.nroutes,
                 cfg->shape.nfeatures);
     }
+    if (ah_cache_intents_load(cfg, &gw->intents, why, sizeof why)) {
+        ah_error("%s", why);
+        goto fail;
+    }
     ah_cache_setup(cfg, &gw->cache, &gw->embedder, &gw->remote_embed);
     rt->reqlog = observe_start(cfg, gw);
     if (cfg->experiments.n)
@@ -153,6 +157,7 @@ void ah_gateway_close(ah_gateway_t *gw, ah_gateway_rt_t *rt)
     ah_bpe_free(gw->bpe_cl100k);
     ah_summary_cache_clear();
     ah_cache_teardown(gw->cfg, gw->cache, gw->embedder, gw->remote_embed);
+    ah_cache_intents_free(gw->cfg, gw->intents);
     if (rt)
         ah_guard_watch_stop(rt->watch);
     ah_guard_free(gw->guard);

@@ -3,13 +3,14 @@
 // per-request controls, TTL, feedback, purge, and persistence across restart.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { startFake, startGateway, testConfig, ledgerRow, MASTER_KEY, AHORRO_BIN } from './lib/harness.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -317,6 +318,98 @@ test('semantic hit: a rephrased question gets the answer, within the tenant only
     model: 'sem-model', messages: [{ role: 'system', content: 'You are a pirate.' }, { role: 'user', content: 'how do i reset my online banking password' }],
   }).withResponse();
   assert.equal(sys.response.headers.get('x-ahorro-cache'), 'miss');
+});
+
+// A support history: a few queries per intent, as a tenant exports them (text,label).
+const HISTORY = `text,intent
+My card still hasn't arrived,card_arrival
+When will my new card arrive?,card_arrival
+I am still waiting on my card,card_arrival
+How long does a card take to be delivered?,card_arrival
+The card I ordered has not come yet,card_arrival
+"Where is my card, it was sent two weeks ago",card_arrival
+Can I top up with cash?,top_up_by_cash
+How do I add cash to my account?,top_up_by_cash
+Is it possible to deposit cash to top up?,top_up_by_cash
+Where can I top up using cash,top_up_by_cash
+I want to put cash into my balance,top_up_by_cash
+"Cash top-up, how does it work?",top_up_by_cash
+I forgot my passcode,passcode_forgotten
+How do I reset my passcode?,passcode_forgotten
+I can't remember my passcode,passcode_forgotten
+Lost my passcode what now?,passcode_forgotten
+I need a new passcode because I forgot mine,passcode_forgotten
+Passcode reset please,passcode_forgotten
+`;
+
+test('semantic hits decided by a labelled history: same intent hits, another intent or an unsure label misses', { skip: !HAVE_VECTORS && 'no word vectors built (scripts/build-embeddings.sh)' }, async () => {
+  const o = `http://127.0.0.1:${fake.port}/v1`;
+  const g = await startGateway({
+    fake, config: (d) => {
+      writeFileSync(join(d, 'history.csv'), HISTORY);
+      return testConfig(fake, d, `  cache:
+    exact: true
+    embedder_path: ${VECTORS}
+    routes:
+      bank-bot: { semantic: true, intents: ${join(d, 'history.csv')}, intent_confidence: 0.6 }
+`).replace('model_list:\n', `model_list:
+  - model_name: bank-bot
+    litellm_params: { model: openai/gpt-4o-mini, api_base: "${o}", api_key: "sk-provider-secret-key-do-not-leak" }
+`);
+    },
+  });
+  try {
+    assert.match(g.logs(), /intents from .*history\.csv: 18 rows, 3 labels/);
+    const c = new OpenAI({ baseURL: `${g.url}/v1`, apiKey: MASTER_KEY, maxRetries: 0 });
+    const bank = (content, cl = c) => cl.chat.completions.create({
+      model: 'bank-bot', messages: [{ role: 'system', content: 'You are a bank assistant.' }, { role: 'user', content }],
+    }).withResponse();
+    const first = await bank('my card has still not arrived');
+    assert.equal(first.response.headers.get('x-ahorro-cache'), 'miss');
+    // a paraphrase of the same intent, far below the cosine-only default of 0.96
+    const para = await bank('when is the card I ordered going to be delivered?');
+    assert.equal(para.response.headers.get('x-ahorro-cache'), 'semantic');
+    assert.equal(para.response.headers.get('x-ahorro-cache-intent'), 'card_arrival');
+    assert.ok(Number(para.response.headers.get('x-ahorro-cache-similarity')) < 0.96);
+    assert.equal(para.data.choices[0].message.content, first.data.choices[0].message.content);
+    const row = await ledgerRow(g.db, para.response.headers.get('x-ahorro-request-id'));
+    assert.equal(row.cache, 'semantic');
+    assert.equal(row.cost_usd, 0);
+    // another intent sharing the word "card": a miss, then stored under its own label
+    const cash = await bank('can I top up my card with cash?');
+    assert.equal(cash.response.headers.get('x-ahorro-cache'), 'miss');
+    assert.equal(cash.response.headers.get('x-ahorro-cache-intent'), null);
+    assert.equal((await bank('how do i put cash on my account')).response.headers.get('x-ahorro-cache-intent'), 'top_up_by_cash');
+    // nothing the history knows: no confident label, so never a semantic hit
+    const weather = await bank('what will the weather be like in Lisbon tomorrow');
+    assert.equal(weather.response.headers.get('x-ahorro-cache'), 'miss');
+    assert.equal((await bank('what will the weather be like in Porto tomorrow')).response.headers.get('x-ahorro-cache'), 'miss');
+    // the labels never cross tenants
+    const r = await fetch(`${g.url}/admin/keys`, { method: 'POST', headers: { authorization: `Bearer ${MASTER_KEY}` }, body: JSON.stringify({ owner: 'tenant-intents-b' }) });
+    const other = new OpenAI({ baseURL: `${g.url}/v1`, apiKey: (await r.json()).key, maxRetries: 0 });
+    assert.equal((await bank('when is the card I ordered going to be delivered?', other)).response.headers.get('x-ahorro-cache'), 'miss');
+  } finally { await g.stop(); g.cleanup(); }
+  // a history that cannot be read or learnt stops the start, saying where
+  const dir = mkdtempSync(join(tmpdir(), 'ahorro-intents-'));
+  try {
+    const run = (route, files = {}) => {
+      for (const [n, t] of Object.entries(files)) writeFileSync(join(dir, n), t);
+      writeFileSync(join(dir, 'c.yaml'), testConfig(fake, dir, `  cache:\n    routes:\n      gpt-4o-mini: { semantic: true, ${route} }\n`));
+      return spawnSync(AHORRO_BIN, ['serve', '--config', join(dir, 'c.yaml'), '--listen', '127.0.0.1:0'], { encoding: 'utf8', timeout: 10000 });
+    };
+    let res = run(`intents: ${join(dir, 'missing.csv')}`);
+    assert.notEqual(res.status, 0);
+    assert.match(res.stderr, /c\.yaml:\d+.*cannot read the intents file/);
+    res = run(`intents: ${join(dir, 'one.csv')}`, { 'one.csv': 'text,label\nhello,greet\nhi,greet\n' });
+    assert.notEqual(res.status, 0);
+    assert.match(res.stderr, /one\.csv: fewer than two labels/);
+    res = run(`intents: ${join(dir, 'bad.csv')}`, { 'bad.csv': 'text,label\nhello,greet\n"bye,leave\n' });
+    assert.notEqual(res.status, 0);
+    assert.match(res.stderr, /bad\.csv:3: malformed CSV record/);
+    res = run(`intents: ${join(dir, 'one.csv')}, intent_confidence: 1.5`);
+    assert.notEqual(res.status, 0);
+    assert.match(res.stderr, /intent_confidence/);
+  } finally { rmSync(dir, { recursive: true, force: true }); }
 });
 
 test('persistence: entries survive a restart', async () => {

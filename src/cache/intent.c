@@ -1,0 +1,479 @@
+/* intent.c - a classifier of texts into a tenant's labels (intent.h).
+ *
+ * Features. The text (its first AH_INTENT_MAX_TEXT bytes) is cut into words:
+ * runs of ASCII letters and digits and of non-ASCII bytes, lowercased, with
+ * apostrophes (' and U+2019) dropped inside a word ("can't" is "cant"). Each
+ * word gives a unigram and, with the word before it, a bigram; each word padded
+ * as "<word>" gives its character 3-, 4- and 5-grams. Every feature is an
+ * FNV-1a hash into 2^bits buckets with value 1 (repeats add up); the word
+ * group and the character group are each L2-normalised, then scaled so that
+ * their squared norms are 1 - char_weight and char_weight.
+ *
+ * Model. One weight per bucket and label, stored bucket-major so that a
+ * feature's weights for all labels are contiguous, and a bias per label;
+ * p = softmax(W x + b). SGD on the cross-entropy, rows shuffled each epoch,
+ * step rate / (1 + epoch), and weight decay applied to the weights a row
+ * touches. */
+#include "cache/intent.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/hash.h"
+#include "route/labels.h"
+
+const ah_intent_opts_t ah_intent_defaults = {
+    .bits = 14,
+    .epochs = 12,
+    .rate = 2.0f,
+    .l2 = 1e-6f,
+    .char_weight = 0.7f,
+    .seed = 77,
+};
+
+#define WORD_MAX 64
+#define LABEL_SLOTS (2 * AH_INTENT_MAX_CLASSES)
+
+struct ah_intent {
+    int bits;
+    uint32_t mask;
+    int nc;
+    float *w; /* [buckets][nc] */
+    float *b; /* [nc] */
+    char **labels;
+    size_t rows;
+    float char_weight;
+};
+
+typedef struct feats {
+    uint32_t idx[AH_INTENT_MAX_FEATURES];
+    float val[AH_INTENT_MAX_FEATURES];
+    int n;
+} feats_t;
+
+/* ---- features ------------------------------------------------------------ */
+
+static void feat_add(feats_t *f, uint64_t h, uint32_t mask)
+{
+    if (f->n < AH_INTENT_MAX_FEATURES) {
+        f->idx[f->n] = (uint32_t)(h ^ (h >> 32)) & mask;
+        f->val[f->n] = 1.0f;
+        f->n++;
+    }
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Merge repeated buckets of f[from..n) and scale them to squared norm share. */
+static void feat_group_done(feats_t *f, int from, float share)
+{
+    int n = f->n - from;
+    if (n <= 0)
+        return;
+    qsort(f->idx + from, (size_t)n, sizeof f->idx[0], cmp_u32);
+    int out = from;
+    for (int i = from; i < f->n; i++) {
+        if (out > from && f->idx[out - 1] == f->idx[i]) {
+            f->val[out - 1] += 1.0f;
+        } else {
+            f->idx[out] = f->idx[i];
+            f->val[out] = 1.0f;
+            out++;
+        }
+    }
+    f->n = out;
+    double ss = 0;
+    for (int i = from; i < out; i++)
+        ss += (double)f->val[i] * f->val[i];
+    float scale = (float)(sqrt(share) / sqrt(ss));
+    for (int i = from; i < out; i++)
+        f->val[i] *= scale;
+}
+
+static int word_byte(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80;
+}
+
+/* An apostrophe at p[i] (' or U+2019): its length in bytes, else 0. */
+static size_t apostrophe(const unsigned char *p, size_t i, size_t n)
+{
+    if (p[i] == '\'')
+        return 1;
+    if (i + 2 < n && p[i] == 0xe2 && p[i + 1] == 0x80 && p[i + 2] == 0x99)
+        return 3;
+    return 0;
+}
+
+/* The next word of p[*pos..n) into w (at most WORD_MAX bytes kept); its length,
+ * 0 at the end. */
+static size_t next_word(const unsigned char *p, size_t n, size_t *pos, char *w)
+{
+    size_t i = *pos, len = 0;
+    while (i < n && !word_byte(p[i]))
+        i++;
+    while (i < n) {
+        size_t a = apostrophe(p, i, n);
+        if (a) {
+            /* inside a word only: a letter must follow */
+            if (len > 0 && i + a < n && word_byte(p[i + a]) && p[i + a] < 0x80) {
+                i += a;
+                continue;
+            }
+            break;
+        }
+        if (!word_byte(p[i]))
+            break;
+        if (len < WORD_MAX) {
+            unsigned char c = p[i];
+            w[len++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+        }
+        i++;
+    }
+    *pos = i;
+    return len;
+}
+
+static void featurise(const ah_intent_t *m, const char *text, size_t len, feats_t *f)
+{
+    float char_weight = m->char_weight;
+    const unsigned char *p = (const unsigned char *)text;
+    size_t n = len < AH_INTENT_MAX_TEXT ? len : AH_INTENT_MAX_TEXT, pos = 0, wl;
+    char w[WORD_MAX + 2];
+    f->n = 0;
+    /* words and bigrams */
+    uint64_t prev = 0;
+    while ((wl = next_word(p, n, &pos, w + 1)) > 0) {
+        uint64_t h = ah_fnv1a(AH_FNV_OFFSET, "w", 1);
+        h = ah_fnv1a(h, w + 1, wl);
+        feat_add(f, h, m->mask);
+        if (prev)
+            feat_add(f, ah_fnv1a(prev * 31 + 7, w + 1, wl), m->mask);
+        prev = h;
+    }
+    int words = f->n;
+    feat_group_done(f, 0, 1.0f - char_weight);
+    if (char_weight <= 0 || words == 0)
+        return;
+    /* character n-grams of each word */
+    int from = f->n;
+    pos = 0;
+    while ((wl = next_word(p, n, &pos, w + 1)) > 0) {
+        w[0] = '<';
+        w[wl + 1] = '>';
+        size_t pl = wl + 2;
+        for (size_t k = 3; k <= 5; k++) {
+            uint64_t seed = ah_fnv1a(AH_FNV_OFFSET, &k, sizeof k);
+            for (size_t i = 0; i + k <= pl; i++)
+                feat_add(f, ah_fnv1a(seed, w + i, k), m->mask);
+        }
+    }
+    feat_group_done(f, from, char_weight);
+}
+
+/* p[nc] = softmax(W x + b); returns the argmax. */
+static int scores(const ah_intent_t *m, const feats_t *f, float *p)
+{
+    int nc = m->nc;
+    memcpy(p, m->b, (size_t)nc * sizeof *p);
+    for (int i = 0; i < f->n; i++) {
+        const float *wr = m->w + (size_t)f->idx[i] * (size_t)nc;
+        float v = f->val[i];
+        for (int c = 0; c < nc; c++)
+            p[c] += v * wr[c];
+    }
+    int best = 0;
+    for (int c = 1; c < nc; c++)
+        if (p[c] > p[best])
+            best = c;
+    float mx = p[best], sum = 0;
+    for (int c = 0; c < nc; c++) {
+        p[c] = expf(p[c] - mx);
+        sum += p[c];
+    }
+    for (int c = 0; c < nc; c++)
+        p[c] /= sum;
+    return best;
+}
+
+/* ---- labels -------------------------------------------------------------- */
+
+typedef struct label_map {
+    int slot[LABEL_SLOTS]; /* class + 1, 0: empty */
+    char **names;
+    int n;
+} label_map_t;
+
+static int label_id(label_map_t *lm, const char *s)
+{
+    size_t len = strlen(s);
+    uint64_t h = ah_fnv1a(AH_FNV_OFFSET, s, len);
+    for (size_t i = h % LABEL_SLOTS;; i = (i + 1) % LABEL_SLOTS) {
+        int c = lm->slot[i] - 1;
+        if (c < 0) {
+            if (lm->n >= AH_INTENT_MAX_CLASSES)
+                return -1;
+            lm->names[lm->n] = ah_strdup(s);
+            lm->slot[i] = ++lm->n;
+            return lm->n - 1;
+        }
+        if (strcmp(lm->names[c], s) == 0)
+            return c;
+    }
+}
+
+/* ---- training ------------------------------------------------------------ */
+
+static uint32_t rnd(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return (uint32_t)(*s >> 11);
+}
+
+ah_intent_t *ah_intent_train(const char *const *texts, const size_t *lens,
+                             const char *const *labels, size_t n, const ah_intent_opts_t *opts,
+                             char *err, size_t errlen)
+{
+    const ah_intent_opts_t *o = opts ? opts : &ah_intent_defaults;
+    if (o->bits < 12 || o->bits > 22 || o->epochs < 1 || o->epochs > 1000 || !(o->rate > 0) ||
+        !(o->l2 >= 0) || !(o->char_weight >= 0 && o->char_weight < 1)) {
+        ah_err_printf(err, errlen, "bad training options");
+        return NULL;
+    }
+    if (n == 0 || n > AH_INTENT_MAX_ROWS) {
+        ah_err_printf(err, errlen, n ? "more than %u rows" : "no rows", AH_INTENT_MAX_ROWS);
+        return NULL;
+    }
+    label_map_t *lm = ah_calloc(1, sizeof *lm);
+    lm->names = ah_calloc(AH_INTENT_MAX_CLASSES, sizeof(char *));
+    int *y = ah_malloc(n * sizeof(int));
+    for (size_t i = 0; i < n; i++) {
+        if ((y[i] = label_id(lm, labels[i])) < 0) {
+            ah_err_printf(err, errlen, "more than %d labels", AH_INTENT_MAX_CLASSES);
+            goto fail;
+        }
+    }
+    if (lm->n < 2) {
+        ah_err_printf(err, errlen, "fewer than two labels");
+        goto fail;
+    }
+    ah_intent_t *m = ah_calloc(1, sizeof *m);
+    m->bits = o->bits;
+    m->mask = (1u << o->bits) - 1;
+    m->nc = lm->n;
+    m->labels = lm->names;
+    m->rows = n;
+    m->char_weight = o->char_weight;
+    m->w = ah_calloc((size_t)1 << o->bits, (size_t)m->nc * sizeof(float));
+    m->b = ah_calloc((size_t)m->nc, sizeof(float));
+    ah_free(lm);
+
+    size_t *order = ah_malloc(n * sizeof(size_t));
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    feats_t *f = ah_malloc(sizeof *f);
+    float *p = ah_malloc((size_t)m->nc * sizeof(float));
+    uint64_t rs = 0x9e3779b97f4a7c15ULL ^ o->seed;
+    int nc = m->nc;
+    for (int ep = 0; ep < o->epochs; ep++) {
+        for (size_t i = n - 1; i > 0; i--) {
+            size_t j = rnd(&rs) % (i + 1), t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+        float rate = o->rate / (1.0f + (float)ep);
+        float decay = 1.0f - rate * o->l2;
+        for (size_t k = 0; k < n; k++) {
+            size_t r = order[k];
+            featurise(m, texts[r], lens ? lens[r] : strlen(texts[r]), f);
+            if (f->n == 0)
+                continue;
+            scores(m, f, p);
+            p[y[r]] -= 1.0f; /* the gradient of the cross-entropy by the scores */
+            for (int c = 0; c < nc; c++)
+                m->b[c] -= rate * p[c];
+            for (int i = 0; i < f->n; i++) {
+                float *wr = m->w + (size_t)f->idx[i] * (size_t)nc;
+                float g = rate * f->val[i];
+                for (int c = 0; c < nc; c++)
+                    wr[c] = wr[c] * decay - g * p[c];
+            }
+        }
+    }
+    ah_free(p);
+    ah_free(f);
+    ah_free(order);
+    ah_free(y);
+    return m;
+fail:
+    for (int c = 0; c < lm->n; c++)
+        ah_free(lm->names[c]);
+    ah_free(lm->names);
+    ah_free(lm);
+    ah_free(y);
+    return NULL;
+}
+
+/* ---- the CSV file -------------------------------------------------------- */
+
+static int col_named(const char **f, const size_t *lens, size_t nf, const char *const *names)
+{
+    for (const char *const *nm = names; *nm; nm++)
+        for (size_t i = 0; i < nf; i++)
+            if (strlen(*nm) == lens[i] && strncasecmp(f[i], *nm, lens[i]) == 0)
+                return (int)i;
+    return -1;
+}
+
+/* A label is shown in a response header: printable, bounded. */
+static int label_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > AH_INTENT_MAX_LABEL)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+ah_intent_t *ah_intent_load_csv(const char *path, const ah_intent_opts_t *opts, char *err,
+                                size_t errlen)
+{
+    static const char *const text_names[] = {"text", "prompt", "query", "question", NULL};
+    static const char *const label_names[] = {"label", "intent", "category", "class", NULL};
+    char *data = NULL;
+    size_t n = 0;
+    if (ah_buf_read_file(path, AH_INTENT_MAX_FILE, &data, &n, err, errlen))
+        return NULL;
+    char *scratch = ah_malloc(n + 1);
+    const char *f[AH_LABELS_MAX_FIELDS];
+    size_t lens[AH_LABELS_MAX_FIELDS], nf = 0, pos = 0, line = 1, rows = 0, cap = 0;
+    char **texts = NULL, **labels = NULL;
+    size_t *tlens = NULL;
+    ah_intent_t *m = NULL;
+    ah_err_t rc = ah_csv_record(data, n, &pos, scratch, f, lens, AH_LABELS_MAX_FIELDS, &nf, &line);
+    if (rc) {
+        ah_err_printf(err, errlen, "%s:1: %s", path,
+                      rc == AH_E_NOTFOUND ? "empty file" : "malformed header");
+        goto out;
+    }
+    int tc = col_named(f, lens, nf, text_names), lc = col_named(f, lens, nf, label_names);
+    if (tc < 0)
+        tc = lc == 0 ? 1 : 0;
+    if (lc < 0)
+        lc = tc == 1 ? 0 : 1;
+    if ((size_t)tc >= nf || (size_t)lc >= nf || tc == lc) {
+        ah_err_printf(err, errlen, "%s:1: expected a header with a text and a label column", path);
+        goto out;
+    }
+    for (;;) {
+        size_t at = line;
+        rc = ah_csv_record(data, n, &pos, scratch, f, lens, AH_LABELS_MAX_FIELDS, &nf, &line);
+        if (rc == AH_E_NOTFOUND)
+            break;
+        if (rc) {
+            ah_err_printf(err, errlen, "%s:%zu: %s", path, at,
+                          rc == AH_E_TOOBIG ? "too many fields or a field too long"
+                                            : "malformed CSV record");
+            goto out;
+        }
+        if (nf == 1 && lens[0] == 0)
+            continue; /* blank line */
+        if ((size_t)tc >= nf || (size_t)lc >= nf || !label_ok(f[lc], lens[lc])) {
+            ah_err_printf(err, errlen,
+                          "%s:%zu: expected a text and a label (1 to %d bytes, no control "
+                          "characters)",
+                          path, at, AH_INTENT_MAX_LABEL);
+            goto out;
+        }
+        if (rows == AH_INTENT_MAX_ROWS) {
+            ah_err_printf(err, errlen, "%s:%zu: more than %u rows", path, at, AH_INTENT_MAX_ROWS);
+            goto out;
+        }
+        if (rows == cap) {
+            cap = cap ? 2 * cap : 1024;
+            texts = ah_realloc(texts, cap * sizeof *texts);
+            labels = ah_realloc(labels, cap * sizeof *labels);
+            tlens = ah_realloc(tlens, cap * sizeof *tlens);
+        }
+        size_t tl = lens[tc] < AH_INTENT_MAX_TEXT ? lens[tc] : AH_INTENT_MAX_TEXT;
+        texts[rows] = ah_strndup(f[tc], tl);
+        tlens[rows] = tl;
+        labels[rows] = ah_strndup(f[lc], lens[lc]);
+        rows++;
+    }
+    char why[256];
+    m = ah_intent_train((const char *const *)texts, tlens, (const char *const *)labels, rows, opts,
+                        why, sizeof why);
+    if (!m)
+        ah_err_printf(err, errlen, "%s: %s", path, why);
+out:
+    for (size_t i = 0; i < rows; i++) {
+        ah_free(texts[i]);
+        ah_free(labels[i]);
+    }
+    ah_free(texts);
+    ah_free(labels);
+    ah_free(tlens);
+    ah_free(scratch);
+    ah_free(data);
+    return m;
+}
+
+/* ---- use ----------------------------------------------------------------- */
+
+void ah_intent_free(ah_intent_t *m)
+{
+    if (!m)
+        return;
+    for (int c = 0; c < m->nc; c++)
+        ah_free(m->labels[c]);
+    ah_free(m->labels);
+    ah_free(m->w);
+    ah_free(m->b);
+    ah_free(m);
+}
+
+int ah_intent_classes(const ah_intent_t *m)
+{
+    return m->nc;
+}
+
+const char *ah_intent_label(const ah_intent_t *m, int c)
+{
+    return c >= 0 && c < m->nc ? m->labels[c] : NULL;
+}
+
+size_t ah_intent_rows(const ah_intent_t *m)
+{
+    return m->rows;
+}
+
+int ah_intent_predict(const ah_intent_t *m, const char *text, size_t len, float *p, float *conf)
+{
+    feats_t f;
+    float buf[AH_INTENT_MAX_CLASSES];
+    float *q = p ? p : buf;
+    featurise(m, text, len, &f);
+    if (f.n == 0) {
+        memset(q, 0, (size_t)m->nc * sizeof *q);
+        if (conf)
+            *conf = 0;
+        return -1;
+    }
+    int c = scores(m, &f, q);
+    if (conf)
+        *conf = q[c];
+    return c;
+}

@@ -1,0 +1,81 @@
+/* intent.h - a tenant's labelled history as a check on semantic-cache hits.
+ *
+ * A support deployment often has its past queries labelled: an intent, a
+ * canned-answer id, a ticket category. Two queries with the same label want
+ * the same answer; two with different labels do not, however close their
+ * sentence vectors are ("card arrived late" / "card not arrived yet" are both
+ * about a card's arrival; "top up by cash" / "top up by card" are not the
+ * same question). This module learns a classifier from such a history, and
+ * the cache serves a candidate only when the query and the candidate's prompt
+ * are both classified, confidently, into the same label.
+ *
+ * The classifier: multinomial logistic regression over hashed features of the
+ * text alone (no embedder needed, so it works with every embedder): word
+ * unigrams and bigrams, and character 3- to 5-grams of each word (typos,
+ * inflections), each group L2-normalised. Trained by SGD with a decaying step
+ * at load, from a CSV file; a few seconds for 10,000 rows on one core. The
+ * model is read-only after training: prediction is thread-safe and allocates
+ * nothing. docs/semantic-cache-quality.md ("Labelled history") measures it on
+ * Banking77 and says how the default confidence was chosen.
+ *
+ * Files are untrusted input: sizes, rows, classes and text lengths are bounded. */
+#ifndef AH_INTENT_H
+#define AH_INTENT_H
+
+#include <stddef.h>
+
+#include "core/error.h"
+
+#define AH_INTENT_MAX_FILE (256u * 1024 * 1024)
+#define AH_INTENT_MAX_ROWS 1000000u
+#define AH_INTENT_MAX_CLASSES 1024
+#define AH_INTENT_MAX_LABEL 256
+/* Bytes of a text that are featurised; the rest is ignored. */
+#define AH_INTENT_MAX_TEXT 4096
+/* Features of one text at most (the text limit bounds them well below). */
+#define AH_INTENT_MAX_FEATURES 8192
+
+typedef struct ah_intent ah_intent_t;
+
+typedef struct ah_intent_opts {
+    int bits;          /* 2^bits hashed feature buckets (12..22) */
+    int epochs;        /* passes of SGD over the rows */
+    float rate;        /* first step size; decays as rate / (1 + epoch) */
+    float l2;          /* weight decay per step */
+    float char_weight; /* share of the character n-grams in the feature vector */
+    unsigned seed;     /* shuffling order of the rows */
+} ah_intent_opts_t;
+
+extern const ah_intent_opts_t ah_intent_defaults;
+
+/* Train on n texts and their labels (any strings; equal strings are one
+ * class). opts NULL: the defaults. NULL with the reason in err on bad options
+ * or data (no rows, fewer than two labels, too many labels). Free with
+ * ah_intent_free. */
+ah_intent_t *ah_intent_train(const char *const *texts, const size_t *lens,
+                             const char *const *labels, size_t n, const ah_intent_opts_t *opts,
+                             char *err, size_t errlen);
+
+/* Read a CSV file of labelled texts and train on it. The first record is a
+ * header: the text is the column named text, prompt, query or question (else
+ * the first), the label the column named label, intent, category or class
+ * (else the second). Quoted fields (RFC 4180) are read. NULL with
+ * "file:line: why" in err. */
+ah_intent_t *ah_intent_load_csv(const char *path, const ah_intent_opts_t *opts, char *err,
+                                size_t errlen);
+
+void ah_intent_free(ah_intent_t *m);
+
+/* Labels the model knows, and the name of label c. */
+int ah_intent_classes(const ah_intent_t *m);
+const char *ah_intent_label(const ah_intent_t *m, int c);
+/* Rows the model was trained on. */
+size_t ah_intent_rows(const ah_intent_t *m);
+
+/* The most probable label of text[0..len) and its probability in *conf (may be
+ * NULL); p (may be NULL) gets every label's probability, ah_intent_classes
+ * floats. -1 with *conf 0 for a text with no feature (empty, or only
+ * separators). Thread-safe, no allocation. */
+int ah_intent_predict(const ah_intent_t *m, const char *text, size_t len, float *p, float *conf);
+
+#endif
