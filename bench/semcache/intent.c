@@ -18,7 +18,8 @@
  *   agree        sum over labels of p_query * p_candidate >= c (the probability the
  *                two share a label, if the model is calibrated), cosine >= floor
  * Also: the classifier's accuracy on the held-out half, and accuracy and coverage
- * by confidence; training time; prediction time. */
+ * by confidence; training time; prediction time; the intent rule at the default
+ * confidence with less history (the first N rows of the training half). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@
 #include "cache/rerank.h"
 #include "core/alloc.h"
 #include "core/buf.h"
+#include "core/limits.h"
 #include "route/labels.h"
 
 #define K_CAND 4
@@ -297,6 +299,59 @@ static void sweep(half_t *hv, const ah_intent_t *const *mv, rule_t r)
         }
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Microseconds a prediction, median and p99 over the held-out half's texts. */
+static void speed(const ah_intent_t *m, const bank_t *b, int from)
+{
+    int n = b->n - from;
+    double *us = ah_malloc(sizeof(double) * (size_t)n);
+    float conf;
+    for (int i = 0; i < n; i++) {
+        const char *t = b->text[b->order[from + i]];
+        double t0 = now_s();
+        for (int k = 0; k < 10; k++)
+            ah_intent_predict(m, t, strlen(t), NULL, &conf);
+        us[i] = (now_s() - t0) * 1e6 / 10;
+    }
+    qsort(us, (size_t)n, sizeof us[0], cmp_double);
+    printf("prediction: median %.1f us, p99 %.1f us a text (%d labels, one thread); the model "
+           "holds %.1f MB of weights\n\n",
+           us[n / 2], us[n * 99 / 100], ah_intent_classes(m),
+           (double)((size_t)ah_intent_classes(m) << ah_intent_defaults.bits) * 4 / 1e6);
+    ah_free(us);
+}
+
+/* The intent rule at the default confidence, trained on the first rows of half
+ * A only, replayed on half B (the history the model sees changes, the replay
+ * does not). */
+static void curve(const bank_t *b, const ah_intent_opts_t *o, int mid)
+{
+    static const int sizes[] = {250, 500, 1000, 2000, 3500};
+    printf("| history rows (of half A) | labels seen | held-out accuracy | B hit rate | B "
+           "precision |\n|---|---|---|---|---|\n");
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        if (sizes[k] >= mid)
+            break;
+        double secs;
+        ah_intent_t *m = train_on(b, 0, sizes[k], o, &secs);
+        half_t h = make_half(b, m, mid, b->n);
+        int ok = 0;
+        for (int i = 0; i < h.n; i++)
+            ok += h.pred[i] >= 0 && strcmp(ah_intent_label(m, h.pred[i]), b->label[h.row[i]]) == 0;
+        result_t r = replay(&h, ah_intent_classes(m), R_INTENT, AH_CACHE_INTENT_CONFIDENCE, 0);
+        printf("| %d | %d | %.3f | %.3f | %.3f |\n", sizes[k], ah_intent_classes(m),
+               (double)ok / h.n, (double)r.hits / r.n, r.hits ? (double)r.right / r.hits : 0);
+        free_half(&h);
+        ah_intent_free(m);
+    }
+    printf("\n");
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -340,6 +395,8 @@ int main(int argc, char **argv)
     printf("\n");
     if (getenv("INTENT_ACC_ONLY"))
         return 0;
+    speed(ma, &b, mid);
+    curve(&b, &o, mid);
     printf("| rule | t | floor | B hit rate | B precision | A hit rate | A precision |\n"
            "|---|---|---|---|---|---|---|\n");
     sweep(hv, mv, R_COSINE);
