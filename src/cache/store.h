@@ -89,7 +89,8 @@ typedef float (*ah_cache_rescore_fn)(void *ctx, float cosine, const char *query,
 /* The most similar live entry of scope at or above min_sim (and at or above
  * the entry's own threshold), with a reference, or NULL; *sim gets its
  * similarity. With rescore, the nearest candidates are compared by their
- * rescored similarity instead of the cosine. */
+ * rescored similarity instead of the cosine; an entry stored without its
+ * prompt is then never served. */
 ah_cache_entry_t *ah_cache_get_similar(ah_cache_t *c, const uint8_t *scope, const float *vec,
                                        int dim, float min_sim, int64_t now_ms, int64_t max_age_ms,
                                        ah_cache_rescore_fn rescore, void *rescore_ctx,
