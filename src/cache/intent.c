@@ -5,9 +5,9 @@
  * apostrophes (' and U+2019) dropped inside a word ("can't" is "cant"). Each
  * word gives a unigram and, with the word before it, a bigram; each word padded
  * as "<word>" gives its character 3-, 4- and 5-grams. Every feature is an
- * FNV-1a hash into 2^bits buckets with value 1 (repeats add up); the word
- * group and the character group are each L2-normalised, then scaled so that
- * their squared norms are 1 - char_weight and char_weight.
+ * FNV-1a hash into 2^bits buckets with value 1 (a repeat is one more entry);
+ * the word group and the character group are each scaled so that their
+ * squared norms, counting entries apart, are 1 - char_weight and char_weight.
  *
  * Model. One weight per bucket and label, stored bucket-major so that a
  * feature's weights for all labels are contiguous, and a bias per label;
@@ -18,7 +18,6 @@
 
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -67,36 +66,17 @@ static void feat_add(feats_t *f, uint64_t h, uint32_t mask)
     }
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Merge repeated buckets of f[from..n) and scale them to squared norm share. */
+/* Scale the features f[from..n) (each 1) to squared norm share. A bucket met
+ * twice stays as two entries: the same dot product as one entry of value 2,
+ * without sorting; the norm counts them apart. */
 static void feat_group_done(feats_t *f, int from, float share)
 {
     int n = f->n - from;
     if (n <= 0)
         return;
-    qsort(f->idx + from, (size_t)n, sizeof f->idx[0], cmp_u32);
-    int out = from;
-    for (int i = from; i < f->n; i++) {
-        if (out > from && f->idx[out - 1] == f->idx[i]) {
-            f->val[out - 1] += 1.0f;
-        } else {
-            f->idx[out] = f->idx[i];
-            f->val[out] = 1.0f;
-            out++;
-        }
-    }
-    f->n = out;
-    double ss = 0;
-    for (int i = from; i < out; i++)
-        ss += (double)f->val[i] * f->val[i];
-    float scale = (float)(sqrt(share) / sqrt(ss));
-    for (int i = from; i < out; i++)
-        f->val[i] *= scale;
+    float v = sqrtf(share / (float)n);
+    for (int i = from; i < f->n; i++)
+        f->val[i] = v;
 }
 
 static int word_byte(unsigned char c)

@@ -12,8 +12,9 @@
  * The classifier: multinomial logistic regression over hashed features of the
  * text alone (no embedder needed, so it works with every embedder): word
  * unigrams and bigrams, and character 3- to 5-grams of each word (typos,
- * inflections), each group L2-normalised. Trained by SGD with a decaying step
- * at load, from a CSV file; a few seconds for 10,000 rows on one core. The
+ * inflections), each group scaled to a fixed share of the norm. Trained by SGD
+ * with a decaying step at load, from a CSV file; about a second for 10,000 rows
+ * on one core. The
  * model is read-only after training: prediction is thread-safe and allocates
  * nothing. docs/semantic-cache-quality.md ("Labelled history") measures it on
  * Banking77 and says how the default confidence was chosen.
