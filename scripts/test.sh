@@ -68,9 +68,9 @@ if [ "${AHORRO_QUICK:-0}" != "1" ]; then
   make -s SAN=1 CC=clang unit
   make -s SAN=1 CC=clang test-integration
   node tests/tokenize/compare.mjs --bin build-san/ahorro --data-dir build/data --quick
-  echo "== fuzzing the request parser, the upstream stream parser, the compressors, the shaping engine and the scorers (20 s each)"
+  echo "== fuzzing the request parser, the upstream stream parser, the compressors, the shaping engine, the scorers and the labelled history (20 s each)"
   make -s fuzz
-  for f in request sse shape_compress shape score multipart; do
+  for f in request sse shape_compress shape score multipart intent; do
     # New inputs go to a scratch corpus; the committed seed corpus stays small.
     scratch=$(mktemp -d)
     ./build-fuzz/fuzz_$f -max_total_time=20 -max_len=65536 -timeout=10 \

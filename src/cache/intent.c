@@ -330,18 +330,30 @@ static int label_ok(const char *s, size_t n)
 ah_intent_t *ah_intent_load_csv(const char *path, const ah_intent_opts_t *opts, char *err,
                                 size_t errlen)
 {
-    static const char *const text_names[] = {"text", "prompt", "query", "question", NULL};
-    static const char *const label_names[] = {"label", "intent", "category", "class", NULL};
     char *data = NULL;
     size_t n = 0;
     if (ah_buf_read_file(path, AH_INTENT_MAX_FILE, &data, &n, err, errlen))
         return NULL;
+    ah_intent_t *m = ah_intent_parse_csv(data, n, path, opts, err, errlen);
+    ah_free(data);
+    return m;
+}
+
+ah_intent_t *ah_intent_parse_csv(const char *data, size_t n, const char *path,
+                                 const ah_intent_opts_t *opts, char *err, size_t errlen)
+{
+    static const char *const text_names[] = {"text", "prompt", "query", "question", NULL};
+    static const char *const label_names[] = {"label", "intent", "category", "class", NULL};
     char *scratch = ah_malloc(n + 1);
     const char *f[AH_LABELS_MAX_FIELDS];
     size_t lens[AH_LABELS_MAX_FIELDS], nf = 0, pos = 0, line = 1, rows = 0, cap = 0;
     char **texts = NULL, **labels = NULL;
     size_t *tlens = NULL;
     ah_intent_t *m = NULL;
+    if (n > AH_INTENT_MAX_FILE) {
+        ah_err_printf(err, errlen, "%s: larger than %u bytes", path, AH_INTENT_MAX_FILE);
+        return NULL;
+    }
     ah_err_t rc = ah_csv_record(data, n, &pos, scratch, f, lens, AH_LABELS_MAX_FIELDS, &nf, &line);
     if (rc) {
         ah_err_printf(err, errlen, "%s:1: %s", path,
@@ -407,7 +419,6 @@ out:
     ah_free(labels);
     ah_free(tlens);
     ah_free(scratch);
-    ah_free(data);
     return m;
 }
 

@@ -64,6 +64,9 @@ ah_intent_t *ah_intent_train(const char *const *texts, const size_t *lens,
  * "file:line: why" in err. */
 ah_intent_t *ah_intent_load_csv(const char *path, const ah_intent_opts_t *opts, char *err,
                                 size_t errlen);
+/* The same from the file's bytes data[0..n) (path names it in errors). */
+ah_intent_t *ah_intent_parse_csv(const char *data, size_t n, const char *path,
+                                 const ah_intent_opts_t *opts, char *err, size_t errlen);
 
 void ah_intent_free(ah_intent_t *m);
 
