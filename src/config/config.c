@@ -626,6 +626,8 @@ static ah_err_t load_litellm_cache(loader_t *L, yaml_node_t *ls, ah_cache_config
         (rc = get_number(L, cp, "similarity_threshold", 0, 1, &cc->policy.threshold)) ||
         (rc = get_string(L, cp, "namespace", &cc->ns)))
         return rc;
+    if (get(L, cp, "similarity_threshold"))
+        cc->policy.threshold_set = 1;
     return AH_E_OK;
 }
 

@@ -210,6 +210,45 @@ START_TEST(cache_settings)
 }
 END_TEST
 
+START_TEST(cache_intents)
+{
+    char hist[64] = "/tmp/ahorro-test-history-XXXXXX", yaml[1024];
+    int fd = mkstemp(hist);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    snprintf(yaml, sizeof yaml,
+             "ahorro:\n  cache:\n    routes:\n"
+             "      bank: {semantic: true, intents: %s, intent_confidence: 0.7}\n"
+             "      bank2: {semantic: true, intents: %s, similarity_threshold: 0.5}\n"
+             "      other: {semantic: true}\n",
+             hist, hist);
+    ah_config_t *c;
+    char err[512] = "";
+    ah_err_t rc = load(yaml, &c, err, sizeof err);
+    ck_assert_msg(rc == AH_E_OK, "%s", err);
+    /* one file named twice is trained once */
+    ck_assert_uint_eq(c->cache.nintent_files, 1);
+    ck_assert_str_eq(c->cache.intent_files[0], hist);
+    const ah_cache_policy_t *p = ah_config_cache_policy(c, "bank");
+    ck_assert_int_eq(p->intents, 1);
+    ck_assert(p->intent_confidence == 0.7);
+    ck_assert_int_eq(p->threshold_set, 0);
+    p = ah_config_cache_policy(c, "bank2");
+    ck_assert_int_eq(p->intents, 1);
+    ck_assert(p->intent_confidence == 0.8); /* the default */
+    ck_assert_int_eq(p->threshold_set, 1);
+    ck_assert_int_eq(ah_config_cache_policy(c, "other")->intents, 0);
+    ah_config_free(c);
+    unlink(hist);
+    rc = load(yaml, &c, err, sizeof err);
+    ck_assert_int_eq(rc, AH_E_CONFIG);
+    ck_assert_msg(strstr(err, ":4: cannot read the intents file"), "%s", err);
+    rc = load("ahorro:\n  cache:\n    intent_confidence: 0\n", &c, err, sizeof err);
+    ck_assert_int_eq(rc, AH_E_CONFIG);
+    ck_assert_msg(strstr(err, "intent_confidence"), "%s", err);
+}
+END_TEST
+
 START_TEST(ledger_settings)
 {
     ah_config_t *c;
@@ -255,6 +294,7 @@ int main(void)
     tcase_add_test(tc, self_hosted_gpu_price);
     tcase_add_test(tc, environment_only);
     tcase_add_test(tc, cache_settings);
+    tcase_add_test(tc, cache_intents);
     tcase_add_test(tc, ledger_settings);
     suite_add_tcase(s, tc);
     return ah_check_run(s);
