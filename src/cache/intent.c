@@ -370,18 +370,12 @@ ah_intent_t *ah_intent_parse_csv(const char *data, size_t n, const char *path,
         goto out;
     }
     for (;;) {
-        size_t at = line;
-        rc = ah_csv_record(data, n, &pos, scratch, f, lens, AH_LABELS_MAX_FIELDS, &nf, &line);
+        size_t at;
+        rc = ah_csv_next(data, n, &pos, scratch, f, lens, &nf, &line, &at, path, err, errlen);
         if (rc == AH_E_NOTFOUND)
             break;
-        if (rc) {
-            ah_err_printf(err, errlen, "%s:%zu: %s", path, at,
-                          rc == AH_E_TOOBIG ? "too many fields or a field too long"
-                                            : "malformed CSV record");
+        if (rc)
             goto out;
-        }
-        if (nf == 1 && lens[0] == 0)
-            continue; /* blank line */
         if ((size_t)tc >= nf || (size_t)lc >= nf || !label_ok(f[lc], lens[lc])) {
             ah_err_printf(err, errlen,
                           "%s:%zu: expected a text and a label (1 to %d bytes, no control "

@@ -37,6 +37,24 @@ void ah_labels_free(ah_labels_t *l)
     memset(l, 0, sizeof *l);
 }
 
+ah_err_t ah_csv_next(const char *p, size_t n, size_t *pos, char *scratch, const char **fields,
+                     size_t *lens, size_t *nfields, size_t *line, size_t *at, const char *path,
+                     char *err, size_t errlen)
+{
+    for (;;) {
+        *at = *line;
+        ah_err_t rc =
+            ah_csv_record(p, n, pos, scratch, fields, lens, AH_LABELS_MAX_FIELDS, nfields, line);
+        if (rc == AH_E_OK && *nfields == 1 && lens[0] == 0)
+            continue; /* blank line */
+        if (rc && rc != AH_E_NOTFOUND)
+            ah_err_printf(err, errlen, "%s:%zu: %s", path, *at,
+                          rc == AH_E_TOOBIG ? "too many fields or a field too long"
+                                            : "malformed CSV record");
+        return rc;
+    }
+}
+
 ah_err_t ah_csv_record(const char *p, size_t n, size_t *pos, char *scratch, const char **fields,
                        size_t *lens, size_t maxfields, size_t *nfields, size_t *line)
 {
@@ -228,20 +246,14 @@ static ah_err_t load_csv(ah_labels_t *l, const char *path, const char *data, siz
         l->strong_name = ah_strndup(f[sc], lens[sc]);
     }
     for (;;) {
-        size_t at = line;
-        rc = ah_csv_record(data, n, &pos, scratch, f, lens, AH_LABELS_MAX_FIELDS, &nf, &line);
+        size_t at;
+        rc = ah_csv_next(data, n, &pos, scratch, f, lens, &nf, &line, &at, path, err, errlen);
         if (rc == AH_E_NOTFOUND) {
             rc = AH_E_OK;
             break;
         }
-        if (rc) {
-            ah_err_printf(err, errlen, "%s:%zu: %s", path, at,
-                          rc == AH_E_TOOBIG ? "too many fields or a field too long"
-                                            : "malformed CSV record");
+        if (rc)
             goto out;
-        }
-        if (nf == 1 && lens[0] == 0)
-            continue; /* blank line */
         int cv = (size_t)cc < nf ? parse_bool(f[cc], lens[cc]) : -1;
         int sv = (size_t)sc < nf ? parse_bool(f[sc], lens[sc]) : -1;
         if ((size_t)pc >= nf || cv < 0 || sv < 0) {

@@ -62,5 +62,11 @@ void ah_labels_free(ah_labels_t *l);
  * AH_LABELS_MAX_FIELD. */
 ah_err_t ah_csv_record(const char *p, size_t n, size_t *pos, char *scratch, const char **fields,
                        size_t *lens, size_t maxfields, size_t *nfields, size_t *line);
+/* The next record that is not a blank line, as ah_csv_record with at most
+ * AH_LABELS_MAX_FIELDS fields; *at gets the line it starts on. A malformed
+ * record writes "path:line: why" into err. */
+ah_err_t ah_csv_next(const char *p, size_t n, size_t *pos, char *scratch, const char **fields,
+                     size_t *lens, size_t *nfields, size_t *line, size_t *at, const char *path,
+                     char *err, size_t errlen);
 
 #endif
