@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
-import { startFake, startGateway, waitFor, freePort, MASTER_KEY, PROVIDER_KEY, startRedis } from './lib/harness.mjs';
+import { startFake, startGateway, waitFor, freePort, MASTER_KEY, TEST_PRICE, fakeAlias, instanceConfig, startRedis } from './lib/harness.mjs';
 import { psql, freshDb, pgCtl, PGDATA, skipPg as skip } from './lib/pg.mjs';
 
 const skipRestart = skip || (PGDATA ? false : 'AHORRO_TEST_PGDATA is not set');
@@ -22,18 +22,9 @@ before(async () => { if (!skip) fake = await startFake(['--ttft-ms', '5', '--thr
 after(async () => { await fake?.stop(); });
 
 function config(dir, url, extra = '') {
-  const o = `http://127.0.0.1:${fake.port}/v1`;
-  return `model_list:
-  - model_name: m
-    litellm_params: { model: openai/gpt-4o-mini, api_base: "${o}", api_key: "${PROVIDER_KEY}", input_cost_per_token: 0.000001, output_cost_per_token: 0.000002 }
-general_settings:
-  master_key: ${MASTER_KEY}
-ahorro:
-  db: ${join(dir, 'ahorro.db')}
-  threads: 2
-  ledger: ${url}
+  return instanceConfig(dir, fakeAlias('m', fake, { extra: TEST_PRICE }), `  ledger: ${url}
   logging: { requests: false }
-${extra}`;
+${extra}`);
 }
 
 let asked = 0;

@@ -9,15 +9,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
-import { startFake, startGateway, ledger, waitFor, freePort, MASTER_KEY, PROVIDER_KEY, startRedis } from './lib/harness.mjs';
+import { startFake, startGateway, ledger, waitFor, freePort, MASTER_KEY, TEST_PRICE, fakeAlias, instanceConfig, startRedis } from './lib/harness.mjs';
 
 const REDIS = process.env.AHORRO_TEST_REDIS;
 const skip = REDIS ? false : 'AHORRO_TEST_REDIS is not set (scripts/test.sh starts a Redis)';
 // $1 per million input tokens, $2 per million output tokens.
-const PRICE = 'input_cost_per_token: 0.000001, output_cost_per_token: 0.000002';
 // The worst case one request reserves: prompt bound (8 per message + 3 + bytes) at the
 // input price, plus max_tokens (50) at the output price.
 const WORST = (8 + 3 + 'hello budget'.length) * 1e-6 + 50 * 2e-6;
@@ -30,18 +28,9 @@ after(async () => { await fake?.stop(); });
 const prefixOf = (name) => `ahorro-it-${process.pid}-${Date.now()}-${name}:`;
 
 function config(dir, state, extra) {
-  const o = `http://127.0.0.1:${fake.port}/v1`;
-  return `model_list:
-  - model_name: dear
-    litellm_params: { model: openai/gpt-4o, api_base: "${o}", api_key: "${PROVIDER_KEY}", ${PRICE} }
-general_settings:
-  master_key: ${MASTER_KEY}
-ahorro:
-  db: ${join(dir, 'ahorro.db')}
-  threads: 2
-  state:
+  return instanceConfig(dir, fakeAlias('dear', fake, { model: 'gpt-4o', extra: TEST_PRICE }), `  state:
 ${state}
-${extra}`;
+${extra}`);
 }
 
 async function startThree(state, extra) {

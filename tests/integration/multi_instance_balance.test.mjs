@@ -8,10 +8,9 @@
 // starts one); skipped without it, but for the last test.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
-import { startFake, startGateway, freePort, waitFor, MASTER_KEY, PROVIDER_KEY } from './lib/harness.mjs';
+import { startFake, startGateway, freePort, waitFor, MASTER_KEY, fakeAlias, instanceConfig } from './lib/harness.mjs';
 
 const REDIS = process.env.AHORRO_TEST_REDIS;
 const skip = REDIS ? false : 'AHORRO_TEST_REDIS is not set (scripts/test.sh starts a Redis)';
@@ -33,21 +32,13 @@ after(async () => { await limited?.stop(); await spare?.stop(); });
 
 const prefixOf = (name) => `ahorro-it-${process.pid}-${Date.now()}-${name}:`;
 const calls = async (fake) => (await (await fetch(`${fake.url}/_fake/stats`)).json()).chat_completions;
-const dep = (alias, fake, extra) => `  - model_name: ${alias}
-    litellm_params: { model: openai/gpt-4o-mini, api_base: "http://127.0.0.1:${fake.port}/v1", api_key: "${PROVIDER_KEY}"${extra} }
-`;
+const dep = (alias, fake, extra) => fakeAlias(alias, fake, { extra });
 
 function config(dir, state, deps) {
-  return `model_list:
-${deps}general_settings:
-  master_key: ${MASTER_KEY}
-ahorro:
-  db: ${join(dir, 'ahorro.db')}
-  threads: 2
-  routing: { retries: 0 }
+  return instanceConfig(dir, deps, `  routing: { retries: 0 }
   state:
 ${state}
-`;
+`);
 }
 
 async function startThree(state, deps) {
@@ -77,7 +68,7 @@ const sharedState = (name) => `    url: ${REDIS}\n    prefix: "${prefixOf(name)}
 
 test(`an rpm of ${RPM} holds across ${INSTANCES} instances; the alias's other deployment takes the rest`, { skip }, async () => {
   // weight: the limited deployment is preferred while it has room
-  const deps = dep('pool', limited, `, rpm: ${RPM}, weight: 1000`) + dep('pool', spare, '');
+  const deps = dep('pool', limited, `rpm: ${RPM}, weight: 1000`) + dep('pool', spare, '');
   const gws = await startThree(sharedState('pool'), deps);
   try {
     for (const g of gws) assert.match(g.logs(), /balance: rpm\/tpm of 1 deployment\(s\) counted across instances through Redis/);
@@ -94,7 +85,7 @@ test(`an rpm of ${RPM} holds across ${INSTANCES} instances; the alias's other de
 });
 
 test(`alone, a deployment with rpm ${RPM} across ${INSTANCES} instances: the rest is refused with 429`, { skip }, async () => {
-  const gws = await startThree(sharedState('solo'), dep('solo', limited, `, rpm: ${RPM}`));
+  const gws = await startThree(sharedState('solo'), dep('solo', limited, `rpm: ${RPM}`));
   try {
     const l0 = await calls(limited);
     const results = await waves(gws, 'solo', 3 * RPM);
@@ -118,7 +109,7 @@ test(`alone, a deployment with rpm ${RPM} across ${INSTANCES} instances: the res
 test('Redis that cannot be reached: each instance keeps its own window, and says so', async () => {
   const port = await freePort(); // nothing listens there
   const state = `    url: redis://127.0.0.1:${port}/0\n    timeout_ms: 100\n    on_failure: open`;
-  const gw = await startGateway({ config: (d) => config(d, state, dep('solo', limited, ', rpm: 3')) });
+  const gw = await startGateway({ config: (d) => config(d, state, dep('solo', limited, 'rpm: 3')) });
   try {
     const c = clientOf(gw);
     for (let i = 0; i < 3; i++) await ask(c, 'solo');

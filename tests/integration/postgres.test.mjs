@@ -20,10 +20,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
-import { startFake, startGateway, waitFor, freePort, MASTER_KEY, PROVIDER_KEY, AHORRO_BIN, startRedis } from './lib/harness.mjs';
+import { startFake, startGateway, waitFor, freePort, MASTER_KEY, TEST_PRICE, fakeAlias, instanceConfig, AHORRO_BIN, startRedis } from './lib/harness.mjs';
 import { psql, freshDb, pgCtl, PG, PGDATA, skipPg as skip } from './lib/pg.mjs';
 
-const PRICE = 'input_cost_per_token: 0.000001, output_cost_per_token: 0.000002';
 
 let fake;
 before(async () => { if (!skip) fake = await startFake(['--ttft-ms', '5', '--threads', '2']); });
@@ -38,18 +37,9 @@ const rowsOf = (url, where = 'true') =>
   JSON.parse(psql(url, `SELECT COALESCE(json_agg(t), '[]') FROM (SELECT * FROM ahorro_ledger WHERE ${where} ORDER BY id) t`));
 
 function config(dir, url, extra = '') {
-  const o = `http://127.0.0.1:${fake.port}/v1`;
-  return `model_list:
-  - model_name: m
-    litellm_params: { model: openai/gpt-4o-mini, api_base: "${o}", api_key: "${PROVIDER_KEY}", ${PRICE} }
-general_settings:
-  master_key: ${MASTER_KEY}
-ahorro:
-  db: ${join(dir, 'ahorro.db')}
-  threads: 2
-  ledger: ${url}
+  return instanceConfig(dir, fakeAlias('m', fake, { extra: TEST_PRICE }), `  ledger: ${url}
   logging: { requests: false }   # thousands of requests: keep the gateway's own log readable
-${extra}`;
+${extra}`);
 }
 
 const client = (gw, key = MASTER_KEY) => new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: key, maxRetries: 0 });

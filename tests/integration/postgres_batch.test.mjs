@@ -9,10 +9,9 @@
 // Needs a PostgreSQL (AHORRO_TEST_POSTGRES; scripts/test.sh starts one); skipped without.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI, { toFile } from 'openai';
-import { startFake, startGateway, waitFor, MASTER_KEY, PROVIDER_KEY } from './lib/harness.mjs';
+import { startFake, startGateway, waitFor, MASTER_KEY, fakeAlias, instanceConfig } from './lib/harness.mjs';
 import { psql, freshDb, skipPg as skip } from './lib/pg.mjs';
 
 let fast, slow;
@@ -24,18 +23,10 @@ before(async () => {
 after(async () => { await fast?.stop(); await slow?.stop(); });
 
 function config(dir, url, fake) {
-  return `model_list:
-  - model_name: m
-    litellm_params: { model: openai/gpt-4o-mini, api_base: "http://127.0.0.1:${fake.port}/v1", api_key: "${PROVIDER_KEY}" }
-general_settings:
-  master_key: ${MASTER_KEY}
-ahorro:
-  db: ${join(dir, 'ahorro.db')}
-  threads: 2
-  ledger: ${url}
+  return instanceConfig(dir, fakeAlias('m', fake), `  ledger: ${url}
   logging: { requests: false }
   batch: { concurrency: 2, lease_s: 2 }
-`;
+`);
 }
 const startOn = (url, fake = fast) => startGateway({ config: (d) => config(d, url, fake) });
 async function stopAll(gws) { for (const g of gws) { await g.stop(); g.cleanup(); } }

@@ -18,12 +18,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
-import { startFake, startGateway, waitFor, MASTER_KEY, PROVIDER_KEY, AHORRO_BIN } from './lib/harness.mjs';
+import { startFake, startGateway, waitFor, MASTER_KEY, TEST_PRICE, fakeAlias, instanceConfig, AHORRO_BIN } from './lib/harness.mjs';
 import { psql, freshDb, skipPg as skip } from './lib/pg.mjs';
 
 const VERDICT = '{"relevance": 8, "accuracy": 7, "reason": "fine"}';
 const SCORE = (7 / 9 + 6 / 9) / 2; // (s - 1) / 9, averaged
-const PRICE = 'input_cost_per_token: 0.000001, output_cost_per_token: 0.000002';
 
 let tmp, fake;
 before(async () => {
@@ -44,16 +43,8 @@ const sqliteCount = (db, table) =>
   Number(execFileSync('sqlite3', [db, `SELECT COUNT(*) FROM ${table}`], { encoding: 'utf8' }).trim());
 
 function config(dir, url) {
-  const o = `http://127.0.0.1:${fake.port}/v1`;
-  const alias = (name, model) =>
-    `  - model_name: ${name}\n    litellm_params: { model: openai/${model}, api_base: "${o}", api_key: "${PROVIDER_KEY}", ${PRICE} }\n`;
-  return `model_list:
-${alias('m', 'gpt-4o-mini')}${alias('m2', 'gpt-4o-mini')}${alias('judge-ok', 'judge-ok')}general_settings:
-  master_key: ${MASTER_KEY}
-ahorro:
-  db: ${join(dir, 'ahorro.db')}
-  threads: 2
-  ledger: ${url}
+  const alias = (name, model) => fakeAlias(name, fake, { model, extra: TEST_PRICE });
+  return instanceConfig(dir, alias('m', 'gpt-4o-mini') + alias('m2', 'gpt-4o-mini') + alias('judge-ok', 'judge-ok'), `  ledger: ${url}
   routing: { retries: 0 }
   judging:
     - { route: m, judge: judge-ok, sample: 1, criteria: [relevance, accuracy] }
@@ -63,7 +54,7 @@ ahorro:
       arms:
         - { name: control, weight: 1 }
         - { name: other, weight: 1, model: m2 }
-`;
+`);
 }
 
 const client = (gw) => new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: MASTER_KEY, maxRetries: 0 });

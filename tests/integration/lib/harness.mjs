@@ -65,6 +65,28 @@ export async function startFake(extraArgs = []) {
 }
 
 // A LiteLLM-style config: every alias the tests use, all on the fake.
+// Prices that give every answer a cost, for the tests that sum spend.
+export const TEST_PRICE = 'input_cost_per_token: 0.000001, output_cost_per_token: 0.000002';
+// One model_list entry: alias served by the fake as openai/<model>; extra are
+// more litellm_params ("rpm: 3, weight: 10").
+export function fakeAlias(alias, fake, { model = 'gpt-4o-mini', extra = '' } = {}) {
+  return `  - model_name: ${alias}
+    litellm_params: { model: openai/${model}, api_base: "http://127.0.0.1:${fake.port}/v1", api_key: "${PROVIDER_KEY}"${extra ? `, ${extra}` : ''} }
+`;
+}
+// An instance's config for the shared-backend tests: the aliases (fakeAlias
+// lines), the master key, the instance's own database, two threads, and more of
+// the ahorro: section (lines indented two spaces).
+export function instanceConfig(dir, aliases, ahorro = '') {
+  return `model_list:
+${aliases}general_settings:
+  master_key: ${MASTER_KEY}
+ahorro:
+  db: ${join(dir, 'ahorro.db')}
+  threads: 2
+${ahorro}`;
+}
+
 export function testConfig(fake, dir, extra = '') {
   const o = `http://127.0.0.1:${fake.port}/v1`, a = `http://127.0.0.1:${fake.port}`;
   return `# written by tests/integration/lib/harness.mjs
