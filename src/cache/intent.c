@@ -248,6 +248,13 @@ ah_intent_t *ah_intent_train(const char *const *texts, const size_t *lens,
         ah_err_printf(err, errlen, "fewer than two labels");
         goto fail;
     }
+    if ((double)n * lm->n > AH_INTENT_MAX_WORK) {
+        ah_err_printf(err, errlen,
+                      "%zu rows x %d labels is more than this gateway trains at start (%u); "
+                      "use a sample of the history",
+                      n, lm->n, AH_INTENT_MAX_WORK);
+        goto fail;
+    }
     ah_intent_t *m = ah_calloc(1, sizeof *m);
     m->bits = o->bits;
     m->mask = (1u << o->bits) - 1;

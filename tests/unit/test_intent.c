@@ -148,6 +148,21 @@ START_TEST(bad_training_input)
     const char *two[] = {"x", "y"};
     ck_assert_ptr_null(ah_intent_train(texts, NULL, two, 2, &o, err, sizeof err));
     ck_assert_str_eq(err, "bad training options");
+    /* a history too large to train at start is refused, not trained for hours */
+    size_t n = AH_INTENT_MAX_WORK / 1000 + 1;
+    const char **many = ah_malloc(n * sizeof *many), **lab = ah_malloc(n * sizeof *lab);
+    char(*names)[8] = ah_malloc(1000 * sizeof *names);
+    for (size_t i = 0; i < 1000; i++)
+        snprintf(names[i], sizeof names[i], "l%zu", i);
+    for (size_t i = 0; i < n; i++) {
+        many[i] = "some text";
+        lab[i] = names[i % 1000];
+    }
+    ck_assert_ptr_null(ah_intent_train(many, NULL, lab, n, NULL, err, sizeof err));
+    ck_assert_msg(strstr(err, "20001 rows x 1000 labels is more than"), "%s", err);
+    ah_free(many);
+    ah_free(lab);
+    ah_free(names);
 }
 END_TEST
 
