@@ -346,25 +346,43 @@ ah_intent_t *ah_intent_load_csv(const char *path, const ah_intent_opts_t *opts, 
     return m;
 }
 
-ah_intent_t *ah_intent_parse_csv(const char *data, size_t n, const char *path,
-                                 const ah_intent_opts_t *opts, char *err, size_t errlen)
+/* The rows of a history file: texts (cut at AH_INTENT_MAX_TEXT) and labels. */
+typedef struct rows {
+    char **texts, **labels;
+    size_t *tlens;
+    size_t n, cap;
+} rows_t;
+
+static void rows_free(rows_t *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        ah_free(r->texts[i]);
+        ah_free(r->labels[i]);
+    }
+    ah_free(r->texts);
+    ah_free(r->labels);
+    ah_free(r->tlens);
+    memset(r, 0, sizeof *r);
+}
+
+static ah_err_t read_rows(const char *data, size_t n, const char *path, rows_t *out, char *err,
+                          size_t errlen)
 {
     static const char *const text_names[] = {"text", "prompt", "query", "question", NULL};
     static const char *const label_names[] = {"label", "intent", "category", "class", NULL};
-    char *scratch = ah_malloc(n + 1);
     const char *f[AH_LABELS_MAX_FIELDS];
-    size_t lens[AH_LABELS_MAX_FIELDS], nf = 0, pos = 0, line = 1, rows = 0, cap = 0;
-    char **texts = NULL, **labels = NULL;
-    size_t *tlens = NULL;
-    ah_intent_t *m = NULL;
+    size_t lens[AH_LABELS_MAX_FIELDS], nf = 0, pos = 0, line = 1;
+    memset(out, 0, sizeof *out);
     if (n > AH_INTENT_MAX_FILE) {
         ah_err_printf(err, errlen, "%s: larger than %u bytes", path, AH_INTENT_MAX_FILE);
-        return NULL;
+        return AH_E_TOOBIG;
     }
+    char *scratch = ah_malloc(n + 1);
     ah_err_t rc = ah_csv_record(data, n, &pos, scratch, f, lens, AH_LABELS_MAX_FIELDS, &nf, &line);
     if (rc) {
         ah_err_printf(err, errlen, "%s:1: %s", path,
                       rc == AH_E_NOTFOUND ? "empty file" : "malformed header");
+        rc = AH_E_PARSE;
         goto out;
     }
     int tc = col_named(f, lens, nf, text_names), lc = col_named(f, lens, nf, label_names);
@@ -374,13 +392,16 @@ ah_intent_t *ah_intent_parse_csv(const char *data, size_t n, const char *path,
         lc = tc == 1 ? 0 : 1;
     if ((size_t)tc >= nf || (size_t)lc >= nf || tc == lc) {
         ah_err_printf(err, errlen, "%s:1: expected a header with a text and a label column", path);
+        rc = AH_E_PARSE;
         goto out;
     }
     for (;;) {
         size_t at;
         rc = ah_csv_next(data, n, &pos, scratch, f, lens, &nf, &line, &at, path, err, errlen);
-        if (rc == AH_E_NOTFOUND)
+        if (rc == AH_E_NOTFOUND) {
+            rc = AH_E_OK;
             break;
+        }
         if (rc)
             goto out;
         if ((size_t)tc >= nf || (size_t)lc >= nf || !label_ok(f[lc], lens[lc])) {
@@ -388,39 +409,153 @@ ah_intent_t *ah_intent_parse_csv(const char *data, size_t n, const char *path,
                           "%s:%zu: expected a text and a label (1 to %d bytes, no control "
                           "characters)",
                           path, at, AH_INTENT_MAX_LABEL);
+            rc = AH_E_PARSE;
             goto out;
         }
-        if (rows == AH_INTENT_MAX_ROWS) {
+        if (out->n == AH_INTENT_MAX_ROWS) {
             ah_err_printf(err, errlen, "%s:%zu: more than %u rows", path, at, AH_INTENT_MAX_ROWS);
+            rc = AH_E_TOOBIG;
             goto out;
         }
-        if (rows == cap) {
-            cap = cap ? 2 * cap : 1024;
-            texts = ah_realloc(texts, cap * sizeof *texts);
-            labels = ah_realloc(labels, cap * sizeof *labels);
-            tlens = ah_realloc(tlens, cap * sizeof *tlens);
+        if (out->n == out->cap) {
+            out->cap = out->cap ? 2 * out->cap : 1024;
+            out->texts = ah_realloc(out->texts, out->cap * sizeof *out->texts);
+            out->labels = ah_realloc(out->labels, out->cap * sizeof *out->labels);
+            out->tlens = ah_realloc(out->tlens, out->cap * sizeof *out->tlens);
         }
         size_t tl = lens[tc] < AH_INTENT_MAX_TEXT ? lens[tc] : AH_INTENT_MAX_TEXT;
-        texts[rows] = ah_strndup(f[tc], tl);
-        tlens[rows] = tl;
-        labels[rows] = ah_strndup(f[lc], lens[lc]);
-        rows++;
+        out->texts[out->n] = ah_strndup(f[tc], tl);
+        out->tlens[out->n] = tl;
+        out->labels[out->n] = ah_strndup(f[lc], lens[lc]);
+        out->n++;
     }
+out:
+    if (rc)
+        rows_free(out);
+    ah_free(scratch);
+    return rc;
+}
+
+ah_intent_t *ah_intent_parse_csv(const char *data, size_t n, const char *path,
+                                 const ah_intent_opts_t *opts, char *err, size_t errlen)
+{
+    rows_t r;
+    if (read_rows(data, n, path, &r, err, errlen))
+        return NULL;
     char why[256];
-    m = ah_intent_train((const char *const *)texts, tlens, (const char *const *)labels, rows, opts,
-                        why, sizeof why);
+    ah_intent_t *m = ah_intent_train((const char *const *)r.texts, r.tlens,
+                                     (const char *const *)r.labels, r.n, opts, why, sizeof why);
     if (!m)
         ah_err_printf(err, errlen, "%s: %s", path, why);
-out:
-    for (size_t i = 0; i < rows; i++) {
-        ah_free(texts[i]);
-        ah_free(labels[i]);
-    }
-    ah_free(texts);
-    ah_free(labels);
-    ah_free(tlens);
-    ah_free(scratch);
+    rows_free(&r);
     return m;
+}
+
+/* ---- checking a history on itself ---------------------------------------- */
+
+const double ah_intent_check_levels[AH_INTENT_CHECK_LEVELS] = {0.5, 0.6, 0.7, 0.8, 0.9};
+
+/* One fold: a model of the rows at train[], then the rows at test[] classified
+ * and replayed in order (a hit: an earlier stored row of the same label, both
+ * at least that probable; right when their own labels agree). */
+static ah_err_t check_fold(const rows_t *r, const size_t *train, size_t ntrain, const size_t *test,
+                           size_t ntest, const ah_intent_opts_t *o, ah_intent_check_t *out,
+                           char *err, size_t errlen)
+{
+    const char **t = ah_malloc(ntrain * sizeof *t), **l = ah_malloc(ntrain * sizeof *l);
+    size_t *tl = ah_malloc(ntrain * sizeof *tl);
+    for (size_t i = 0; i < ntrain; i++) {
+        t[i] = r->texts[train[i]];
+        l[i] = r->labels[train[i]];
+        tl[i] = r->tlens[train[i]];
+    }
+    ah_intent_t *m = ah_intent_train(t, tl, l, ntrain, o, err, errlen);
+    ah_free(t);
+    ah_free(l);
+    ah_free(tl);
+    if (!m)
+        return AH_E_INVAL;
+    int *pred = ah_malloc(ntest * sizeof *pred);
+    float *conf = ah_malloc(ntest * sizeof *conf);
+    for (size_t i = 0; i < ntest; i++) {
+        size_t k = test[i];
+        pred[i] = ah_intent_predict(m, r->texts[k], r->tlens[k], NULL, &conf[i]);
+        out->correct += pred[i] >= 0 && strcmp(ah_intent_label(m, pred[i]), r->labels[k]) == 0;
+    }
+    out->tested += ntest;
+    /* per label, the first stored row a hit is served from (index into test[]) */
+    size_t *first = ah_malloc((size_t)m->nc * sizeof *first);
+    for (int lv = 0; lv < AH_INTENT_CHECK_LEVELS; lv++) {
+        ah_intent_check_level_t *a = &out->at[lv];
+        float c = (float)ah_intent_check_levels[lv];
+        for (int k = 0; k < m->nc; k++)
+            first[k] = SIZE_MAX;
+        for (size_t i = 0; i < ntest; i++) {
+            int confident = pred[i] >= 0 && conf[i] >= c;
+            if (confident) {
+                a->covered++;
+                a->covered_right += strcmp(ah_intent_label(m, pred[i]), r->labels[test[i]]) == 0;
+            }
+            if (confident && first[pred[i]] != SIZE_MAX) {
+                a->hits++;
+                a->hits_right += strcmp(r->labels[test[first[pred[i]]]], r->labels[test[i]]) == 0;
+            } else if (confident) {
+                first[pred[i]] = i; /* a miss, stored */
+            }
+        }
+    }
+    ah_free(first);
+    ah_free(pred);
+    ah_free(conf);
+    ah_intent_free(m);
+    return AH_E_OK;
+}
+
+ah_err_t ah_intent_check_csv(const char *path, const ah_intent_opts_t *opts, ah_intent_check_t *out,
+                             char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    char *data = NULL;
+    size_t n = 0;
+    ah_err_t rc = ah_buf_read_file(path, AH_INTENT_MAX_FILE, &data, &n, err, errlen);
+    if (rc)
+        return rc;
+    rows_t r;
+    rc = read_rows(data, n, path, &r, err, errlen);
+    ah_free(data);
+    if (rc)
+        return rc;
+    out->rows = r.n;
+    size_t *order = ah_malloc((r.n ? r.n : 1) * sizeof *order);
+    for (size_t i = 0; i < r.n; i++)
+        order[i] = i;
+    uint64_t rs = 0x9e3779b97f4a7c15ULL ^ 77;
+    for (size_t i = r.n; i > 1; i--) {
+        size_t j = rnd(&rs) % i, t = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = t;
+    }
+    size_t mid = r.n / 2;
+    char why[256] = "";
+    if (mid == 0 ||
+        (rc = check_fold(&r, order, mid, order + mid, r.n - mid, opts, out, why, sizeof why)) ||
+        (rc = check_fold(&r, order + mid, r.n - mid, order, mid, opts, out, why, sizeof why))) {
+        ah_err_printf(err, errlen, "%s: %s", path, mid == 0 ? "fewer than two rows" : why);
+        rc = rc ? rc : AH_E_INVAL;
+    }
+    /* labels of the whole file */
+    label_map_t *lm = ah_calloc(1, sizeof *lm);
+    lm->names = ah_calloc(AH_INTENT_MAX_CLASSES, sizeof(char *));
+    for (size_t i = 0; i < r.n && out->labels < AH_INTENT_MAX_CLASSES; i++)
+        if (label_id(lm, r.labels[i]) >= 0)
+            out->labels = lm->n;
+    for (int c = 0; c < lm->n; c++)
+        ah_free(lm->names[c]);
+    ah_free(lm->names);
+    ah_free(lm);
+    ah_free(order);
+    rows_free(&r);
+    return rc;
 }
 
 /* ---- use ----------------------------------------------------------------- */

@@ -75,6 +75,34 @@ ah_intent_t *ah_intent_parse_csv(const char *data, size_t n, const char *path,
 
 void ah_intent_free(ah_intent_t *m);
 
+/* How well a history would decide hits, measured on itself (`ahorro cache
+ * intents FILE`): its rows in a fixed shuffled order are cut in two halves; a
+ * model trained on each half classifies the other, which is then replayed in
+ * order from an empty cache, at each of ah_intent_check_levels: a text with a
+ * label at least that probable is served by an earlier stored text predicted
+ * into the same label (as probably), else stored. Counts add up over both
+ * halves. The gateway only looks at the nearest stored prompts, so its hit
+ * rate is at most this one; precision is what to read. */
+#define AH_INTENT_CHECK_LEVELS 5
+extern const double ah_intent_check_levels[AH_INTENT_CHECK_LEVELS]; /* 0.5 .. 0.9 */
+
+typedef struct ah_intent_check_level {
+    size_t covered, covered_right; /* texts with a label that probable, and right ones */
+    size_t hits, hits_right;       /* hits of the replay, and right ones */
+} ah_intent_check_level_t;
+
+typedef struct ah_intent_check {
+    size_t rows;
+    int labels;
+    size_t tested, correct; /* every held-out text, and its most probable label right */
+    ah_intent_check_level_t at[AH_INTENT_CHECK_LEVELS];
+} ah_intent_check_t;
+
+/* The check of the history at path (opts NULL: the defaults) into *out; an
+ * error as ah_intent_load_csv's. Trains two models: a few seconds. */
+ah_err_t ah_intent_check_csv(const char *path, const ah_intent_opts_t *opts, ah_intent_check_t *out,
+                             char *err, size_t errlen);
+
 /* Labels the model knows, and the name of label c. */
 int ah_intent_classes(const ah_intent_t *m);
 const char *ah_intent_label(const ah_intent_t *m, int c);

@@ -1,16 +1,20 @@
-/* cache.c - `ahorro cache stats | purge`: the answer cache of a running gateway.
+/* cache.c - `ahorro cache stats | purge`: the answer cache of a running gateway;
+ * `ahorro cache intents FILE`: how well a labelled history would decide hits.
  *
- * The entries live in the gateway's memory, so the command asks its admin
+ * The entries live in the gateway's memory, so stats and purge ask its admin
  * API (GET /admin/cache, DELETE /admin/cache?...) at --url, by default the
- * configured listen address, with the configured master key. */
+ * configured listen address, with the configured master key. The intents
+ * check runs here, on the file alone (cache/intent.h). */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/intent.h"
 #include "cli/cli.h"
 #include "core/buf.h"
+#include "core/limits.h"
 
 #define CLI_REPLY_MAX (4u << 20)
 #define CLI_URL_MAX 2048
@@ -101,14 +105,88 @@ static void print_stats(json_t *s)
     }
 }
 
+static double share(size_t a, size_t b)
+{
+    return b ? (double)a / (double)b : 0;
+}
+
+/* ahorro cache intents FILE [--json] */
+static int intents(int argc, char **argv)
+{
+    const char *path = NULL;
+    int as_json = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            as_json = 1;
+        else if (!path && argv[i][0] != '-')
+            path = argv[i];
+        else {
+            fprintf(stderr, "ahorro cache intents: unknown option '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!path) {
+        fprintf(stderr, "usage: ahorro cache intents FILE [--json]\n");
+        return 2;
+    }
+    ah_intent_check_t c;
+    char err[512];
+    if (ah_intent_check_csv(path, NULL, &c, err, sizeof err)) {
+        fprintf(stderr, "ahorro cache intents: %s\n", err);
+        return 1;
+    }
+    if (as_json) {
+        json_t *levels = json_array();
+        for (int i = 0; i < AH_INTENT_CHECK_LEVELS; i++) {
+            const ah_intent_check_level_t *a = &c.at[i];
+            json_array_append_new(levels, json_pack("{s:f, s:f, s:f, s:f, s:f, s:I}",
+                                                    "intent_confidence", ah_intent_check_levels[i],
+                                                    "coverage", share(a->covered, c.tested),
+                                                    "accuracy", share(a->covered_right, a->covered),
+                                                    "hit_rate", share(a->hits, c.tested),
+                                                    "precision", share(a->hits_right, a->hits),
+                                                    "hits", (json_int_t)a->hits));
+        }
+        json_t *o =
+            json_pack("{s:s, s:I, s:i, s:f, s:o}", "file", path, "rows", (json_int_t)c.rows,
+                      "labels", c.labels, "accuracy", share(c.correct, c.tested), "levels", levels);
+        char *txt = json_dumps(o, JSON_INDENT(2));
+        puts(txt);
+        free(txt);
+        json_decref(o);
+        return 0;
+    }
+    printf("%s: %zu rows, %d labels; held out (each half classified by a model of the other): "
+           "accuracy %.3f\n\n",
+           path, c.rows, c.labels, share(c.correct, c.tested));
+    printf("intent_confidence  coverage  accuracy  hit rate  precision\n");
+    for (int i = 0; i < AH_INTENT_CHECK_LEVELS; i++) {
+        const ah_intent_check_level_t *a = &c.at[i];
+        printf("%17.2f  %8.3f  %8.3f  %8.3f  %9.3f%s\n", ah_intent_check_levels[i],
+               share(a->covered, c.tested), share(a->covered_right, a->covered),
+               share(a->hits, c.tested), share(a->hits_right, a->hits),
+               ah_intent_check_levels[i] == AH_CACHE_INTENT_CONFIDENCE ? "  (default)" : "");
+    }
+    printf("\ncoverage: texts given a label at least that probable, and how many of those labels "
+           "are right.\nhit rate, precision: each half replayed in order from an empty cache, a "
+           "text served by the\nfirst stored one of its label. The gateway looks only at the 4 "
+           "nearest stored prompts and\nserves the nearest of its label: fewer hits, more often "
+           "right. Keep the confidence whose\nprecision you can live with "
+           "(docs/semantic-cache-quality.md, \"Labelled history\").\n");
+    return 0;
+}
+
 int ah_cli_cache(int argc, char **argv, const ah_config_t *cfg)
 {
+    if (argc >= 1 && strcmp(argv[0], "intents") == 0)
+        return intents(argc - 1, argv + 1);
     const char *tenant = NULL, *ns = NULL, *model = NULL, *older = NULL, *url = NULL;
     int as_json = 0;
     if (argc < 1 || (strcmp(argv[0], "stats") && strcmp(argv[0], "purge"))) {
         fprintf(stderr, "usage: ahorro cache stats [--json] [--url URL]\n"
                         "       ahorro cache purge [--tenant T] [--namespace N] [--model M] "
-                        "[--older-than SECONDS] [--url URL]\n");
+                        "[--older-than SECONDS] [--url URL]\n"
+                        "       ahorro cache intents FILE [--json]\n");
         return 2;
     }
     for (int i = 1; i < argc; i++) {

@@ -392,6 +392,19 @@ test('semantic hits decided by a labelled history: same intent hits, another int
   // a history that cannot be read or learnt stops the start, saying where
   const dir = mkdtempSync(join(tmpdir(), 'ahorro-intents-'));
   try {
+    // the history checked on itself before it is used
+    writeFileSync(join(dir, 'history.csv'), HISTORY);
+    const chk = spawnSync(AHORRO_BIN, ['cache', 'intents', join(dir, 'history.csv'), '--json'], { encoding: 'utf8', timeout: 30000 });
+    assert.equal(chk.status, 0, chk.stderr);
+    const report = JSON.parse(chk.stdout);
+    assert.equal(report.rows, 18);
+    assert.equal(report.labels, 3);
+    assert.ok(report.accuracy >= 0 && report.accuracy <= 1);
+    assert.deepEqual(report.levels.map((l) => l.intent_confidence), [0.5, 0.6, 0.7, 0.8, 0.9]);
+    for (const l of report.levels) assert.ok(l.coverage >= l.hit_rate && l.precision >= 0 && l.precision <= 1, JSON.stringify(l));
+    const bad = spawnSync(AHORRO_BIN, ['cache', 'intents', join(dir, 'missing.csv')], { encoding: 'utf8', timeout: 30000 });
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /missing\.csv: cannot open/);
     const run = (route, files = {}) => {
       for (const [n, t] of Object.entries(files)) writeFileSync(join(dir, n), t);
       writeFileSync(join(dir, 'c.yaml'), testConfig(fake, dir, `  cache:\n    routes:\n      gpt-4o-mini: { semantic: true, ${route} }\n`));
