@@ -98,11 +98,12 @@ static size_t apostrophe(const unsigned char *p, size_t i, size_t n)
  * 0 at the end. */
 static size_t next_word(const unsigned char *p, size_t n, size_t *pos, char *w)
 {
-    size_t i = *pos, len = 0;
-    while (i < n && !word_byte(p[i]))
-        i++;
+    size_t i = *pos, len = 0, a;
+    /* separators, and apostrophes that join nothing ("’tis", "dogs’ food") */
+    while (i < n && ((a = apostrophe(p, i, n)) || !word_byte(p[i])))
+        i += a ? a : 1;
     while (i < n) {
-        size_t a = apostrophe(p, i, n);
+        a = apostrophe(p, i, n);
         if (a) {
             /* inside a word only: a letter must follow */
             if (len > 0 && i + a < n && word_byte(p[i + a]) && p[i + a] < 0x80) {

@@ -110,6 +110,12 @@ START_TEST(words_and_apostrophes)
     ck_assert_str_eq(predicted(m, "i can't log in", &ca), "in");
     ck_assert_str_eq(predicted(m, "I CAN’T LOG IN", &cb), "in");
     ck_assert_float_eq_tol(ca, cb, 1e-6f);
+    /* an apostrophe that joins nothing is a separator, and the words after it count */
+    float pa[2], pb[2];
+    ah_intent_predict(m, "cant log in", 11, pa, &ca);
+    const char *odd = "’can’t’ log ' in’";
+    ah_intent_predict(m, odd, strlen(odd), pb, &cb);
+    ck_assert(memcmp(pa, pb, sizeof pa) == 0);
     ah_intent_free(m);
 }
 END_TEST
