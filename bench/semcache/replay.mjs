@@ -58,7 +58,8 @@ function start(bin, args, ready) {
 }
 
 const rows = parseCsv(readFileSync(DATA, 'utf8')).slice(1).filter((r) => r.length === 2);
-const rnd = mulberry32(77);
+const SEED = Number(process.env.SEMCACHE_SEED || 77); // another order: another split, for a check
+const rnd = mulberry32(SEED);
 const order = rows.map((_, i) => i);
 for (let i = order.length - 1; i > 0; i--) { const j = Math.floor(rnd() * (i + 1)); [order[i], order[j]] = [order[j], order[i]]; }
 
@@ -119,7 +120,7 @@ if (!INTENTS) {
   }
   md = ['# Banking77 replayed through the gateway', '',
     head + `${rows.length} queries, one at a time, in a fixed`,
-    'shuffled order (seed 77), through build/ahorro (semantic cache on, built-in SIF embedder) and the fake',
+    `shuffled order (seed ${SEED}), through build/ahorro (semantic cache on, built-in SIF embedder) and the fake`,
     'provider. A hit is right when the stored query it answers with has the same intent.', '',
     '| threshold | hit rate | precision | exact hits | semantic hits | req/s (sequential) |', '|---|---|---|---|---|---|',
     ...results.map((r) => `| ${r.t.toFixed(2)} | ${r.hitRate.toFixed(3)} | ${r.precision.toFixed(3)} | ${r.exact} | ${r.semantic} | ${r.rps.toFixed(0)} |`), ''];
@@ -137,11 +138,12 @@ if (!INTENTS) {
     }
   }
   md = ['# Banking77 replayed through the gateway, with a labelled history', '',
-    head + `the ${rows.length} queries in a fixed shuffled order (seed 77)`,
+    head + `the ${rows.length} queries in a fixed shuffled order (seed ${SEED})`,
     'cut in halves A and B; the route\'s `intents` file is one half (text,category), the other half is replayed',
     'alone, one query at a time, from an empty cache, through build/ahorro (semantic cache on, built-in SIF',
     'embedder) and the fake provider. A hit is right when the stored query it answers with has the same intent.', '',
     '| intent_confidence | trained on | replayed | hit rate | precision | semantic hits | req/s (sequential) |', '|---|---|---|---|---|---|---|',
     ...results.map((r) => `| ${r.c.toFixed(2)} | ${r.train} | ${r.train === 'A' ? 'B' : 'A'} (${r.n}) | ${r.hitRate.toFixed(3)} | ${r.precision.toFixed(3)} | ${r.semantic} | ${r.rps.toFixed(0)} |`), ''];
 }
-writeFileSync(join(ROOT, INTENTS ? 'bench/semcache/REPLAY_INTENTS.md' : 'bench/semcache/REPLAY.md'), md.join('\n'));
+const outName = (INTENTS ? 'REPLAY_INTENTS' : 'REPLAY') + (SEED === 77 ? '' : `_seed${SEED}`) + '.md';
+writeFileSync(join(ROOT, 'bench/semcache', outName), md.join('\n'));
