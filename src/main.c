@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +102,12 @@ static int serve(ah_config_t *cfg)
     ah_gateway_rt_t *rt;
     if (ah_gateway_open(cfg, &gw, &rt))
         return 1;
+#ifdef __GLIBC__
+    /* Loading the price catalogue and the configuration frees most of what it
+     * allocated (parse trees), but glibc keeps those pages: give them back
+     * once, before serving (idle RSS 17.7 -> 15.9 MB, docs/performance.md). */
+    malloc_trim(0);
+#endif
     int rc = ah_server_run(&gw);
     ah_gateway_close(&gw, rt);
     return rc;
