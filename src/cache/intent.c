@@ -194,6 +194,24 @@ typedef struct label_map {
     int n;
 } label_map_t;
 
+static label_map_t *label_map_new(void)
+{
+    label_map_t *lm = ah_calloc(1, sizeof *lm);
+    lm->names = ah_calloc(AH_INTENT_MAX_CLASSES, sizeof(char *));
+    return lm;
+}
+
+/* Frees the map; its names too unless keep_names (a model took them). */
+static void label_map_free(label_map_t *lm, int keep_names)
+{
+    if (!keep_names) {
+        for (int c = 0; c < lm->n; c++)
+            ah_free(lm->names[c]);
+        ah_free(lm->names);
+    }
+    ah_free(lm);
+}
+
 static int label_id(label_map_t *lm, const char *s)
 {
     size_t len = strlen(s);
@@ -222,6 +240,16 @@ static uint32_t rnd(uint64_t *s)
     return (uint32_t)(*s >> 11);
 }
 
+/* Fisher-Yates over a[0..n) with the xorshift state *rs. */
+static void shuffle(size_t *a, size_t n, uint64_t *rs)
+{
+    for (size_t i = n; i > 1; i--) {
+        size_t j = rnd(rs) % i, t = a[i - 1];
+        a[i - 1] = a[j];
+        a[j] = t;
+    }
+}
+
 ah_intent_t *ah_intent_train(const char *const *texts, const size_t *lens,
                              const char *const *labels, size_t n, const ah_intent_opts_t *opts,
                              char *err, size_t errlen)
@@ -236,8 +264,7 @@ ah_intent_t *ah_intent_train(const char *const *texts, const size_t *lens,
         ah_err_printf(err, errlen, n ? "more than %u rows" : "no rows", AH_INTENT_MAX_ROWS);
         return NULL;
     }
-    label_map_t *lm = ah_calloc(1, sizeof *lm);
-    lm->names = ah_calloc(AH_INTENT_MAX_CLASSES, sizeof(char *));
+    label_map_t *lm = label_map_new();
     int *y = ah_malloc(n * sizeof(int));
     for (size_t i = 0; i < n; i++) {
         if ((y[i] = label_id(lm, labels[i])) < 0) {
@@ -265,7 +292,7 @@ ah_intent_t *ah_intent_train(const char *const *texts, const size_t *lens,
     m->char_weight = o->char_weight;
     m->w = ah_calloc((size_t)1 << o->bits, (size_t)m->nc * sizeof(float));
     m->b = ah_calloc((size_t)m->nc, sizeof(float));
-    ah_free(lm);
+    label_map_free(lm, 1);
 
     size_t *order = ah_malloc(n * sizeof(size_t));
     for (size_t i = 0; i < n; i++)
@@ -275,11 +302,7 @@ ah_intent_t *ah_intent_train(const char *const *texts, const size_t *lens,
     uint64_t rs = 0x9e3779b97f4a7c15ULL ^ o->seed;
     int nc = m->nc;
     for (int ep = 0; ep < o->epochs; ep++) {
-        for (size_t i = n - 1; i > 0; i--) {
-            size_t j = rnd(&rs) % (i + 1), t = order[i];
-            order[i] = order[j];
-            order[j] = t;
-        }
+        shuffle(order, n, &rs);
         float rate = o->rate / (1.0f + (float)ep);
         float decay = 1.0f - rate * o->l2;
         for (size_t k = 0; k < n; k++) {
@@ -305,10 +328,7 @@ ah_intent_t *ah_intent_train(const char *const *texts, const size_t *lens,
     ah_free(y);
     return m;
 fail:
-    for (int c = 0; c < lm->n; c++)
-        ah_free(lm->names[c]);
-    ah_free(lm->names);
-    ah_free(lm);
+    label_map_free(lm, 0);
     ah_free(y);
     return NULL;
 }
@@ -531,11 +551,7 @@ ah_err_t ah_intent_check_csv(const char *path, const ah_intent_opts_t *opts, ah_
     for (size_t i = 0; i < r.n; i++)
         order[i] = i;
     uint64_t rs = 0x9e3779b97f4a7c15ULL ^ 77;
-    for (size_t i = r.n; i > 1; i--) {
-        size_t j = rnd(&rs) % i, t = order[i - 1];
-        order[i - 1] = order[j];
-        order[j] = t;
-    }
+    shuffle(order, r.n, &rs);
     size_t mid = r.n / 2;
     char why[256] = "";
     if (mid == 0 ||
@@ -545,15 +561,11 @@ ah_err_t ah_intent_check_csv(const char *path, const ah_intent_opts_t *opts, ah_
         rc = rc ? rc : AH_E_INVAL;
     }
     /* labels of the whole file */
-    label_map_t *lm = ah_calloc(1, sizeof *lm);
-    lm->names = ah_calloc(AH_INTENT_MAX_CLASSES, sizeof(char *));
-    for (size_t i = 0; i < r.n && out->labels < AH_INTENT_MAX_CLASSES; i++)
-        if (label_id(lm, r.labels[i]) >= 0)
-            out->labels = lm->n;
-    for (int c = 0; c < lm->n; c++)
-        ah_free(lm->names[c]);
-    ah_free(lm->names);
-    ah_free(lm);
+    label_map_t *lm = label_map_new();
+    for (size_t i = 0; i < r.n && label_id(lm, r.labels[i]) >= 0; i++)
+        ;
+    out->labels = lm->n;
+    label_map_free(lm, 0);
     ah_free(order);
     rows_free(&r);
     return rc;
