@@ -354,7 +354,8 @@ ah_cache_entry_t *ah_cache_get_similar(ah_cache_t *c, const uint8_t *scope, cons
         /* an entry without its prompt (kept by an older version) cannot be
          * checked, so it is not served */
         if (rescore && query)
-            score = cand->prompt ? rescore(rescore_ctx, score, query, cand->prompt) : -1;
+            score =
+                cand->prompt ? rescore(rescore_ctx, score, query, cand->prompt, &cand->memo) : -1;
         /* an entry whose threshold feedback raised asks for more */
         if (score >= min_sim && score >= cand->min_sim && score > best_sim) {
             best = cand;

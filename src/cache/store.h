@@ -28,6 +28,16 @@
 
 typedef struct ah_cache ah_cache_t;
 
+/* What a rescore callback worked out from an entry's prompt, kept with the
+ * entry so that a prompt met as a candidate again is not worked out again:
+ * `of` names what computed it (a labelled-history model, cache/intent.h),
+ * NULL while nothing is kept. Read and written under the store's lock. */
+typedef struct ah_cache_memo {
+    const void *of;
+    int label;
+    float conf;
+} ah_cache_memo_t;
+
 typedef struct ah_cache_entry {
     atomic_int refs;
     uint8_t key[AH_CACHE_KEY_BYTES];
@@ -47,8 +57,9 @@ typedef struct ah_cache_entry {
     char *prompt; /* the last user turn that was embedded (for the re-ranking check) */
     size_t bytes; /* memory charged to the entry */
     /* adapted by feedback, under the store's lock */
-    float min_sim;     /* least similarity of a semantic hit on this entry (0: the route's) */
-    int wrong_reports; /* semantic hits reported wrong */
+    float min_sim;        /* least similarity of a semantic hit on this entry (0: the route's) */
+    int wrong_reports;    /* semantic hits reported wrong */
+    ah_cache_memo_t memo; /* the rescore callback's, under the store's lock */
     /* owned by the store, under its lock */
     struct ah_cache_entry *hnext, *inext, *lru_prev, *lru_next;
 } ah_cache_entry_t;
@@ -82,9 +93,11 @@ void ah_cache_free(ah_cache_t *c);
 ah_cache_entry_t *ah_cache_get(ah_cache_t *c, const uint8_t *key, int64_t now_ms,
                                int64_t max_age_ms);
 /* A second look at a candidate: its similarity after comparing the query's
- * text with the entry's prompt (at most cosine), or < 0 to refuse it. */
-typedef float (*ah_cache_rescore_fn)(void *ctx, float cosine, const char *query,
-                                     const char *prompt);
+ * text with the entry's prompt (at most cosine), or < 0 to refuse it. memo is
+ * the entry's, the callback's to keep what it learnt of the prompt. Called
+ * under the store's lock. */
+typedef float (*ah_cache_rescore_fn)(void *ctx, float cosine, const char *query, const char *prompt,
+                                     ah_cache_memo_t *memo);
 
 /* The most similar live entry of scope at or above min_sim (and at or above
  * the entry's own threshold), with a reference, or NULL; *sim gets its

@@ -258,7 +258,8 @@ static void semantic_lookup(ah_worker_t *w, ah_request_t *r, const ah_cache_poli
 }
 
 /* The re-ranking check (rerank.h) as the store's rescore callback. */
-static float rescore(void *ctx, float cosine, const char *query, const char *prompt)
+static float rescore(void *ctx, float cosine, const char *query, const char *prompt,
+                     ah_cache_memo_t *memo)
 {
     return ah_rerank_similarity(ctx, cosine, query, strlen(query), prompt, strlen(prompt));
 }
@@ -271,13 +272,17 @@ typedef struct intent_check {
     float conf;
 } intent_check_t;
 
-/* A candidate is served when its prompt has the query's label, as confidently. */
-static float rescore_intent(void *ctx, float cosine, const char *query, const char *prompt)
+/* A candidate is served when its prompt has the query's label, as confidently.
+ * The prompt's label is worked out once per entry and model (memo). */
+static float rescore_intent(void *ctx, float cosine, const char *query, const char *prompt,
+                            ah_cache_memo_t *memo)
 {
     const intent_check_t *ic = ctx;
-    float conf;
-    int label = ah_intent_predict(ic->m, prompt, strlen(prompt), NULL, &conf);
-    return label == ic->label && conf >= ic->conf ? cosine : -1;
+    if (memo->of != ic->m) {
+        memo->label = ah_intent_predict(ic->m, prompt, strlen(prompt), NULL, &memo->conf);
+        memo->of = ic->m;
+    }
+    return memo->label == ic->label && memo->conf >= ic->conf ? cosine : -1;
 }
 
 void ah_stage_cache_embedded(ah_worker_t *w, ah_request_t *r, const float *vec, int dim)

@@ -203,6 +203,72 @@ static void put(ah_cache_t *c, uint8_t k, const char *tenant, const char *model,
     ah_cache_insert(c, &p);
 }
 
+static void unit(float *v, int dim, int hot);
+
+/* A rescore callback that counts the prompts it works out (kept in the memo)
+ * and accepts every candidate at its cosine. */
+static int worked_out;
+static float count_rescore(void *ctx, float cosine, const char *query, const char *prompt,
+                           ah_cache_memo_t *memo)
+{
+    if (memo->of != ctx) {
+        worked_out++;
+        memo->of = ctx;
+        memo->label = (int)strlen(prompt);
+    }
+    return cosine;
+}
+
+START_TEST(rescore_memo_and_prompts)
+{
+    ah_cache_t *c = ah_cache_new(100, 0);
+    uint8_t scope[32] = {7}, key[32] = {0};
+    float v[8];
+    unit(v, 8, 2);
+    key[0] = key[9] = 3;
+    ah_cache_put_t p = {.key = key,
+                        .tenant = "a",
+                        .ns = "",
+                        .model = "m",
+                        .answer = "{}",
+                        .answer_len = 2,
+                        .now_ms = 1000,
+                        .ttl_ms = 10000,
+                        .scope = scope,
+                        .vec = v,
+                        .dim = 8,
+                        .prompt = "stored prompt"};
+    ah_cache_insert(c, &p);
+    int model_a, model_b;
+    float sim;
+    /* the prompt is worked out once per entry and model, however often it is met */
+    for (int i = 0; i < 3; i++) {
+        ah_cache_entry_t *e = ah_cache_get_similar(c, scope, v, 8, 0.9f, 1001, -1, count_rescore,
+                                                   &model_a, "query", &sim);
+        ck_assert_ptr_nonnull(e);
+        ck_assert_int_eq(e->memo.label, 13);
+        ah_cache_entry_release(e);
+    }
+    ck_assert_int_eq(worked_out, 1);
+    ah_cache_entry_release(ah_cache_get_similar(c, scope, v, 8, 0.9f, 1001, -1, count_rescore,
+                                                &model_b, "query", &sim));
+    ck_assert_int_eq(worked_out, 2);
+    /* an entry without its prompt cannot be checked, so with a check it is not served */
+    key[0] = key[9] = 4;
+    uint8_t scope2[32] = {8};
+    p.scope = scope2;
+    p.prompt = NULL;
+    ah_cache_insert(c, &p);
+    ck_assert_ptr_null(ah_cache_get_similar(c, scope2, v, 8, 0.9f, 1001, -1, count_rescore,
+                                            &model_a, "query", &sim));
+    ah_cache_entry_t *e =
+        ah_cache_get_similar(c, scope2, v, 8, 0.9f, 1001, -1, NULL, NULL, "query", &sim);
+    ck_assert_ptr_nonnull(e); /* without a check, the cosine serves it */
+    ah_cache_entry_release(e);
+    ah_cache_free(c);
+}
+END_TEST
+
 static ah_cache_entry_t *get(ah_cache_t *c, uint8_t k, int64_t now)
 {
     uint8_t key[32] = {0};
@@ -439,6 +505,7 @@ int main(void)
     tcase_add_test(tc, store_ttl_lru_and_bounds);
     tcase_add_test(tc, store_purge_and_feedback);
     tcase_add_test(tc, semantic_scopes_never_mix);
+    tcase_add_test(tc, rescore_memo_and_prompts);
     tcase_add_test(tc, store_persists);
     tcase_add_test(tc, store_persists_indexes);
     suite_add_tcase(s, tc);
