@@ -3,7 +3,8 @@
 # Safe to rerun: installs only what is missing. Uses sudo when not root.
 set -euo pipefail
 PKGS=(build-essential clang pkg-config libevent-dev libcurl4-openssl-dev libjansson-dev
-      libsqlite3-dev libyaml-dev libssl-dev libhiredis-dev libpq-dev check sqlite3 curl ca-certificates
+      libsqlite3-dev libyaml-dev libssl-dev libhiredis-dev libpq-dev libjemalloc-dev check sqlite3 curl
+      ca-certificates
       nodejs npm) # node: the set-up step that builds the semantic cache's word vectors
 if [ "${1:-}" = "--test" ]; then
   PKGS+=(libclang-rt-14-dev clang-format chromium # chromium: the dashboard's browser test

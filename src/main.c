@@ -12,6 +12,9 @@
 #include <pthread.h>
 #include <signal.h>
 #include <malloc.h>
+#ifdef AH_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,10 +105,15 @@ static int serve(ah_config_t *cfg)
     ah_gateway_rt_t *rt;
     if (ah_gateway_open(cfg, &gw, &rt))
         return 1;
-#ifdef __GLIBC__
     /* Loading the price catalogue and the configuration frees most of what it
-     * allocated (parse trees), but glibc keeps those pages: give them back
-     * once, before serving (idle RSS 17.7 -> 15.9 MB, docs/performance.md). */
+     * allocated (parse trees), but the allocator keeps those pages: give them
+     * back once, before serving (docs/performance.md, "Allocator"). */
+#if defined(AH_JEMALLOC)
+    char purge[48];
+    snprintf(purge, sizeof purge, "arena.%d.purge", MALLCTL_ARENAS_ALL);
+    mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
+    mallctl(purge, NULL, NULL, NULL, 0);
+#elif defined(__GLIBC__)
     malloc_trim(0);
 #endif
     int rc = ah_server_run(&gw);
