@@ -90,6 +90,21 @@ static int migrate(const ah_config_t *cfg)
     return 0;
 }
 
+/* Loading the price catalogue and the configuration frees most of what it
+ * allocated (parse trees), but the allocator keeps those pages: give them
+ * back once, before serving (docs/performance.md, "Allocator"). */
+static void release_start_pages(void)
+{
+#if defined(AH_JEMALLOC)
+    char purge[48];
+    snprintf(purge, sizeof purge, "arena.%d.purge", MALLCTL_ARENAS_ALL);
+    mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
+    mallctl(purge, NULL, NULL, NULL, 0);
+#elif defined(__GLIBC__)
+    malloc_trim(0);
+#endif
+}
+
 static int serve(ah_config_t *cfg)
 {
     /* Every thread started from here on (ledger writer, budget watcher,
@@ -105,17 +120,7 @@ static int serve(ah_config_t *cfg)
     ah_gateway_rt_t *rt;
     if (ah_gateway_open(cfg, &gw, &rt))
         return 1;
-    /* Loading the price catalogue and the configuration frees most of what it
-     * allocated (parse trees), but the allocator keeps those pages: give them
-     * back once, before serving (docs/performance.md, "Allocator"). */
-#if defined(AH_JEMALLOC)
-    char purge[48];
-    snprintf(purge, sizeof purge, "arena.%d.purge", MALLCTL_ARENAS_ALL);
-    mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
-    mallctl(purge, NULL, NULL, NULL, 0);
-#elif defined(__GLIBC__)
-    malloc_trim(0);
-#endif
+    release_start_pages();
     int rc = ah_server_run(&gw);
     ah_gateway_close(&gw, rt);
     return rc;
