@@ -59,6 +59,8 @@ echo "== unit tests (gcc)"
 make -s unit
 echo "== tokenizer ids against tiktoken (npm WASM) on the mixed corpus"
 node tests/tokenize/compare.mjs --bin build/ahorro --data-dir build/data
+echo "== the Claude estimate against counts the Anthropic API billed (recorded requests and answers)"
+node tests/tokenize/claude_real.mjs --bin build/ahorro --data-dir build/data --check
 echo "== integration tests (gcc build)"
 make -s test-integration
 if [ "${AHORRO_QUICK:-0}" != "1" ]; then
@@ -68,6 +70,7 @@ if [ "${AHORRO_QUICK:-0}" != "1" ]; then
   make -s SAN=1 CC=clang unit
   make -s SAN=1 CC=clang test-integration
   node tests/tokenize/compare.mjs --bin build-san/ahorro --data-dir build/data --quick
+  node tests/tokenize/claude_real.mjs --bin build-san/ahorro --data-dir build/data --check >/dev/null
   echo "== fuzzing the request parser, the upstream stream parser, the compressors, the shaping engine, the scorers and the labelled history (20 s each)"
   make -s fuzz
   for f in request sse shape_compress shape score multipart intent; do

@@ -392,12 +392,9 @@ static int cmd_estimate(int argc, char **argv, const ah_config_t *cfg)
         ah_chat_model_t cm;
         int exact = ah_chat_model(upstream, &cm) == AH_E_OK && !cm.estimate;
         const ah_bpe_t *enc = strcmp(cm.encoding, "cl100k_base") == 0 && cl100k ? cl100k : o200k;
-        ah_chat_count_t cc;
         int64_t tin;
-        if (enc && json_is_array(json_object_get(body, "messages")) &&
-            ah_chat_tokens(enc, body, &cc) == AH_E_OK) {
-            tin = (int64_t)ceil((double)cc.total * cm.factor);
-        } else {
+        if (!enc || !json_is_array(json_object_get(body, "messages")) ||
+            ah_chat_estimate(enc, body, &cm, &tin, NULL) != AH_E_OK) {
             char *t = json_dumps(body, JSON_COMPACT);
             tin = (int64_t)(t ? strlen(t) / 4 : 0);
             free(t);

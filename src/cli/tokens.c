@@ -1,11 +1,14 @@
 /* tokens.c - `ahorro tokens`: how many tokens a prompt is, and what it costs.
  *
  *   ahorro tokens [--encoding o200k_base|cl100k_base | --model M] [--json] [--ids]
- *                 [--chat] [--special] [--jsonl] [--price-models M1,M2,...]
+ *                 [--chat [--anthropic]] [--special] [--jsonl] [--price-models M1,M2,...]
  *                 [--data-dir DIR] FILE|-
  *
  * Counts with the exact tokenizer (src/tokenize/bpe.h); --chat reads an OpenAI
- * chat body and counts it by OpenAI's chat rules (src/tokenize/chat.h).
+ * chat body and counts it by OpenAI's chat rules (src/tokenize/chat.h);
+ * --anthropic reads an Anthropic Messages body instead (or a count_tokens
+ * body, without max_tokens) and counts it as the gateway does: translated to
+ * the canonical chat body by the gateway's own ingress (src/ingress/).
  * --jsonl reads one JSON string a line and prints one result a line (the
  * corpus test in tests/tokenize/ drives this). Rank files are looked up in
  * --data-dir, $AHORRO_TOKENIZERS_DIR, beside the binary (data/, ../data/,
@@ -25,6 +28,8 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/path.h"
+#include "ingress/ingress.h"
+#include "pipeline/request.h"
 #include "store/prices.h"
 #include "tokenize/bpe.h"
 #include "tokenize/chat.h"
@@ -41,14 +46,14 @@ static const char *const DEFAULT_CL100K_MODELS[] = {"gpt-3.5-turbo", "gpt-4",
 
 typedef struct opts {
     const char *encoding, *model, *data_dir, *file, *price_models;
-    int json, ids, chat, special, jsonl;
+    int json, ids, chat, anthropic, special, jsonl;
 } opts_t;
 
 static void usage(void)
 {
     fprintf(stderr,
             "usage: ahorro tokens [--encoding o200k_base|cl100k_base | --model M] [--json]\n"
-            "                     [--ids] [--chat] [--special] [--jsonl]\n"
+            "                     [--ids] [--chat [--anthropic]] [--special] [--jsonl]\n"
             "                     [--price-models M1,M2] [--data-dir DIR] FILE|-\n");
 }
 
@@ -97,16 +102,25 @@ static ah_prices_t *load_prices(const ah_config_t *cfg)
     return ah_prices_open_default(cfg ? cfg->prices_path : NULL, NULL);
 }
 
+/* What is being priced: a text's count, or a chat body (counted per model). */
+typedef struct counted {
+    int64_t tokens; /* in the encoding */
+    const char *encoding;
+    const ah_bpe_t *enc; /* with body: the encoding that counts it */
+    const json_t *body;  /* --chat: the canonical chat body, else NULL */
+} counted_t;
+
 /* One price line: model, its token count (scaled for estimates), cost. */
-static json_t *price_of(const ah_prices_t *cat, const char *model, int64_t tokens,
-                        const char *encoding)
+static json_t *price_of(const ah_prices_t *cat, const char *model, const counted_t *c)
 {
     ah_chat_model_t cm;
     ah_chat_model(model, &cm);
-    int64_t t = tokens;
-    bool estimate = cm.estimate || strcmp(cm.encoding, encoding) != 0;
-    if (cm.factor != 1.0)
-        t = (int64_t)ceil((double)tokens * cm.factor);
+    int64_t t = c->tokens;
+    bool estimate = cm.estimate || strcmp(cm.encoding, c->encoding) != 0;
+    if (c->body)
+        ah_chat_estimate(c->enc, c->body, &cm, &t, NULL); /* counted once already: no error */
+    else if (cm.factor != 1.0)
+        t = (int64_t)ceil((double)c->tokens * cm.factor);
     json_t *o =
         json_pack("{s:s, s:I, s:b}", "model", model, "tokens", (json_int_t)t, "estimate", estimate);
     ah_price_t price;
@@ -126,23 +140,22 @@ static json_t *price_of(const ah_prices_t *cat, const char *model, int64_t token
     return o;
 }
 
-static json_t *prices_for(const opts_t *o, const ah_prices_t *cat, int64_t tokens,
-                          const char *encoding)
+static json_t *prices_for(const opts_t *o, const ah_prices_t *cat, const counted_t *c)
 {
     json_t *arr = json_array();
     if (o->price_models) {
         char *list = ah_strdup(o->price_models), *save = NULL;
         for (char *m = strtok_r(list, ",", &save); m; m = strtok_r(NULL, ",", &save))
             if (*m && json_array_size(arr) < MAX_PRICE_MODELS)
-                json_array_append_new(arr, price_of(cat, m, tokens, encoding));
+                json_array_append_new(arr, price_of(cat, m, c));
         ah_free(list);
     } else if (o->model) {
-        json_array_append_new(arr, price_of(cat, o->model, tokens, encoding));
+        json_array_append_new(arr, price_of(cat, o->model, c));
     } else {
         const char *const *d =
-            strcmp(encoding, "cl100k_base") == 0 ? DEFAULT_CL100K_MODELS : DEFAULT_O200K_MODELS;
+            strcmp(c->encoding, "cl100k_base") == 0 ? DEFAULT_CL100K_MODELS : DEFAULT_O200K_MODELS;
         for (; *d; d++)
-            json_array_append_new(arr, price_of(cat, *d, tokens, encoding));
+            json_array_append_new(arr, price_of(cat, *d, c));
     }
     return arr;
 }
@@ -214,6 +227,8 @@ static int parse_args(int argc, char **argv, opts_t *o)
             o->ids = 1;
         else if (strcmp(a, "--chat") == 0)
             o->chat = 1;
+        else if (strcmp(a, "--anthropic") == 0)
+            o->chat = o->anthropic = 1;
         else if (strcmp(a, "--special") == 0)
             o->special = 1;
         else if (strcmp(a, "--jsonl") == 0)
@@ -240,6 +255,27 @@ static int parse_args(int argc, char **argv, opts_t *o)
     return 0;
 }
 
+/* The canonical chat body the gateway makes of an Anthropic Messages body;
+ * takes body. A count_tokens body has no max_tokens, which the ingress wants:
+ * any positive value counts the same. NULL (said on stderr) when the ingress
+ * refuses it. */
+static json_t *anthropic_to_chat(json_t *body)
+{
+    if (!json_object_get(body, "max_tokens"))
+        json_object_set_new(body, "max_tokens", json_integer(1));
+    ah_request_t *r = ah_request_new(AH_API_ANTHROPIC, AH_OP_CHAT);
+    json_t *canon = NULL;
+    if (!r)
+        fprintf(stderr, "ahorro tokens: out of memory\n");
+    else if (ah_ingress_anthropic.parse_chat(r, body) != AH_E_OK)
+        fprintf(stderr, "ahorro tokens: --anthropic: %s\n", r->fail.message);
+    else
+        canon = json_incref(r->body);
+    ah_request_free(r);
+    json_decref(body);
+    return canon;
+}
+
 int ah_cli_tokens(int argc, char **argv, const ah_config_t *cfg)
 {
     opts_t o = {0};
@@ -264,6 +300,8 @@ int ah_cli_tokens(int argc, char **argv, const ah_config_t *cfg)
             fprintf(stderr, "ahorro tokens: --chat: line %d: %s\n", jerr.line, jerr.text);
             goto out;
         }
+        if (o.anthropic && !(body = anthropic_to_chat(body)))
+            goto out;
         if (!o.model && !o.encoding)
             o.model = json_string_value(json_object_get(body, "model"));
     }
@@ -305,7 +343,9 @@ int ah_cli_tokens(int argc, char **argv, const ah_config_t *cfg)
         goto out;
     }
     cat = load_prices(cfg);
-    json_t *prices = prices_for(&o, cat, (int64_t)n, encoding);
+    counted_t counted = {
+        .tokens = (int64_t)n, .encoding = encoding, .enc = enc, .body = o.chat ? body : NULL};
+    json_t *prices = prices_for(&o, cat, &counted);
     if (o.json) {
         out = json_pack("{s:I, s:s, s:I, s:o}", "tokens", (json_int_t)n, "encoding", encoding,
                         "bytes", (json_int_t)in.len, "prices", prices);

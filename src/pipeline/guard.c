@@ -39,6 +39,12 @@
 /* Tokens an image may cost at most (OpenAI's high detail, 2048 x 768 tiles). */
 #define IMAGE_TOKENS_BOUND 2000
 #define MESSAGE_TOKENS_BOUND 8
+/* Tokens a provider adds to a request with tools (Anthropic's tool-use system
+ * prompt: 159 to about 600 Claude tokens, docs/tokenizer.md), and to one that
+ * asks for an answer in a JSON schema (Anthropic's structured outputs: about
+ * 200 beyond the schema), at most. */
+#define TOOL_PROMPT_TOKENS_BOUND 1024
+#define SCHEMA_PROMPT_TOKENS_BOUND 1024
 
 static void alerts(ah_worker_t *w, const ah_budget_cfg_t *b, const char *key, int64_t val,
                    int64_t expires_ms, int full);
@@ -54,11 +60,21 @@ static ah_guard_hold_t *hold_add(ah_request_t *r)
     return h;
 }
 
+static long json_bytes(const json_t *v)
+{
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    long n = s ? (long)strlen(s) : 0;
+    free(s);
+    return n;
+}
+
 /* An upper bound of the prompt's tokens: a BPE token is at least one byte,
  * so the bytes of the text, plus each message's framing and each image's
- * most; tools count by the bytes of their JSON. */
-static long prompt_tokens_bound(const json_t *body)
+ * most; tools and answer schemas count by the bytes of their JSON, plus what
+ * the provider adds for them. */
+static long prompt_tokens_bound(const ah_request_t *r)
 {
+    const json_t *body = r->body;
     long n = 3;
     size_t i, k;
     json_t *m, *part;
@@ -77,18 +93,20 @@ static long prompt_tokens_bound(const json_t *body)
                 n += IMAGE_TOKENS_BOUND;
         }
         json_t *calls = json_object_get(m, "tool_calls");
-        if (calls) {
-            char *s = json_dumps(calls, JSON_COMPACT);
-            n += s ? (long)strlen(s) : 0;
-            free(s);
-        }
+        if (calls)
+            n += json_bytes(calls);
     }
     json_t *tools = json_object_get(body, "tools");
-    if (tools) {
-        char *s = json_dumps(tools, JSON_COMPACT);
-        n += s ? (long)strlen(s) : 0;
-        free(s);
-    }
+    if (tools)
+        n += json_bytes(tools) + (json_array_size(tools) ? TOOL_PROMPT_TOKENS_BOUND : 0);
+    /* OpenAI's response_format; Anthropic's output_config and output_format
+     * travel in the client's own body only */
+    const json_t *schemas[] = {json_object_get(body, "response_format"),
+                               r->raw ? json_object_get(r->raw, "output_config") : NULL,
+                               r->raw ? json_object_get(r->raw, "output_format") : NULL};
+    for (size_t s = 0; s < sizeof schemas / sizeof *schemas; s++)
+        if (schemas[s])
+            n += json_bytes(schemas[s]) + SCHEMA_PROMPT_TOKENS_BOUND;
     json_t *input = json_object_get(body, "input");
     if (json_is_string(input))
         n += (long)json_string_length(input);
@@ -225,7 +243,7 @@ int ah_stage_guard(ah_worker_t *w, ah_request_t *r)
         }
         if (rl->tpm) {
             if (est < 0)
-                est = prompt_tokens_bound(r->body) / 4 +
+                est = prompt_tokens_bound(r) / 4 +
                       (max_output(r->body) > 0 ? max_output(r->body) : 0);
             snprintf(key, sizeof key, "r%zu:t:%s:%lld", i, v, (long long)p->minute);
             /* A request alone over the whole tpm still goes in a fresh minute. */
@@ -367,7 +385,7 @@ int ah_stage_guard_reserve(ah_worker_t *w, ah_request_t *r)
     /* Dearest price among what the request may reach: its chain's aliases
      * (fallbacks), or every step of a cascade (they add up). */
     double in = 0, out = 0, worst = 0;
-    long prompt = prompt_tokens_bound(r->body);
+    long prompt = prompt_tokens_bound(r);
     if (r->cascade) {
         for (int k = 0; k < r->ncascade; k++) {
             double i = 0, o = 0;

@@ -108,6 +108,7 @@ static void counter_for(ah_worker_t *w, const char *model, ah_shape_env_t *env)
     env->enc = strcmp(cm.encoding, "cl100k_base") == 0 && w->gw->bpe_cl100k ? w->gw->bpe_cl100k
                                                                             : w->gw->bpe_o200k;
     env->factor = cm.factor > 0 ? cm.factor : 1;
+    env->model = cm;
 }
 
 /* The static prefix: tools, then the leading system messages. */

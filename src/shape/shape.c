@@ -57,12 +57,21 @@ static long message_tokens(const ah_bpe_t *enc, json_t *one, json_t *m)
     return (long)c.total - PRIMING_TOKENS;
 }
 
+/* The model the prompt is counted for, with env's factor. */
+static ah_chat_model_t counted_model(const ah_shape_env_t *env)
+{
+    ah_chat_model_t cm = env->model;
+    cm.factor = env->factor > 0 ? env->factor : 1;
+    return cm;
+}
+
 long ah_shape_count(const ah_shape_env_t *env, const json_t *body)
 {
-    ah_chat_count_t c;
-    if (!env->enc || ah_chat_tokens(env->enc, body, &c))
+    ah_chat_model_t cm = counted_model(env);
+    int64_t n;
+    if (!env->enc || ah_chat_estimate(env->enc, body, &cm, &n, NULL))
         return -1;
-    return (long)ceil((double)c.total * (env->factor > 0 ? env->factor : 1));
+    return (long)n;
 }
 
 /* ---- texts inside messages ---- */
@@ -531,6 +540,15 @@ static ah_err_t window(json_t *body, json_t *msgs, const ah_shape_policy_t *p,
         json_object_set_new(bare, "messages", json_array());
         ah_chat_count_t c;
         long base = ah_chat_tokens(env->enc, bare, &c) ? 0 : (long)c.total;
+        /* what the provider bills for the tools beyond that count (Claude's
+         * tool-use system prompt), in its own tokens: out of the budget */
+        ah_chat_model_t cm = counted_model(env);
+        int64_t bare_tokens;
+        if (!ah_chat_estimate(env->enc, bare, &cm, &bare_tokens, NULL)) {
+            long extra = (long)bare_tokens - scaled(env, base);
+            if (extra > 0)
+                budget = budget > extra ? budget - extra : 1;
+        }
         json_decref(bare);
         json_t *one = json_pack("{s:[n]}", "messages");
         for (size_t i = 0; i < nu; i++)

@@ -40,6 +40,7 @@
 #include "config/shape_config.h"
 #include "core/error.h"
 #include "tokenize/bpe.h"
+#include "tokenize/chat.h"
 
 /* Default length of a summary, in tokens. */
 #define AH_SHAPE_SUMMARY_TOKENS 256
@@ -57,6 +58,7 @@
 typedef struct ah_shape_env {
     const ah_bpe_t *enc;             /* counts prompt tokens; required */
     double factor;                   /* tokens per enc token (1 when exact) */
+    ah_chat_model_t model;           /* the model counted for: Claude's tool prompt */
     long window;                     /* the model's context window; 0 = unknown */
     long output_limit;               /* the model's longest answer; 0 = unknown */
     const ah_embedder_t *embedder;   /* for dense chunk scores, or NULL */

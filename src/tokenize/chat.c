@@ -9,6 +9,7 @@
 #include "tokenize/chat.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -60,6 +61,65 @@ static const struct {
     {"text-embedding-ada-002", "cl100k_base"},
 };
 
+/* Anthropic's tool-use system prompt, in Claude tokens (tool_choice auto or
+ * none / any or a named tool). Claude 3 Opus, Sonnet and Haiku: Anthropic's
+ * tool-use pricing page. Claude 3.7 Sonnet, Sonnet 4 and Opus 4.0 / 4.1: the
+ * same page's later figures, which the billed counts of Sonnet 4 agree with
+ * (docs/tokenizer.md). Later models: fitted on billed counts of Sonnet 4.5,
+ * Sonnet 4.6 and Opus 4.6, and checked on other projects' recordings; also
+ * the default for a Claude model this table does not know. Longest prefixes
+ * first. */
+#define CLAUDE_LATER_TOOL_PROMPT_AUTO 500
+#define CLAUDE_LATER_TOOL_PROMPT_FORCED 600
+static const struct {
+    const char *prefix;
+    int tool_auto, tool_forced;
+} CLAUDE_TOOL_PROMPTS[] = {
+    {"claude-3-opus", 530, 281},     {"claude-3-sonnet", 159, 235},
+    {"claude-3-haiku", 264, 340},    {"claude-3-5-haiku", 264, 340},
+    {"claude-3-5-sonnet", 346, 313}, {"claude-3-7-sonnet", 346, 313},
+    {"claude-opus-4-1", 346, 313},
+};
+
+/* Claude Sonnet 4 or Opus 4 (4.0): "claude-sonnet-4" alone, or followed by
+ * "-0" or a date ("-20250514"), not by a later minor version ("-5"). */
+static bool claude_4_0(const char *model)
+{
+    const char *rest = NULL;
+    if (strncmp(model, "claude-sonnet-4", 15) == 0)
+        rest = model + 15;
+    else if (strncmp(model, "claude-opus-4", 13) == 0)
+        rest = model + 13;
+    if (!rest)
+        return false;
+    if (rest[0] == 0 || rest[0] == '@' || rest[0] == ':')
+        return true;
+    if (rest[0] != '-')
+        return false;
+    if (rest[1] == '0' && (rest[2] == 0 || rest[2] == '-' || rest[2] == '@' || rest[2] == ':'))
+        return true;
+    size_t digits = strspn(rest + 1, "0123456789");
+    return digits == 8;
+}
+
+static void claude_tool_prompt(const char *model, ah_chat_model_t *out)
+{
+    out->tool_prompt_auto = CLAUDE_LATER_TOOL_PROMPT_AUTO;
+    out->tool_prompt_forced = CLAUDE_LATER_TOOL_PROMPT_FORCED;
+    if (claude_4_0(model)) {
+        out->tool_prompt_auto = 346;
+        out->tool_prompt_forced = 313;
+        return;
+    }
+    for (size_t i = 0; i < sizeof CLAUDE_TOOL_PROMPTS / sizeof CLAUDE_TOOL_PROMPTS[0]; i++)
+        if (strncmp(model, CLAUDE_TOOL_PROMPTS[i].prefix, strlen(CLAUDE_TOOL_PROMPTS[i].prefix)) ==
+            0) {
+            out->tool_prompt_auto = CLAUDE_TOOL_PROMPTS[i].tool_auto;
+            out->tool_prompt_forced = CLAUDE_TOOL_PROMPTS[i].tool_forced;
+            return;
+        }
+}
+
 ah_err_t ah_chat_model(const char *model, ah_chat_model_t *out)
 {
     *out = (ah_chat_model_t){.encoding = "o200k_base", .factor = 1.0, .estimate = true};
@@ -73,6 +133,7 @@ ah_err_t ah_chat_model(const char *model, ah_chat_model_t *out)
     const char *dot = strstr(model, "anthropic.claude");
     if (strncmp(model, "claude", 6) == 0 || (dot && (dot == model || dot[-1] == '.'))) {
         out->factor = AH_CHAT_ANTHROPIC_FACTOR;
+        claude_tool_prompt(dot ? dot + strlen("anthropic.") : model, out);
         return AH_E_OK;
     }
     for (size_t i = 0; i < sizeof MODEL_ENCODINGS / sizeof MODEL_ENCODINGS[0]; i++) {
@@ -434,5 +495,60 @@ ah_err_t ah_chat_tokens(const ah_bpe_t *enc, const json_t *body, ah_chat_count_t
     if ((rc = count_tools(enc, tools, &out->tools)))
         return rc;
     out->total = out->messages + out->tools + out->images;
+    return AH_E_OK;
+}
+
+/* Anthropic's forced tool choices: "required" (its "any") or a named tool. */
+static bool tool_choice_forced(const json_t *tc)
+{
+    const char *s = json_string_value(tc);
+    return s ? strcmp(s, "required") == 0 : json_is_object(tc);
+}
+
+/* A Claude request's tools as Anthropic bills them, in Claude tokens. */
+static ah_err_t claude_tools(const ah_bpe_t *enc, const json_t *body, const json_t *tools,
+                             const ah_chat_model_t *cm, int64_t *out)
+{
+    int64_t json_tokens = 0;
+    size_t i;
+    const json_t *t;
+    json_array_foreach(tools, i, t)
+    {
+        const json_t *f = json_object_get(t, "function");
+        char *s = json_dumps(json_is_object(f) ? f : t, JSON_COMPACT);
+        if (!s)
+            return AH_E_NOMEM;
+        size_t n = 0;
+        ah_err_t rc = ah_bpe_count(enc, s, strlen(s), 0, &n);
+        free(s);
+        if (rc)
+            return rc;
+        json_tokens += (int64_t)n;
+    }
+    *out = (int64_t)ceil((double)json_tokens * AH_CHAT_ANTHROPIC_TOOL_JSON_FACTOR) +
+           (tool_choice_forced(json_object_get(body, "tool_choice")) ? cm->tool_prompt_forced
+                                                                     : cm->tool_prompt_auto);
+    return AH_E_OK;
+}
+
+ah_err_t ah_chat_estimate(const ah_bpe_t *enc, const json_t *body, const ah_chat_model_t *cm,
+                          int64_t *tokens, ah_chat_count_t *out)
+{
+    ah_chat_count_t c;
+    ah_err_t rc = ah_chat_tokens(enc, body, &c);
+    if (out)
+        *out = c;
+    if (rc)
+        return rc;
+    double factor = cm && cm->factor > 0 ? cm->factor : 1.0;
+    const json_t *tools = json_object_get(body, "tools");
+    if (!cm || !cm->tool_prompt_auto || !json_array_size(tools)) {
+        *tokens = factor == 1.0 ? c.total : (int64_t)ceil((double)c.total * factor);
+        return AH_E_OK;
+    }
+    int64_t tool_tokens;
+    if ((rc = claude_tools(enc, body, tools, cm, &tool_tokens)))
+        return rc;
+    *tokens = (int64_t)ceil((double)(c.messages + c.images) * factor) + tool_tokens;
     return AH_E_OK;
 }

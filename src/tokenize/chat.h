@@ -10,9 +10,10 @@
  * images without a size), is in docs/tokenizer.md.
  *
  * Models without a public tokenizer (Anthropic's) get an estimate: the
- * o200k_base count times a factor (AH_CHAT_ANTHROPIC_FACTOR). Its error is
- * measured only against Anthropic's legacy tokenizer, a stand-in for Claude 3+
- * (docs/tokenizer.md, "Claude: the estimate and its measured error"). */
+ * o200k_base count times a factor (AH_CHAT_ANTHROPIC_FACTOR), and for tools
+ * Anthropic's tool-use system prompt plus the definitions' JSON. Its error is
+ * measured against counts the Anthropic API billed (docs/tokenizer.md,
+ * "Claude: measured against billed counts"). */
 #ifndef AH_CHAT_H
 #define AH_CHAT_H
 
@@ -30,11 +31,19 @@
  * JPEG we can read: a 1024x1024 image at high detail (765 on gpt-4o). */
 #define AH_CHAT_DEFAULT_IMAGE_SIDE 1024
 
+/* Claude tokens per o200k_base token of a tool definition's JSON, as Anthropic
+ * bills definitions (measured against billed counts, docs/tokenizer.md). */
+#define AH_CHAT_ANTHROPIC_TOOL_JSON_FACTOR 1.4
+
 /* How a model's prompt is counted. */
 typedef struct ah_chat_model {
     const char *encoding; /* "o200k_base" or "cl100k_base" (static) */
     double factor;        /* 1 when exact; else the estimate's scale */
     bool estimate;        /* the model's own tokenizer is not public */
+    /* Claude: the tool-use system prompt Anthropic adds to a request with
+     * tools, in the model's tokens, for tool_choice auto or none, and for any
+     * or a named tool; 0 for other models. */
+    int tool_prompt_auto, tool_prompt_forced;
 } ah_chat_model_t;
 
 /* The encoding of model (a "provider/" prefix is ignored): gpt-4o*, gpt-4.1*,
@@ -59,6 +68,15 @@ typedef struct ah_chat_count {
  * when body has no `messages` array; AH_E_TOOBIG past AH_BPE_MAX_TEXT_BYTES
  * in one string. Thread-safe; nothing to free. */
 ah_err_t ah_chat_tokens(const ah_bpe_t *enc, const json_t *body, ah_chat_count_t *out);
+
+/* The prompt tokens model (cm, from ah_chat_model) bills for body, in its own
+ * tokens: the ah_chat_tokens count scaled by cm->factor (exact when the
+ * factor is 1), except that a Claude request's tools are counted as Anthropic
+ * bills them: its tool-use system prompt plus the definitions' JSON at
+ * AH_CHAT_ANTHROPIC_TOOL_JSON_FACTOR. out (may be NULL) gets ah_chat_tokens'
+ * parts. Errors as ah_chat_tokens. Thread-safe. */
+ah_err_t ah_chat_estimate(const ah_bpe_t *enc, const json_t *body, const ah_chat_model_t *cm,
+                          int64_t *tokens, ah_chat_count_t *out);
 
 /* Image tokens for a width x height image at detail "low", "high" or "auto"
  * (NULL: auto) on model (NULL: gpt-4o rules). width or height <= 0: unknown

@@ -1003,6 +1003,99 @@ START_TEST(chat_model_encodings)
 }
 END_TEST
 
+START_TEST(chat_model_claude_tool_prompt)
+{
+    static const struct {
+        const char *model;
+        int tool_auto, tool_forced;
+    } cases[] = {
+        {"claude-3-opus-20240229", 530, 281},
+        {"claude-3-haiku-20240307", 264, 340},
+        {"claude-3-5-haiku-20241022", 264, 340},
+        {"claude-3-7-sonnet-latest", 346, 313},
+        {"claude-sonnet-4-20250514", 346, 313},
+        {"claude-sonnet-4-0", 346, 313},
+        {"claude-sonnet-4", 346, 313},
+        {"claude-opus-4-1-20250805", 346, 313},
+        {"us.anthropic.claude-sonnet-4-20250514-v1:0", 346, 313},
+        {"anthropic/claude-3-opus", 530, 281},
+        /* 4.5 and later, and names the table does not know: the fitted values */
+        {"claude-sonnet-4-5", 500, 600},
+        {"claude-sonnet-4-6", 500, 600},
+        {"claude-opus-4-6", 500, 600},
+        {"claude-haiku-4-5-20251001", 500, 600},
+        {"claude-next", 500, 600},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ah_chat_model_t m;
+        ck_assert_int_eq(ah_chat_model(cases[i].model, &m), AH_E_OK);
+        ck_assert_msg(m.tool_prompt_auto == cases[i].tool_auto &&
+                          m.tool_prompt_forced == cases[i].tool_forced,
+                      "%s: %d/%d", cases[i].model, m.tool_prompt_auto, m.tool_prompt_forced);
+    }
+    ah_chat_model_t m;
+    ah_chat_model("gpt-4o", &m);
+    ck_assert_int_eq(m.tool_prompt_auto, 0);
+    ck_assert_int_eq(m.tool_prompt_forced, 0);
+}
+END_TEST
+
+START_TEST(chat_estimate_claude_tools)
+{
+    json_error_t err;
+    json_t *bare = json_loads("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
+                              "\"Reply with exactly: ready\"}]}",
+                              0, &err);
+    json_t *tool = json_loads("{\"type\":\"function\",\"function\":{\"name\":\"lookup\","
+                              "\"description\":\"Find an order\",\"parameters\":{\"type\":"
+                              "\"object\",\"properties\":{\"id\":{\"type\":\"string\"}}}}}",
+                              0, &err);
+    ck_assert_ptr_nonnull(bare);
+    ck_assert_ptr_nonnull(tool);
+    json_t *with = json_deep_copy(bare);
+    json_object_set_new(with, "tools", json_pack("[O]", tool));
+    ah_chat_model_t gpt, claude;
+    ah_chat_model("gpt-4o", &gpt);
+    ah_chat_model("claude-sonnet-4-20250514", &claude);
+    ah_chat_count_t c;
+    int64_t n, n_bare, n_claude_bare, n_claude;
+    /* exact models: the chat rules, unchanged */
+    ck_assert_int_eq(ah_chat_estimate(o200k, with, &gpt, &n, &c), AH_E_OK);
+    ck_assert_int_eq(n, c.total);
+    ck_assert_int_eq(ah_chat_estimate(o200k, bare, &gpt, &n_bare, NULL), AH_E_OK);
+    ck_assert_int_lt(n_bare, n);
+    /* Claude: messages scaled; tools = the tool prompt + 1.4 x their JSON's tokens */
+    ck_assert_int_eq(ah_chat_estimate(o200k, bare, &claude, &n_claude_bare, &c), AH_E_OK);
+    ck_assert_int_eq(n_claude_bare, (int64_t)ceil((double)c.total * AH_CHAT_ANTHROPIC_FACTOR));
+    ck_assert_int_eq(ah_chat_estimate(o200k, with, &claude, &n_claude, NULL), AH_E_OK);
+    char *js = json_dumps(json_object_get(tool, "function"), JSON_COMPACT);
+    size_t jt = 0;
+    ck_assert_int_eq(ah_bpe_count(o200k, js, strlen(js), 0, &jt), AH_E_OK);
+    free(js);
+    int64_t tools_part = 346 + (int64_t)ceil((double)jt * AH_CHAT_ANTHROPIC_TOOL_JSON_FACTOR);
+    ck_assert_int_eq(n_claude, n_claude_bare + tools_part);
+    /* a forced choice (any, or a named tool) has its own prompt */
+    json_object_set_new(with, "tool_choice", json_string("required"));
+    ck_assert_int_eq(ah_chat_estimate(o200k, with, &claude, &n, NULL), AH_E_OK);
+    ck_assert_int_eq(n, n_claude - 346 + 313);
+    json_object_set_new(
+        with, "tool_choice",
+        json_pack("{s:s,s:{s:s}}", "type", "function", "function", "name", "lookup"));
+    ck_assert_int_eq(ah_chat_estimate(o200k, with, &claude, &n, NULL), AH_E_OK);
+    ck_assert_int_eq(n, n_claude - 346 + 313);
+    /* an empty tools array adds nothing; a body without messages is refused */
+    json_object_set_new(with, "tools", json_array());
+    ck_assert_int_eq(ah_chat_estimate(o200k, with, &claude, &n, NULL), AH_E_OK);
+    ck_assert_int_eq(n, n_claude_bare);
+    json_t *nomsg = json_pack("{s:s}", "model", "m");
+    ck_assert_int_eq(ah_chat_estimate(o200k, nomsg, &claude, &n, NULL), AH_E_PARSE);
+    json_decref(nomsg);
+    json_decref(with);
+    json_decref(tool);
+    json_decref(bare);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("tokenize");
@@ -1021,6 +1114,8 @@ int main(void)
     tcase_add_test(tc, chat_messages_cookbook);
     tcase_add_test(tc, chat_tools_and_images);
     tcase_add_test(tc, chat_model_encodings);
+    tcase_add_test(tc, chat_model_claude_tool_prompt);
+    tcase_add_test(tc, chat_estimate_claude_tools);
     suite_add_tcase(s, tc);
     return ah_check_run(s);
 }
