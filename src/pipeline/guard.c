@@ -99,11 +99,15 @@ static long prompt_tokens_bound(const ah_request_t *r)
     json_t *tools = json_object_get(body, "tools");
     if (tools)
         n += json_bytes(tools) + (json_array_size(tools) ? TOOL_PROMPT_TOKENS_BOUND : 0);
-    /* OpenAI's response_format; Anthropic's output_config and output_format
-     * travel in the client's own body only */
-    const json_t *schemas[] = {json_object_get(body, "response_format"),
-                               r->raw ? json_object_get(r->raw, "output_config") : NULL,
-                               r->raw ? json_object_get(r->raw, "output_format") : NULL};
+    /* an answer schema: OpenAI's response_format of type json_schema;
+     * Anthropic's output_config.format and output_format, which travel in
+     * the client's own body only */
+    const json_t *rf = json_object_get(body, "response_format");
+    const char *rf_type = json_string_value(json_object_get(rf, "type"));
+    const json_t *schemas[] = {
+        rf_type && strcmp(rf_type, "json_schema") == 0 ? rf : NULL,
+        r->raw ? json_object_get(json_object_get(r->raw, "output_config"), "format") : NULL,
+        r->raw ? json_object_get(r->raw, "output_format") : NULL};
     for (size_t s = 0; s < sizeof schemas / sizeof *schemas; s++)
         if (schemas[s])
             n += json_bytes(schemas[s]) + SCHEMA_PROMPT_TOKENS_BOUND;

@@ -89,6 +89,29 @@ test('200 concurrent requests at a nearly spent budget: spend never passes the l
   } finally { await gw.stop(); gw.cleanup(); }
 });
 
+test('the worst case a request reserves counts what a provider adds for tools and answer schemas', async () => {
+  // A fresh budget of $0.0009. "hello budget" with max_tokens 50 reserves about $0.00012 and goes
+  // through; the same request with one small tool, or a JSON schema for the answer, reserves 1,024
+  // prompt tokens more (a provider's tool-use prompt: Anthropic's is up to ~600 tokens), $0.001
+  // at $1 per million, which this budget cannot cover, so it is refused before it is sent.
+  const gw = await startGateway({ config: (d) => config(d, `  budgets:
+    - { name: small, scope: "tag:team=beta", period: day, limit_usd: 0.0009 }
+`) });
+  try {
+    const c = clientOf(gw, { 'x-ahorro-tags': 'team=beta' });
+    const tool = { type: 'function', function: { name: 'lookup', description: 'Find an order',
+      parameters: { type: 'object', properties: { id: { type: 'string' } } } } };
+    const schema = { type: 'json_schema', json_schema: { name: 'a', schema: { type: 'object' } } };
+    for (const extra of [{ tools: [tool] }, { response_format: schema }]) {
+      await assert.rejects(ask(c, 'dear', extra), (e) => e.status === 429 && e.code === 'budget_exceeded');
+    }
+    const { response } = await ask(c, 'dear', { response_format: { type: 'json_object' } });
+    assert.equal(response.status, 200, 'JSON mode carries no schema: nothing added');
+    const plain = await ask(c);
+    assert.equal(plain.response.status, 200);
+  } finally { await gw.stop(); gw.cleanup(); }
+});
+
 test('a spent budget downgrades to a cheaper model, or throttles, as configured; another tag is untouched', async () => {
   const gw = await startGateway({ config: (d) => config(d, `  budgets:
     - { name: support, scope: "tag:feature=support", limit_usd: 0.0002, action: downgrade, downgrade_to: cheap }
