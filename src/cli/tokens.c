@@ -296,8 +296,12 @@ int ah_cli_tokens(int argc, char **argv, const ah_config_t *cfg)
     if (o.chat) {
         json_error_t jerr;
         body = json_loadb(in.data ? in.data : "", in.len, 0, &jerr);
-        if (!json_is_object(body)) {
+        if (!body) {
             fprintf(stderr, "ahorro tokens: --chat: line %d: %s\n", jerr.line, jerr.text);
+            goto out;
+        }
+        if (!json_is_object(body)) {
+            fprintf(stderr, "ahorro tokens: --chat: the body must be a JSON object\n");
             goto out;
         }
         if (o.anthropic && !(body = anthropic_to_chat(body)))
