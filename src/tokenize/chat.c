@@ -63,12 +63,13 @@ static const struct {
 
 /* Anthropic's tool-use system prompt, in Claude tokens (tool_choice auto or
  * none / any or a named tool). Claude 3 Opus, Sonnet and Haiku: Anthropic's
- * tool-use pricing page. Claude 3.7 Sonnet, Sonnet 4 and Opus 4.0 / 4.1: the
- * same page's later figures, which the billed counts of Sonnet 4 agree with
- * (docs/tokenizer.md). Later models: fitted on billed counts of Sonnet 4.5,
- * Sonnet 4.6 and Opus 4.6, and checked on other projects' recordings; also
- * the default for a Claude model this table does not know. Longest prefixes
- * first. */
+ * tool-use pricing page; 3.5 Haiku as 3 Haiku, which its billed counts agree
+ * with. Claude 3.7 Sonnet, Sonnet 4 and Opus 4.0 / 4.1: the same page's later
+ * figures, which the billed counts of Sonnet 4 agree with (docs/tokenizer.md);
+ * 3.5 Sonnet is taken as 3.7's (no billed counts of it here). Later models:
+ * fitted on billed counts of Sonnet 4.5, Sonnet 4.6 and Opus 4.6, and checked
+ * on other projects' recordings; also the default for a Claude model this
+ * table does not know. Longest prefixes first. */
 #define CLAUDE_LATER_TOOL_PROMPT_AUTO 500
 #define CLAUDE_LATER_TOOL_PROMPT_FORCED 600
 static const struct {
