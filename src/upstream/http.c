@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/log.h"
@@ -18,6 +20,22 @@
  * transfer were ~3% of the gateway's CPU in the bench profile. */
 #define IDLE_HANDLES 64
 
+/* A socket curl asked us to watch, and its event (allocated with it, of
+ * event_get_struct_event_size bytes, to keep libevent's ABI). A socket curl
+ * opened through open_socket reaches close_socket when curl closes it; such
+ * a socket stays registered while its connection waits in curl's pool
+ * ("parked"): the next transfer on it then costs no epoll_ctl ADD and the end
+ * of this one no DEL. */
+typedef struct ah_sock {
+    ah_http_t *h;
+    curl_socket_t fd;
+    short kind;          /* the events the event is armed with */
+    unsigned ours : 1;   /* opened by open_socket: close_socket will see it closed */
+    unsigned armed : 1;  /* the event is added */
+    unsigned parked : 1; /* armed, but curl is not watching it */
+    struct event *ev;    /* points just past this struct */
+} ah_sock_t;
+
 struct ah_http {
     struct event_base *base;
     CURLM *multi;
@@ -26,6 +44,8 @@ struct ah_http {
     int in_action; /* inside curl_multi_socket_action (see timer_cb) */
     CURL *idle[IDLE_HANDLES];
     int nidle;
+    ah_sock_t **socks; /* by file descriptor */
+    size_t nsocks;
 };
 
 static CURL *easy_get(ah_http_t *h)
@@ -92,9 +112,90 @@ static void check_done(ah_http_t *h)
     }
 }
 
+/* The socket record of fd; with create, made when missing (NULL when out of
+ * memory or fd is negative). */
+static ah_sock_t *sock_of(ah_http_t *h, curl_socket_t fd, int create)
+{
+    if (fd < 0)
+        return NULL;
+    size_t i = (size_t)fd;
+    if (i >= h->nsocks) {
+        if (!create)
+            return NULL;
+        size_t n = h->nsocks ? h->nsocks : 64;
+        while (n <= i)
+            n *= 2;
+        ah_sock_t **t = realloc(h->socks, n * sizeof *t);
+        if (!t)
+            return NULL;
+        memset(t + h->nsocks, 0, (n - h->nsocks) * sizeof *t);
+        h->socks = t;
+        h->nsocks = n;
+    }
+    if (!h->socks[i] && create) {
+        ah_sock_t *k = ah_calloc(1, sizeof *k + event_get_struct_event_size());
+        k->h = h;
+        k->fd = fd;
+        k->ev = (struct event *)(k + 1);
+        h->socks[i] = k;
+    }
+    return h->socks[i];
+}
+
+static void sock_disarm(ah_sock_t *k)
+{
+    if (k->armed)
+        event_del(k->ev);
+    k->armed = k->parked = 0;
+}
+
+static void sock_drop(ah_http_t *h, ah_sock_t *k)
+{
+    sock_disarm(k);
+    h->socks[k->fd] = NULL;
+    ah_free(k);
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: curl's own default, remembered as ours. */
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    ah_http_t *h = clientp;
+    curl_socket_t fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    if (fd == CURL_SOCKET_BAD)
+        return fd;
+    ah_sock_t *k = sock_of(h, fd, 0);
+    if (k) /* a record that outlived its socket, which should not happen */
+        sock_drop(h, k);
+    k = sock_of(h, fd, 1);
+    if (!k) {
+        close(fd);
+        return CURL_SOCKET_BAD;
+    }
+    k->ours = 1;
+    return fd;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the event goes before the socket does, so a
+ * later socket with the same number never meets a stale registration. */
+static int close_socket(void *clientp, curl_socket_t fd)
+{
+    ah_http_t *h = clientp;
+    ah_sock_t *k = sock_of(h, fd, 0);
+    if (k)
+        sock_drop(h, k);
+    return close(fd);
+}
+
 static void on_socket_event(evutil_socket_t fd, short what, void *arg)
 {
-    ah_http_t *h = arg;
+    ah_sock_t *k = arg;
+    ah_http_t *h = k->h;
+    if (k->parked) {
+        /* a pooled connection that became readable: the server closed it or
+         * sent what nobody asked for; curl's check before reuse will say */
+        sock_disarm(k);
+        return;
+    }
     int flags = 0, running;
     if (what & EV_READ)
         flags |= CURL_CSELECT_IN;
@@ -116,30 +217,38 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     h->in_action--;
 }
 
-/* curl's interest in a socket changed. Each socket has one event, allocated
- * once (event_get_struct_event_size keeps the ABI) and re-armed in place. */
+/* curl's interest in a socket changed. Each socket has one event, re-armed
+ * in place, and only when the events wanted change. */
 static int socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
     ah_http_t *h = userp;
-    struct event *ev = socketp;
+    ah_sock_t *k = socketp ? socketp : sock_of(h, s, what != CURL_POLL_REMOVE);
     if (what == CURL_POLL_REMOVE) {
-        if (ev) {
-            event_del(ev);
-            ah_free(ev);
-            curl_multi_assign(h->multi, s, NULL);
-        }
+        if (!k)
+            return 0;
+        curl_multi_assign(h->multi, s, NULL);
+        if (k->ours && k->armed)
+            k->parked = 1; /* stays registered until reused or closed */
+        else if (k->ours)
+            sock_disarm(k);
+        else
+            sock_drop(h, k); /* closed without close_socket (the resolver's) */
         return 0;
     }
+    if (!k)
+        return -1;
     short kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
                  ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
-    if (!ev) {
-        ev = ah_calloc(1, event_get_struct_event_size());
-        curl_multi_assign(h->multi, s, ev);
-    } else {
-        event_del(ev);
-    }
-    event_assign(ev, h->base, s, kind, on_socket_event, h);
-    event_add(ev, NULL);
+    k->parked = 0;
+    if (!socketp)
+        curl_multi_assign(h->multi, s, k);
+    if (k->armed && k->kind == kind)
+        return 0;
+    sock_disarm(k);
+    event_assign(k->ev, h->base, s, kind, on_socket_event, k);
+    event_add(k->ev, NULL);
+    k->kind = kind;
+    k->armed = 1;
     return 0;
 }
 
@@ -189,7 +298,11 @@ void ah_http_free(ah_http_t *h)
         return;
     while (h->nidle)
         curl_easy_cleanup(h->idle[--h->nidle]);
-    curl_multi_cleanup(h->multi);
+    curl_multi_cleanup(h->multi); /* closes the pooled connections: close_socket */
+    for (size_t i = 0; i < h->nsocks; i++)
+        if (h->socks[i])
+            sock_drop(h, h->socks[i]);
+    free(h->socks);
     event_free(h->timer);
     ah_free(h);
 }
@@ -264,6 +377,10 @@ ah_http_xfer_t *ah_http_start(ah_http_t *h, const ah_http_request_t *req,
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, h);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)AH_UPSTREAM_CONNECT_TIMEOUT_S);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");

@@ -47,8 +47,8 @@ function startProcess(bin, args, env, ready, name) {
   });
 }
 
-export async function startFake(extraArgs = []) {
-  const port = await freePort();
+export async function startFake(extraArgs = [], { port: fixedPort } = {}) {
+  const port = fixedPort || await freePort();
   const { proc } = await startProcess(FAKE_BIN,
     ['--listen', `127.0.0.1:${port}`, '--require-key', PROVIDER_KEY, ...extraArgs], {},
     /listening/, 'ahorro-fake');
