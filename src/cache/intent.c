@@ -240,6 +240,12 @@ static uint32_t rnd(uint64_t *s)
     return (uint32_t)(*s >> 11);
 }
 
+/* The xorshift state a seed starts from. */
+static uint64_t rnd_state(unsigned seed)
+{
+    return 0x9e3779b97f4a7c15ULL ^ seed;
+}
+
 /* Fisher-Yates over a[0..n) with the xorshift state *rs. */
 static void shuffle(size_t *a, size_t n, uint64_t *rs)
 {
@@ -299,7 +305,7 @@ ah_intent_t *ah_intent_train(const char *const *texts, const size_t *lens,
         order[i] = i;
     feats_t *f = ah_malloc(sizeof *f);
     float *p = ah_malloc((size_t)m->nc * sizeof(float));
-    uint64_t rs = 0x9e3779b97f4a7c15ULL ^ o->seed;
+    uint64_t rs = rnd_state(o->seed);
     int nc = m->nc;
     for (int ep = 0; ep < o->epochs; ep++) {
         shuffle(order, n, &rs);
@@ -550,7 +556,7 @@ ah_err_t ah_intent_check_csv(const char *path, const ah_intent_opts_t *opts, ah_
     size_t *order = ah_malloc((r.n ? r.n : 1) * sizeof *order);
     for (size_t i = 0; i < r.n; i++)
         order[i] = i;
-    uint64_t rs = 0x9e3779b97f4a7c15ULL ^ 77;
+    uint64_t rs = rnd_state((opts ? opts : &ah_intent_defaults)->seed);
     shuffle(order, r.n, &rs);
     size_t mid = r.n / 2;
     char why[256] = "";

@@ -76,7 +76,7 @@ ah_intent_t *ah_intent_parse_csv(const char *data, size_t n, const char *path,
 void ah_intent_free(ah_intent_t *m);
 
 /* How well a history would decide hits, measured on itself (`ahorro cache
- * intents FILE`): its rows in a fixed shuffled order are cut in two halves; a
+ * intents FILE`): its rows, shuffled by the options' seed, are cut in two halves; a
  * model trained on each half classifies the other, which is then replayed in
  * order from an empty cache, at each of ah_intent_check_levels: a text with a
  * label at least that probable is served by an earlier stored text predicted
