@@ -539,12 +539,14 @@ static ah_err_t window(json_t *body, json_t *msgs, const ah_shape_policy_t *p,
         json_t *bare = json_deep_copy(body);
         json_object_set_new(bare, "messages", json_array());
         ah_chat_count_t c;
-        long base = ah_chat_tokens(env->enc, bare, &c) ? 0 : (long)c.total;
-        /* what the provider bills for the tools beyond that count (Claude's
-         * tool-use system prompt), in its own tokens: out of the budget */
         ah_chat_model_t cm = counted_model(env);
         int64_t bare_tokens;
-        if (!ah_chat_estimate(env->enc, bare, &cm, &bare_tokens, NULL)) {
+        long base = 0;
+        if (!ah_chat_estimate(env->enc, bare, &cm, &bare_tokens, &c)) {
+            base = (long)c.total;
+            /* what the provider bills for the tools beyond that count
+             * (Claude's tool-use system prompt), in its own tokens: out of
+             * the budget */
             long extra = (long)bare_tokens - scaled(env, base);
             if (extra > 0)
                 budget = budget > extra ? budget - extra : 1;

@@ -285,6 +285,35 @@ START_TEST(window_from_the_model)
 }
 END_TEST
 
+/* A Claude request with tools: the window holds the tool-use prompt Anthropic
+ * adds (tokenize/chat.h) too, so the trimmed prompt as billed fits. */
+START_TEST(window_holds_claude_tool_prompt)
+{
+    NEED_ENC();
+    json_t *b = conversation(60, 0);
+    json_object_set_new(b, "max_tokens", json_integer(100));
+    json_object_set_new(b, "tools",
+                        json_pack("[{s:s,s:{s:s,s:s,s:{s:s,s:{s:{s:s}}}}}]", "type", "function",
+                                  "function", "name", "lookup", "description", "Find an account",
+                                  "parameters", "type", "object", "properties", "id", "type",
+                                  "string"));
+    ah_shape_policy_t p = policy();
+    p.strategy = AH_CTX_SLIDING;
+    ah_shape_env_t env = {.enc = enc, .factor = AH_CHAT_ANTHROPIC_FACTOR, .window = 1200};
+    ck_assert_int_eq(ah_chat_model("claude-sonnet-4-20250514", &env.model), AH_E_OK);
+    ah_shape_result_t res;
+    char err[256];
+    ck_assert_int_eq(ah_shape_apply(b, &p, &env, &res, err, sizeof err), AH_E_OK);
+    ck_assert_int_eq(res.budget, 1100);
+    ck_assert_int_gt(res.turns_dropped, 0);
+    /* the count as billed: the tool prompt (346) is in it, and it fits */
+    ck_assert_int_eq(res.tokens_after, ah_shape_count(&env, b));
+    ck_assert_int_le(res.tokens_after, 1100);
+    ck_assert_int_gt(res.tokens_after, 346);
+    json_decref(b);
+}
+END_TEST
+
 START_TEST(token_budget_keeps_relevant_turns)
 {
     NEED_ENC();
@@ -492,6 +521,7 @@ int main(void)
     tcase_add_test(t, trim_to_keeps_a_stable_prefix);
     tcase_add_test(t, budget_below_system_prompt_is_an_error);
     tcase_add_test(t, window_from_the_model);
+    tcase_add_test(t, window_holds_claude_tool_prompt);
     tcase_add_test(t, token_budget_keeps_relevant_turns);
     tcase_add_test(t, context_field_top_k);
     tcase_add_test(t, repeats_and_output);
