@@ -3,7 +3,10 @@
  * curl tells us which sockets to watch (socket callback) and when to call
  * it back (timer callback); libevent tells curl when a socket is ready.
  * Completions are collected with curl_multi_info_read after each action.
- * An idle stream is cut by CURLOPT_LOW_SPEED_* (1 byte in idle_timeout_s). */
+ * An idle stream is cut by CURLOPT_LOW_SPEED_* (1 byte in idle_timeout_s).
+ * curl's sockets are opened and closed through our callbacks, so a pooled
+ * connection's socket stays registered with the loop between transfers
+ * (ah_sock_t below). One ah_http_t per event loop, used from that loop only. */
 #include "upstream/http.h"
 
 #include <stdlib.h>
